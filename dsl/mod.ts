@@ -1,0 +1,29 @@
+/** The DSL: tensors, tracing, primitives, ops, autodiff and the CPU reference. */
+
+import "./primitives/mod.ts";
+import "./tensor_methods.ts";
+
+export type { DType, Precision } from "./dtype.ts";
+export {
+  array,
+  formatHostArray,
+  type HostArray,
+  isHostArray,
+  type NestedNumbers,
+  toNested,
+} from "./host_array.ts";
+export { DslError } from "./errors.ts";
+export { type AbstractValue, Graph, Node, type Params, printGraph } from "./graph.ts";
+export { getPrimitive, type Primitive, primitiveNames } from "./primitive.ts";
+export { flattenTree, type TreeDef, unflattenTree } from "./pytree.ts";
+export { type ArgSpec, Tensor } from "./trace.ts";
+export { trace } from "./trace_function.ts";
+export { evaluateGraph, interpret, interpretF64 } from "./interpret.ts";
+export { grad, type GradOptions, jvp, valueAndGrad, vjp } from "./autodiff.ts";
+export type { TensorLike } from "./ops/coerce.ts";
+export * from "./ops/elementwise.ts";
+export * from "./ops/reduce.ts";
+export * from "./ops/linalg.ts";
+export * from "./ops/shape.ts";
+export * from "./ops/creation.ts";
+export * from "./ops/nn.ts";

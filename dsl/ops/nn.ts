@@ -1,0 +1,105 @@
+/** Neural-network building blocks written from primitives (no primitive of their own). */
+
+import { DslError } from "../errors.ts";
+import { formatAval } from "../graph.ts";
+import * as lax from "../lax.ts";
+import { shapesEqual } from "../shape.ts";
+import type { Tensor } from "../trace.ts";
+import { asTensor, normalizeOneAxis, type TensorLike } from "./coerce.ts";
+import { add, div, mul, rsqrt, square, sub } from "./elementwise.ts";
+import { logsumexp, max, mean, sum } from "./reduce.ts";
+import { oneHot } from "./shape.ts";
+
+/** exp(x) / Σ exp(x) along `axis`, computed with the maximum subtracted. */
+export function softmax(x: TensorLike, axis = -1): Tensor {
+  const t = lax.cast(asTensor(x, "softmax"), "f32");
+  const a = normalizeOneAxis("softmax", t, axis);
+  const shift = lax.stopGradient(max(t, a, { keepDims: true }));
+  const e = lax.exp(sub(t, shift));
+  return div(e, sum(e, a, { keepDims: true }));
+}
+
+/** x − logsumexp(x) along `axis`. */
+export function logSoftmax(x: TensorLike, axis = -1): Tensor {
+  const t = lax.cast(asTensor(x, "logSoftmax"), "f32");
+  const a = normalizeOneAxis("logSoftmax", t, axis);
+  return sub(t, logsumexp(t, a, { keepDims: true }));
+}
+
+export interface CrossEntropyOptions {
+  /** Weights per position (bool or 0/1): the loss is Σ mask·ℓ / max(Σ mask, 1). */
+  mask?: TensorLike;
+  /** "mean" (default), "sum", or "none" for the per-position losses. */
+  reduction?: "mean" | "sum" | "none";
+}
+
+/**
+ * Softmax cross-entropy over the last axis of `logits`. `labels` are class indices (i32, shape =
+ * logits' shape without the last axis) or probabilities (f32, same shape as logits).
+ */
+export function crossEntropy(
+  logits: TensorLike,
+  labels: TensorLike,
+  opts: CrossEntropyOptions = {},
+): Tensor {
+  const z = lax.cast(asTensor(logits, "crossEntropy"), "f32");
+  const y = asTensor(labels, "crossEntropy");
+  const shapes = [formatAval(z), formatAval(y)];
+  if (z.ndim === 0) throw new DslError("crossEntropy", "logits must have a class axis", shapes);
+  const positions = z.shape.slice(0, -1);
+  let target: Tensor;
+  if (y.dtype === "i32" && shapesEqual(y.shape, positions)) {
+    target = oneHot(y, z.shape[z.ndim - 1]);
+  } else if (y.dtype === "f32" && shapesEqual(y.shape, z.shape)) {
+    target = y;
+  } else {
+    throw new DslError(
+      "crossEntropy",
+      `labels must be i32 class indices of shape [${positions}] or f32 probabilities of the ` +
+        `logits' shape (got ${shapes.join(", ")})`,
+      shapes,
+    );
+  }
+  const perPosition = sum(mul(target, sub(logsumexp(z, -1, { keepDims: true }), z)), -1);
+  const reduction = opts.reduction ?? "mean";
+  if (opts.mask === undefined) {
+    if (reduction === "none") return perPosition;
+    return reduction === "sum" ? sum(perPosition) : mean(perPosition);
+  }
+  const m = lax.cast(asTensor(opts.mask, "crossEntropy"), "f32");
+  if (!shapesEqual(m.shape, positions)) {
+    throw new DslError(
+      "crossEntropy",
+      `mask must have shape [${positions}] (got ${formatAval(m)})`,
+      [...shapes, formatAval(m)],
+    );
+  }
+  const weighted = mul(perPosition, m);
+  if (reduction === "none") return weighted;
+  if (reduction === "sum") return sum(weighted);
+  return div(sum(weighted), lax.maximum(sum(m), lax.scalar(1)));
+}
+
+/** Layer normalisation over the last axis: (x − μ)/√(σ² + eps)·γ + β. */
+export function layerNorm(
+  x: TensorLike,
+  gamma?: TensorLike | null,
+  beta?: TensorLike | null,
+  eps = 1e-5,
+): Tensor {
+  const t = lax.cast(asTensor(x, "layerNorm"), "f32");
+  const mu = mean(t, -1, { keepDims: true });
+  const centered = sub(t, mu);
+  const variance = mean(square(centered), -1, { keepDims: true });
+  let y = mul(centered, rsqrt(add(variance, eps)));
+  if (gamma !== undefined && gamma !== null) y = mul(y, gamma);
+  if (beta !== undefined && beta !== null) y = add(y, beta);
+  return y;
+}
+
+/** Root-mean-square normalisation over the last axis: x/√(mean(x²) + eps)·γ (Llama). */
+export function rmsNorm(x: TensorLike, gamma?: TensorLike | null, eps = 1e-6): Tensor {
+  const t = lax.cast(asTensor(x, "rmsNorm"), "f32");
+  const y = mul(t, rsqrt(add(mean(square(t), -1, { keepDims: true }), eps)));
+  return gamma === undefined || gamma === null ? y : mul(y, gamma);
+}

@@ -1,0 +1,73 @@
+/** Reductions with numpy axis conventions (negative axes, `keepDims`; no axes = all axes). */
+
+import * as lax from "../lax.ts";
+import type { Tensor } from "../trace.ts";
+import { asTensor, normalizeAxes, normalizeOneAxis, type TensorLike } from "./coerce.ts";
+import { isFinite, where } from "./elementwise.ts";
+
+export type Axes = number | readonly number[];
+export interface ReduceOptions {
+  keepDims?: boolean;
+}
+
+function numeric(x: TensorLike, op: string): Tensor {
+  const t = asTensor(x, op);
+  return t.dtype === "bool" ? lax.cast(t, "i32") : t;
+}
+
+function finish(r: Tensor, x: Tensor, axes: number[], keepDims?: boolean): Tensor {
+  return keepDims ? lax.reshape(r, x.shape.map((d, i) => (axes.includes(i) ? 1 : d))) : r;
+}
+
+/** Sum over `axes` (all when omitted). bool counts as i32. */
+export function sum(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}): Tensor {
+  const t = numeric(x, "sum");
+  const ax = normalizeAxes("sum", t, axes);
+  return finish(lax.sum(t, ax), t, ax, opts.keepDims);
+}
+
+/** Arithmetic mean over `axes`, in f32. */
+export function mean(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}): Tensor {
+  const t = lax.cast(numeric(x, "mean"), "f32");
+  const ax = normalizeAxes("mean", t, axes);
+  const count = ax.reduce((n, a) => n * t.shape[a], 1);
+  const s = lax.sum(t, ax);
+  return finish(lax.div(s, lax.splatLike(count, s)), t, ax, opts.keepDims);
+}
+
+/** Maximum over `axes`; the gradient is shared equally among tied maxima. */
+export function max(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}): Tensor {
+  const t = numeric(x, "max");
+  const ax = normalizeAxes("max", t, axes);
+  return finish(lax.max(t, ax), t, ax, opts.keepDims);
+}
+
+/** Minimum over `axes`. */
+export function min(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}): Tensor {
+  const t = numeric(x, "min");
+  const ax = normalizeAxes("min", t, axes);
+  return finish(lax.neg(lax.max(lax.neg(t), ax)), t, ax, opts.keepDims);
+}
+
+/** Index of the first maximum along `axis` (i32). */
+export function argmax(x: TensorLike, axis = -1, opts: ReduceOptions = {}): Tensor {
+  const t = numeric(x, "argmax");
+  const a = normalizeOneAxis("argmax", t, axis);
+  return finish(lax.argmax(t, a), t, [a], opts.keepDims);
+}
+
+/**
+ * log Σ exp(x), stable: the maximum is subtracted first (held constant for the gradient, which is
+ * exact because the result does not depend on the shift). Rows of −∞ give −∞.
+ */
+export function logsumexp(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}): Tensor {
+  const t = lax.cast(numeric(x, "logsumexp"), "f32");
+  const ax = normalizeAxes("logsumexp", t, axes);
+  const keptShape = t.shape.map((d, i) => (ax.includes(i) ? 1 : d));
+  const rawMax = lax.stopGradient(lax.reshape(lax.max(t, ax), keptShape));
+  const shift = where(isFinite(rawMax), rawMax, 0);
+  const shifted = lax.sub(t, lax.broadcast(shift, t.shape));
+  const summed = lax.reshape(lax.sum(lax.exp(shifted), ax), keptShape);
+  const out = lax.add(lax.log(summed), shift);
+  return opts.keepDims ? out : lax.reshape(out, t.shape.filter((_, i) => !ax.includes(i)));
+}

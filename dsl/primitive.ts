@@ -1,0 +1,75 @@
+/**
+ * The primitive record: everything about one primitive lives in one object — its shape/dtype rule,
+ * its VJP, its CPU reference evaluation (and, from the compiler issue on, its WGSL emitter).
+ * Transformations (autodiff, the interpreter, the compiler) are loops over graphs that look these
+ * records up by name.
+ */
+
+import type { DType, Precision } from "./dtype.ts";
+import { DslError } from "./errors.ts";
+import { type AbstractValue, formatAval, type Params } from "./graph.ts";
+import type { HostArray } from "./host_array.ts";
+import type { Tensor } from "./trace.ts";
+
+export interface VjpArgs<P> {
+  inputs: readonly Tensor[];
+  output: Tensor;
+  params: P;
+  /** Which inputs need a cotangent; rules may return null for the others. */
+  needs: readonly boolean[];
+}
+
+export interface EvalContext {
+  precision: Precision;
+}
+
+// deno-lint-ignore no-explicit-any
+export interface Primitive<P = any> {
+  readonly name: string;
+  /** Shape and dtype of the output; throws a DslError (see `fail`) on bad input. */
+  abstractEval(inputs: readonly AbstractValue[], params: P): AbstractValue;
+  /**
+   * Cotangents of the inputs given the output cotangent `g`, built from traced ops (so they are
+   * themselves differentiable). Absent for primitives whose outputs are not differentiable.
+   */
+  vjp?(g: Tensor, args: VjpArgs<P>): (Tensor | null)[];
+  /** CPU reference: the oracle for every backend. Inputs already have the rule's shapes/dtypes. */
+  evaluate(inputs: readonly HostArray[], params: P, ctx: EvalContext): HostArray;
+}
+
+const registry = new Map<string, Primitive>();
+
+export function definePrimitive<P>(p: Primitive<P>): Primitive<P> {
+  if (registry.has(p.name)) throw new Error(`primitive ${p.name} defined twice`);
+  registry.set(p.name, p as Primitive);
+  return p;
+}
+
+export function getPrimitive(name: string): Primitive {
+  const p = registry.get(name);
+  if (!p) throw new Error(`unknown primitive ${JSON.stringify(name)}`);
+  return p;
+}
+
+export function primitiveNames(): string[] {
+  return [...registry.keys()];
+}
+
+/** Throws the standard error of a shape/dtype rule: op name, shapes, user's call site. */
+export function fail(op: string, detail: string, inputs: readonly AbstractValue[] = []): never {
+  const shapes = inputs.map(formatAval);
+  const suffix = shapes.length ? ` (got ${shapes.join(", ")})` : "";
+  throw new DslError(op, detail + suffix, shapes);
+}
+
+export function requireDTypes(
+  op: string,
+  inputs: readonly AbstractValue[],
+  allowed: readonly DType[],
+): void {
+  for (const x of inputs) {
+    if (!allowed.includes(x.dtype)) fail(op, `expects ${allowed.join(" or ")} operands`, inputs);
+  }
+}
+
+export type { Params };

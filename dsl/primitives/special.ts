@@ -1,0 +1,66 @@
+/** Primitives with no arithmetic of their own: constants, iota, cast, stopGradient. */
+
+import { type DType, isDType } from "../dtype.ts";
+import type { HostArray } from "../host_array.ts";
+import { definePrimitive, fail } from "../primitive.ts";
+import { alloc, f32ToI32, forEachIndex, mapElements } from "../reference.ts";
+import { formatShape, isValidShape, normalizeAxis } from "../shape.ts";
+
+definePrimitive<{ value: HostArray }>({
+  name: "constant",
+  abstractEval(_inputs, { value }) {
+    return { shape: value.shape, dtype: value.dtype };
+  },
+  evaluate(_inputs, { value }, ctx) {
+    const out = alloc(value.shape, value.dtype, ctx);
+    out.data.set(value.data);
+    return out;
+  },
+});
+
+definePrimitive<{ shape: number[]; axis: number; dtype: DType }>({
+  name: "iota",
+  abstractEval(_inputs, { shape, axis, dtype }) {
+    if (!isValidShape(shape)) fail("iota", `invalid shape ${JSON.stringify(shape)}`);
+    if (normalizeAxis(axis, shape.length) !== axis) {
+      fail("iota", `axis ${axis} out of range for shape ${formatShape(shape)}`);
+    }
+    if (dtype === "bool") fail("iota", "dtype must be f32 or i32");
+    return { shape, dtype };
+  },
+  evaluate(_inputs, { shape, axis, dtype }, ctx) {
+    const out = alloc(shape, dtype, ctx);
+    forEachIndex(shape, (flat, index) => (out.data[flat] = index[axis]));
+    return out;
+  },
+});
+
+definePrimitive<{ dtype: DType }>({
+  name: "cast",
+  abstractEval([x], { dtype }) {
+    if (!isDType(dtype)) fail("cast", `unknown dtype ${JSON.stringify(dtype)}`, [x]);
+    return { shape: x.shape, dtype };
+  },
+  vjp(g, { inputs: [x], output }) {
+    // Only float → float casts carry gradient; integer and bool values are not differentiable.
+    return [x.dtype === "f32" && output.dtype === "f32" ? g : null];
+  },
+  evaluate([x], { dtype }, ctx) {
+    if (dtype === "bool") return mapElements([x], dtype, ctx, (v) => (v !== 0 ? 1 : 0));
+    if (dtype === "i32") {
+      return mapElements([x], dtype, ctx, x.dtype === "f32" ? f32ToI32 : (v) => v);
+    }
+    return mapElements([x], dtype, ctx, (v) => v);
+  },
+});
+
+definePrimitive({
+  name: "stopGradient",
+  abstractEval([x]) {
+    return { shape: x.shape, dtype: x.dtype };
+  },
+  vjp: () => [null],
+  evaluate([x], _p, ctx) {
+    return mapElements([x], x.dtype, ctx, (v) => v);
+  },
+});
