@@ -20,8 +20,7 @@ export class Trace {
   constructor(readonly parent: Trace | undefined) {}
 
   isWithin(other: Trace): boolean {
-    for (let t: Trace | undefined = this; t; t = t.parent) if (t === other) return true;
-    return false;
+    return this === other || (this.parent !== undefined && this.parent.isWithin(other));
   }
 }
 
