@@ -116,6 +116,22 @@ function gradImpl(
     }
   }
   const { graph, env, inTree } = traceAndInline(f, args, op);
+  const ranges = argLeafRanges(inTree);
+  const wrt: Node[] = [];
+  for (const a of list) {
+    for (let i = ranges[a][0]; i < ranges[a][1]; i++) {
+      const n = graph.inputs[i];
+      if (n.dtype !== "f32") {
+        throw new DslError(
+          op,
+          `argument ${a} has a ${formatAval(n)} leaf; only f32 values can be differentiated ` +
+            "(pass integer data in an argument outside argnums)",
+          [formatAval(n)],
+        );
+      }
+      wrt.push(n);
+    }
+  }
   const outs = graph.outputs;
   let lossNode: Node;
   let value: unknown;
@@ -140,22 +156,6 @@ function gradImpl(
         "mean) first",
       [formatAval(lossNode)],
     );
-  }
-  const ranges = argLeafRanges(inTree);
-  const wrt: Node[] = [];
-  for (const a of list) {
-    for (let i = ranges[a][0]; i < ranges[a][1]; i++) {
-      const n = graph.inputs[i];
-      if (n.dtype !== "f32") {
-        throw new DslError(
-          op,
-          `argument ${a} has a ${formatAval(n)} leaf; only f32 values can be differentiated ` +
-            "(pass integer data in an argument outside argnums)",
-          [formatAval(n)],
-        );
-      }
-      wrt.push(n);
-    }
   }
   const seed = lax.scalar(1);
   const cts = backwardPass(graph, env, new Map([[lossNode, seed]]), wrt);

@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import {
+  add,
+  array,
+  eliminateCommonSubexpressions,
+  eliminateDeadCode,
+  evaluateGraph,
+  exp,
+  foldConstants,
+  full,
+  grad,
+  type Graph,
+  mul,
+  optimize,
+  sum,
+  tanh,
+  trace,
+} from "../../mod.ts";
+import type { Tensor } from "../../mod.ts";
+import { arbArray } from "../helpers/arrays.ts";
+import { checkProperty, fc } from "../helpers/property.ts";
+import { arbExpr, buildExpr, PROGRAM_SHAPE } from "../helpers/random_program.ts";
+
+const ops = (g: Graph) => g.nodes.filter((n) => n.op !== "input").map((n) => n.op);
+
+Deno.test("DCE removes computations the outputs do not use and keeps every input", () => {
+  const g = trace(
+    (x: Tensor, _unused: Tensor) => {
+      exp(x); // dead
+      return tanh(x);
+    },
+    { shape: [2] },
+    { shape: [3] },
+  );
+  assert.deepEqual(ops(g), ["exp", "tanh"]);
+  const d = eliminateDeadCode(g);
+  assert.deepEqual(ops(d), ["tanh"]);
+  assert.equal(d.inputs.length, 2);
+});
+
+Deno.test("CSE merges identical subexpressions, including ones built from merged inputs", () => {
+  const g = trace((x: Tensor) => add(tanh(exp(x)), tanh(exp(x))), { shape: [4] });
+  assert.deepEqual(ops(g), ["exp", "tanh", "exp", "tanh", "add"]);
+  const c = eliminateDeadCode(eliminateCommonSubexpressions(g));
+  assert.deepEqual(ops(c), ["exp", "tanh", "add"]);
+  const add_ = c.nodes.at(-1)!;
+  assert.equal(add_.inputs[0], add_.inputs[1]);
+});
+
+Deno.test("constant folding evaluates scalar-constant subgraphs and splats", () => {
+  const g = trace((x: Tensor) => mul(x, add(full([3], 2), full([3], 3))), { shape: [3] });
+  const f = optimize(g);
+  assert.deepEqual(ops(f), ["constant", "reshape", "broadcast", "mul"]);
+  assert.match(String(f), /= reshape\[shape=\(1\)\] 5\.0:f32/);
+});
+
+Deno.test("algebraic identities x·1, x+0, neg∘neg, transpose∘transpose vanish", () => {
+  const g = trace(
+    (x: Tensor) => add(mul(x, 1), 0).neg().neg().transpose().transpose(),
+    { shape: [2, 3] },
+  );
+  assert.deepEqual(ops(optimize(g)), []);
+  assert.equal(optimize(g).outputs[0], optimize(g).inputs[0]);
+});
+
+Deno.test("optimize shrinks the gradient graph (seed of 1 folded away)", () => {
+  const g = trace(grad((x: Tensor) => sum(tanh(x))), { shape: [5] });
+  const o = optimize(g);
+  assert.ok(o.nodes.length < g.nodes.length);
+  // d/dx Σ tanh x = 1 − tanh² x: the seed's broadcast·mul is gone, the dead loss too.
+  assert.equal(
+    String(o),
+    `{ lambda ; a:f32[5]. let
+    b:f32[5] = tanh a
+    c:f32[1] = reshape[shape=(1)] 1.0:f32
+    d:f32[5] = broadcast[shape=(5)] c
+    e:f32[5] = mul b b
+    f:f32[5] = sub d e
+  in (f) }`,
+  );
+});
+
+Deno.test("optimised random programs evaluate exactly like the raw graph", () => {
+  checkProperty(
+    fc.property(
+      arbExpr,
+      arbArray(PROGRAM_SHAPE),
+      arbArray(PROGRAM_SHAPE),
+      (expr, x, y) => {
+        const g = trace((a: Tensor, b: Tensor) => buildExpr(expr, a, b), x, y);
+        const o = optimize(g);
+        assert.ok(o.nodes.length <= g.nodes.length);
+        const [raw] = evaluateGraph(g, [x, y]);
+        const [opt] = evaluateGraph(o, [x, y]);
+        assert.deepEqual(Array.from(opt.data), Array.from(raw.data));
+      },
+    ),
+    { numRuns: 60 },
+  );
+});
+
+Deno.test("each pass alone preserves the values of random gradient programs", () => {
+  checkProperty(
+    fc.property(arbExpr, arbArray(PROGRAM_SHAPE), arbArray(PROGRAM_SHAPE), (expr, x, y) => {
+      const loss = (a: Tensor, b: Tensor) => sum(buildExpr(expr, a, b));
+      const g = trace(grad(loss, { argnums: [0, 1] }), x, y);
+      const reference = evaluateGraph(g, [x, y]);
+      for (const pass of [foldConstants, eliminateCommonSubexpressions, eliminateDeadCode]) {
+        const out = evaluateGraph(pass(g), [x, y]);
+        out.forEach((o, i) => assert.deepEqual(Array.from(o.data), Array.from(reference[i].data)));
+      }
+    }),
+    { numRuns: 30 },
+  );
+});
+
+Deno.test("a pass never changes the graph's signature", () => {
+  const x = array([[1, 2], [3, 4]]);
+  const g = trace((a: Tensor) => ({ out: [tanh(a), a] }), x);
+  const o = optimize(g);
+  assert.equal(o.inputs, g.inputs);
+  assert.equal(o.outTree, g.outTree);
+  assert.equal(o.outputs[1], o.inputs[0]);
+});
