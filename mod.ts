@@ -7,3 +7,4 @@
 
 export * from "./dsl/mod.ts";
 export * from "./compiler/mod.ts";
+export * from "./runtime/mod.ts";

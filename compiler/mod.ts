@@ -1,3 +1,7 @@
 /** The compiler: IR passes (and, with the WebGPU issue, fusion, memory planning and WGSL). */
 
 export * from "./passes/mod.ts";
+export { DEFAULT_CODEGEN, lower, type LowerOptions } from "./lower.ts";
+export { type Kernel, Program } from "./program.ts";
+export { isSplat, type KernelPlan, planFusion } from "./fusion.ts";
+export { type BufferSlot, type MemoryPlan, planMemory } from "./memory_plan.ts";

@@ -13,7 +13,7 @@ export {
   toNested,
 } from "./host_array.ts";
 export { DslError } from "./errors.ts";
-export { type AbstractValue, Graph, Node, type Params, printGraph } from "./graph.ts";
+export { type AbstractValue, formatAval, Graph, Node, type Params, printGraph } from "./graph.ts";
 export { getPrimitive, type Primitive, primitiveNames } from "./primitive.ts";
 export { flattenTree, type TreeDef, unflattenTree } from "./pytree.ts";
 export { type ArgSpec, Tensor } from "./trace.ts";

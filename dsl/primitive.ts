@@ -35,6 +35,44 @@ export interface Primitive<P = any> {
   vjp?(g: Tensor, args: VjpArgs<P>): (Tensor | null)[];
   /** CPU reference: the oracle for every backend. Inputs already have the rule's shapes/dtypes. */
   evaluate(inputs: readonly HostArray[], params: P, ctx: EvalContext): HostArray;
+  /** How the WebGPU compiler lowers it (see `WgslRule`). */
+  wgsl: WgslRule<P>;
+}
+
+/**
+ * The WGSL side of a primitive. `inline` primitives (elementwise math, views, gather, iota) are
+ * expressions the compiler inlines into whatever kernel reads them; the others anchor a kernel
+ * template of the compiler (a reduction loop, a tiled matmul, a scatter).
+ */
+export type WgslRule<P> =
+  | {
+    kind: "inline";
+    /** WGSL expression of the output at `ctx.index`, reading operands through `ctx.read`. */
+    emit(ctx: WgslEmitContext<P>): string;
+    /** WGSL helper functions the expression calls, by name. */
+    helpers?: Readonly<Record<string, string>>;
+  }
+  | { kind: "reduce"; reduction: "sum" | "max" | "argmax" }
+  | { kind: "matmul" }
+  | { kind: "scatter" }
+  | { kind: "constant" };
+
+export interface WgslEmitContext<P> {
+  /** The output multi-index, one i32 WGSL expression per axis. */
+  index: readonly string[];
+  params: P;
+  inputs: readonly AbstractValue[];
+  output: AbstractValue;
+  /** Operand `k`'s value at a multi-index (WGSL type f32, i32 or bool per its dtype). */
+  read(k: number, index: readonly string[]): string;
+  /** Binds `expr` to a fresh `let` and returns its name. */
+  bind(expr: string): string;
+  /** Row-major flat offset of an index in `shape` (i32 expression). */
+  flatten(index: readonly string[], shape: readonly number[]): string;
+  /** Multi-index of a flat offset in `shape`. */
+  unravel(flat: string, shape: readonly number[]): string[];
+  /** A WGSL literal of `value` in the given dtype. */
+  literal(value: number, dtype: DType): string;
 }
 
 const registry = new Map<string, Primitive>();

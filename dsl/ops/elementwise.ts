@@ -146,7 +146,8 @@ export function greaterEqual(a: TensorLike, b: TensorLike): Tensor {
 
 function asBool(x: TensorLike, op: string): Tensor {
   const t = asTensor(x, op);
-  return t.dtype === "bool" ? t : lax.less(lax.splatLike(0, t), lax.abs(t));
+  // Non-zero is true, NaN included (numpy's truthiness, and what cast(x, "bool") does).
+  return t.dtype === "bool" ? t : lax.cast(t, "bool");
 }
 
 export function logicalNot(x: TensorLike): Tensor {

@@ -15,6 +15,7 @@ import {
   type VjpArgs,
 } from "../primitive.ts";
 import { erf, mapElements } from "../reference.ts";
+import { elementwiseWgsl, type WgslHelperName } from "./wgsl.ts";
 import { shapesEqual } from "../shape.ts";
 import type { Tensor } from "../trace.ts";
 
@@ -43,6 +44,9 @@ interface ElementwiseSpec {
   /** Reference for i32/bool operands (must wrap like 32-bit integers). */
   int?: (...xs: number[]) => number;
   vjp?: Vjp;
+  /** WGSL expression from operand expressions (and their avals). */
+  wgsl: (args: string[], inputs: readonly AbstractValue[]) => string;
+  helpers?: WgslHelperName[];
 }
 
 function elementwise(spec: ElementwiseSpec): Primitive<Record<string, never>> {
@@ -61,6 +65,7 @@ function elementwise(spec: ElementwiseSpec): Primitive<Record<string, never>> {
       if (!fn) throw new Error(`${spec.name}: no reference for ${inputs[0].dtype}`);
       return mapElements(inputs, spec.outDtype ?? inputs[0].dtype, ctx, fn);
     },
+    wgsl: elementwiseWgsl((args, inputs) => spec.wgsl(args, inputs), spec.helpers),
   });
 }
 
@@ -69,26 +74,57 @@ const NUMERIC = ["f32", "i32"] as const;
 const ANY = ["f32", "i32", "bool"] as const;
 const { mul, div, sub, neg, where, splatLike } = lax;
 
-const floatUnary = (name: string, float: (x: number) => number, vjp: Vjp) =>
-  elementwise({ name, arity: 1, dtypes: FLOAT, float, vjp });
+const floatUnary = (
+  name: string,
+  float: (x: number) => number,
+  vjp: Vjp,
+  wgsl: (x: string) => string,
+  helpers: WgslHelperName[] = [],
+) => elementwise({ name, arity: 1, dtypes: FLOAT, float, vjp, wgsl: ([x]) => wgsl(x), helpers });
 
-floatUnary("exp", Math.exp, (g, { output }) => [mul(g, output)]);
-floatUnary("log", Math.log, (g, { inputs: [x] }) => [div(g, x)]);
-floatUnary("sqrt", Math.sqrt, (g, { output }) => [div(g, mul(output, splatLike(2, output)))]);
-floatUnary("recip", (x) => 1 / x, (g, { output }) => [neg(mul(g, mul(output, output)))]);
-floatUnary("tanh", Math.tanh, (g, { output }) => [
-  mul(g, sub(splatLike(1, output), mul(output, output))),
-]);
+floatUnary("exp", Math.exp, (g, { output }) => [mul(g, output)], (x) => `exp(${x})`);
+floatUnary("log", Math.log, (g, { inputs: [x] }) => [div(g, x)], (x) => `log(${x})`);
+floatUnary(
+  "sqrt",
+  Math.sqrt,
+  (g, { output }) => [div(g, mul(output, splatLike(2, output)))],
+  (x) => `sqrt(${x})`,
+);
+floatUnary(
+  "recip",
+  (x) => 1 / x,
+  (g, { output }) => [neg(mul(g, mul(output, output)))],
+  (x) => `(1.0f / ${x})`,
+);
+floatUnary(
+  "tanh",
+  Math.tanh,
+  (g, { output }) => [mul(g, sub(splatLike(1, output), mul(output, output)))],
+  (x) => `tanh_safe(${x})`,
+  ["tanh_safe"],
+);
 floatUnary(
   "sigmoid",
   (x) => 1 / (1 + Math.exp(-x)),
   (g, { output }) => [mul(g, mul(output, sub(splatLike(1, output), output)))],
+  (x) => `(1.0f / (1.0f + exp(-${x})))`,
 );
-floatUnary("erf", erf, (g, { inputs: [x] }) => [
-  mul(g, mul(splatLike(2 / Math.sqrt(Math.PI), x), lax.exp(neg(mul(x, x))))),
-]);
-floatUnary("sin", Math.sin, (g, { inputs: [x] }) => [mul(g, lax.cos(x))]);
-floatUnary("cos", Math.cos, (g, { inputs: [x] }) => [neg(mul(g, lax.sin(x)))]);
+floatUnary(
+  "erf",
+  erf,
+  (g, { inputs: [x] }) => [
+    mul(g, mul(splatLike(2 / Math.sqrt(Math.PI), x), lax.exp(neg(mul(x, x))))),
+  ],
+  (x) => `erf_f32(${x})`,
+  ["erf_f32"],
+);
+floatUnary("sin", Math.sin, (g, { inputs: [x] }) => [mul(g, lax.cos(x))], (x) => `sin(${x})`);
+floatUnary(
+  "cos",
+  Math.cos,
+  (g, { inputs: [x] }) => [neg(mul(g, lax.sin(x)))],
+  (x) => `cos(${x})`,
+);
 
 elementwise({
   name: "neg",
@@ -97,6 +133,7 @@ elementwise({
   float: (x) => -x,
   int: (x) => (-x) | 0,
   vjp: (g) => [neg(g)],
+  wgsl: ([x]) => `(-${x})`,
 });
 
 /** sign(x) as a float tensor, 0 at 0 (so |x|' = 0 there, as in JAX). */
@@ -113,6 +150,7 @@ elementwise({
   float: Math.abs,
   int: (x) => Math.abs(x) | 0,
   vjp: (g, { inputs: [x] }) => [mul(g, sign(x))],
+  wgsl: ([x]) => `abs(${x})`,
 });
 
 elementwise({
@@ -122,6 +160,7 @@ elementwise({
   float: (a, b) => a + b,
   int: (a, b) => (a + b) | 0,
   vjp: (g) => [g, g],
+  wgsl: ([a, b]) => `(${a} + ${b})`,
 });
 elementwise({
   name: "sub",
@@ -130,6 +169,7 @@ elementwise({
   float: (a, b) => a - b,
   int: (a, b) => (a - b) | 0,
   vjp: (g, { needs }) => [g, needs[1] ? neg(g) : null],
+  wgsl: ([a, b]) => `(${a} - ${b})`,
 });
 elementwise({
   name: "mul",
@@ -138,6 +178,7 @@ elementwise({
   float: (a, b) => a * b,
   int: Math.imul,
   vjp: (g, { inputs: [a, b], needs }) => [needs[0] ? mul(g, b) : null, needs[1] ? mul(g, a) : null],
+  wgsl: ([a, b]) => `(${a} * ${b})`,
 });
 elementwise({
   name: "div",
@@ -148,6 +189,7 @@ elementwise({
     needs[0] ? div(g, b) : null,
     needs[1] ? neg(mul(g, div(output, b))) : null,
   ],
+  wgsl: ([a, b]) => `(${a} / ${b})`,
 });
 elementwise({
   name: "pow",
@@ -161,6 +203,8 @@ elementwise({
       ? mul(g, where(lax.equal(x, splatLike(0, x)), splatLike(0, x), mul(lax.log(x), output)))
       : null,
   ],
+  wgsl: ([a, b]) => `pow_f32(${a}, ${b})`,
+  helpers: ["pow_f32"],
 });
 
 /** Gradient share of `a` in max(a, b): 1 where a wins, ½ on ties (as JAX and PyTorch do). */
@@ -181,6 +225,8 @@ elementwise({
     needs[0] ? mul(g, maxShare(a, b)) : null,
     needs[1] ? mul(g, maxShare(b, a)) : null,
   ],
+  wgsl: ([a, b], [x]) => (x.dtype === "f32" ? `max_nan(${a}, ${b})` : `max(${a}, ${b})`),
+  helpers: ["max_nan"],
 });
 
 elementwise({
@@ -190,6 +236,9 @@ elementwise({
   outDtype: "bool",
   float: (a, b) => (a < b ? 1 : 0),
   int: (a, b) => (a < b ? 1 : 0),
+  // WGSL has no ordering on bool: compare as 0/1 integers.
+  wgsl: ([a, b], [x]) =>
+    x.dtype === "bool" ? `(select(0i, 1i, ${a}) < select(0i, 1i, ${b}))` : `(${a} < ${b})`,
 });
 elementwise({
   name: "equal",
@@ -198,6 +247,7 @@ elementwise({
   outDtype: "bool",
   float: (a, b) => (a === b ? 1 : 0),
   int: (a, b) => (a === b ? 1 : 0),
+  wgsl: ([a, b]) => `(${a} == ${b})`,
 });
 
 definePrimitive({
@@ -217,4 +267,5 @@ definePrimitive({
   evaluate(inputs, _p, ctx) {
     return mapElements(inputs, inputs[1].dtype, ctx, (c, a, b) => (c ? a : b));
   },
+  wgsl: elementwiseWgsl(([c, a, b]) => `select(${b}, ${a}, ${c})`),
 });

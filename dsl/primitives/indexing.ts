@@ -80,6 +80,16 @@ definePrimitive<{ axis: number }>({
     });
     return out;
   },
+  wgsl: {
+    kind: "inline",
+    emit({ index, inputs: [table, indices], params: { axis }, read, bind }) {
+      const r = indices.shape.length;
+      const n = table.shape[axis];
+      const raw = bind(read(1, index.slice(axis, axis + r)));
+      const row = bind(`clamp(select(${raw}, ${raw} + ${n}i, ${raw} < 0i), 0i, ${n - 1}i)`);
+      return read(0, [...index.slice(0, axis), row, ...index.slice(axis + r)]);
+    },
+  },
 });
 
 definePrimitive<{ axis: number }>({
@@ -111,4 +121,5 @@ definePrimitive<{ axis: number }>({
     });
     return out;
   },
+  wgsl: { kind: "scatter" },
 });

@@ -69,4 +69,5 @@ definePrimitive({
     }
     return out;
   },
+  wgsl: { kind: "matmul" },
 });

@@ -61,6 +61,7 @@ definePrimitive<ReduceParams>({
   abstractEval: (inputs, { axes }) => reduceRule("sum", inputs, axes),
   vjp: (g, { inputs: [x], params }) => [broadcastBack(g, x.shape, params.axes)],
   evaluate: ([x], { axes }, ctx) => reduceEval(x, axes, ctx, 0, (acc, v) => acc + v),
+  wgsl: { kind: "reduce", reduction: "sum" },
 });
 
 definePrimitive<ReduceParams>({
@@ -78,8 +79,10 @@ definePrimitive<ReduceParams>({
       axes,
       ctx,
       x.dtype === "f32" ? -Infinity : -2147483648,
-      (acc, v) => (Number.isNaN(acc) || v > acc || Number.isNaN(v) ? v : acc),
+      // Once the accumulator is NaN it stays NaN (NaN propagates, as in numpy and JAX).
+      (acc, v) => (Number.isNaN(acc) ? acc : v > acc || Number.isNaN(v) ? v : acc),
     ),
+  wgsl: { kind: "reduce", reduction: "max" },
 });
 
 definePrimitive<{ axis: number }>({
@@ -111,4 +114,5 @@ definePrimitive<{ axis: number }>({
     });
     return out;
   },
+  wgsl: { kind: "reduce", reduction: "argmax" },
 });

@@ -46,6 +46,22 @@ definePrimitive<{ shape: number[] }>({
     out.data.set(x.data);
     return out;
   },
+  wgsl: {
+    kind: "inline",
+    emit({ index, inputs: [x], output, read, flatten, unravel }) {
+      // Adding or removing size-1 axes needs no division: align the other axes directly.
+      const keep = (shape: readonly number[]) => shape.flatMap((d, i) => (d === 1 ? [] : [i]));
+      const [inAxes, outAxes] = [keep(x.shape), keep(output.shape)];
+      const aligned = inAxes.length === outAxes.length &&
+        inAxes.every((a, i) => x.shape[a] === output.shape[outAxes[i]]);
+      if (aligned) {
+        const inIndex = x.shape.map(() => "0i");
+        inAxes.forEach((a, i) => (inIndex[a] = index[outAxes[i]]));
+        return read(0, inIndex);
+      }
+      return read(0, unravel(flatten(index, output.shape), x.shape));
+    },
+  },
 });
 
 export function invertPermutation(perm: readonly number[]): number[] {
@@ -68,6 +84,14 @@ definePrimitive<{ perm: number[] }>({
     const permuted = perm.map((p) => strides[p]);
     return gatherCopy(x, perm.map((p) => x.shape[p]), ctx, (index) => dot(index, permuted));
   },
+  wgsl: {
+    kind: "inline",
+    emit({ index, params: { perm }, read }) {
+      const inIndex = new Array<string>(perm.length);
+      perm.forEach((p, i) => (inIndex[p] = index[i]));
+      return read(0, inIndex);
+    },
+  },
 });
 
 definePrimitive<{ shape: number[] }>({
@@ -85,6 +109,11 @@ definePrimitive<{ shape: number[] }>({
   evaluate([x], { shape }, ctx) {
     const strides = stridesOf(x.shape).map((s, i) => (x.shape[i] === 1 ? 0 : s));
     return gatherCopy(x, shape, ctx, (index) => dot(index, strides));
+  },
+  wgsl: {
+    kind: "inline",
+    emit: ({ index, inputs: [x], read }) =>
+      read(0, index.map((ix, i) => (x.shape[i] === 1 ? "0i" : ix))),
   },
 });
 
@@ -107,6 +136,11 @@ definePrimitive<{ starts: number[]; ends: number[] }>({
     const strides = stridesOf(x.shape);
     const base = dot(starts, strides);
     return gatherCopy(x, starts.map((s, i) => ends[i] - s), ctx, (ix) => base + dot(ix, strides));
+  },
+  wgsl: {
+    kind: "inline",
+    emit: ({ index, params: { starts }, read }) =>
+      read(0, index.map((ix, i) => (starts[i] === 0 ? ix : `(${ix} + ${starts[i]}i)`))),
   },
 });
 
@@ -133,6 +167,18 @@ definePrimitive<{ lo: number[]; hi: number[]; value: number }>({
       }
       return s;
     }, value);
+  },
+  wgsl: {
+    kind: "inline",
+    emit({ index, inputs: [x], params: { lo, hi, value }, read, bind, literal }) {
+      const inner = index.map((ix, i) => (lo[i] === 0 ? ix : bind(`(${ix} - ${lo[i]}i)`)));
+      const conds = inner.flatMap((ix, i) =>
+        lo[i] === 0 && hi[i] === 0 ? [] : [`(${ix} >= 0i && ${ix} < ${x.shape[i]}i)`]
+      );
+      const clamped = inner.map((ix, i) => `clamp(${ix}, 0i, ${Math.max(0, x.shape[i] - 1)}i)`);
+      const valid = conds.length ? conds.join(" && ") : "true";
+      return `select(${literal(value, x.dtype)}, ${read(0, clamped)}, ${valid})`;
+    },
   },
 });
 
@@ -176,5 +222,24 @@ definePrimitive<{ axis: number }>({
       offset += x.shape[axis];
     }
     return out;
+  },
+  wgsl: {
+    kind: "inline",
+    emit({ index, inputs, params: { axis }, read, bind }) {
+      // Read every operand at a clamped position and select the one whose range holds the index.
+      const ends: number[] = [];
+      inputs.reduce((end, x) => (ends.push(end + x.shape[axis]), end + x.shape[axis]), 0);
+      const at = bind(index[axis]);
+      let result = "";
+      for (let k = inputs.length - 1; k >= 0; k--) {
+        const start = k === 0 ? 0 : ends[k - 1];
+        const local = `clamp(${at} - ${start}i, 0i, ${Math.max(0, inputs[k].shape[axis] - 1)}i)`;
+        const value = read(k, index.map((ix, i) => (i === axis ? local : ix)));
+        result = k === inputs.length - 1
+          ? value
+          : `select(${result}, ${value}, ${at} < ${ends[k]}i)`;
+      }
+      return result;
+    },
   },
 });

@@ -5,6 +5,7 @@ import type { HostArray } from "../host_array.ts";
 import { definePrimitive, fail } from "../primitive.ts";
 import { alloc, f32ToI32, forEachIndex, mapElements } from "../reference.ts";
 import { formatShape, isValidShape, normalizeAxis } from "../shape.ts";
+import { elementwiseWgsl } from "./wgsl.ts";
 
 definePrimitive<{ value: HostArray }>({
   name: "constant",
@@ -16,6 +17,7 @@ definePrimitive<{ value: HostArray }>({
     out.data.set(value.data);
     return out;
   },
+  wgsl: { kind: "constant" },
 });
 
 definePrimitive<{ shape: number[]; axis: number; dtype: DType }>({
@@ -32,6 +34,11 @@ definePrimitive<{ shape: number[]; axis: number; dtype: DType }>({
     const out = alloc(shape, dtype, ctx);
     forEachIndex(shape, (flat, index) => (out.data[flat] = index[axis]));
     return out;
+  },
+  wgsl: {
+    kind: "inline",
+    emit: ({ index, params }) =>
+      params.dtype === "f32" ? `f32(${index[params.axis]})` : `(${index[params.axis]})`,
   },
 });
 
@@ -52,6 +59,15 @@ definePrimitive<{ dtype: DType }>({
     }
     return mapElements([x], dtype, ctx, (v) => v);
   },
+  wgsl: elementwiseWgsl(([x], [input], { dtype }) => {
+    const from = input.dtype;
+    if (from === dtype) return x;
+    if (dtype === "bool") return from === "f32" ? `(${x} != 0.0f)` : `(${x} != 0i)`;
+    if (from === "bool") {
+      return dtype === "f32" ? `select(0.0f, 1.0f, ${x})` : `select(0i, 1i, ${x})`;
+    }
+    return dtype === "i32" ? `f32_to_i32(${x})` : `f32(${x})`;
+  }, ["f32_to_i32"]),
 });
 
 definePrimitive({
@@ -63,4 +79,5 @@ definePrimitive({
   evaluate([x], _p, ctx) {
     return mapElements([x], x.dtype, ctx, (v) => v);
   },
+  wgsl: elementwiseWgsl(([x]) => x),
 });

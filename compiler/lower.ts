@@ -1,0 +1,91 @@
+/** Lowering: Graph → Program (optimise, fuse, plan memory, generate WGSL per kernel). */
+
+import type { Graph, Node } from "../dsl/mod.ts";
+import {
+  type CodegenOptions,
+  generateElementwise,
+  generateMatmul,
+  generateReduce,
+  generateScatter,
+  type KernelContext,
+} from "./codegen/kernels.ts";
+import { type KernelPlan, planFusion } from "./fusion.ts";
+import { planMemory } from "./memory_plan.ts";
+import { optimize } from "./passes/mod.ts";
+import { type Kernel, Program } from "./program.ts";
+
+export interface LowerOptions extends Partial<CodegenOptions> {
+  /** Storage buffers per kernel (device limit maxStorageBuffersPerShaderStage). */
+  maxStorageBuffers: number;
+  /** false: one kernel per primitive, no buffer reuse (the op-by-op baseline). */
+  fuse?: boolean;
+  /** Graph inputs whose buffers the program may overwrite. */
+  donate?: ReadonlySet<number>;
+  /** Run `optimize` first (default true). */
+  optimize?: boolean;
+}
+
+export const DEFAULT_CODEGEN: CodegenOptions = {
+  maxWorkgroups: 65535,
+  matmulTile: { rows: 4, cols: 4, workgroup: [8, 8] },
+};
+
+function kernelName(plan: KernelPlan): string {
+  const ops = plan.fused.map((n) => n.op);
+  const main = plan.anchor?.op ?? ops.filter((o) => !VIEWS.has(o)).at(-1) ?? ops.at(-1) ?? "copy";
+  return `${plan.kind}_${main}_${plan.root.id}`;
+}
+
+const VIEWS = new Set(["reshape", "broadcast", "transpose", "slice", "pad", "concat"]);
+
+export function lower(graph: Graph, opts: LowerOptions): Program {
+  const g = opts.optimize === false ? graph : optimize(graph);
+  const plans = planFusion(g, { maxStorageBuffers: opts.maxStorageBuffers, fuse: opts.fuse });
+  const memory = planMemory(g, plans, { donate: opts.donate, reuse: opts.fuse !== false });
+  const buffers = new Set<Node>(memory.slotOf.keys());
+  const codegen: CodegenOptions = { ...DEFAULT_CODEGEN, ...opts };
+  const ctx: KernelContext = {
+    buffers,
+    slotOf: (n) => {
+      const s = memory.slotOf.get(n);
+      if (s === undefined) throw new Error(`lower: ${n.op} has no buffer slot`);
+      return s;
+    },
+    slotDtype: (s) => memory.slots[s].element,
+  };
+  const kernels: Kernel[] = plans.filter((p) => p.root.size > 0).map((plan) => {
+    const gen = plan.kind === "matmul"
+      ? generateMatmul(plan, ctx, codegen)
+      : plan.kind === "reduce"
+      ? generateReduce(plan, ctx, codegen)
+      : plan.kind === "scatter"
+      ? generateScatter(plan, ctx, codegen)
+      : generateElementwise(plan, ctx, codegen);
+    return {
+      name: kernelName(plan),
+      kind: plan.kind,
+      ops: plan.fused.map((n) => n.op),
+      bindings: gen.slots.length,
+      slots: gen.slots,
+      wgsl: gen.wgsl,
+      dispatch: gen.dispatch,
+      workgroupSize: gen.workgroupSize,
+      output: `${plan.root.dtype}[${plan.root.shape.join(",")}]`,
+    };
+  });
+  for (const k of kernels) {
+    if (k.bindings > opts.maxStorageBuffers) {
+      throw new Error(
+        `lower: kernel ${k.name} binds ${k.bindings} buffers (limit ${opts.maxStorageBuffers})`,
+      );
+    }
+  }
+  return new Program(
+    g,
+    kernels,
+    memory.slots,
+    g.inputs.map((n) => memory.slotOf.get(n)!),
+    g.outputs.map((n) => memory.slotOf.get(n)!),
+    memory.peakBytes,
+  );
+}

@@ -1,0 +1,135 @@
+/**
+ * The buffer plan: one slot per buffer node, intermediates sharing slots by liveness. A slot is
+ * free for reuse after the last kernel that reads it; a kernel may also write over a donated
+ * input (or a dead intermediate) that it reads only at its own output index, which is how a jitted
+ * optimizer step updates parameters and moments in place.
+ */
+
+import type { Graph, Node } from "../dsl/mod.ts";
+import type { KernelPlan } from "./fusion.ts";
+
+export type SlotKind = "input" | "constant" | "intermediate" | "output";
+
+export interface BufferSlot {
+  id: number;
+  kind: SlotKind;
+  /** Bytes (at least 4: WebGPU rejects empty bindings). */
+  bytes: number;
+  /** Element type of the storage array. */
+  element: "f32" | "i32";
+  /** For inputs: the graph input index; for outputs: the output indices it serves. */
+  inputIndex?: number;
+  outputIndices?: number[];
+  /** For constants: the node holding the value. */
+  constant?: Node;
+}
+
+export interface MemoryPlan {
+  slots: BufferSlot[];
+  slotOf: Map<Node, number>;
+  /** Peak bytes of intermediates + outputs live at once, plus inputs and constants. */
+  peakBytes: number;
+  /** Output slots that reuse a donated input's buffer, by output index. */
+  donatedOutputs: Map<number, number>;
+}
+
+export function bytesOf(n: Node): number {
+  return Math.max(4, n.size * 4);
+}
+
+export function planMemory(
+  graph: Graph,
+  kernels: readonly KernelPlan[],
+  opts: { donate?: ReadonlySet<number>; reuse?: boolean } = {},
+): MemoryPlan {
+  const slots: BufferSlot[] = [];
+  const slotOf = new Map<Node, number>();
+  const newSlot = (s: Omit<BufferSlot, "id">) => {
+    slots.push({ ...s, id: slots.length });
+    return slots.length - 1;
+  };
+  const element = (n: Node) => (n.dtype === "f32" ? "f32" : "i32") as "f32" | "i32";
+  const donatedNodes = new Set<Node>();
+  graph.inputs.forEach((n, i) => {
+    slotOf.set(
+      n,
+      newSlot({ kind: "input", bytes: bytesOf(n), element: element(n), inputIndex: i }),
+    );
+    if (opts.donate?.has(i)) donatedNodes.add(n);
+  });
+  for (const n of graph.nodes) {
+    const isOutput = graph.outputs.includes(n);
+    if (n.op === "constant" && (n.size > 1 || isOutput) && !slotOf.has(n)) {
+      slotOf.set(
+        n,
+        newSlot({ kind: "constant", bytes: bytesOf(n), element: element(n), constant: n }),
+      );
+    }
+  }
+
+  // Last kernel reading each buffer.
+  const lastUse = new Map<Node, number>();
+  kernels.forEach((k, t) => k.reads.forEach((n) => lastUse.set(n, t)));
+  const outputIndex = new Map<Node, number[]>();
+  graph.outputs.forEach((n, i) => outputIndex.set(n, [...(outputIndex.get(n) ?? []), i]));
+
+  const free: number[] = []; // reusable intermediate slots (and dead donated inputs)
+  const donatedOutputs = new Map<number, number>();
+  const releasing = new Map<number, Node[]>();
+  for (const [n, t] of lastUse) {
+    if (outputIndex.has(n)) continue;
+    const reusable = donatedNodes.has(n) || (!graph.inputs.includes(n) && n.op !== "constant");
+    if (reusable) releasing.set(t, [...(releasing.get(t) ?? []), n]);
+  }
+  let live = 0, peak = 0;
+  for (const s of slots) peak += s.bytes;
+  const base = peak;
+  kernels.forEach((k, t) => {
+    const n = k.root;
+    const outs = outputIndex.get(n);
+    const bytes = bytesOf(n);
+    // In place: a donated input or dead intermediate read here only at the output index.
+    const inPlace = opts.reuse === false
+      ? undefined
+      : k.reads.find((r) =>
+        lastUse.get(r) === t && k.identityReads.has(r) && bytesOf(r) === bytes &&
+        slots[slotOf.get(r)!].element === element(n) && !outputIndex.has(r) &&
+        (donatedNodes.has(r) || slots[slotOf.get(r)!].kind === "intermediate") &&
+        !(outs && !donatedNodes.has(r))
+      );
+    if (inPlace) {
+      const s = slotOf.get(inPlace)!;
+      slotOf.set(n, s);
+      if (outs) {
+        slots[s].outputIndices = outs;
+        outs.forEach((o) => donatedOutputs.set(o, s));
+      }
+      releasing.set(t, (releasing.get(t) ?? []).filter((x) => x !== inPlace));
+    } else if (outs) {
+      slotOf.set(n, newSlot({ kind: "output", bytes, element: element(n), outputIndices: outs }));
+    } else {
+      const j = opts.reuse === false
+        ? -1
+        : free.findIndex((s) => slots[s].bytes === bytes && slots[s].element === element(n));
+      if (j >= 0) slotOf.set(n, free.splice(j, 1)[0]);
+      else {
+        slotOf.set(n, newSlot({ kind: "intermediate", bytes, element: element(n) }));
+      }
+      live += bytes;
+    }
+    if (outs && !inPlace) live += bytes;
+    peak = Math.max(peak, base + live);
+    for (const dead of releasing.get(t) ?? []) {
+      const s = slotOf.get(dead)!;
+      if (slots[s].kind === "intermediate" || donatedNodes.has(dead)) {
+        free.push(s);
+        if (slots[s].kind === "intermediate") live -= slots[s].bytes;
+      }
+    }
+  });
+  // Outputs that are inputs or constants get their own output slot (filled by a copy).
+  graph.outputs.forEach((n, i) => {
+    if (!slotOf.has(n)) throw new Error(`memory plan: output ${i} (${n.op}) has no buffer`);
+  });
+  return { slots, slotOf, peakBytes: peak, donatedOutputs };
+}

@@ -1,0 +1,71 @@
+/**
+ * A Program: what a compiled function runs — kernel launches in order, and the buffer plan. Its
+ * listing is what a user reads to understand what ran.
+ */
+
+import { formatAval, type Graph } from "../dsl/mod.ts";
+import type { KernelKind } from "./fusion.ts";
+import type { BufferSlot } from "./memory_plan.ts";
+
+export interface Kernel {
+  name: string;
+  kind: KernelKind;
+  /** Primitives fused into this kernel, in order. */
+  ops: string[];
+  /** Number of storage buffers bound (the output included). */
+  bindings: number;
+  /** Buffer slots bound, in binding order; the last is written. */
+  slots: number[];
+  wgsl: string;
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  /** Output aval, for the listing. */
+  output: string;
+}
+
+export class Program {
+  constructor(
+    readonly graph: Graph,
+    readonly kernels: readonly Kernel[],
+    readonly slots: readonly BufferSlot[],
+    /** Slot of each graph input, and of each graph output. */
+    readonly inputSlots: readonly number[],
+    readonly outputSlots: readonly number[],
+    readonly peakBytes: number,
+  ) {}
+
+  /** One line per kernel: name, fused primitives, bindings, dispatch size. */
+  toString(): string {
+    const mib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+    const lines = [
+      `Program: ${this.kernels.length} kernel(s), ${this.slots.length} buffer(s), peak ${
+        mib(this.peakBytes)
+      }`,
+    ];
+    this.kernels.forEach((k, i) => {
+      lines.push(
+        `  #${i} ${k.name} -> ${k.output} [${k.ops.join(", ")}] bindings=${k.bindings} ` +
+          `dispatch=(${k.dispatch.join(",")}) wg=(${k.workgroupSize.join(",")})`,
+      );
+    });
+    lines.push(
+      `  inputs: ${
+        this.graph.inputs.map((n, i) => `${formatAval(n)}@s${this.inputSlots[i]}`).join(" ")
+      }`,
+    );
+    lines.push(
+      `  outputs: ${
+        this.graph.outputs.map((n, i) => `${formatAval(n)}@s${this.outputSlots[i]}`).join(" ")
+      }`,
+    );
+    return lines.join("\n");
+  }
+
+  /** The listing followed by every kernel's WGSL. */
+  dump(): string {
+    return [
+      this.toString(),
+      ...this.kernels.map((k, i) => `\n// ---- #${i} ${k.name}\n${k.wgsl}`),
+    ].join("\n");
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Shared pieces of the primitives' WGSL emitters: literals, NaN-safe helper functions, and the
+ * rule shape of an elementwise primitive. WGSL leaves several IEEE cases undefined (pow of a
+ * negative base, tanh overflow, NaN in max), so the helpers pin them to the CPU reference's
+ * behaviour.
+ */
+
+import type { DType } from "../dtype.ts";
+import type { AbstractValue } from "../graph.ts";
+import type { WgslRule } from "../primitive.ts";
+
+/** An exact WGSL literal (f32 via its bits when not finite). */
+export function wgslLiteral(value: number, dtype: DType): string {
+  if (dtype === "bool") return value ? "true" : "false";
+  if (dtype === "i32") {
+    const v = value | 0;
+    return v === -2147483648 ? "i32(-2147483647 - 1)" : `${v}i`;
+  }
+  const f = Math.fround(value);
+  if (Number.isNaN(f)) return "bitcast<f32>(0x7fc00000u)";
+  if (f === Infinity) return "bitcast<f32>(0x7f800000u)";
+  if (f === -Infinity) return "bitcast<f32>(0xff800000u)";
+  if (Object.is(f, -0)) return "(-0.0f)";
+  const s = String(f);
+  return f < 0 ? `(${s}f)` : `${s}f`;
+}
+
+export const WGSL_HELPERS = {
+  is_nan: `fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }`,
+  max_nan: `fn max_nan(a: f32, b: f32) -> f32 {
+  if (is_nan(a) || is_nan(b)) { return a + b; }
+  return max(a, b);
+}`,
+  tanh_safe: `fn tanh_safe(x: f32) -> f32 {
+  if (abs(x) > 15.0f) { return sign(x); }
+  return tanh(x);
+}`,
+  erf_f32: `fn erf_f32(x: f32) -> f32 {
+  let z = abs(x);
+  if (z < 0.5f) {
+    let x2 = x * x;
+    return 1.1283791671f * x * (1.0f + x2 * (-0.3333333333f + x2 * (0.1f + x2 * (-0.0238095238f + x2 * 0.0046296296f))));
+  }
+  let t = 1.0f / (1.0f + 0.3275911f * z);
+  let poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  let r = 1.0f - poly * exp(-z * z);
+  return select(-r, r, x >= 0.0f);
+}`,
+  pow_f32: `fn pow_f32(x: f32, y: f32) -> f32 {
+  if (y == 0.0f) { return 1.0f; }
+  if (is_nan(x) || is_nan(y)) { return x + y; }
+  if (x == 0.0f) { return select(bitcast<f32>(0x7f800000u), 0.0f, y > 0.0f); }
+  let p = exp2(y * log2(abs(x)));
+  if (x < 0.0f) {
+    if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }
+    return select(p, -p, floor(y * 0.5f) * 2.0f != y);
+  }
+  return p;
+}`,
+  f32_to_i32: `fn f32_to_i32(x: f32) -> i32 {
+  if (is_nan(x)) { return 0i; }
+  if (x >= 2147483648.0f) { return 2147483647i; }
+  if (x <= -2147483648.0f) { return i32(-2147483647 - 1); }
+  return i32(x);
+}`,
+} as const;
+
+export type WgslHelperName = keyof typeof WGSL_HELPERS;
+
+/** Helper functions a helper depends on (emitted before it). */
+export const WGSL_HELPER_DEPS: Partial<Record<WgslHelperName, WgslHelperName[]>> = {
+  max_nan: ["is_nan"],
+  pow_f32: ["is_nan"],
+  f32_to_i32: ["is_nan"],
+};
+
+function pickHelpers(names: readonly WgslHelperName[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const add = (n: WgslHelperName) => {
+    for (const d of WGSL_HELPER_DEPS[n] ?? []) add(d);
+    out[n] = WGSL_HELPERS[n];
+  };
+  names.forEach(add);
+  return out;
+}
+
+/**
+ * The WGSL rule of an elementwise primitive: `expr` gets the operand expressions (read at the
+ * output index) and the operand avals.
+ */
+export function elementwiseWgsl<P>(
+  expr: (args: string[], inputs: readonly AbstractValue[], params: P) => string,
+  helpers: readonly WgslHelperName[] = [],
+): WgslRule<P> {
+  return {
+    kind: "inline",
+    emit: (ctx) => expr(ctx.inputs.map((_, k) => ctx.read(k, ctx.index)), ctx.inputs, ctx.params),
+    helpers: pickHelpers(helpers),
+  };
+}

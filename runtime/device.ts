@@ -1,0 +1,197 @@
+/**
+ * WebGPU devices: one adapter per device (a device request consumes its adapter), the adapter's
+ * maximum limits requested, errors captured in scopes and turned into exceptions that say what
+ * failed, `device.lost` and uncaptured errors recorded and reported on the next use, and compute
+ * pipelines cached by their WGSL text.
+ */
+
+const LIMIT_NAMES = [
+  "maxStorageBuffersPerShaderStage",
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupSizeZ",
+  "maxComputeWorkgroupsPerDimension",
+  "maxBindGroups",
+  "maxBindingsPerBindGroup",
+  "maxUniformBuffersPerShaderStage",
+  "maxUniformBufferBindingSize",
+  "minStorageBufferOffsetAlignment",
+] as const;
+
+export type DeviceLimits = Record<(typeof LIMIT_NAMES)[number], number>;
+
+export interface DeviceInfo {
+  description: string;
+  vendor: string;
+  architecture: string;
+  isFallbackAdapter: boolean;
+  features: string[];
+  limits: DeviceLimits;
+}
+
+export interface DeviceOptions {
+  powerPreference?: "low-power" | "high-performance";
+  /** Cap the storage buffers per kernel below the device's (to test the fusion limit). */
+  maxStorageBuffers?: number;
+}
+
+let nextDeviceId = 0;
+
+export class Device {
+  readonly id = nextDeviceId++;
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private lostReason: string | undefined;
+  private uncaptured: string | undefined;
+
+  private constructor(
+    readonly gpu: GPUDevice,
+    readonly info: DeviceInfo,
+    /** Storage buffers a kernel may bind (≤ the device limit). */
+    readonly maxStorageBuffers: number,
+  ) {
+    gpu.lost.then((info) => {
+      this.lostReason = `${info.reason}: ${info.message}`;
+    });
+    gpu.addEventListener("uncapturederror", (e) => {
+      this.uncaptured = (e as GPUUncapturedErrorEvent).error.message;
+    });
+  }
+
+  /** Opens a new device on its own adapter. */
+  static async open(opts: DeviceOptions = {}): Promise<Device> {
+    if (typeof navigator === "undefined" || !navigator.gpu) {
+      throw new Error("WebGPU is not available in this runtime (navigator.gpu is missing)");
+    }
+    const adapter = await navigator.gpu.requestAdapter({
+      powerPreference: opts.powerPreference ?? "high-performance",
+    });
+    if (!adapter) {
+      throw new Error(
+        "no WebGPU adapter found; on a machine without a GPU install Mesa " +
+          "(apt-get install mesa-vulkan-drivers libvulkan1) or set DENO_WEBGPU_BACKEND=gl",
+      );
+    }
+    const requiredLimits: Record<string, number> = {};
+    for (const name of LIMIT_NAMES) {
+      const v = (adapter.limits as unknown as Record<string, number>)[name];
+      if (typeof v === "number") requiredLimits[name] = v;
+    }
+    const wanted: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
+    const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
+    const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+    const limits = {} as DeviceLimits;
+    for (const name of LIMIT_NAMES) {
+      limits[name] = (device.limits as unknown as Record<string, number>)[name];
+    }
+    const ai = adapter.info;
+    const info: DeviceInfo = {
+      description: ai.description || ai.device || "unknown",
+      vendor: ai.vendor,
+      architecture: ai.architecture,
+      isFallbackAdapter: (ai as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
+        false,
+      features: [...device.features].sort(),
+      limits,
+    };
+    const maxStorage = Math.min(
+      limits.maxStorageBuffersPerShaderStage,
+      opts.maxStorageBuffers ?? Infinity,
+    );
+    return new Device(device, info, maxStorage);
+  }
+
+  /** Throws if the device was lost or an error escaped the error scopes. */
+  check(): void {
+    if (this.lostReason) throw new Error(`WebGPU device lost (${this.lostReason})`);
+    if (this.uncaptured) {
+      const msg = this.uncaptured;
+      this.uncaptured = undefined;
+      throw new Error(`WebGPU error: ${msg}`);
+    }
+  }
+
+  /** A compute pipeline for `wgsl`, compiled once per text, with compiler messages on failure. */
+  pipeline(wgsl: string, label: string): Promise<GPUComputePipeline> {
+    let p = this.pipelines.get(wgsl);
+    if (!p) {
+      p = this.compile(wgsl, label);
+      this.pipelines.set(wgsl, p);
+      p.catch(() => this.pipelines.delete(wgsl));
+    }
+    return p;
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  private async compile(wgsl: string, label: string): Promise<GPUComputePipeline> {
+    this.check();
+    this.gpu.pushErrorScope("validation");
+    const module = this.gpu.createShaderModule({ code: wgsl, label });
+    const pipeline = this.gpu.createComputePipeline({
+      layout: "auto",
+      compute: { module, entryPoint: "main" },
+      label,
+    });
+    const error = await this.gpu.popErrorScope();
+    if (error) {
+      const info = await module.getCompilationInfo?.().catch(() => undefined);
+      const messages = info?.messages?.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`) ??
+        [];
+      throw new Error(
+        `WGSL kernel ${label} failed to compile: ${error.message}\n${messages.join("\n")}\n` +
+          numbered(wgsl),
+      );
+    }
+    return pipeline;
+  }
+
+  /** Creates a storage buffer; reports out-of-memory with the size asked for. */
+  async createBuffers(sizes: readonly number[], label: string): Promise<GPUBuffer[]> {
+    this.check();
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    this.gpu.pushErrorScope("out-of-memory");
+    this.gpu.pushErrorScope("validation");
+    const buffers = sizes.map((size) =>
+      this.gpu.createBuffer({ size: Math.max(4, size), usage, label })
+    );
+    const validation = await this.gpu.popErrorScope();
+    const oom = await this.gpu.popErrorScope();
+    if (oom || validation) {
+      buffers.forEach((b) => b.destroy());
+      const total = sizes.reduce((a, b) => a + b, 0);
+      throw new Error(
+        `${oom ? "out of device memory" : "buffer creation failed"} allocating ${sizes.length} ` +
+          `buffer(s) of ${total} bytes for ${label} (largest ${Math.max(...sizes)} bytes; device ` +
+          `maxBufferSize ${this.info.limits.maxBufferSize}): ${(oom ?? validation)!.message}. ` +
+          "Reduce the batch size, sequence length or model width.",
+      );
+    }
+    return buffers;
+  }
+
+  destroy(): void {
+    this.gpu.destroy();
+  }
+}
+
+function numbered(text: string): string {
+  return text.split("\n").map((l, i) => `${String(i + 1).padStart(4)}| ${l}`).join("\n");
+}
+
+let defaultDevice: Promise<Device> | undefined;
+
+/** The default WebGPU device (opened once). */
+export function gpu(opts?: DeviceOptions): Promise<Device> {
+  if (opts) return Device.open(opts);
+  if (!defaultDevice) {
+    defaultDevice = Device.open();
+    defaultDevice.catch(() => (defaultDevice = undefined));
+  }
+  return defaultDevice;
+}

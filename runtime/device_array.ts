@@ -1,0 +1,87 @@
+/** Arrays that live on a WebGPU device between calls (no host round trip). */
+
+import type { DType, HostArray } from "../dsl/mod.ts";
+import type { Device } from "./device.ts";
+
+export class DeviceArray {
+  private buf: GPUBuffer | undefined;
+  constructor(
+    readonly device: Device,
+    buffer: GPUBuffer,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+  ) {
+    this.buf = buffer;
+  }
+
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** The GPU buffer; throws if the array was donated to a computation or destroyed. */
+  get buffer(): GPUBuffer {
+    if (!this.buf) {
+      throw new Error(
+        `DeviceArray ${this.dtype}[${this.shape}] was donated or destroyed and cannot be used`,
+      );
+    }
+    return this.buf;
+  }
+
+  get deleted(): boolean {
+    return this.buf === undefined;
+  }
+
+  /** Marks the array as consumed (its buffer now belongs to another array). */
+  invalidate(): void {
+    this.buf = undefined;
+  }
+
+  destroy(): void {
+    this.buf?.destroy();
+    this.buf = undefined;
+  }
+
+  /** Copies the values back to the host. */
+  async toHost(): Promise<HostArray> {
+    return (await readArrays([this]))[0];
+  }
+}
+
+export function isDeviceArray(x: unknown): x is DeviceArray {
+  return x instanceof DeviceArray;
+}
+
+/**
+ * Reads several device arrays with one submission and concurrent mapAsync calls (each sync point
+ * costs milliseconds, so reads are batched).
+ */
+export async function readArrays(arrays: readonly DeviceArray[]): Promise<HostArray[]> {
+  if (arrays.length === 0) return [];
+  const device = arrays[0].device;
+  device.check();
+  const gpu = device.gpu;
+  const encoder = gpu.createCommandEncoder({ label: "readback" });
+  const staging = arrays.map((a) => {
+    const bytes = Math.max(4, a.size * 4);
+    const s = gpu.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: "staging",
+    });
+    encoder.copyBufferToBuffer(a.buffer, 0, s, 0, bytes);
+    return s;
+  });
+  gpu.queue.submit([encoder.finish()]);
+  await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
+  device.check();
+  return arrays.map((a, i) => {
+    const raw = staging[i].getMappedRange();
+    const data = a.dtype === "f32"
+      ? new Float32Array(raw.slice(0, a.size * 4))
+      : new Int32Array(raw.slice(0, a.size * 4));
+    staging[i].unmap();
+    staging[i].destroy();
+    return { shape: [...a.shape], dtype: a.dtype, data };
+  });
+}

@@ -1,0 +1,149 @@
+/**
+ * Running a Program on a device: persistent buffers for intermediates and constants (allocated
+ * once), fresh buffers for outputs (handed to the caller as DeviceArrays), every dispatch of a
+ * call recorded in one command encoder and one compute pass, and bind groups cached per set of
+ * buffers so a steady training loop re-creates nothing.
+ */
+
+import type { HostArray } from "../dsl/mod.ts";
+import type { Program } from "../compiler/mod.ts";
+import type { Device } from "./device.ts";
+import { DeviceArray, isDeviceArray } from "./device_array.ts";
+
+export type ProgramInput = HostArray | DeviceArray;
+
+export class Executable {
+  private pipelines: GPUComputePipeline[] = [];
+  private persistent = new Map<number, GPUBuffer>();
+  private bindGroups = new Map<string, GPUBindGroup>();
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 0;
+  /** Number of calls run. */
+  calls = 0;
+
+  private constructor(readonly device: Device, readonly program: Program) {}
+
+  static async create(device: Device, program: Program): Promise<Executable> {
+    const e = new Executable(device, program);
+    e.pipelines = await Promise.all(program.kernels.map((k) => device.pipeline(k.wgsl, k.name)));
+    const persistent = program.slots.filter((s) =>
+      s.kind === "intermediate" || s.kind === "constant"
+    );
+    const buffers = await device.createBuffers(persistent.map((s) => s.bytes), "program buffers");
+    persistent.forEach((s, i) => e.persistent.set(s.id, buffers[i]));
+    for (const s of persistent) {
+      if (s.kind !== "constant") continue;
+      const value = s.constant!.params.value as HostArray;
+      const data = value.dtype === "f32" ? toF32(value.data) : toI32(value.data);
+      device.gpu.queue.writeBuffer(e.persistent.get(s.id)!, 0, data);
+    }
+    return e;
+  }
+
+  private idOf(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, id = this.nextBufferId++);
+    return id;
+  }
+
+  /** Encodes and submits one call; returns the outputs on the device. */
+  run(inputs: readonly ProgramInput[], donated: ReadonlySet<number> = new Set()): DeviceArray[] {
+    const { device, program } = this;
+    device.check();
+    const gpu = device.gpu;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const slotBuffer = new Map<number, GPUBuffer>(this.persistent);
+    const created: GPUBuffer[] = [];
+    const fresh = (bytes: number, label: string) => {
+      const b = gpu.createBuffer({ size: Math.max(4, bytes), usage, label });
+      created.push(b);
+      return b;
+    };
+    // Inputs: device arrays are bound as they are; host arrays are uploaded.
+    program.inputSlots.forEach((slot, i) => {
+      const x = inputs[i];
+      const node = program.graph.inputs[i];
+      if (isDeviceArray(x)) {
+        if (x.device !== device) throw new Error(`input ${i} lives on another device`);
+        slotBuffer.set(slot, x.buffer);
+      } else {
+        const b = fresh(program.slots[slot].bytes, `input ${i}`);
+        const data = node.dtype === "f32" ? toF32(x.data) : toI32(x.data);
+        gpu.queue.writeBuffer(b, 0, data);
+        slotBuffer.set(slot, b);
+      }
+    });
+    // Outputs written by kernels get fresh buffers (unless they reuse a donated input).
+    for (const s of program.slots) {
+      if (s.kind === "output") slotBuffer.set(s.id, fresh(s.bytes, "output"));
+    }
+    const encoder = gpu.createCommandEncoder({ label: "program" });
+    if (program.kernels.length) {
+      const pass = encoder.beginComputePass();
+      program.kernels.forEach((k, i) => {
+        const buffers = k.slots.map((s) => slotBuffer.get(s)!);
+        const key = `${i}:${buffers.map((b) => this.idOf(b)).join(",")}`;
+        let group = this.bindGroups.get(key);
+        if (!group) {
+          group = gpu.createBindGroup({
+            layout: this.pipelines[i].getBindGroupLayout(0),
+            entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+          });
+          if (this.bindGroups.size > 256) this.bindGroups.clear();
+          this.bindGroups.set(key, group);
+        }
+        pass.setPipeline(this.pipelines[i]);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(...k.dispatch);
+      });
+      pass.end();
+    }
+    // Each output gets its own buffer: copy outputs that are inputs, constants, intermediates or
+    // repeated outputs.
+    const owned = new Set<GPUBuffer>();
+    const outputs = program.outputSlots.map((slot, o) => {
+      const node = program.graph.outputs[o];
+      const s = program.slots[slot];
+      let buffer = slotBuffer.get(slot)!;
+      const takeOver =
+        (s.kind === "output" || (s.kind === "input" && s.outputIndices?.includes(o) &&
+          donated.has(s.inputIndex!))) && !owned.has(buffer);
+      if (!takeOver) {
+        const copy = fresh(s.bytes, "output copy");
+        encoder.copyBufferToBuffer(buffer, 0, copy, 0, Math.max(4, s.bytes));
+        buffer = copy;
+      }
+      owned.add(buffer);
+      return new DeviceArray(device, buffer, node.shape, node.dtype);
+    });
+    gpu.queue.submit([encoder.finish()]);
+    // Free uploads that were not handed out; invalidate donated device arrays.
+    for (const b of created) if (!owned.has(b)) b.destroy();
+    inputs.forEach((x, i) => {
+      if (isDeviceArray(x) && donated.has(i)) {
+        if (!outputs.some((o) => o.buffer === x.buffer)) x.buffer.destroy();
+        x.invalidate();
+      }
+    });
+    this.calls++;
+    return outputs;
+  }
+
+  destroy(): void {
+    for (const b of this.persistent.values()) b.destroy();
+    this.persistent.clear();
+    this.bindGroups.clear();
+  }
+}
+
+function toF32(d: HostArray["data"]): Float32Array<ArrayBuffer> {
+  return d instanceof Float32Array && d.buffer instanceof ArrayBuffer
+    ? d as Float32Array<ArrayBuffer>
+    : Float32Array.from(d);
+}
+
+function toI32(d: HostArray["data"]): Int32Array<ArrayBuffer> {
+  return d instanceof Int32Array && d.buffer instanceof ArrayBuffer
+    ? d as Int32Array<ArrayBuffer>
+    : Int32Array.from(d);
+}

@@ -1,0 +1,185 @@
+/**
+ * `jit(f)`: compile on first call per input signature (shapes, dtypes, pytree structure), run the
+ * compiled Program on a WebGPU device. `f(...)` returns host arrays; `f.onDevice(...)` keeps the
+ * results on the device so a training loop never round-trips its parameters through the host.
+ */
+
+import {
+  type AbstractValue,
+  flattenTree,
+  formatAval,
+  type Graph,
+  type HostArray,
+  isHostArray,
+  trace,
+  type TreeDef,
+  unflattenTree,
+} from "../dsl/mod.ts";
+import { lower, type Program } from "../compiler/mod.ts";
+import { type Device, gpu } from "./device.ts";
+import { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
+import { Executable, type ProgramInput } from "./executor.ts";
+
+export interface JitOptions {
+  /** The device to run on (default: `gpu()`). */
+  device?: Device | Promise<Device>;
+  /** Positional arguments whose buffers the computation may overwrite (in-place updates). */
+  donate?: number | readonly number[];
+  /** false: no fusion (one kernel per primitive) — the baseline the benchmarks compare with. */
+  fuse?: boolean;
+}
+
+export interface Jitted {
+  /** Runs on the device and reads the results back. */
+  // deno-lint-ignore no-explicit-any
+  (...args: unknown[]): Promise<any>;
+  /** Runs on the device and returns DeviceArrays (pytree-shaped), without reading back. */
+  // deno-lint-ignore no-explicit-any
+  onDevice(...args: unknown[]): Promise<any>;
+  /** The Program for arguments of these shapes (host arrays or `{ shape, dtype }` specs). */
+  lower(...specs: unknown[]): Promise<Program>;
+  /** Number of compiled signatures. */
+  readonly cacheSize: number;
+  /** Milliseconds spent compiling (tracing, lowering, pipeline creation), all signatures. */
+  readonly compileMs: number;
+}
+
+type Leaf = HostArray | DeviceArray | number | boolean;
+
+function isLeaf(x: unknown): x is Leaf {
+  return isHostArray(x) || isDeviceArray(x) || typeof x === "number" || typeof x === "boolean";
+}
+
+function aval(x: Leaf): AbstractValue {
+  if (typeof x === "number") return { shape: [], dtype: "f32" };
+  if (typeof x === "boolean") return { shape: [], dtype: "bool" };
+  return { shape: [...x.shape], dtype: x.dtype };
+}
+
+function toInput(x: Leaf): ProgramInput {
+  if (typeof x === "number") return { shape: [], dtype: "f32", data: new Float32Array([x]) };
+  if (typeof x === "boolean") return { shape: [], dtype: "bool", data: new Int32Array([+x]) };
+  return x;
+}
+
+function treeKey(def: TreeDef): string {
+  return JSON.stringify(def);
+}
+
+interface Compiled {
+  program: Program;
+  executable: Executable;
+  outTree: TreeDef;
+  donatedLeaves: Set<number>;
+}
+
+/**
+ * Compiles `f` for WebGPU.
+ *
+ * @example const step = jit((w, x) => sum(tanh(matmul(x, w)))); await step(w, x);
+ */
+// deno-lint-ignore no-explicit-any
+export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitted {
+  const cache = new Map<string, Promise<Compiled>>();
+  let compileMs = 0;
+  const donateArgs = new Set(
+    opts.donate === undefined ? [] : typeof opts.donate === "number" ? [opts.donate] : opts.donate,
+  );
+  const deviceOf = () => Promise.resolve(opts.device ?? gpu());
+
+  const compile = async (graph: Graph, leafArgs: number[], device: Device): Promise<Compiled> => {
+    const t0 = performance.now();
+    const donatedLeaves = new Set<number>();
+    leafArgs.forEach((arg, leaf) => donateArgs.has(arg) && donatedLeaves.add(leaf));
+    const program = lower(graph, {
+      maxStorageBuffers: device.maxStorageBuffers,
+      fuse: opts.fuse,
+      donate: donatedLeaves,
+      maxWorkgroups: device.info.isFallbackAdapter ? 64 : 65535,
+    });
+    const executable = await Executable.create(device, program);
+    compileMs += performance.now() - t0;
+    return { program, executable, outTree: graph.outTree, donatedLeaves };
+  };
+
+  const prepare = async (args: unknown[]) => {
+    const [leaves, inTree] = flattenTree(args, isLeaf, "jit");
+    const device = await deviceOf();
+    const avals = leaves.map(aval);
+    const key = `${device.id}|${treeKey(inTree)}|${avals.map(formatAval).join(" ")}`;
+    let compiled = cache.get(key);
+    if (!compiled) {
+      const specs = unflattenTree(inTree, avals.map((a) => ({ shape: a.shape, dtype: a.dtype })));
+      const graph = trace(f, ...(specs as unknown[]));
+      // Which positional argument each leaf belongs to (for donation).
+      const leafArgs: number[] = [];
+      if (inTree.kind === "array") {
+        inTree.children.forEach((c, arg) => {
+          for (let i = 0; i < countLeaves(c); i++) leafArgs.push(arg);
+        });
+      }
+      compiled = compile(graph, leafArgs, device);
+      cache.set(key, compiled);
+      compiled.catch(() => cache.delete(key));
+    }
+    const c = await compiled;
+    return { c, inputs: leaves.map(toInput) };
+  };
+
+  const onDevice = async (...args: unknown[]) => {
+    const { c, inputs } = await prepare(args);
+    const outs = c.executable.run(inputs, c.donatedLeaves);
+    return unflattenTree(c.outTree, outs);
+  };
+
+  const call = async (...args: unknown[]) => {
+    const { c, inputs } = await prepare(args);
+    const outs = c.executable.run(inputs, c.donatedLeaves);
+    const hosts = await readArrays(outs);
+    outs.forEach((o) => o.destroy());
+    return unflattenTree(c.outTree, hosts);
+  };
+
+  const jitted = call as Jitted;
+  jitted.onDevice = onDevice;
+  jitted.lower = async (...specs: unknown[]) => {
+    const graph = trace(f, ...specs);
+    const device = await deviceOf();
+    return lower(graph, {
+      maxStorageBuffers: device.maxStorageBuffers,
+      fuse: opts.fuse,
+      maxWorkgroups: device.info.isFallbackAdapter ? 64 : 65535,
+    });
+  };
+  Object.defineProperty(jitted, "cacheSize", { get: () => cache.size });
+  Object.defineProperty(jitted, "compileMs", { get: () => compileMs });
+  return jitted;
+}
+
+function countLeaves(def: TreeDef): number {
+  if (def.kind === "leaf") return 1;
+  if (def.kind === "none") return 0;
+  return def.children.reduce((n, c) => n + countLeaves(c), 0);
+}
+
+/** Uploads a host array (or pytree of them) to the device. */
+export async function toDevice(tree: unknown, device?: Device): Promise<unknown> {
+  const d = device ?? await gpu();
+  const [leaves, def] = flattenTree(tree, isHostArray, "toDevice");
+  const buffers = await d.createBuffers(
+    leaves.map((l) => Math.max(4, l.data.length * 4)),
+    "toDevice",
+  );
+  const arrays = leaves.map((l, i) => {
+    const data = l.dtype === "f32" ? Float32Array.from(l.data) : Int32Array.from(l.data);
+    d.gpu.queue.writeBuffer(buffers[i], 0, data);
+    return new DeviceArray(d, buffers[i], [...l.shape], l.dtype);
+  });
+  return unflattenTree(def, arrays);
+}
+
+/** Reads a pytree of DeviceArrays back to host arrays (one submission). */
+export async function toHost(tree: unknown): Promise<unknown> {
+  const [leaves, def] = flattenTree(tree, isDeviceArray, "toHost");
+  return unflattenTree(def, await readArrays(leaves));
+}
