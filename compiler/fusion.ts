@@ -1,48 +1,61 @@
 /**
  * Fusion: which nodes become buffers (kernel boundaries) and which are recomputed inline inside
- * the kernel that reads them. The rules, in the spirit of tinygrad and jax-js (see peers.md §2.1):
+ * the kernel that reads them. The rules, in the spirit of tinygrad and jax-js (peers.md §2.1):
  *
  * 1. Graph inputs, array constants and graph outputs are buffers. Scalar constants, and
  *    reshape/broadcast chains of them (splats), are literals.
  * 2. Elementwise ops, views (reshape, transpose, broadcast, slice, pad, concat), gather and iota
- *    are index arithmetic and fuse into their unique consumer. A node read by several consumers
- *    is a buffer, unless it is pure index arithmetic over a buffer, a splat or an iota.
- * 3. A reduction or matmul ends a kernel but absorbs an elementwise *epilogue*: it fuses into its
- *    unique consumer when that consumer reads it at the same index (same shape, no view between).
- *    A kernel holds at most one reduction or matmul (its anchor).
- * 4. A reduction absorbs an elementwise *prologue* (its input expression); a matmul only views of
- *    buffers, because each operand element is reused across a whole row or column.
- * 5. scatterAdd is its own kernel.
- * 6. No kernel binds more storage buffers than the device grants: past the cap, the fused
+ *    are index arithmetic and fuse into the kernel that reads them. A node that would be computed
+ *    by two different kernels becomes a buffer instead, unless it is pure index arithmetic over
+ *    buffers (then duplicating it is free). Several uses inside one kernel are computed once.
+ * 3. A reduction or matmul anchors a kernel and absorbs an elementwise epilogue: it fuses into its
+ *    unique consumer when that reads it at the same index (same shape, no view between).
+ * 4. A reduction absorbs its elementwise prologue; a matmul only views of buffers, because each
+ *    operand element is reused across a whole row or column.
+ * 5. Row-wise fusion (softmax, layerNorm, logsumexp): a reduction whose result is broadcast back
+ *    over the axes it reduced, into a kernel iterating the same space, is computed inside that
+ *    kernel, one row per invocation: phase 1 reduces the row, phase 2 uses it (tinygrad's
+ *    "reduce before broadcast" boundary, removed for the single-kernel softmax case).
+ * 6. scatterAdd is its own kernel.
+ * 7. No kernel binds more storage buffers than the device grants: past the cap, the fused
  *    sub-expression reading the most buffers is materialised (jax-js's backtracking rule).
+ * 8. Elementwise kernels of one shape that only read each other at the same index merge into one
+ *    multi-output kernel (an optimizer step updates a parameter and its two moments in one pass).
  */
 
 import { getPrimitive, type Graph, type Node } from "../dsl/mod.ts";
 
-export type KernelKind = "elementwise" | "reduce" | "matmul" | "scatter";
+export type KernelKind = "elementwise" | "rowwise" | "reduce" | "matmul" | "scatter";
 
 export interface KernelPlan {
-  /** The buffer this kernel writes. */
-  root: Node;
+  /** The buffers this kernel writes (several for a merged elementwise kernel). */
+  roots: Node[];
   kind: KernelKind;
-  /** The reduction, matmul or scatter the kernel is built around (on an identity path). */
+  /** The reduction, matmul or scatter the kernel is built around. */
   anchor?: Node;
-  /** Nodes computed inside the kernel, in topological order (root last). */
+  /** Reductions computed row by row inside the kernel (rule 5), in dependency order. */
+  rowReductions: Node[];
+  /** Axes of the kernel's iteration space that row reductions reduce. */
+  rowAxes: number[];
+  /** Nodes computed inside the kernel, in topological order. */
   fused: Node[];
   /** Buffers read, in first-read order. */
   reads: Node[];
-  /** Buffers read only at the kernel's own output index (safe to update in place). */
+  /** Buffers read only at the kernel's own output index (safe to overwrite in place). */
   identityReads: Set<Node>;
 }
 
 export interface FusionOptions {
-  /** Storage buffers a kernel may bind, the output included. */
+  /** Storage buffers a kernel may bind, the outputs included. */
   maxStorageBuffers: number;
   /** false: one kernel per primitive (the op-by-op baseline). */
   fuse?: boolean;
 }
 
 const VIEW_OPS = new Set(["reshape", "transpose", "broadcast", "slice", "pad", "concat", "gather"]);
+/** A row reduction longer than this with fewer rows than MIN_ROWS would starve the device. */
+const MAX_SERIAL_ROW = 4096;
+const MIN_ROWS = 16;
 
 function wgslKind(node: Node) {
   return getPrimitive(node.op).wgsl.kind;
@@ -64,6 +77,21 @@ function isAnchorOp(node: Node): boolean {
   return k === "reduce" || k === "matmul" || k === "scatter";
 }
 
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** A reshape that only adds or removes size-1 axes: the flat index is unchanged. */
+export function isUnitReshape(n: Node): boolean {
+  if (n.op !== "reshape") return false;
+  const strip = (s: readonly number[]) => s.filter((d) => d !== 1);
+  return sameShape(strip(n.shape), strip(n.inputs[0].shape));
+}
+
+export function reducedAxes(n: Node): number[] {
+  return n.op === "argmax" ? [n.params.axis as number] : [...(n.params.axes as number[])];
+}
+
 /** Pure index arithmetic over buffers (views of a buffer, splats, iota): free to duplicate. */
 function isCheapIndexing(node: Node, buffers: Set<Node>): boolean {
   if (buffers.has(node) || isSplat(node) || node.op === "iota") return true;
@@ -72,14 +100,15 @@ function isCheapIndexing(node: Node, buffers: Set<Node>): boolean {
 }
 
 export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
-  const consumers = new Map<Node, number>();
-  for (const n of graph.nodes) {
-    for (const x of n.inputs) consumers.set(x, (consumers.get(x) ?? 0) + 1);
-  }
-  for (const n of graph.outputs) consumers.set(n, (consumers.get(n) ?? 0) + 1);
   const outputs = new Set(graph.outputs);
+  const consumerCount = new Map<Node, number>();
   const consumerOf = new Map<Node, Node>();
-  for (const n of graph.nodes) for (const x of n.inputs) consumerOf.set(x, n);
+  for (const n of graph.nodes) {
+    for (const x of n.inputs) {
+      consumerCount.set(x, (consumerCount.get(x) ?? 0) + 1);
+      consumerOf.set(x, n);
+    }
+  }
 
   const buffers = new Set<Node>();
   for (const n of graph.nodes) {
@@ -89,92 +118,199 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     } else if (opts.fuse === false) {
       if (!isSplat(n)) buffers.add(n);
     } else if (wgslKind(n) === "scatter") buffers.add(n);
-    else if (wgslKind(n) === "reduce" || wgslKind(n) === "matmul") {
-      const c = consumerOf.get(n);
-      const epilogue = consumers.get(n) === 1 && c !== undefined && !VIEW_OPS.has(c.op) &&
-        wgslKind(c) === "inline" && c.shape.length === n.shape.length &&
-        c.shape.every((d, i) => d === n.shape[i]);
-      if (!epilogue) buffers.add(n);
-    } else if ((consumers.get(n) ?? 0) > 1 && !isCheapIndexing(n, buffers)) buffers.add(n);
+    else if (wgslKind(n) === "matmul" && consumerCount.get(n) !== 1) buffers.add(n);
+  }
+  if (opts.fuse === false) {
+    return graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n)).map((root) =>
+      describeKernel([root], buffers)
+    );
   }
 
-  // Enforce one anchor per kernel on an identity path, matmul operands as views, and the
-  // storage-buffer cap; each violation materialises a node, then the walk restarts.
-  for (let guard = 0; guard < 10 * graph.nodes.length + 10; guard++) {
-    const violation = findViolation(graph, buffers, opts.maxStorageBuffers);
-    if (!violation) break;
-    buffers.add(violation);
+  // Materialise until every kernel obeys the rules; each round fixes all violations it finds.
+  for (let round = 0; round < graph.nodes.length + 2; round++) {
+    const roots = graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n));
+    const walks = roots.map((r) => walkKernel([r], buffers));
+    const fixes = new Set<Node>();
+    walks.forEach((w, i) => {
+      if (w.violation) fixes.add(w.violation);
+      else if (w.reads.size + 1 > opts.maxStorageBuffers) {
+        fixes.add(heaviestFusedInput(roots[i], w, buffers, opts.maxStorageBuffers));
+      }
+    });
+    if (fixes.size === 0) {
+      // Rule 2: a non-trivial node fused into two kernels is computed once, into a buffer.
+      const owners = new Map<Node, number>();
+      walks.forEach((w) =>
+        w.fused.forEach((n) => {
+          if (!isCheapIndexing(n, buffers)) owners.set(n, (owners.get(n) ?? 0) + 1);
+        })
+      );
+      const shared = [...owners].filter(([, c]) => c > 1).map(([n]) => n);
+      // Only the latest shared nodes: materialising them may make their producers private.
+      const sharedSet = new Set(shared);
+      for (const n of shared) {
+        const c = consumerOf.get(n);
+        if (!(c && sharedSet.has(c) && consumerCount.get(n) === 1)) fixes.add(n);
+      }
+    }
+    if (fixes.size === 0) break;
+    fixes.forEach((n) => buffers.add(n));
   }
-  return graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n)).map((root) =>
-    describeKernel(root, buffers)
-  );
+  const roots = graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n));
+  return mergeElementwise(roots.map((r) => describeKernel([r], buffers)), opts.maxStorageBuffers);
 }
 
 interface Walk {
   anchor?: Node;
+  rowReductions: Node[];
+  rowAxes?: number[];
+  /** Row reductions found outside a reduction's prologue (incompatible with an anchor). */
+  rootRowReduction?: Node;
   fused: Set<Node>;
   reads: Set<Node>;
   identityReads: Map<Node, boolean>;
   violation?: Node;
 }
 
-/** Walks the expression of a kernel rooted at `root` (a buffer node). */
-function walkKernel(root: Node, buffers: Set<Node>): Walk {
-  const w: Walk = { fused: new Set(), reads: new Set(), identityReads: new Map() };
-  // mode: "identity" (read at the output index), "prologue" (inside a reduction), "operand"
-  // (a matmul operand: views only), "free" (anything goes, e.g. scatter operands).
-  const visit = (n: Node, mode: "identity" | "other" | "prologue" | "operand", isRoot: boolean) => {
+type Mode = "full" | "other" | "operand" | "rowOuter";
+
+/**
+ * Walks the expression of a kernel. `full` means the node is read at the kernel's own iteration
+ * index (the output index, or inside a reduction's prologue the full input index); `other` after
+ * a view; `operand` inside a matmul operand.
+ */
+function walkKernel(roots: readonly Node[], buffers: Set<Node>): Walk {
+  const w: Walk = {
+    rowReductions: [],
+    fused: new Set(),
+    reads: new Set(),
+    identityReads: new Map(),
+  };
+  const rootSet = new Set(roots);
+  const space = roots[0].shape;
+  const rowSet = new Set<Node>();
+
+  /**
+   * Rule 5: `n` broadcasts a small expression back over some axes of the kernel's space. If that
+   * expression (elementwise ops, reshapes, stopGradient) contains reductions over exactly those
+   * axes of an input of the kernel's full shape, return them.
+   */
+  const rowReductionsUnder = (n: Node, inPrologue: boolean): Node[] => {
+    if (n.op !== "broadcast") return [];
+    const fullShape = inPrologue ? w.anchor!.inputs[0].shape : space;
+    const src = n.inputs[0];
+    if (!sameShape(n.shape, fullShape)) return [];
+    const axes = src.shape.flatMap((d, i) => (d === 1 && n.shape[i] !== 1 ? [i] : []));
+    const wanted = inPrologue ? reducedAxes(w.anchor!) : w.rowAxes;
+    if (axes.length === 0) return [];
+    if (wanted && (wanted.length !== axes.length || wanted.some((a, i) => a !== axes[i]))) {
+      return [];
+    }
+    const rowLength = axes.reduce((p, a) => p * fullShape[a], 1);
+    const rows = fullShape.reduce((p, d) => p * d, 1) / Math.max(1, rowLength);
+    if (rowLength > MAX_SERIAL_ROW && rows < MIN_ROWS) return [];
+    const found: Node[] = [];
+    const seen = new Set<Node>();
+    const search = (x: Node) => {
+      if (seen.has(x) || buffers.has(x) || isSplat(x)) return;
+      seen.add(x);
+      if (x.op === "sum" || x.op === "max") {
+        const ax = reducedAxes(x);
+        if (
+          sameShape(x.inputs[0].shape, fullShape) && ax.length === axes.length &&
+          ax.every((a, i) => a === axes[i])
+        ) found.push(x);
+        return;
+      }
+      const elementwise = wgslKind(x) === "inline" && !VIEW_OPS.has(x.op) && x.op !== "iota";
+      if (elementwise || x.op === "reshape") x.inputs.forEach(search);
+    };
+    search(src);
+    return found;
+  };
+
+  const visit = (n: Node, mode: Mode, inPrologue: boolean, isRoot: boolean): void => {
     if (w.violation) return;
-    if (!isRoot && buffers.has(n)) {
+    if (!isRoot && buffers.has(n) && !rootSet.has(n)) {
       w.reads.add(n);
-      w.identityReads.set(n, (w.identityReads.get(n) ?? true) && mode === "identity");
+      const identity = mode === "full" && !inPrologue && n.size === roots[0].size;
+      w.identityReads.set(n, (w.identityReads.get(n) ?? true) && identity);
       return;
     }
     if (isSplat(n) || n.op === "constant") return;
+    if (w.fused.has(n) && mode === "full" && !isAnchorOp(n)) return; // same index: computed once
+    if (w.fused.has(n) && isAnchorOp(n)) {
+      // A reduction is computed at one index only: its own (anchor) or the row's (row phase).
+      const sameIndex = mode === "full" && !inPrologue &&
+        (n === w.anchor || w.rowReductions.includes(n));
+      if (!sameIndex && !(mode === "rowOuter" && rowSet.has(n))) w.violation = n;
+      return;
+    }
+    if (mode === "rowOuter" && rowSet.has(n)) {
+      w.fused.add(n);
+      if (!w.rowReductions.includes(n)) w.rowReductions.push(n);
+      visit(n.inputs[0], "full", inPrologue, false);
+      return;
+    }
+    if (
+      mode === "rowOuter" && wgslKind(n) === "inline" && !VIEW_OPS.has(n.op) ||
+      mode === "rowOuter" && n.op === "reshape"
+    ) {
+      w.fused.add(n);
+      n.inputs.forEach((x) => visit(x, "rowOuter", inPrologue, false));
+      return;
+    }
     if (isAnchorOp(n)) {
       const kind = wgslKind(n);
-      if (!isRoot && (mode !== "identity" || w.anchor)) {
-        w.violation = n;
-        return;
-      }
-      if (w.anchor && w.anchor !== n) {
+      // A matmul's epilogue must iterate exactly its output (its tile indices are seeded).
+      const ok = (isRoot || (mode === "full" && !inPrologue)) && (!w.anchor || w.anchor === n) &&
+        (kind !== "matmul" || sameShape(n.shape, space));
+      if (!ok) {
         w.violation = n;
         return;
       }
       w.anchor = n;
       w.fused.add(n);
-      const inner = kind === "matmul" ? "operand" : kind === "reduce" ? "prologue" : "other";
-      for (const x of n.inputs) visit(x, inner, false);
+      if (kind === "matmul") n.inputs.forEach((x) => visit(x, "operand", true, false));
+      else if (kind === "reduce") visit(n.inputs[0], "full", true, false);
+      else n.inputs.forEach((x) => visit(x, "other", true, false));
       return;
     }
     if (mode === "operand" && !VIEW_OPS.has(n.op) && n.op !== "iota") {
       w.violation = n; // a computed matmul operand would be recomputed per output: materialise
       return;
     }
+    if (mode === "full") {
+      const reductions = rowReductionsUnder(n, inPrologue);
+      if (reductions.length) {
+        reductions.forEach((r) => rowSet.add(r));
+        if (!inPrologue) {
+          w.rowAxes = reducedAxes(reductions[0]);
+          w.rootRowReduction ??= reductions[0];
+        }
+        w.fused.add(n);
+        visit(n.inputs[0], "rowOuter", inPrologue, false);
+        return;
+      }
+    }
     w.fused.add(n);
-    const next = mode === "identity" && !VIEW_OPS.has(n.op)
-      ? "identity"
-      : mode === "identity"
+    const next: Mode = mode === "operand"
+      ? "operand"
+      : (VIEW_OPS.has(n.op) && !isUnitReshape(n)) || mode === "rowOuter"
       ? "other"
       : mode;
-    for (const x of n.inputs) visit(x, next, false);
+    for (const x of n.inputs) visit(x, next, inPrologue, false);
   };
-  visit(root, "identity", true);
+  for (const r of roots) visit(r, "full", false, true);
+  if (!w.violation && w.anchor && w.rootRowReduction) w.violation = w.rootRowReduction;
+  if (!w.violation && w.anchor && wgslKind(w.anchor) === "matmul" && w.rowReductions.length) {
+    w.violation = w.rowReductions[0];
+  }
   return w;
 }
 
-function findViolation(graph: Graph, buffers: Set<Node>, maxBuffers: number): Node | undefined {
-  for (const root of graph.nodes) {
-    if (!buffers.has(root) || isLeaf(root)) continue;
-    const w = walkKernel(root, buffers);
-    if (w.violation) return w.violation;
-    if (w.reads.size + 1 > maxBuffers) return heaviestFusedInput(root, w, buffers);
-  }
-  return undefined;
-}
-
 /** The fused node (not the root) whose sub-expression reads the most distinct buffers. */
-function heaviestFusedInput(root: Node, w: Walk, buffers: Set<Node>): Node {
+function heaviestFusedInput(root: Node, w: Walk, buffers: Set<Node>, max: number): Node {
   const memo = new Map<Node, Set<Node>>();
   const readsOf = (n: Node): Set<Node> => {
     if (buffers.has(n)) return new Set([n]);
@@ -195,27 +331,74 @@ function heaviestFusedInput(root: Node, w: Walk, buffers: Set<Node>): Node {
   }
   if (!best || bestCount <= 1) {
     throw new Error(
-      `fusion: a single ${root.op} reads ${w.reads.size} buffers, more than the device's ` +
-        `${maxBuffersMessage(w.reads.size)}`,
+      `fusion: ${root.op} alone reads ${w.reads.size} buffers; the device allows ${max} ` +
+        "storage buffers per kernel (output included)",
     );
   }
   return best;
 }
 
-function maxBuffersMessage(n: number): string {
-  return `storage-buffer limit allows (${n} + output)`;
+function describeKernel(roots: Node[], buffers: Set<Node>): KernelPlan {
+  const w = walkKernel(roots, buffers);
+  if (w.violation) throw new Error(`internal: fusion left a violation at ${w.violation.op}`);
+  const anchorKind = w.anchor ? wgslKind(w.anchor) : undefined;
+  const kind: KernelKind = anchorKind === "reduce"
+    ? "reduce"
+    : anchorKind === "matmul"
+    ? "matmul"
+    : anchorKind === "scatter"
+    ? "scatter"
+    : w.rowReductions.length
+    ? "rowwise"
+    : "elementwise";
+  const identityReads = new Set([...w.identityReads].filter(([, v]) => v).map(([n]) => n));
+  return {
+    roots,
+    kind,
+    anchor: w.anchor,
+    rowReductions: [...w.rowReductions].sort((a, b) => a.id - b.id),
+    rowAxes: w.rowAxes ?? (w.anchor && anchorKind === "reduce" ? reducedAxes(w.anchor) : []),
+    fused: [...w.fused].sort((a, b) => a.id - b.id),
+    reads: [...w.reads],
+    identityReads,
+  };
 }
 
-function describeKernel(root: Node, buffers: Set<Node>): KernelPlan {
-  const w = walkKernel(root, buffers);
-  const kind: KernelKind = !w.anchor ? "elementwise" : wgslKind(w.anchor) as KernelKind;
-  const fused = [...w.fused].sort((a, b) => a.id - b.id);
-  return {
-    root,
-    kind: kind === "reduce" || kind === "matmul" || kind === "scatter" ? kind : "elementwise",
-    anchor: w.anchor,
-    fused,
-    reads: [...w.reads],
-    identityReads: new Set([...w.identityReads].filter(([, v]) => v).map(([n]) => n)),
-  };
+/**
+ * Rule 8: merges an elementwise kernel into a later one of the same shape when nothing between
+ * them reads its output and the later one reads it (if at all) only at the same index.
+ */
+function mergeElementwise(kernels: KernelPlan[], maxBuffers: number): KernelPlan[] {
+  const out: KernelPlan[] = [];
+  for (const k of kernels) {
+    let merged = false;
+    for (let j = out.length - 1; j >= 0 && k.kind === "elementwise"; j--) {
+      const prev = out[j];
+      const readsPrev = prev.roots.some((r) => k.reads.includes(r));
+      const mergeable = prev.kind === "elementwise" &&
+        sameShape(prev.roots[0].shape, k.roots[0].shape) &&
+        prev.roots.every((r) => !k.reads.includes(r) || k.identityReads.has(r));
+      if (mergeable) {
+        const roots = [...prev.roots, ...k.roots];
+        const reads = [...new Set([...prev.reads, ...k.reads])].filter((n) => !roots.includes(n));
+        if (reads.length + roots.length <= maxBuffers) {
+          const identity = (n: Node) =>
+            (!prev.reads.includes(n) || prev.identityReads.has(n)) &&
+            (!k.reads.includes(n) || k.identityReads.has(n));
+          out[j] = {
+            ...prev,
+            roots,
+            fused: [...new Set([...prev.fused, ...k.fused])].sort((a, b) => a.id - b.id),
+            reads,
+            identityReads: new Set(reads.filter(identity)),
+          };
+          merged = true;
+          break;
+        }
+      }
+      if (readsPrev) break; // k cannot move above a kernel whose output it reads
+    }
+    if (!merged) out.push(k);
+  }
+  return out;
 }

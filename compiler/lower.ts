@@ -6,6 +6,7 @@ import {
   generateElementwise,
   generateMatmul,
   generateReduce,
+  generateRowwise,
   generateScatter,
   type KernelContext,
 } from "./codegen/kernels.ts";
@@ -33,7 +34,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
 function kernelName(plan: KernelPlan): string {
   const ops = plan.fused.map((n) => n.op);
   const main = plan.anchor?.op ?? ops.filter((o) => !VIEWS.has(o)).at(-1) ?? ops.at(-1) ?? "copy";
-  return `${plan.kind}_${main}_${plan.root.id}`;
+  return `${plan.kind}_${main}_${plan.roots[0].id}`;
 }
 
 const VIEWS = new Set(["reshape", "broadcast", "transpose", "slice", "pad", "concat"]);
@@ -53,14 +54,15 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     },
     slotDtype: (s) => memory.slots[s].element,
   };
-  const kernels: Kernel[] = plans.filter((p) => p.root.size > 0).map((plan) => {
-    const gen = plan.kind === "matmul"
-      ? generateMatmul(plan, ctx, codegen)
-      : plan.kind === "reduce"
-      ? generateReduce(plan, ctx, codegen)
-      : plan.kind === "scatter"
-      ? generateScatter(plan, ctx, codegen)
-      : generateElementwise(plan, ctx, codegen);
+  const generators = {
+    elementwise: generateElementwise,
+    rowwise: generateRowwise,
+    reduce: generateReduce,
+    matmul: generateMatmul,
+    scatter: generateScatter,
+  };
+  const kernels: Kernel[] = plans.filter((p) => p.roots[0].size > 0).map((plan) => {
+    const gen = generators[plan.kind](plan, ctx, codegen);
     return {
       name: kernelName(plan),
       kind: plan.kind,
@@ -70,7 +72,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       wgsl: gen.wgsl,
       dispatch: gen.dispatch,
       workgroupSize: gen.workgroupSize,
-      output: `${plan.root.dtype}[${plan.root.shape.join(",")}]`,
+      output: plan.roots.map((r) => `${r.dtype}[${r.shape.join(",")}]`).join(" "),
     };
   });
   for (const k of kernels) {

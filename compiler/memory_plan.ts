@@ -85,39 +85,42 @@ export function planMemory(
   for (const s of slots) peak += s.bytes;
   const base = peak;
   kernels.forEach((k, t) => {
-    const n = k.root;
-    const outs = outputIndex.get(n);
-    const bytes = bytesOf(n);
-    // In place: a donated input or dead intermediate read here only at the output index.
-    const inPlace = opts.reuse === false
-      ? undefined
-      : k.reads.find((r) =>
-        lastUse.get(r) === t && k.identityReads.has(r) && bytesOf(r) === bytes &&
-        slots[slotOf.get(r)!].element === element(n) && !outputIndex.has(r) &&
-        (donatedNodes.has(r) || slots[slotOf.get(r)!].kind === "intermediate") &&
-        !(outs && !donatedNodes.has(r))
-      );
-    if (inPlace) {
-      const s = slotOf.get(inPlace)!;
-      slotOf.set(n, s);
-      if (outs) {
-        slots[s].outputIndices = outs;
-        outs.forEach((o) => donatedOutputs.set(o, s));
+    const taken = new Set<Node>();
+    for (const n of k.roots) {
+      const outs = outputIndex.get(n);
+      const bytes = bytesOf(n);
+      // In place: a donated input or dead intermediate read here only at the output index.
+      const inPlace = opts.reuse === false
+        ? undefined
+        : k.reads.find((r) =>
+          !taken.has(r) && lastUse.get(r) === t && k.identityReads.has(r) &&
+          bytesOf(r) === bytes && slots[slotOf.get(r)!].element === element(n) &&
+          !outputIndex.has(r) &&
+          (donatedNodes.has(r) || (!outs && slots[slotOf.get(r)!].kind === "intermediate"))
+        );
+      if (inPlace) {
+        taken.add(inPlace);
+        const s = slotOf.get(inPlace)!;
+        slotOf.set(n, s);
+        if (outs) {
+          slots[s].outputIndices = outs;
+          outs.forEach((o) => donatedOutputs.set(o, s));
+        }
+        releasing.set(t, (releasing.get(t) ?? []).filter((x) => x !== inPlace));
+        continue;
       }
-      releasing.set(t, (releasing.get(t) ?? []).filter((x) => x !== inPlace));
-    } else if (outs) {
-      slotOf.set(n, newSlot({ kind: "output", bytes, element: element(n), outputIndices: outs }));
-    } else {
+      if (outs) {
+        slotOf.set(n, newSlot({ kind: "output", bytes, element: element(n), outputIndices: outs }));
+        live += bytes;
+        continue;
+      }
       const j = opts.reuse === false
         ? -1
         : free.findIndex((s) => slots[s].bytes === bytes && slots[s].element === element(n));
       if (j >= 0) slotOf.set(n, free.splice(j, 1)[0]);
-      else {
-        slotOf.set(n, newSlot({ kind: "intermediate", bytes, element: element(n) }));
-      }
+      else slotOf.set(n, newSlot({ kind: "intermediate", bytes, element: element(n) }));
       live += bytes;
     }
-    if (outs && !inPlace) live += bytes;
     peak = Math.max(peak, base + live);
     for (const dead of releasing.get(t) ?? []) {
       const s = slotOf.get(dead)!;

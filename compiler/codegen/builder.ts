@@ -31,15 +31,18 @@ export class KernelBuilder {
   readonly helpers = new Map<string, string>();
   /** Binding slot → binding index in this kernel (the output is the last binding). */
   readonly bindingOfSlot = new Map<number, number>();
-  readonly outputSlot: number;
+  /** Slots of the roots (the kernel's outputs), bound after the reads as out0, out1, … */
+  readonly outputSlots: number[];
+  private readonly roots: ReadonlySet<Node>;
 
   constructor(
     private readonly buffers: ReadonlySet<Node>,
     private readonly slotOf: (n: Node) => number,
-    /** The node this kernel computes (a buffer, but computed here rather than read). */
-    private readonly root: Node,
+    /** The nodes this kernel computes (buffers, but computed here rather than read). */
+    roots: readonly Node[],
   ) {
-    this.outputSlot = slotOf(root);
+    this.roots = new Set(roots);
+    this.outputSlots = roots.map(slotOf);
     this.openScope();
   }
 
@@ -59,8 +62,13 @@ export class KernelBuilder {
   /** Binds `expr` to a fresh `let` in the current scope. */
   bind(expr: string): string {
     if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(expr) || /^-?[0-9.]+[fi]?$/.test(expr)) return expr;
+    // The same expression in scope is bound once (index arithmetic repeats a lot).
+    const key = `=${expr}`;
+    const known = this.lookup(key);
+    if (known !== undefined) return known;
     const name = `t${this.counter++}`;
     this.line(`let ${name} = ${expr};`);
+    this.scopes[this.scopes.length - 1].memo.set(key, name);
     return name;
   }
 
@@ -106,7 +114,8 @@ export class KernelBuilder {
   /** WGSL name of the storage binding for a buffer node (registering it). */
   bufferName(node: Node): string {
     const slot = this.slotOf(node);
-    if (slot === this.outputSlot) return "out";
+    const o = this.outputSlots.indexOf(slot);
+    if (o >= 0) return `out${o}`;
     let b = this.bindingOfSlot.get(slot);
     if (b === undefined) {
       b = this.bindingOfSlot.size;
@@ -121,7 +130,7 @@ export class KernelBuilder {
     const known = this.lookup(key);
     if (known !== undefined) return known;
     let value: string;
-    if (this.buffers.has(node) && node !== this.root) {
+    if (this.buffers.has(node) && !this.roots.has(node)) {
       const raw = `${this.bufferName(node)}[${this.flatten(index, node.shape)}]`;
       value = this.bind(node.dtype === "bool" ? `(${raw} != 0i)` : raw);
     } else if (isSplat(node)) {

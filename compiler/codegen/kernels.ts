@@ -1,19 +1,23 @@
 /**
- * Kernel templates: the loop structure around a fused expression. An elementwise kernel is a
- * grid-stride loop over the output; a reduction kernel gives each invocation one output and loops
- * over the reduced axes; a matmul kernel gives each invocation a TM×TN register tile; a scatter
- * kernel gives each invocation one column of the operand (so duplicate indices never race and the
- * accumulation order matches the CPU reference).
+ * Kernel templates: the loop structure around a fused expression.
+ * - elementwise: a grid-stride loop over the output (several outputs when kernels were merged);
+ * - rowwise: one invocation per row; each row reduction is a loop over the row, then a last loop
+ *   writes the row (single-kernel softmax / layerNorm);
+ * - reduce: one invocation per output, looping over the reduced axes (row reductions of its
+ *   prologue first), then the epilogue;
+ * - matmul: each invocation owns a TM×TN register tile, operands read through their views;
+ * - scatter: each invocation owns one column of the operand, so duplicate indices never race and
+ *   the accumulation order matches the CPU reference.
  */
 
 import type { Node } from "../../dsl/mod.ts";
 import { WGSL_HELPERS } from "../../dsl/primitives/wgsl.ts";
-import type { KernelPlan } from "../fusion.ts";
+import { type KernelPlan, reducedAxes } from "../fusion.ts";
 import { KernelBuilder, storageType } from "./builder.ts";
 
 export interface GeneratedKernel {
   wgsl: string;
-  /** Slots bound, in binding order; the last one is the output (read_write). */
+  /** Slots bound, in binding order; the last `roots.length` are the outputs (read_write). */
   slots: number[];
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
@@ -26,81 +30,143 @@ export interface CodegenOptions {
   matmulTile: { rows: number; cols: number; workgroup: [number, number] };
 }
 
-const WORKGROUP = 64;
-
-function header(b: KernelBuilder, root: Node, slotDtypes: Map<number, string>): string {
-  const lines: string[] = [];
-  const names = new Set<string>();
-  const addHelper = (name: string) => {
-    if (names.has(name)) return;
-    if (name !== "is_nan" && b.helpers.get(name)?.includes("is_nan(")) addHelper("is_nan");
-    names.add(name);
-    lines.push(b.helpers.get(name) ?? WGSL_HELPERS[name as keyof typeof WGSL_HELPERS]);
-  };
-  [...b.helpers.keys()].forEach(addHelper);
-  for (const [slot, binding] of b.bindingOfSlot) {
-    lines.push(
-      `@group(0) @binding(${binding}) var<storage, read> b${binding}: array<${
-        slotDtypes.get(slot)
-      }>;`,
-    );
-  }
-  lines.push(
-    `@group(0) @binding(${b.bindingOfSlot.size}) var<storage, read_write> out: array<${
-      storageType(root.dtype)
-    }>;`,
-  );
-  return lines.join("\n");
-}
-
-function slotsOf(b: KernelBuilder): number[] {
-  return [...b.bindingOfSlot.keys(), b.outputSlot];
-}
-
-function indent(lines: string[], depth: number): string {
-  return lines.map((l) => "  ".repeat(depth) + l).join("\n");
-}
-
 export interface KernelContext {
   buffers: ReadonlySet<Node>;
   slotOf: (n: Node) => number;
   slotDtype: (slot: number) => string;
 }
 
+const WORKGROUP = 64;
+
+function header(b: KernelBuilder, roots: readonly Node[], ctx: KernelContext): string {
+  const lines: string[] = [];
+  const done = new Set<string>();
+  const addHelper = (name: string) => {
+    if (done.has(name)) return;
+    const src = b.helpers.get(name) ?? WGSL_HELPERS[name as keyof typeof WGSL_HELPERS];
+    if (name !== "is_nan" && src.includes("is_nan(")) addHelper("is_nan");
+    done.add(name);
+    lines.push(src);
+  };
+  [...b.helpers.keys()].forEach(addHelper);
+  for (const [slot, binding] of b.bindingOfSlot) {
+    lines.push(
+      `@group(0) @binding(${binding}) var<storage, read> b${binding}: array<${
+        ctx.slotDtype(slot)
+      }>;`,
+    );
+  }
+  roots.forEach((r, k) => {
+    lines.push(
+      `@group(0) @binding(${b.bindingOfSlot.size + k}) var<storage, read_write> out${k}: array<${
+        storageType(r.dtype)
+      }>;`,
+    );
+  });
+  return lines.join("\n");
+}
+
 function finish(
   b: KernelBuilder,
   plan: KernelPlan,
   ctx: KernelContext,
-  body: string,
+  body: string[],
   dispatch: [number, number, number],
   workgroupSize: [number, number, number],
 ): GeneratedKernel {
-  const slotDtypes = new Map([...b.bindingOfSlot.keys()].map((s) => [s, ctx.slotDtype(s)]));
-  const wgsl = `${header(b, plan.root, slotDtypes)}
+  const wgsl = `${header(b, plan.roots, ctx)}
 @compute @workgroup_size(${workgroupSize.join(", ")})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-${body}
+${body.map((l) => "  " + l).join("\n")}
 }
 `;
-  return { wgsl, slots: slotsOf(b), dispatch, workgroupSize };
+  return { wgsl, slots: [...b.bindingOfSlot.keys(), ...b.outputSlots], dispatch, workgroupSize };
 }
 
-/** Grid-stride loop over `count` items; `emit(b, i)` writes the loop body for item `i`. */
+/** Emits `head`, then the statements of `inner` (a new scope) indented, then `}`. */
+function block(b: KernelBuilder, head: string, inner: () => void): void {
+  b.line(head);
+  b.openScope();
+  inner();
+  b.closeScope().forEach((l) => b.line("  " + l));
+  b.line("}");
+}
+
+/** A grid-stride loop over `count` items; returns the dispatch size. */
 function gridStride(
   b: KernelBuilder,
   count: number,
   opts: CodegenOptions,
   emit: (i: string) => void,
-): { body: string; dispatch: [number, number, number] } {
+): [number, number, number] {
   const groups = Math.max(1, Math.min(Math.ceil(count / WORKGROUP), opts.maxWorkgroups));
-  b.openScope();
-  emit("i");
-  const inner = b.closeScope();
-  const body = `  let stride = i32(nwg.x) * ${WORKGROUP}i;
-  for (var i = i32(gid.x); i < ${count}i; i += stride) {
-${indent(inner, 2)}
-  }`;
-  return { body, dispatch: [groups, 1, 1] };
+  b.line(`let stride = i32(nwg.x) * ${WORKGROUP}i;`);
+  block(b, `for (var i = i32(gid.x); i < ${count}i; i += stride) {`, () => emit("i"));
+  return [groups, 1, 1];
+}
+
+/** Merges an outer index (non-reduced axes) and a row index (reduced axes) into a full index. */
+function mergeIndex(
+  rank: number,
+  axes: readonly number[],
+  outer: readonly string[],
+  row: readonly string[],
+): string[] {
+  const full: string[] = [];
+  let o = 0, r = 0;
+  for (let d = 0; d < rank; d++) full.push(axes.includes(d) ? row[r++] : outer[o++]);
+  return full;
+}
+
+/** Accumulates reduction `red` over its reduced axes at `outer`; returns the result's name. */
+function reduceLoop(b: KernelBuilder, red: Node, outer: readonly string[]): string {
+  const input = red.inputs[0];
+  const axes = reducedAxes(red);
+  const rowShape = axes.map((a) => input.shape[a]);
+  const count = rowShape.reduce((p, d) => p * d, 1);
+  const t = storageType(input.dtype);
+  const acc = b.fresh("acc");
+  const arg = b.fresh("arg");
+  const lowest = t === "f32" ? "bitcast<f32>(0xff800000u)" : "i32(-2147483647 - 1)";
+  b.line(`var ${acc}: ${t} = ${red.op === "sum" ? (t === "f32" ? "0.0f" : "0i") : lowest};`);
+  if (red.op === "argmax") b.line(`var ${arg}: i32 = 0i;`);
+  const r = b.fresh("r");
+  block(b, `for (var ${r} = 0i; ${r} < ${count}i; ${r}++) {`, () => {
+    const full = mergeIndex(input.shape.length, axes, outer, b.unravel(r, rowShape));
+    const v = b.valueAt(input, full);
+    if (red.op === "sum") b.line(`${acc} = ${acc} + ${v};`);
+    else if (red.op === "max") {
+      if (t === "f32") {
+        b.helpers.set("max_nan", WGSL_HELPERS.max_nan);
+        b.line(`${acc} = max_nan(${acc}, ${v});`);
+      } else b.line(`${acc} = max(${acc}, ${v});`);
+    } else {
+      // First maximum wins; a NaN counts as the maximum (numpy), as in the CPU reference.
+      if (t === "f32") b.helpers.set("is_nan", WGSL_HELPERS.is_nan);
+      const better = t === "f32"
+        ? `${r} == 0i || (!is_nan(${acc}) && (${v} > ${acc} || is_nan(${v})))`
+        : `${r} == 0i || ${v} > ${acc}`;
+      b.line(`if (${better}) { ${acc} = ${v}; ${arg} = ${r}; }`);
+    }
+  });
+  return red.op === "argmax" ? arg : acc;
+}
+
+/** Computes each row reduction at `outer` and seeds its value for the code that follows. */
+function rowPhases(b: KernelBuilder, plan: KernelPlan, outer: readonly string[]): void {
+  for (const red of plan.rowReductions) b.seed(red, outer, reduceLoop(b, red, outer));
+}
+
+function storeRoots(
+  b: KernelBuilder,
+  roots: readonly Node[],
+  index: readonly string[],
+  flat: string,
+) {
+  roots.forEach((root, k) => {
+    const v = b.valueAt(root, index);
+    b.line(`out${k}[${flat}] = ${b.storeValue(v, root.dtype)};`);
+  });
 }
 
 export function generateElementwise(
@@ -108,14 +174,35 @@ export function generateElementwise(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel {
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.root);
-  const root = plan.root;
-  const { body, dispatch } = gridStride(b, root.size, opts, (i) => {
-    const index = b.unravel(i, root.shape);
-    const v = b.valueAt(root, index);
-    b.line(`out[${i}] = ${b.storeValue(v, root.dtype)};`);
+  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const shape = plan.roots[0].shape;
+  const dispatch = gridStride(b, plan.roots[0].size, opts, (i) => {
+    storeRoots(b, plan.roots, b.unravel(i, shape), i);
   });
-  return finish(b, plan, ctx, body, dispatch, [WORKGROUP, 1, 1]);
+  return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
+}
+
+export function generateRowwise(
+  plan: KernelPlan,
+  ctx: KernelContext,
+  opts: CodegenOptions,
+): GeneratedKernel {
+  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const shape = plan.roots[0].shape;
+  const axes = plan.rowAxes;
+  const outerShape = shape.filter((_, d) => !axes.includes(d));
+  const rowShape = axes.map((a) => shape[a]);
+  const rows = outerShape.reduce((p, d) => p * d, 1);
+  const rowLength = rowShape.reduce((p, d) => p * d, 1);
+  const dispatch = gridStride(b, rows, opts, (i) => {
+    const outer = b.unravel(i, outerShape);
+    rowPhases(b, plan, outer);
+    block(b, `for (var w = 0i; w < ${rowLength}i; w++) {`, () => {
+      const full = mergeIndex(shape.length, axes, outer, b.unravel("w", rowShape));
+      storeRoots(b, plan.roots, full, b.bind(b.flatten(full, shape)));
+    });
+  });
+  return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
 }
 
 export function generateReduce(
@@ -123,56 +210,17 @@ export function generateReduce(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel {
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.root);
-  const root = plan.root;
+  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const root = plan.roots[0];
   const anchor = plan.anchor!;
-  const input = anchor.inputs[0];
-  const reduction = anchor.op as "sum" | "max" | "argmax";
-  const axes: number[] = reduction === "argmax"
-    ? [anchor.params.axis as number]
-    : [...(anchor.params.axes as number[])];
-  const reducedShape = axes.map((a) => input.shape[a]);
-  const count = reducedShape.reduce((p, d) => p * d, 1);
-  const t = storageType(input.dtype);
-  const { body, dispatch } = gridStride(b, root.size, opts, (i) => {
-    const outIndex = b.unravel(i, root.shape);
-    const acc = b.fresh("acc");
-    const best = b.fresh("arg");
-    const lowest = input.dtype === "f32" ? "bitcast<f32>(0xff800000u)" : "i32(-2147483647 - 1)";
-    if (reduction === "sum") b.line(`var ${acc}: ${t} = ${t === "f32" ? "0.0f" : "0i"};`);
-    else b.line(`var ${acc}: ${t} = ${lowest};`);
-    if (reduction === "argmax") b.line(`var ${best}: i32 = 0i;`);
-    b.line(`for (var r = 0i; r < ${count}i; r++) {`);
-    b.openScope();
-    const red = b.unravel("r", reducedShape);
-    const full: string[] = [];
-    let o = 0, k = 0;
-    for (let d = 0; d < input.shape.length; d++) {
-      full.push(axes.includes(d) ? red[k++] : outIndex[o++]);
-    }
-    const v = b.valueAt(input, full);
-    if (reduction === "sum") b.line(`${acc} = ${acc} + ${v};`);
-    else if (reduction === "max") {
-      if (t === "f32") {
-        b.helpers.set("max_nan", WGSL_HELPERS.max_nan);
-        b.line(`${acc} = max_nan(${acc}, ${v});`);
-      } else b.line(`${acc} = max(${acc}, ${v});`);
-    } else {
-      // First maximum wins; a NaN counts as the maximum (numpy), as in the CPU reference.
-      const better = t === "f32"
-        ? `r == 0i || (!is_nan(${acc}) && (${v} > ${acc} || is_nan(${v})))`
-        : `r == 0i || ${v} > ${acc}`;
-      if (t === "f32") b.helpers.set("is_nan", WGSL_HELPERS.is_nan);
-      b.line(`if (${better}) { ${acc} = ${v}; ${best} = r; }`);
-    }
-    const loop = b.closeScope();
-    loop.forEach((l) => b.line("  " + l));
-    b.line("}");
-    b.seed(anchor, outIndex, reduction === "argmax" ? best : acc);
-    const value = b.valueAt(root, outIndex);
-    b.line(`out[${i}] = ${b.storeValue(value, root.dtype)};`);
+  const dispatch = gridStride(b, root.size, opts, (i) => {
+    // The root may differ from the anchor by size-1 axes: same flat index, own multi-index.
+    const anchorIndex = b.unravel(i, anchor.shape);
+    rowPhases(b, plan, anchorIndex);
+    b.seed(anchor, anchorIndex, reduceLoop(b, anchor, anchorIndex));
+    storeRoots(b, plan.roots, b.unravel(i, root.shape), i);
   });
-  return finish(b, plan, ctx, body, dispatch, [WORKGROUP, 1, 1]);
+  return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
 }
 
 export function generateMatmul(
@@ -180,8 +228,8 @@ export function generateMatmul(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel {
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.root);
-  const root = plan.root;
+  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const root = plan.roots[0];
   const mm = plan.anchor!;
   const [a, bm] = mm.inputs;
   const r = mm.shape.length;
@@ -191,7 +239,6 @@ export function generateMatmul(
   const TM = Math.min(opts.matmulTile.rows, M), TN = Math.min(opts.matmulTile.cols, N);
   const [wx, wy] = opts.matmulTile.workgroup;
   const t = storageType(mm.dtype);
-  const zero = t === "f32" ? "0.0f" : "0i";
 
   b.line(`let col0 = i32(gid.x) * ${TN}i;`);
   b.line(`let row0 = i32(gid.y) * ${TM}i;`);
@@ -200,42 +247,35 @@ export function generateMatmul(
   const rows = Array.from({ length: TM }, (_, i) => b.bind(`min(row0 + ${i}i, ${M - 1}i)`));
   const cols = Array.from({ length: TN }, (_, j) => b.bind(`min(col0 + ${j}i, ${N - 1}i)`));
   const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
-  accs.flat().forEach((c) => b.line(`var ${c}: ${t} = ${zero};`));
-  b.line(`for (var k = 0i; k < ${K}i; k++) {`);
-  b.openScope();
-  const av = rows.map((row) => b.valueAt(a, [...bIndex, row, "k"]));
-  const bv = cols.map((col) => b.valueAt(bm, [...bIndex, "k", col]));
-  accs.forEach((row, i) =>
-    row.forEach((c, j) =>
-      b.line(
-        t === "f32"
-          ? `${c} = fma(${av[i]}, ${bv[j]}, ${c});`
-          : `${c} = ${c} + ${av[i]} * ${bv[j]};`,
+  accs.flat().forEach((c) => b.line(`var ${c}: ${t} = ${t === "f32" ? "0.0f" : "0i"};`));
+  block(b, `for (var k = 0i; k < ${K}i; k++) {`, () => {
+    const av = rows.map((row) => b.valueAt(a, [...bIndex, row, "k"]));
+    const bv = cols.map((col) => b.valueAt(bm, [...bIndex, "k", col]));
+    accs.forEach((row, i) =>
+      row.forEach((c, j) =>
+        b.line(
+          t === "f32"
+            ? `${c} = fma(${av[i]}, ${bv[j]}, ${c});`
+            : `${c} = ${c} + ${av[i]} * ${bv[j]};`,
+        )
       )
-    )
-  );
-  b.closeScope().forEach((l) => b.line("  " + l));
-  b.line("}");
+    );
+  });
   accs.forEach((row, i) =>
     row.forEach((c, j) => {
-      b.line(`if (row0 + ${i}i < ${M}i && col0 + ${j}i < ${N}i) {`);
-      b.openScope();
-      const index = [...bIndex, `(row0 + ${i}i)`, `(col0 + ${j}i)`];
-      b.seed(mm, index, c);
-      const v = b.valueAt(root, index);
-      b.line(`out[${b.flatten(index, root.shape)}] = ${b.storeValue(v, root.dtype)};`);
-      b.closeScope().forEach((l) => b.line("  " + l));
-      b.line("}");
+      block(b, `if (row0 + ${i}i < ${M}i && col0 + ${j}i < ${N}i) {`, () => {
+        const index = [...bIndex, `(row0 + ${i}i)`, `(col0 + ${j}i)`];
+        b.seed(mm, index, c);
+        storeRoots(b, [root], index, b.flatten(index, root.shape));
+      });
     })
   );
-  const body = b.closeScope().map((l) => "  " + l).join("\n");
-  b.openScope();
   const dispatch: [number, number, number] = [
     Math.ceil(Math.ceil(N / TN) / wx),
     Math.ceil(Math.ceil(M / TM) / wy),
     batch,
   ];
-  return finish(b, plan, ctx, body, dispatch, [wx, wy, 1]);
+  return finish(b, plan, ctx, b.closeScope(), dispatch, [wx, wy, 1]);
 }
 
 export function generateScatter(
@@ -243,34 +283,29 @@ export function generateScatter(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel {
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.root);
-  const root = plan.root;
+  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const root = plan.roots[0];
   const [operand, indices, updates] = root.inputs;
   const axis = root.params.axis as number;
   const n = root.shape[axis];
   const outer = root.shape.slice(0, axis), inner = root.shape.slice(axis + 1);
   const columns = [...outer, ...inner].reduce((p, d) => p * d, 1);
   const count = indices.shape.reduce((p, d) => p * d, 1);
-  const { body, dispatch } = gridStride(b, columns, opts, (i) => {
+  const dispatch = gridStride(b, columns, opts, (i) => {
     const pos = b.unravel(i, [...outer, ...inner]);
     const o = pos.slice(0, outer.length), q = pos.slice(outer.length);
-    b.line(`for (var r = 0i; r < ${n}i; r++) {`);
-    b.openScope();
-    const index = [...o, "r", ...q];
-    const v = b.valueAt(operand, index);
-    b.line(`out[${b.flatten(index, root.shape)}] = ${v};`);
-    b.closeScope().forEach((l) => b.line("  " + l));
-    b.line("}");
-    b.line(`for (var u = 0i; u < ${count}i; u++) {`);
-    b.openScope();
-    const tIndex = b.unravel("u", indices.shape);
-    const raw = b.valueAt(indices, tIndex);
-    const row = b.bind(`clamp(select(${raw}, ${raw} + ${n}i, ${raw} < 0i), 0i, ${n - 1}i)`);
-    const upd = b.valueAt(updates, [...o, ...tIndex, ...q]);
-    const dst = b.bind(b.flatten([...o, row, ...q], root.shape));
-    b.line(`out[${dst}] = out[${dst}] + ${upd};`);
-    b.closeScope().forEach((l) => b.line("  " + l));
-    b.line("}");
+    block(b, `for (var r = 0i; r < ${n}i; r++) {`, () => {
+      const index = [...o, "r", ...q];
+      b.line(`out0[${b.flatten(index, root.shape)}] = ${b.valueAt(operand, index)};`);
+    });
+    block(b, `for (var u = 0i; u < ${count}i; u++) {`, () => {
+      const tIndex = b.unravel("u", indices.shape);
+      const raw = b.valueAt(indices, tIndex);
+      const row = b.bind(`clamp(select(${raw}, ${raw} + ${n}i, ${raw} < 0i), 0i, ${n - 1}i)`);
+      const upd = b.valueAt(updates, [...o, ...tIndex, ...q]);
+      const dst = b.bind(b.flatten([...o, row, ...q], root.shape));
+      b.line(`out0[${dst}] = out0[${dst}] + ${upd};`);
+    });
   });
-  return finish(b, plan, ctx, body, dispatch, [WORKGROUP, 1, 1]);
+  return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
 }
