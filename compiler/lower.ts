@@ -29,6 +29,9 @@ export interface LowerOptions extends Partial<CodegenOptions> {
 export const DEFAULT_CODEGEN: CodegenOptions = {
   maxWorkgroups: 65535,
   matmulTile: { rows: 4, cols: 4, workgroup: [8, 8] },
+  vectorizedMatmul: true,
+  matmulRowBlock: 32,
+  matmulColumnGroups: 8,
 };
 
 function kernelName(plan: KernelPlan): string {

@@ -2,6 +2,7 @@
 
 export * from "./passes/mod.ts";
 export { DEFAULT_CODEGEN, lower, type LowerOptions } from "./lower.ts";
+export type { CodegenOptions } from "./codegen/kernels.ts";
 export { type Kernel, Program } from "./program.ts";
 export { isSplat, type KernelPlan, planFusion } from "./fusion.ts";
 export { type BufferSlot, type MemoryPlan, planMemory } from "./memory_plan.ts";

@@ -35,7 +35,8 @@ export class Executable {
       if (s.kind !== "constant") continue;
       const value = s.constant!.params.value as HostArray;
       const data = value.dtype === "f32" ? toF32(value.data) : toI32(value.data);
-      device.gpu.queue.writeBuffer(e.persistent.get(s.id)!, 0, data);
+      // Deno's writeBuffer panics on an empty array (an empty constant has nothing to write).
+      if (data.length) device.gpu.queue.writeBuffer(e.persistent.get(s.id)!, 0, data);
     }
     return e;
   }
@@ -69,7 +70,7 @@ export class Executable {
       } else {
         const b = fresh(program.slots[slot].bytes, `input ${i}`);
         const data = node.dtype === "f32" ? toF32(x.data) : toI32(x.data);
-        gpu.queue.writeBuffer(b, 0, data);
+        if (data.length) gpu.queue.writeBuffer(b, 0, data); // empty: Deno would panic
         slotBuffer.set(slot, b);
       }
     });

@@ -15,7 +15,7 @@ import {
   type TreeDef,
   unflattenTree,
 } from "../dsl/mod.ts";
-import { lower, type Program } from "../compiler/mod.ts";
+import { type CodegenOptions, lower, type Program } from "../compiler/mod.ts";
 import { type Device, gpu } from "./device.ts";
 import { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
 import { Executable, type ProgramInput } from "./executor.ts";
@@ -27,6 +27,8 @@ export interface JitOptions {
   donate?: number | readonly number[];
   /** false: no fusion (one kernel per primitive) — the baseline the benchmarks compare with. */
   fuse?: boolean;
+  /** Overrides of the code generator's tunables (tile sizes, vectorisation). */
+  codegen?: Partial<CodegenOptions>;
 }
 
 export interface Jitted {
@@ -93,6 +95,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     leafArgs.forEach((arg, leaf) => donateArgs.has(arg) && donatedLeaves.add(leaf));
     const program = lower(graph, {
       maxStorageBuffers: device.maxStorageBuffers,
+      ...opts.codegen,
       fuse: opts.fuse,
       donate: donatedLeaves,
       maxWorkgroups: device.info.isFallbackAdapter ? 64 : 65535,
@@ -143,9 +146,16 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
   const jitted = call as Jitted;
   jitted.onDevice = onDevice;
   jitted.lower = async (...specs: unknown[]) => {
-    const graph = trace(f, ...specs);
+    const isSpec = (x: unknown) =>
+      isLeaf(x) || (typeof x === "object" && x !== null && Array.isArray(
+        (x as Leaf & object)
+          .shape,
+      ) && Object.keys(x).every((k) => k === "shape" || k === "dtype"));
+    const [leaves, inTree] = flattenTree(specs, isSpec as (x: unknown) => x is Leaf, "lower");
+    const graph = trace(f, ...(unflattenTree(inTree, leaves.map(aval)) as unknown[]));
     const device = await deviceOf();
     return lower(graph, {
+      ...opts.codegen,
       maxStorageBuffers: device.maxStorageBuffers,
       fuse: opts.fuse,
       maxWorkgroups: device.info.isFallbackAdapter ? 64 : 65535,
@@ -172,7 +182,7 @@ export async function toDevice(tree: unknown, device?: Device): Promise<unknown>
   );
   const arrays = leaves.map((l, i) => {
     const data = l.dtype === "f32" ? Float32Array.from(l.data) : Int32Array.from(l.data);
-    d.gpu.queue.writeBuffer(buffers[i], 0, data);
+    if (data.length) d.gpu.queue.writeBuffer(buffers[i], 0, data); // empty: Deno would panic
     return new DeviceArray(d, buffers[i], [...l.shape], l.dtype);
   });
   return unflattenTree(def, arrays);

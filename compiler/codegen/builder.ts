@@ -31,6 +31,8 @@ export class KernelBuilder {
   readonly helpers = new Map<string, string>();
   /** Binding slot → binding index in this kernel (the output is the last binding). */
   readonly bindingOfSlot = new Map<number, number>();
+  /** Read-only slots declared as array<vec4<f32>> (for vectorised matmul loads). */
+  readonly vec4Slots = new Set<number>();
   /** Slots of the roots (the kernel's outputs), bound after the reads as out0, out1, … */
   readonly outputSlots: number[];
   private readonly roots: ReadonlySet<Node>;
@@ -104,10 +106,16 @@ export class KernelBuilder {
   unravel(flat: string, shape: readonly number[]): string[] {
     const f = this.bind(flat);
     const st = strides(shape);
+    // The leading non-unit axis needs no modulo. Skipping it also for leading size-1 axes keeps
+    // the index expressions of shapes that differ only by size-1 axes identical (so a value
+    // seeded at one, e.g. a reduction under a keepDims reshape, is found at the other).
+    let leading = true;
     return shape.map((d, i) => {
       if (d === 1) return "0i";
       const q = st[i] === 1 ? f : `(${f} / ${st[i]}i)`;
-      return this.bind(i === 0 ? q : `(${q} % ${d}i)`);
+      const first = leading;
+      leading = false;
+      return this.bind(first ? q : `(${q} % ${d}i)`);
     });
   }
 
@@ -131,7 +139,11 @@ export class KernelBuilder {
     if (known !== undefined) return known;
     let value: string;
     if (this.buffers.has(node) && !this.roots.has(node)) {
-      const raw = `${this.bufferName(node)}[${this.flatten(index, node.shape)}]`;
+      const name = this.bufferName(node);
+      const flat = this.flatten(index, node.shape);
+      const raw = this.vec4Slots.has(this.slotOf(node))
+        ? `${name}[${this.bind(flat)} / 4i][${this.bind(flat)} % 4i]`
+        : `${name}[${flat}]`;
       value = this.bind(node.dtype === "bool" ? `(${raw} != 0i)` : raw);
     } else if (isSplat(node)) {
       value = this.splatLiteral(node);

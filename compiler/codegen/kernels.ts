@@ -26,8 +26,14 @@ export interface GeneratedKernel {
 export interface CodegenOptions {
   /** Cap on workgroups of grid-stride kernels (llvmpipe pays ≈1 µs per workgroup). */
   maxWorkgroups: number;
-  /** Register tile of matmul kernels. */
+  /** Register tile of generic matmul kernels. */
   matmulTile: { rows: number; cols: number; workgroup: [number, number] };
+  /** Use the vectorised matmul kernels when operand layouts allow. */
+  vectorizedMatmul: boolean;
+  /** Rows per invocation of the vectorised NN matmul. */
+  matmulRowBlock: number;
+  /** vec4 column groups per invocation of the vectorised NN matmul. */
+  matmulColumnGroups: number;
 }
 
 export interface KernelContext {
@@ -50,11 +56,8 @@ function header(b: KernelBuilder, roots: readonly Node[], ctx: KernelContext): s
   };
   [...b.helpers.keys()].forEach(addHelper);
   for (const [slot, binding] of b.bindingOfSlot) {
-    lines.push(
-      `@group(0) @binding(${binding}) var<storage, read> b${binding}: array<${
-        ctx.slotDtype(slot)
-      }>;`,
-    );
+    const element = b.vec4Slots.has(slot) ? "vec4<f32>" : ctx.slotDtype(slot);
+    lines.push(`@group(0) @binding(${binding}) var<storage, read> b${binding}: array<${element}>;`);
   }
   roots.forEach((r, k) => {
     lines.push(
@@ -223,11 +226,149 @@ export function generateReduce(
   return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
 }
 
+/** `x` itself when it is a buffer read whole, or the buffer under a last-two-axes transpose. */
+function bufferOperand(
+  x: Node,
+  ctx: KernelContext,
+): { node: Node; transposed: boolean } | undefined {
+  if (ctx.buffers.has(x)) return { node: x, transposed: false };
+  const r = x.shape.length;
+  const perm = x.params.perm as number[] | undefined;
+  const swapsLastTwo = perm !== undefined &&
+    perm.every((p, i) => (i < r - 2 ? p === i : p === (i === r - 2 ? r - 1 : r - 2)));
+  if (x.op === "transpose" && ctx.buffers.has(x.inputs[0]) && swapsLastTwo) {
+    return { node: x.inputs[0], transposed: true };
+  }
+  return undefined;
+}
+
+/**
+ * Vectorised matmul when the operands are buffers laid out for vec4 loads (the common x·W and
+ * x·Wᵀ of linear layers). Each invocation owns TM rows × 4 columns:
+ * - NN (B row-major, N % 4 = 0): acc[r] += A[r,k] · B[k, c..c+4] (vec4 FMA; A through any view);
+ * - NT (B = Wᵀ, K % 4 = 0, A row-major): acc[r][j] += dot(A[r, k..k+4], W[c+j, k..k+4]).
+ * Large per-invocation tiles without shared memory are what llvmpipe runs fastest
+ * (perf-notes.md); a shared-memory variant for discrete GPUs is future work.
+ */
+function fastMatmul(
+  plan: KernelPlan,
+  ctx: KernelContext,
+  opts: CodegenOptions,
+): GeneratedKernel | undefined {
+  const root = plan.roots[0];
+  const mm = plan.anchor!;
+  if (mm.dtype !== "f32" || !opts.vectorizedMatmul) return undefined;
+  const [a, bOp] = mm.inputs;
+  const r = mm.shape.length;
+  const [M, N, K] = [mm.shape[r - 2], mm.shape[r - 1], a.shape[r - 1]];
+  const batchShape = mm.shape.slice(0, r - 2);
+  const batch = batchShape.reduce((p, d) => p * d, 1);
+  const B = bufferOperand(bOp, ctx);
+  const A = bufferOperand(a, ctx);
+  if (!B) return undefined;
+  const nn = !B.transposed && N % 4 === 0;
+  const nt = B.transposed && K % 4 === 0 && A !== undefined && !A.transposed;
+  if (!nn && !nt) return undefined;
+  // Other reads of these buffers (an epilogue's) go through the vec4 view too.
+  const vecNodes = nt ? [B.node, A!.node] : [B.node];
+  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const WG = 8;
+  // Big tiles for big matrices only: llvmpipe compiles huge unrolled bodies slowly, and a small
+  // matrix needs enough invocations to fill the workgroups.
+  const TM = Math.min(nn ? opts.matmulRowBlock : 8, Math.max(4, Math.ceil(M / 8)), M);
+  const groups = nn
+    ? Math.max(1, Math.min(opts.matmulColumnGroups, Math.floor(N / (4 * WG))))
+    : 1;
+  vecNodes.forEach((n) => b.vec4Slots.add(ctx.slotOf(n)));
+  const bName = b.bufferName(B.node);
+  b.line(`let col0 = i32(gid.x) * ${4 * groups}i;`);
+  b.line(`let row0 = i32(gid.y) * ${TM}i;`);
+  b.line(`if (col0 >= ${N}i || i32(gid.z) >= ${batch}i) { return; }`);
+  const bIndex = b.unravel("i32(gid.z)", batchShape);
+  const batchFlat = b.bind(b.flatten(bIndex, batchShape));
+  const rows = Array.from(
+    { length: TM },
+    (_, i) => b.bind(M % TM === 0 ? `(row0 + ${i}i)` : `min(row0 + ${i}i, ${M - 1}i)`),
+  );
+  const store = (i: number, j: number, value: string) => {
+    block(b, `if (row0 + ${i}i < ${M}i && col0 + ${j}i < ${N}i) {`, () => {
+      const index = [...bIndex, `(row0 + ${i}i)`, `(col0 + ${j}i)`];
+      b.seed(mm, index, value);
+      storeRoots(b, [root], index, b.flatten(index, root.shape));
+    });
+  };
+  if (nn) {
+    // TM rows × (4·G) columns: G vec4 accumulators per row, G vec4 loads of B per k. When A is
+    // row-major too, k advances by 4 with one vec4 load of A per row.
+    const G = groups;
+    const accs = rows.map((_, i) => Array.from({ length: G }, (_, g) => `acc${i}_${g}`));
+    accs.flat().forEach((c) => b.line(`var ${c} = vec4<f32>(0.0f);`));
+    const aVec = A !== undefined && !A.transposed && K % 4 === 0;
+    if (aVec) vecNodes.push(A!.node), b.vec4Slots.add(ctx.slotOf(A!.node));
+    const colsFit = N % (4 * G) === 0;
+    const bLoad = (k: string, g: number) => {
+      const at = `${batchFlat} * ${(K * N) / 4}i + ${k} * ${N / 4}i + col0 / 4i + ${g}i`;
+      return b.bind(`${bName}[${colsFit ? at : `min(${at}, ${(batch * K * N) / 4 - 1}i)`}]`);
+    };
+    const step = aVec ? 4 : 1;
+    block(b, `for (var k = 0i; k < ${K}i; k += ${step}i) {`, () => {
+      if (!aVec) {
+        const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
+        rows.forEach((row, i) => {
+          const av = b.bind(`vec4<f32>(${b.valueAt(a, [...bIndex, row, "k"])})`);
+          bv.forEach((v, g) => b.line(`${accs[i][g]} = fma(${av}, ${v}, ${accs[i][g]});`));
+        });
+        return;
+      }
+      const aName = b.bufferName(A!.node);
+      const bv = [0, 1, 2, 3].map((q) =>
+        Array.from({ length: G }, (_, g) => bLoad(q === 0 ? "k" : `(k + ${q}i)`, g))
+      );
+      rows.forEach((row, i) => {
+        const a4 = b.bind(`${aName}[${batchFlat} * ${(M * K) / 4}i + ${row} * ${K / 4}i + k / 4i]`);
+        ["x", "y", "z", "w"].forEach((q, j) =>
+          bv[j].forEach((v, g) =>
+            b.line(`${accs[i][g]} = fma(vec4<f32>(${a4}.${q}), ${v}, ${accs[i][g]});`)
+          )
+        );
+      });
+    });
+    accs.forEach((row, i) =>
+      row.forEach((c, g) =>
+        ["x", "y", "z", "w"].forEach((q, j) => store(i, 4 * g + j, `${c}.${q}`))
+      )
+    );
+  } else {
+    const aName = b.bufferName(A!.node);
+    const cols = [0, 1, 2, 3].map((j) => b.bind(`min(col0 + ${j}i, ${N - 1}i)`));
+    const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
+    accs.flat().forEach((c) => b.line(`var ${c} = 0.0f;`));
+    block(b, `for (var k = 0i; k < ${K / 4}i; k++) {`, () => {
+      const wv = cols.map((c) =>
+        b.bind(`${bName}[${batchFlat} * ${(N * K) / 4}i + ${c} * ${K / 4}i + k]`)
+      );
+      rows.forEach((row, i) => {
+        const av = b.bind(`${aName}[${batchFlat} * ${(M * K) / 4}i + ${row} * ${K / 4}i + k]`);
+        wv.forEach((w, j) => b.line(`${accs[i][j]} = ${accs[i][j]} + dot(${av}, ${w});`));
+      });
+    });
+    accs.forEach((row, i) => row.forEach((c, j) => store(i, j, c)));
+  }
+  const dispatch: [number, number, number] = [
+    Math.ceil(Math.ceil(N / (4 * groups)) / WG),
+    Math.ceil(M / TM),
+    batch,
+  ];
+  return finish(b, plan, ctx, b.closeScope(), dispatch, [WG, 1, 1]);
+}
+
 export function generateMatmul(
   plan: KernelPlan,
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel {
+  const fast = fastMatmul(plan, ctx, opts);
+  if (fast) return fast;
   const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
   const root = plan.roots[0];
   const mm = plan.anchor!;
