@@ -32,6 +32,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   vectorizedMatmul: true,
   matmulRowBlock: 32,
   matmulColumnGroups: 8,
+  matmulWorkgroup: [8, 1],
 };
 
 function kernelName(plan: KernelPlan): string {

@@ -40,6 +40,8 @@ export interface DeviceOptions {
 }
 
 let nextDeviceId = 0;
+/** Bytes of recycled buffers a device keeps for reuse. */
+const MAX_POOLED_BYTES = 256 * 1024 * 1024;
 
 export class Device {
   readonly id = nextDeviceId++;
@@ -133,12 +135,22 @@ export class Device {
     this.check();
     this.gpu.pushErrorScope("validation");
     const module = this.gpu.createShaderModule({ code: wgsl, label });
-    const pipeline = this.gpu.createComputePipeline({
+    const descriptor: GPUComputePipelineDescriptor = {
       layout: "auto",
       compute: { module, entryPoint: "main" },
       label,
-    });
-    const error = await this.gpu.popErrorScope();
+    };
+    // The async form lets the driver compile several kernels in parallel (NVIDIA's compiler
+    // takes ~100 ms per kernel); a rejected promise carries the validation error.
+    let pipeline: GPUComputePipeline | undefined;
+    let asyncError: unknown;
+    try {
+      pipeline = await this.gpu.createComputePipelineAsync(descriptor);
+    } catch (e) {
+      asyncError = e;
+    }
+    const scoped = await this.gpu.popErrorScope();
+    const error = scoped ?? (asyncError ? { message: String(asyncError) } : null);
     if (error) {
       const info = await module.getCompilationInfo?.().catch(() => undefined);
       const messages = info?.messages?.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`) ??
@@ -148,7 +160,7 @@ export class Device {
           numbered(wgsl),
       );
     }
-    return pipeline;
+    return pipeline!;
   }
 
   /** Creates a storage buffer; reports out-of-memory with the size asked for. */
@@ -175,7 +187,41 @@ export class Device {
     return buffers;
   }
 
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private pooledBytes = 0;
+
+  /**
+   * A storage buffer of exactly `bytes` (≥ 4), reusing a recycled one when possible: creating
+   * buffers per call costs more than the dispatches of a small step. Queue order makes reuse safe
+   * while earlier work still reads the old contents.
+   */
+  takeBuffer(bytes: number, label: string): GPUBuffer {
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const reused = this.pool.get(size)?.pop();
+    if (reused) {
+      this.pooledBytes -= size;
+      return reused;
+    }
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    return this.gpu.createBuffer({ size, usage, label });
+  }
+
+  /** Returns a buffer from `takeBuffer` for reuse (destroyed if the pool is full). */
+  recycle(buffer: GPUBuffer): void {
+    const size = buffer.size;
+    if (this.pooledBytes + size > MAX_POOLED_BYTES) {
+      buffer.destroy();
+      return;
+    }
+    let list = this.pool.get(size);
+    if (!list) this.pool.set(size, list = []);
+    list.push(buffer);
+    this.pooledBytes += size;
+  }
+
   destroy(): void {
+    for (const list of this.pool.values()) list.forEach((b) => b.destroy());
+    this.pool.clear();
     this.gpu.destroy();
   }
 }

@@ -37,8 +37,9 @@ export class DeviceArray {
     this.buf = undefined;
   }
 
+  /** Releases the buffer (back to the device's pool). */
   destroy(): void {
-    this.buf?.destroy();
+    if (this.buf) this.device.recycle(this.buf);
     this.buf = undefined;
   }
 

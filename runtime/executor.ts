@@ -51,12 +51,24 @@ export class Executable {
   run(inputs: readonly ProgramInput[], donated: ReadonlySet<number> = new Set()): DeviceArray[] {
     const { device, program } = this;
     device.check();
+    // A donated buffer may be written in place: it cannot be another input too (WebGPU rejects
+    // the aliased read/write binding, and the donation would invalidate the other argument).
+    const firstUse = new Map<GPUBuffer, number>();
+    inputs.forEach((x, i) => {
+      if (!isDeviceArray(x)) return;
+      const j = firstUse.get(x.buffer);
+      if (j !== undefined && (donated.has(i) || donated.has(j))) {
+        throw new Error(
+          `inputs ${j} and ${i} are the same DeviceArray and one of them is donated; pass a copy`,
+        );
+      }
+      firstUse.set(x.buffer, j ?? i);
+    });
     const gpu = device.gpu;
-    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const slotBuffer = new Map<number, GPUBuffer>(this.persistent);
     const created: GPUBuffer[] = [];
     const fresh = (bytes: number, label: string) => {
-      const b = gpu.createBuffer({ size: Math.max(4, bytes), usage, label });
+      const b = device.takeBuffer(bytes, label);
       created.push(b);
       return b;
     };
@@ -119,10 +131,10 @@ export class Executable {
     });
     gpu.queue.submit([encoder.finish()]);
     // Free uploads that were not handed out; invalidate donated device arrays.
-    for (const b of created) if (!owned.has(b)) b.destroy();
+    for (const b of created) if (!owned.has(b)) device.recycle(b);
     inputs.forEach((x, i) => {
       if (isDeviceArray(x) && donated.has(i)) {
-        if (!outputs.some((o) => o.buffer === x.buffer)) x.buffer.destroy();
+        if (!outputs.some((o) => o.buffer === x.buffer)) device.recycle(x.buffer);
         x.invalidate();
       }
     });

@@ -95,10 +95,10 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     leafArgs.forEach((arg, leaf) => donateArgs.has(arg) && donatedLeaves.add(leaf));
     const program = lower(graph, {
       maxStorageBuffers: device.maxStorageBuffers,
+      ...codegenFor(device),
       ...opts.codegen,
       fuse: opts.fuse,
       donate: donatedLeaves,
-      maxWorkgroups: device.info.isFallbackAdapter ? 64 : 65535,
     });
     const executable = await Executable.create(device, program);
     compileMs += performance.now() - t0;
@@ -154,11 +154,20 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     const [leaves, inTree] = flattenTree(specs, isSpec as (x: unknown) => x is Leaf, "lower");
     const graph = trace(f, ...(unflattenTree(inTree, leaves.map(aval)) as unknown[]));
     const device = await deviceOf();
+    // The program a call would run: with the donated leaves (in-place updates) too.
+    const donate = new Set<number>();
+    let leaf = 0;
+    if (inTree.kind === "array") {
+      inTree.children.forEach((c, arg) => {
+        for (let i = 0; i < countLeaves(c); i++, leaf++) donateArgs.has(arg) && donate.add(leaf);
+      });
+    }
     return lower(graph, {
+      ...codegenFor(device),
       ...opts.codegen,
       maxStorageBuffers: device.maxStorageBuffers,
       fuse: opts.fuse,
-      maxWorkgroups: device.info.isFallbackAdapter ? 64 : 65535,
+      donate,
     });
   };
   Object.defineProperty(jitted, "cacheSize", { get: () => cache.size });
@@ -170,6 +179,16 @@ function countLeaves(def: TreeDef): number {
   if (def.kind === "leaf") return 1;
   if (def.kind === "none") return 0;
   return def.children.reduce((n, c) => n + countLeaves(c), 0);
+}
+
+/**
+ * Code-generator tunables per kind of device. A CPU adapter (llvmpipe/lavapipe) runs few, huge
+ * invocations best (≈1 µs per workgroup, big register tiles); a GPU wants many small ones.
+ */
+export function codegenFor(device: Device): Partial<CodegenOptions> {
+  return device.info.isFallbackAdapter
+    ? { maxWorkgroups: 64, matmulRowBlock: 32, matmulColumnGroups: 8, matmulWorkgroup: [8, 1] }
+    : { maxWorkgroups: 65535, matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] };
 }
 
 /** Uploads a host array (or pytree of them) to the device. */

@@ -83,8 +83,13 @@ export class KernelBuilder {
     this.scopes[this.scopes.length - 1].memo.set(this.key(node, index), value);
   }
 
+  /**
+   * The memo key of `node` at `index`. An index into a size-1 axis is always 0, whatever
+   * expression a template or view wrote for it (a matmul tile writes `(row0 + 0i)` where a
+   * reshape that dropped the axis writes `0i`): keying it as `0i` makes both find one value.
+   */
   private key(node: Node, index: readonly string[]): string {
-    return `${node.id}@${index.join(",")}`;
+    return `${node.id}@${index.map((ix, i) => (node.shape[i] === 1 ? "0i" : ix)).join(",")}`;
   }
 
   private lookup(key: string): string | undefined {

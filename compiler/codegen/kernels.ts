@@ -34,6 +34,8 @@ export interface CodegenOptions {
   matmulRowBlock: number;
   /** vec4 column groups per invocation of the vectorised NN matmul. */
   matmulColumnGroups: number;
+  /** Workgroup of the vectorised matmul kernels (columns, rows). */
+  matmulWorkgroup: [number, number];
 }
 
 export interface KernelContext {
@@ -166,10 +168,9 @@ function storeRoots(
   index: readonly string[],
   flat: string,
 ) {
-  roots.forEach((root, k) => {
-    const v = b.valueAt(root, index);
-    b.line(`out${k}[${flat}] = ${b.storeValue(v, root.dtype)};`);
-  });
+  // All values first: an output may reuse the buffer another output still reads (in place).
+  const values = roots.map((root) => b.valueAt(root, index));
+  roots.forEach((root, k) => b.line(`out${k}[${flat}] = ${b.storeValue(values[k], root.dtype)};`));
 }
 
 export function generateElementwise(
@@ -272,18 +273,16 @@ function fastMatmul(
   // Other reads of these buffers (an epilogue's) go through the vec4 view too.
   const vecNodes = nt ? [B.node, A!.node] : [B.node];
   const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
-  const WG = 8;
+  const [WG, WGY] = opts.matmulWorkgroup;
   // Big tiles for big matrices only: llvmpipe compiles huge unrolled bodies slowly, and a small
   // matrix needs enough invocations to fill the workgroups.
   const TM = Math.min(nn ? opts.matmulRowBlock : 8, Math.max(4, Math.ceil(M / 8)), M);
-  const groups = nn
-    ? Math.max(1, Math.min(opts.matmulColumnGroups, Math.floor(N / (4 * WG))))
-    : 1;
+  const groups = nn ? Math.max(1, Math.min(opts.matmulColumnGroups, Math.floor(N / (4 * WG)))) : 1;
   vecNodes.forEach((n) => b.vec4Slots.add(ctx.slotOf(n)));
   const bName = b.bufferName(B.node);
   b.line(`let col0 = i32(gid.x) * ${4 * groups}i;`);
   b.line(`let row0 = i32(gid.y) * ${TM}i;`);
-  b.line(`if (col0 >= ${N}i || i32(gid.z) >= ${batch}i) { return; }`);
+  b.line(`if (col0 >= ${N}i || row0 >= ${M}i || i32(gid.z) >= ${batch}i) { return; }`);
   const bIndex = b.unravel("i32(gid.z)", batchShape);
   const batchFlat = b.bind(b.flatten(bIndex, batchShape));
   const rows = Array.from(
@@ -356,10 +355,10 @@ function fastMatmul(
   }
   const dispatch: [number, number, number] = [
     Math.ceil(Math.ceil(N / (4 * groups)) / WG),
-    Math.ceil(M / TM),
+    Math.ceil(Math.ceil(M / TM) / WGY),
     batch,
   ];
-  return finish(b, plan, ctx, b.closeScope(), dispatch, [WG, 1, 1]);
+  return finish(b, plan, ctx, b.closeScope(), dispatch, [WG, WGY, 1]);
 }
 
 export function generateMatmul(

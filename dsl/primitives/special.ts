@@ -62,7 +62,10 @@ definePrimitive<{ dtype: DType }>({
   wgsl: elementwiseWgsl(([x], [input], { dtype }) => {
     const from = input.dtype;
     if (from === dtype) return x;
-    if (dtype === "bool") return from === "f32" ? `(${x} != 0.0f)` : `(${x} != 0i)`;
+    // f32 → bool on the bits (NaN is true): llvmpipe compiles `x != 0.0f` as an ordered compare.
+    if (dtype === "bool") {
+      return from === "f32" ? `((bitcast<u32>(${x}) & 0x7fffffffu) != 0u)` : `(${x} != 0i)`;
+    }
     if (from === "bool") {
       return dtype === "f32" ? `select(0.0f, 1.0f, ${x})` : `select(0i, 1i, ${x})`;
     }

@@ -46,16 +46,25 @@ export const WGSL_HELPERS = {
   let r = 1.0f - poly * exp(-z * z);
   return select(-r, r, x >= 0.0f);
 }`,
+  // Math.pow's special cases: x⁰ = 1 (even for NaN x); 1^±Inf = NaN; ±0 and ±Inf keep the sign
+  // of x for odd integer y (-0⁻¹ = -Inf, (-Inf)^0.5 = +Inf); a finite negative base needs an
+  // integer exponent. Signs and infinities are tested on the bits (WGSL may assume no Inf).
   pow_f32: `fn pow_f32(x: f32, y: f32) -> f32 {
   if (y == 0.0f) { return 1.0f; }
-  if (is_nan(x) || is_nan(y)) { return x + y; }
-  if (x == 0.0f) { return select(bitcast<f32>(0x7f800000u), 0.0f, y > 0.0f); }
-  let p = exp2(y * log2(abs(x)));
-  if (x < 0.0f) {
-    if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }
-    return select(p, -p, floor(y * 0.5f) * 2.0f != y);
+  if (is_nan(x) || is_nan(y)) { return bitcast<f32>(0x7fc00000u); }
+  let ax = bitcast<u32>(x) & 0x7fffffffu;
+  let y_inf = (bitcast<u32>(y) & 0x7fffffffu) == 0x7f800000u;
+  if (ax == 0x3f800000u && y_inf) { return bitcast<f32>(0x7fc00000u); }
+  let odd = floor(y) == y && floor(y * 0.5f) * 2.0f != y;
+  let negative = (bitcast<u32>(x) >> 31u) == 1u;
+  if (ax == 0u || ax == 0x7f800000u) {
+    let big = (ax == 0u) == (y < 0.0f);
+    let r = select(0.0f, bitcast<f32>(0x7f800000u), big);
+    return select(r, -r, negative && odd);
   }
-  return p;
+  if (negative && floor(y) != y) { return bitcast<f32>(0x7fc00000u); }
+  let p = exp2(y * log2(abs(x)));
+  return select(p, -p, negative && odd);
 }`,
   f32_to_i32: `fn f32_to_i32(x: f32) -> i32 {
   if (is_nan(x)) { return 0i; }

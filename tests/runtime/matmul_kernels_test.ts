@@ -5,7 +5,7 @@
  */
 
 import * as dsl from "../../mod.ts";
-import { interpret, jit } from "../../mod.ts";
+import { type CodegenOptions, interpret, jit } from "../../mod.ts";
 import type { HostArray, Tensor } from "../../mod.ts";
 import { assertClose } from "../helpers/arrays.ts";
 import { randomArray } from "../helpers/models.ts";
@@ -39,13 +39,22 @@ const cases: Case[] = [
   ["epilogue reads B again", (a, b) => dsl.add(dsl.matmul(a, b), b), [16, 16], [16, 16]],
 ];
 
+// The tunables a CPU adapter gets, those a GPU gets, and the generic kernel alone.
+const configs: [string, Partial<CodegenOptions>][] = [
+  ["cpu tiles", { matmulRowBlock: 32, matmulColumnGroups: 8 }],
+  ["gpu tiles", { matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] }],
+  ["generic", { vectorizedMatmul: false }],
+];
+
 for (const [name, f, sa, sb] of cases) {
   Deno.test(`matmul kernel matches the CPU reference: ${name}`, async () => {
     const a = randomArray(sa, 11), b = randomArray(sb, 12);
-    const got = (await jit(f)(a, b)) as HostArray;
     const want = interpret(f, a, b) as HostArray;
-    // f32 sums of ≤ 20 products of values in [-1, 1], FMA or not: ≤ a few ulps of the sum.
-    assertClose(got, want, { rtol: 1e-5, atol: 1e-5, label: name });
+    for (const [label, codegen] of configs) {
+      const got = (await jit(f, { codegen })(a, b)) as HostArray;
+      // f32 sums of ≤ 20 products of values in [-1, 1], FMA or not: a few ulps of the sum.
+      assertClose(got, want, { rtol: 1e-5, atol: 1e-5, label: `${name} (${label})` });
+    }
   });
 }
 

@@ -1,0 +1,368 @@
+/**
+ * Differential testing of the compiler on random programs: values and gradients from `jit` (fused
+ * and with `fuse: false`) against `interpret`, and the fused results against the unfused ones.
+ *
+ * Two generators:
+ * 1. `arbExpr` / `buildExpr` (tests/helpers/random_program.ts): expression trees over two
+ *    f32[3,4] inputs, with repeated subexpressions, reductions broadcast back, gram matmuls and
+ *    slice/concat views.
+ * 2. `arbDag` (below): straight-line programs over 2–3 inputs of random shapes, where each
+ *    instruction reads any earlier value (so intermediates get several consumers), with
+ *    broadcasting binary ops, reductions over random axes with keepDims, matmuls of compatible
+ *    shapes (batched, 1-D, or against a constant), views (transpose, reshape, slice, concat, pad,
+ *    broadcast, expandDims), gathers and selects, and several outputs in a pytree.
+ *
+ * Tolerances: `DAG` is rtol 1e-4 and atol 1e-4 relative to the output's largest magnitude (long
+ * chains of transcendentals, sums and cancellations); fused vs unfused must agree to a few ULPs
+ * (`FUSED`): both run the same WGSL arithmetic in the same order, but a driver may contract a
+ * multiply and an add into an fma inside a fused kernel.
+ */
+
+import * as dsl from "../../mod.ts";
+import {
+  gpu,
+  grad,
+  type HostArray,
+  interpret,
+  jit,
+  type JitOptions,
+  type Tensor,
+} from "../../mod.ts";
+import { arbExpr, buildExpr, type Expr, PROGRAM_SHAPE } from "../helpers/random_program.ts";
+import { arbShape } from "../helpers/arrays.ts";
+import {
+  arbF32,
+  assertTreeMatches,
+  checkAsyncProperty,
+  fc,
+  leaves,
+  seeded,
+  type Tol,
+} from "./jit_helpers.ts";
+
+const DAG: Tol = { rtol: 1e-4, atol: 1e-4, scaled: true };
+const FUSED: Tol = { rtol: 1e-5, atol: 1e-6, scaled: true };
+
+// deno-lint-ignore no-explicit-any
+type Fn = (...args: any[]) => unknown;
+
+/**
+ * Runs `f` fused and unfused on the device and with the reference: both device results must match
+ * the reference, and each other.
+ */
+export async function checkProgram(
+  f: Fn,
+  args: unknown[],
+  label: string,
+  describe: () => string,
+  opts: JitOptions = {},
+) {
+  const expected = interpret(f, ...args);
+  const fused = await jit(f, opts)(...args);
+  const unfused = await jit(f, { ...opts, fuse: false })(...args);
+  try {
+    assertTreeMatches(unfused, expected, DAG, `${label} (fuse: false) vs interpret`);
+    assertTreeMatches(fused, expected, DAG, `${label} (fused) vs interpret`);
+    assertTreeMatches(fused, unfused, FUSED, `${label} fused vs unfused`);
+  } catch (e) {
+    const program = await jit(f, opts).lower(...args);
+    throw new Error(`${(e as Error).message}\nprogram: ${describe()}\n${String(program)}`);
+  }
+}
+
+/** Σ sum(out · W) over every f32 output leaf, W fixed per leaf. */
+export function lossOf(f: (...ts: Tensor[]) => unknown): (...ts: Tensor[]) => Tensor {
+  return (...ts: Tensor[]) => {
+    const outs = dsl.flattenTree(f(...ts), (x): x is Tensor => x instanceof dsl.Tensor)[0];
+    return outs.map((o, i) => dsl.sum(dsl.mul(o, seeded(o.shape, 100 + i, -1, 1))))
+      .reduce((a, b) => dsl.add(a, b));
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generator 1: arbExpr
+
+Deno.test("jit random expression programs (arbExpr): values, gradients, fused = unfused", async () => {
+  await checkAsyncProperty(
+    fc.asyncProperty(
+      arbExpr,
+      arbF32(PROGRAM_SHAPE),
+      arbF32(PROGRAM_SHAPE),
+      async (expr: Expr, x: HostArray, y: HostArray) => {
+        const f = (a: Tensor, b: Tensor) => buildExpr(expr, a, b);
+        const describe = () => JSON.stringify(expr);
+        await checkProgram(f, [x, y], "expr", describe);
+        const g = grad(lossOf(f), { argnums: [0, 1] });
+        await checkProgram(g, [x, y], "grad of expr", describe);
+      },
+    ),
+    { numRuns: 16 },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Generator 2: random DAGs with several outputs
+
+type Instr =
+  | { k: "unary"; op: number; a: number }
+  | { k: "binary"; op: number; a: number; b: number }
+  | { k: "reduce"; op: number; a: number; axes: number; keepDims: boolean }
+  | { k: "matmul"; a: number; b: number }
+  | { k: "view"; op: number; a: number; b: number; p: number[] }
+  | { k: "select"; a: number; b: number }
+  | { k: "take"; a: number; p: number[] };
+
+export interface Dag {
+  inputs: number[][];
+  instrs: Instr[];
+  outputs: number[];
+}
+
+const nat = fc.nat(1000);
+const params = fc.array(fc.nat(1000), { minLength: 4, maxLength: 4 });
+
+const arbInstr: fc.Arbitrary<Instr> = fc.oneof(
+  fc.record({ k: fc.constant("unary" as const), op: nat, a: nat }),
+  fc.record({ k: fc.constant("binary" as const), op: nat, a: nat, b: nat }),
+  fc.record({
+    k: fc.constant("reduce" as const),
+    op: nat,
+    a: nat,
+    axes: nat,
+    keepDims: fc.boolean(),
+  }),
+  fc.record({ k: fc.constant("matmul" as const), a: nat, b: nat }),
+  fc.record({ k: fc.constant("view" as const), op: nat, a: nat, b: nat, p: params }),
+  fc.record({ k: fc.constant("select" as const), a: nat, b: nat }),
+  fc.record({ k: fc.constant("take" as const), a: nat, p: params }),
+);
+
+const arbDag: fc.Arbitrary<Dag> = fc.record({
+  inputs: fc.array(arbShape({ minRank: 1, maxRank: 3, maxDim: 4 }), {
+    minLength: 2,
+    maxLength: 3,
+  }),
+  instrs: fc.array(arbInstr, { minLength: 3, maxLength: 10 }),
+  outputs: fc.array(nat, { minLength: 1, maxLength: 3 }),
+});
+
+const UNARY: ((x: Tensor) => Tensor)[] = [
+  dsl.tanh,
+  dsl.neg,
+  dsl.abs,
+  dsl.sigmoid,
+  (x) => dsl.exp(dsl.tanh(x)),
+  dsl.sin,
+  dsl.relu,
+  (x) => dsl.gelu(x),
+  (x) => dsl.square(dsl.tanh(x)),
+  (x) => dsl.sqrt(dsl.add(dsl.abs(x), 0.5)),
+  (x) => dsl.log(dsl.add(dsl.square(x), 1)),
+];
+
+const BINARY: ((a: Tensor, b: Tensor) => Tensor)[] = [
+  dsl.add,
+  dsl.sub,
+  (a, b) => dsl.mul(dsl.tanh(a), b),
+  dsl.maximum,
+  dsl.minimum,
+  (a, b) => dsl.div(a, dsl.add(dsl.abs(b), 1)),
+];
+
+const REDUCE = ["sum", "mean", "max", "min", "logsumexp"] as const;
+
+function broadcastable(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 1; i <= Math.min(a.length, b.length); i++) {
+    const [x, y] = [a[a.length - i], b[b.length - i]];
+    if (x !== y && x !== 1 && y !== 1) return false;
+  }
+  return true;
+}
+
+/** The traced program of a DAG: a pytree { first, rest } of f32 outputs. */
+export function buildDag(dag: Dag, ...xs: Tensor[]): { first: Tensor; rest: Tensor[] } {
+  const pool: Tensor[] = [...xs];
+  const pick = (i: number) => pool[pool.length - 1 - (i % pool.length)]; // recent values favoured
+  for (const ins of dag.instrs) pool.push(step(ins, pool, pick));
+  const outs = dag.outputs.map(pick);
+  return { first: pool[pool.length - 1], rest: outs };
+}
+
+function step(ins: Instr, pool: Tensor[], pick: (i: number) => Tensor): Tensor {
+  const a = pick(ins.a);
+  switch (ins.k) {
+    case "unary":
+      return UNARY[ins.op % UNARY.length](a);
+    case "binary": {
+      const b = pick(ins.b);
+      const bb = broadcastable(a.shape, b.shape) ? b : dsl.mean(b); // scalar broadcasts anywhere
+      return BINARY[ins.op % BINARY.length](a, bb);
+    }
+    case "select": {
+      const b = pick(ins.b);
+      const bb = broadcastable(a.shape, b.shape) ? b : dsl.max(b);
+      return dsl.where(dsl.less(a, bb), dsl.mul(a, 2), bb);
+    }
+    case "reduce": {
+      const axes = a.shape.flatMap((
+        _,
+        i,
+      ) => ((ins.axes >> i) & 1 ? [i - (ins.op & 8 ? a.ndim : 0)] : []));
+      return dsl[REDUCE[ins.op % REDUCE.length]](a, axes, { keepDims: ins.keepDims });
+    }
+    case "matmul": {
+      if (a.ndim === 0) return dsl.mul(a, 3);
+      const k = a.shape[a.ndim - 1];
+      // A pool value whose contraction axis fits (batch dims broadcast), else a constant.
+      const b = pool.find((t, i) =>
+        i >= ins.b % pool.length && t.ndim >= 1 &&
+        t.shape[t.ndim === 1 ? 0 : t.ndim - 2] === k &&
+        broadcastable(a.shape.slice(0, -2), t.shape.slice(0, -2))
+      ) ?? seeded([k, 1 + (ins.b % 4)], ins.b);
+      return dsl.mul(dsl.matmul(a, b), 1 / k);
+    }
+    case "take": {
+      if (a.ndim === 0) return dsl.neg(a);
+      const axis = ins.p[0] % a.ndim;
+      const d = a.shape[axis];
+      const idx = ins.p.slice(1).map((v) => (v % (2 * d)) - d); // negative indices too
+      return dsl.take(a, idx, axis);
+    }
+    case "view":
+      return view(ins, a, pick(ins.b));
+  }
+}
+
+function view(ins: Extract<Instr, { k: "view" }>, a: Tensor, b: Tensor): Tensor {
+  const p = ins.p;
+  const r = a.ndim;
+  switch (ins.op % 7) {
+    case 0: { // transpose by a random permutation
+      const perm = a.shape.map((_, i) => i).sort((x, y) =>
+        ((p[x] * 7919) % 13) - ((p[y] * 7919) % 13)
+      );
+      return dsl.transpose(a, perm);
+    }
+    case 1: { // reshape: merge the first two axes, or split the only one
+      if (r >= 2) return dsl.reshape(a, [a.shape[0] * a.shape[1], ...a.shape.slice(2)]);
+      const n = a.size;
+      const d = [2, 3].find((q) => n % q === 0 && n > q) ?? 1;
+      return dsl.reshape(a, [d, n / d]);
+    }
+    case 2: { // slice
+      const starts = a.shape.map((d, i) => p[i % 4] % d);
+      const ends = a.shape.map((d, i) => starts[i] + 1 + (p[(i + 1) % 4] % (d - starts[i])));
+      return dsl.slice(a, starts, ends);
+    }
+    case 3: // pad with a constant
+      return dsl.pad(a, a.shape.map((_, i) => [p[i % 4] % 3, p[(i + 2) % 4] % 2]), (p[3] % 3) - 1);
+    case 4: { // concat with a slice of itself, and with b when the shapes fit
+      if (r === 0) return dsl.stack([a, dsl.tanh(a)]);
+      const axis = p[0] % r;
+      const part = dsl.slice(a, a.shape.map((_, i) => (i === axis ? p[1] % a.shape[i] : 0)));
+      const fits = b.ndim === r && b.shape.every((d, i) => i === axis || d === a.shape[i]);
+      return dsl.concat(fits ? [a, dsl.tanh(part), b] : [dsl.tanh(part), a], axis);
+    }
+    case 5: // broadcast along a new leading axis
+      return r >= 3 ? dsl.sub(a, dsl.mean(a, 0, { keepDims: true })) : dsl.broadcastTo(a, [
+        1 + (p[0] % 3),
+        ...a.shape,
+      ]);
+    default: // expandDims then a reduction over the new axis
+      return dsl.sum(dsl.expandDims(a, p[0] % (r + 1)), p[0] % (r + 1));
+  }
+}
+
+Deno.test("jit random DAGs with several outputs: values, gradients, fused = unfused", async () => {
+  await checkAsyncProperty(
+    fc.asyncProperty(
+      arbDag.chain((dag) =>
+        fc.tuple(fc.constant(dag), fc.tuple(...dag.inputs.map((s) => arbF32(s))))
+      ),
+      async ([dag, xs]) => {
+        const f = (...ts: Tensor[]) => buildDag(dag, ...ts);
+        const describe = () => JSON.stringify(dag);
+        await checkProgram(f, xs, "dag", describe);
+        const argnums = xs.map((_, i) => i);
+        await checkProgram(grad(lossOf(f), { argnums }), xs, "grad of dag", describe);
+      },
+    ),
+    { numRuns: 30 },
+  );
+});
+
+Deno.test("jit a shared intermediate read by reductions, matmuls, views and outputs", async () => {
+  // One value h with many consumers of every kind, and outputs at several stages.
+  const f = (x: Tensor, w: Tensor) => {
+    const h = dsl.tanh(dsl.matmul(x, w));
+    const s = dsl.softmax(h);
+    const m = dsl.max(h, -1, { keepDims: true });
+    const t = dsl.transpose(h);
+    return {
+      h,
+      s,
+      centered: dsl.sub(h, m),
+      gram: dsl.matmul(t, h),
+      sliced: dsl.concat([dsl.slice(h, [1]), dsl.slice(h, [0], [1])], 0),
+      total: dsl.add(dsl.sum(s), dsl.sum(dsl.mul(h, h))),
+    };
+  };
+  const x = seeded([5, 6], 1), w = seeded([6, 7], 2);
+  await checkProgram(f, [x, w], "shared", () => "shared intermediate");
+  await checkProgram(grad(lossOf(f), { argnums: [0, 1] }), [x, w], "grad shared", () => "shared");
+  // Every leaf is checked above; make sure the pytree has all of them.
+  const out = await jit(f)(x, w);
+  if (leaves(out).length !== 6) throw new Error("expected 6 outputs");
+});
+
+/** Seven inputs summed (more reads than a capped kernel may bind), a concat, a softmax. */
+function wide(...xs: Tensor[]) {
+  const total = xs.reduce((a, b) => dsl.add(a, dsl.tanh(b)));
+  // A single concat of more operands than the cap cannot be split (the compiler says so).
+  return [dsl.concat(xs.slice(0, 3), 0), dsl.mul(total, xs[0]), dsl.softmax(total)];
+}
+const WIDE_INPUTS = Array.from({ length: 7 }, (_, i) => seeded([3, 4], 50 + i));
+
+Deno.test("jit on a device capped at 4 storage buffers per kernel: programs split, values hold", async () => {
+  // The fusion pass materialises sub-expressions until no kernel binds more than 4 buffers.
+  const device = await gpu({ maxStorageBuffers: 4 });
+  await checkProgram(wide, WIDE_INPUTS, "wide", () => "7 inputs", { device });
+  const program = await jit(wide, { device }).lower(...WIDE_INPUTS);
+  if (program.kernels.some((k) => k.bindings > 4)) throw new Error(String(program));
+  await checkAsyncProperty(
+    fc.asyncProperty(
+      arbDag.chain((dag) =>
+        fc.tuple(fc.constant(dag), fc.tuple(...dag.inputs.map((s) => arbF32(s))))
+      ),
+      async ([dag, xs]) => {
+        const f = (...ts: Tensor[]) => buildDag(dag, ...ts);
+        await checkProgram(f, xs, "capped dag", () => JSON.stringify(dag), { device });
+      },
+    ),
+    { numRuns: 6 },
+  );
+  device.destroy();
+});
+
+Deno.test({
+  name: "jit gradient on a device capped at 4 storage buffers per kernel",
+  async fn() {
+    const device = await gpu({ maxStorageBuffers: 4 });
+    const g = grad(lossOf(wide), { argnums: [0, 3, 6] });
+    await checkProgram(g, WIDE_INPUTS, "grad wide", () => "7 inputs", { device });
+    device.destroy();
+  },
+});
+
+Deno.test({
+  name: "jit a merged two-output kernel whose first output reuses a buffer the second reads",
+  async fn() {
+    const f = (x: Tensor, w: Tensor, y: Tensor) => {
+      const u = dsl.matmul(x, w); // a buffer (two uses), dead after the merged kernel
+      const r0 = dsl.exp(y); // a buffer (read by two kernels), the same size as u
+      return [dsl.add(dsl.add(u, u), r0), dsl.sum(r0)];
+    };
+    const x = seeded([2, 2], 1), w = seeded([2, 2], 2), y = seeded([2, 2], 3);
+    await checkProgram(f, [x, w, y], "merged outputs", () => "u·u + exp(y)");
+  },
+});
