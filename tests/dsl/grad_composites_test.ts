@@ -14,13 +14,10 @@ import {
   add,
   clip,
   crossEntropy,
-  evaluateGraph,
-  flattenTree,
   gelu,
   grad,
   type HostArray,
   interpretF64,
-  isHostArray,
   layerNorm,
   logSoftmax,
   logsumexp,
@@ -35,139 +32,31 @@ import {
   softmax,
   square,
   sub,
-  sum,
   tanh,
   type Tensor,
-  trace,
   valueAndGrad,
 } from "../../mod.ts";
 import { checkProperty, fc } from "../helpers/property.ts";
 import { arbArray, arbBroadcastPair, arbShape, assertClose } from "../helpers/arrays.ts";
 
-// ---------------------------------------------------------------------------------------------
-// Gradient checking (same helper as grad_primitives_test.ts; test files do not import each other)
-// ---------------------------------------------------------------------------------------------
+import {
+  arbAwayFromZero,
+  arbAxes,
+  arbLattice,
+  arbSeed,
+  assertGradsClose,
+  checkGrad,
+  leavesOf,
+  numericGrads,
+  range,
+  sizeOf,
+  weighted,
+} from "../helpers/gradcheck.ts";
 
-const H = 1e-6;
-const RTOL = 1e-5;
-const ATOL = 1e-6;
 const RUNS = 20;
 
-// deno-lint-ignore no-explicit-any
-type Loss = (...args: any[]) => Tensor;
-
-const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-
-function leavesOf(arg: unknown): HostArray[] {
-  return flattenTree(arg, isHostArray)[0];
-}
-
-/** Central differences of `f` (a scalar loss) w.r.t. every leaf of the arguments in `argnums`. */
-function numericGrads(f: Loss, args: unknown[], argnums: readonly number[]): HostArray[][] {
-  const graph = trace(f, ...args);
-  const perArg = args.map(leavesOf);
-  const leaves = perArg.flat();
-  const offsets = perArg.map((_, a) => perArg.slice(0, a).reduce((n, l) => n + l.length, 0));
-  const loss = () => evaluateGraph(graph, leaves, { precision: "f64" })[0].data[0];
-  return argnums.map((a) =>
-    perArg[a].map((leaf, j) => {
-      const k = offsets[a] + j;
-      const x = {
-        shape: [...leaf.shape],
-        dtype: "f32" as const,
-        data: Float64Array.from(leaf.data),
-      };
-      leaves[k] = x;
-      const out = new Float64Array(x.data.length);
-      for (let i = 0; i < x.data.length; i++) {
-        const x0 = x.data[i], xp = x0 + H, xm = x0 - H;
-        x.data[i] = xp;
-        const lp = loss();
-        x.data[i] = xm;
-        const lm = loss();
-        x.data[i] = x0;
-        out[i] = (lp - lm) / (xp - xm);
-      }
-      leaves[k] = leaf;
-      return { shape: [...leaf.shape], dtype: "f32" as const, data: out };
-    })
-  );
-}
-
-/** Asserts that leaf-for-leaf, `got` (per argnum, pytrees) matches `expected`. */
-function assertGradsClose(
-  got: unknown[],
-  expected: HostArray[][],
-  argnums: readonly number[],
-  label: string,
-): void {
-  argnums.forEach((a, i) => {
-    const leaves = leavesOf(got[i]);
-    if (leaves.length !== expected[i].length) throw new Error(`${label}: argument ${a} pytree`);
-    leaves.forEach((g, j) =>
-      assertClose(g, expected[i][j], {
-        rtol: RTOL,
-        atol: ATOL,
-        label: `${label}: grad of argument ${a} leaf ${j}`,
-      })
-    );
-  });
-}
-
-/** `grad(f, { argnums })` in f64 matches central differences (default: all-f32 arguments). */
-function checkGrad(
-  f: Loss,
-  args: unknown[],
-  opts: { argnums?: readonly number[]; label?: string } = {},
-) {
-  const argnums = opts.argnums ??
-    range(args.length).filter((a) => leavesOf(args[a]).every((l) => l.dtype === "f32"));
-  const analytic = interpretF64(grad(f, { argnums }), ...args) as unknown[];
-  assertGradsClose(analytic, numericGrads(f, args, argnums), argnums, opts.label ?? "grad");
-}
-
-/** A fixed pseudo-random weight array in [-1.5, 1.5] (mulberry32 of `seed`), f64-backed. */
-function weights(shape: readonly number[], seed: number): HostArray {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    shape: [...shape],
-    dtype: "f32",
-    data: Float64Array.from({ length: sizeOf(shape) }, () => 3 * next() - 1.5),
-  };
-}
-
-/** The scalar loss Σ op(x…)·W for a weight W of op's output shape. */
-function weighted(op: (...xs: Tensor[]) => Tensor, seed: number): Loss {
-  return (...xs: Tensor[]) => {
-    const y = op(...xs);
-    return sum(mul(y, weights(y.shape, seed)));
-  };
-}
-
-const arbSeed = fc.integer({ min: 0, max: 0x7fffffff });
 const f64 = (shape: readonly number[], min = -2, max = 2) =>
   arbArray(shape, { min, max, f64: true });
-
-/** Values with |x| in [lo, hi] and a random sign. */
-function arbAwayFromZero(shape: readonly number[], lo = 0.2, hi = 2): fc.Arbitrary<HostArray> {
-  const n = sizeOf(shape);
-  return fc.array(
-    fc.tuple(fc.double({ min: lo, max: hi, noNaN: true }), fc.boolean()),
-    { minLength: n, maxLength: n },
-  ).map((vs) => ({
-    shape: [...shape],
-    dtype: "f32" as const,
-    data: Float64Array.from(vs, ([v, s]) => (s ? v : -v)),
-  }));
-}
 
 /** Pairwise distinct values (gaps ≥ 0.15) in random order. */
 function arbDistinct(shape: readonly number[]): fc.Arbitrary<HostArray> {
@@ -180,24 +69,6 @@ function arbDistinct(shape: readonly number[]): fc.Arbitrary<HostArray> {
     dtype: "f32" as const,
     data: Float64Array.from(perm, (p, i) => (p - n / 2) * 0.25 + jitter[i]),
   }));
-}
-
-/** Values k·0.25 + offset (|k| ≤ 8). */
-function arbLattice(shape: readonly number[], offset: number): fc.Arbitrary<HostArray> {
-  const n = sizeOf(shape);
-  return fc.array(fc.integer({ min: -8, max: 8 }), { minLength: n, maxLength: n }).map((ks) => ({
-    shape: [...shape],
-    dtype: "f32" as const,
-    data: Float64Array.from(ks, (k) => k * 0.25 + offset),
-  }));
-}
-
-function arbAxes(rank: number): fc.Arbitrary<number[]> {
-  return fc.subarray(range(rank)).chain((axes) =>
-    fc.array(fc.boolean(), { minLength: axes.length, maxLength: axes.length }).map((negs) =>
-      axes.map((a, i) => (negs[i] ? a - rank : a))
-    )
-  );
 }
 
 function arbIndices(shape: readonly number[], min: number, max: number): fc.Arbitrary<HostArray> {
