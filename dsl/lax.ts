@@ -131,3 +131,9 @@ export function splatLike(value: number, like: Tensor): Tensor {
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
+
+export const bitAnd = binary("bitAnd");
+export const bitOr = binary("bitOr");
+export const bitXor = binary("bitXor");
+export const shiftLeft = binary("shiftLeft");
+export const shiftRightLogical = binary("shiftRightLogical");

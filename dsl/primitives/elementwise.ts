@@ -269,3 +269,26 @@ definePrimitive({
   },
   wgsl: elementwiseWgsl(([c, a, b]) => `select(${b}, ${a}, ${c})`),
 });
+
+// Bitwise integer primitives: the counter-based PRNG (dsl/random.ts) is built from these. JS and
+// WGSL agree exactly: both take shift amounts modulo 32 and wrap i32 arithmetic.
+const INT = ["i32"] as const;
+const bitwise = (name: string, int: (a: number, b: number) => number, wgsl: string) =>
+  elementwise({ name, arity: 2, dtypes: INT, int, wgsl: ([a, b]) => `(${a} ${wgsl} ${b})` });
+bitwise("bitAnd", (a, b) => a & b, "&");
+bitwise("bitOr", (a, b) => a | b, "|");
+bitwise("bitXor", (a, b) => a ^ b, "^");
+elementwise({
+  name: "shiftLeft",
+  arity: 2,
+  dtypes: INT,
+  int: (a, b) => a << b,
+  wgsl: ([a, b]) => `(${a} << (u32(${b}) & 31u))`,
+});
+elementwise({
+  name: "shiftRightLogical",
+  arity: 2,
+  dtypes: INT,
+  int: (a, b) => (a >>> b) | 0,
+  wgsl: ([a, b]) => `bitcast<i32>(bitcast<u32>(${a}) >> (u32(${b}) & 31u))`,
+});

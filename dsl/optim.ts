@@ -1,0 +1,174 @@
+/**
+ * Optimizers as pure graph functions (optax-style): state in, state out, nothing hidden. The step
+ * counter and learning rate are tensors, so a jitted training step compiles once and the schedule
+ * is evaluated on the host per step; under `jit` with donation the update runs in place.
+ */
+
+import { DslError } from "./errors.ts";
+import type { HostArray } from "./host_array.ts";
+import { asTensor, type TensorLike } from "./ops/coerce.ts";
+import { add, div, less, mul, pow, sqrt, square, sub, where } from "./ops/elementwise.ts";
+import { sum } from "./ops/reduce.ts";
+import type { Tensor } from "./trace.ts";
+
+type Tree<T> = Record<string, T>;
+
+const zerosLikeHost = (a: HostArray): HostArray => ({
+  shape: [...a.shape],
+  dtype: "f32",
+  data: new Float32Array(a.data.length),
+});
+const mapTree = <A, B>(t: Tree<A>, f: (a: A, k: string) => B): Tree<B> =>
+  Object.fromEntries(Object.entries(t).map(([k, a]) => [k, f(a, k)]));
+
+export interface AdamOptions {
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Decoupled weight decay (AdamW, Loshchilov & Hutter): p ← p − lr·wd·p. 0 gives Adam. */
+  weightDecay?: number;
+}
+
+/** Adam moments and the number of steps taken so far (an f32 scalar). */
+export interface AdamState<T> {
+  m: Tree<T>;
+  v: Tree<T>;
+  step: T;
+}
+
+export function adamInit(params: Tree<HostArray>): AdamState<HostArray> {
+  return {
+    m: mapTree(params, zerosLikeHost),
+    v: mapTree(params, zerosLikeHost),
+    step: { shape: [], dtype: "f32", data: new Float32Array(1) },
+  };
+}
+
+function checkKeys(op: string, params: Tree<unknown>, grads: Tree<unknown>): void {
+  const missing = Object.keys(params).filter((k) => !(k in grads));
+  if (missing.length > 0) throw new DslError(op, `no gradient for ${missing.join(", ")}`);
+}
+
+/**
+ * One Adam/AdamW step with bias correction (Kingma & Ba, Alg. 1):
+ * m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², p ← p − lr·(m/(1−β₁ᵗ)) / (√(v/(1−β₂ᵗ)) + ε) − lr·wd·p.
+ */
+export function adamUpdate(
+  params: Tree<Tensor>,
+  grads: Tree<Tensor>,
+  state: AdamState<Tensor>,
+  lr: TensorLike,
+  opts: AdamOptions = {},
+): { params: Tree<Tensor>; state: AdamState<Tensor> } {
+  const { beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0 } = opts;
+  checkKeys("adamUpdate", params, grads);
+  const rate = asTensor(lr, "adamUpdate");
+  const t = add(state.step, 1);
+  const c1 = sub(1, pow(beta1, t));
+  const c2 = sub(1, pow(beta2, t));
+  const m: Tree<Tensor> = {};
+  const v: Tree<Tensor> = {};
+  const next: Tree<Tensor> = {};
+  for (const k of Object.keys(params)) {
+    const g = grads[k];
+    m[k] = add(mul(beta1, state.m[k]), mul(1 - beta1, g));
+    v[k] = add(mul(beta2, state.v[k]), mul(1 - beta2, square(g)));
+    const update = div(div(m[k], c1), add(sqrt(div(v[k], c2)), eps));
+    const decayed = weightDecay === 0
+      ? params[k]
+      : sub(params[k], mul(mul(rate, weightDecay), params[k]));
+    next[k] = sub(decayed, mul(rate, update));
+  }
+  return { params: next, state: { m, v, step: t } };
+}
+
+export interface SgdOptions {
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+}
+
+export function sgdInit(params: Tree<HostArray>): { velocity: Tree<HostArray> } {
+  return { velocity: mapTree(params, zerosLikeHost) };
+}
+
+/** SGD with (optionally Nesterov) momentum, PyTorch's convention: b ← μb + g, p ← p − lr·b. */
+export function sgdUpdate(
+  params: Tree<Tensor>,
+  grads: Tree<Tensor>,
+  state: { velocity: Tree<Tensor> },
+  lr: TensorLike,
+  opts: SgdOptions = {},
+): { params: Tree<Tensor>; state: { velocity: Tree<Tensor> } } {
+  const { momentum = 0, nesterov = false, weightDecay = 0 } = opts;
+  checkKeys("sgdUpdate", params, grads);
+  const rate = asTensor(lr, "sgdUpdate");
+  const velocity: Tree<Tensor> = {};
+  const next: Tree<Tensor> = {};
+  for (const k of Object.keys(params)) {
+    const g = weightDecay === 0 ? grads[k] : add(grads[k], mul(weightDecay, params[k]));
+    velocity[k] = momentum === 0 ? g : add(mul(momentum, state.velocity[k]), g);
+    const step = nesterov ? add(g, mul(momentum, velocity[k])) : velocity[k];
+    next[k] = sub(params[k], mul(rate, step));
+  }
+  return { params: next, state: { velocity } };
+}
+
+/** √Σ‖g‖² over all leaves. */
+export function globalNorm(tree: Tree<Tensor>): Tensor {
+  const squares = Object.values(tree).map((g) => sum(square(g)));
+  return sqrt(squares.reduce((a, b) => add(a, b)));
+}
+
+/** Scales every gradient by min(1, maxNorm/‖g‖) (PyTorch clip_grad_norm_); returns the norm too. */
+export function clipByGlobalNorm(
+  grads: Tree<Tensor>,
+  maxNorm: number,
+): { grads: Tree<Tensor>; norm: Tensor } {
+  if (!(maxNorm > 0)) throw new DslError("clipByGlobalNorm", `maxNorm must be > 0, got ${maxNorm}`);
+  const norm = globalNorm(grads);
+  const scale = where(less(maxNorm, norm), div(maxNorm, add(norm, 1e-6)), 1);
+  return { grads: mapTree(grads, (g) => mul(g, scale)), norm };
+}
+
+/** A learning-rate schedule: the rate for 0-based step `step`. */
+export type Schedule = (step: number) => number;
+
+export const constantSchedule = (lr: number): Schedule => () => lr;
+
+/**
+ * Linear warm-up from 0 to `peak` over `warmup` steps, then cosine decay to `floor` at `total`
+ * (transformers' get_cosine_schedule_with_warmup, which the HD-PiSSA paper uses).
+ */
+export function warmupCosine(
+  peak: number,
+  warmup: number,
+  total: number,
+  floor = 0,
+): Schedule {
+  if (!(total > 0) || warmup < 0 || warmup > total) {
+    throw new DslError(
+      "warmupCosine",
+      `need 0 ≤ warmup ≤ total, total > 0 (got ${warmup}, ${total})`,
+    );
+  }
+  return (step) => {
+    if (step < warmup) return (peak * (step + 1)) / warmup;
+    const progress = Math.min(1, (step - warmup) / Math.max(1, total - warmup));
+    return floor + (peak - floor) * 0.5 * (1 + Math.cos(Math.PI * progress));
+  };
+}
+
+/** Linear warm-up then linear decay to 0 at `total`. */
+export function warmupLinear(peak: number, warmup: number, total: number): Schedule {
+  if (!(total > 0) || warmup < 0 || warmup > total) {
+    throw new DslError(
+      "warmupLinear",
+      `need 0 ≤ warmup ≤ total, total > 0 (got ${warmup}, ${total})`,
+    );
+  }
+  return (step) =>
+    step < warmup
+      ? (peak * (step + 1)) / warmup
+      : peak * Math.max(0, (total - step) / Math.max(1, total - warmup));
+}
