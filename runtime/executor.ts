@@ -12,6 +12,14 @@ import { DeviceArray, isDeviceArray } from "./device_array.ts";
 
 export type ProgramInput = HostArray | DeviceArray;
 
+/** One kernel's measured wall time (see `Executable.profile`). */
+export interface KernelTiming {
+  name: string;
+  ops: string[];
+  wgsl: string;
+  ms: number;
+}
+
 export class Executable {
   private pipelines: GPUComputePipeline[] = [];
   private persistent = new Map<number, GPUBuffer>();
@@ -47,6 +55,84 @@ export class Executable {
     return id;
   }
 
+  /** Buffers for every slot of one call: persistent ones, inputs (uploaded if on the host), outputs. */
+  private bindSlots(inputs: readonly ProgramInput[]) {
+    const { device, program } = this;
+    const slotBuffer = new Map<number, GPUBuffer>(this.persistent);
+    const created: GPUBuffer[] = [];
+    const fresh = (bytes: number, label: string) => {
+      const b = device.takeBuffer(bytes, label);
+      created.push(b);
+      return b;
+    };
+    program.inputSlots.forEach((slot, i) => {
+      const x = inputs[i];
+      const node = program.graph.inputs[i];
+      if (isDeviceArray(x)) {
+        if (x.device !== device) throw new Error(`input ${i} lives on another device`);
+        slotBuffer.set(slot, x.buffer);
+      } else {
+        const b = fresh(program.slots[slot].bytes, `input ${i}`);
+        const data = node.dtype === "f32" ? toF32(x.data) : toI32(x.data);
+        if (data.length) device.gpu.queue.writeBuffer(b, 0, data); // empty: Deno would panic
+        slotBuffer.set(slot, b);
+      }
+    });
+    // Outputs written by kernels get fresh buffers (unless they reuse a donated input).
+    for (const s of program.slots) {
+      if (s.kind === "output") slotBuffer.set(s.id, fresh(s.bytes, "output"));
+    }
+    return { slotBuffer, created, fresh };
+  }
+
+  private encodeKernel(pass: GPUComputePassEncoder, i: number, slotBuffer: Map<number, GPUBuffer>) {
+    const k = this.program.kernels[i];
+    const buffers = k.slots.map((s) => slotBuffer.get(s)!);
+    const key = `${i}:${buffers.map((b) => this.idOf(b)).join(",")}`;
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      group = this.device.gpu.createBindGroup({
+        layout: this.pipelines[i].getBindGroupLayout(0),
+        entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      if (this.bindGroups.size > 256) this.bindGroups.clear();
+      this.bindGroups.set(key, group);
+    }
+    pass.setPipeline(this.pipelines[i]);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(...k.dispatch);
+  }
+
+  /**
+   * Runs each kernel alone and waits for it: wall time per kernel, minus the cost of an empty
+   * submit-and-wait measured alongside (for finding hot kernels; inputs are not donated).
+   */
+  async profile(
+    inputs: readonly ProgramInput[],
+  ): Promise<KernelTiming[]> {
+    const gpu = this.device.gpu;
+    const { slotBuffer, created } = this.bindSlots(inputs);
+    const timeOne = async (i: number | null) => {
+      const encoder = gpu.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      if (i !== null) this.encodeKernel(pass, i, slotBuffer);
+      pass.end();
+      const t0 = performance.now();
+      gpu.queue.submit([encoder.finish()]);
+      await gpu.queue.onSubmittedWorkDone();
+      return performance.now() - t0;
+    };
+    let idle = Infinity;
+    for (let r = 0; r < 5; r++) idle = Math.min(idle, await timeOne(null));
+    const out = [];
+    for (let i = 0; i < this.program.kernels.length; i++) {
+      const k = this.program.kernels[i];
+      out.push({ name: k.name, ops: k.ops, wgsl: k.wgsl, ms: Math.max(0, (await timeOne(i)) - idle) });
+    }
+    for (const b of created) this.device.recycle(b);
+    return out;
+  }
+
   /** Encodes and submits one call; returns the outputs on the device. */
   run(inputs: readonly ProgramInput[], donated: ReadonlySet<number> = new Set()): DeviceArray[] {
     const { device, program } = this;
@@ -65,50 +151,11 @@ export class Executable {
       firstUse.set(x.buffer, j ?? i);
     });
     const gpu = device.gpu;
-    const slotBuffer = new Map<number, GPUBuffer>(this.persistent);
-    const created: GPUBuffer[] = [];
-    const fresh = (bytes: number, label: string) => {
-      const b = device.takeBuffer(bytes, label);
-      created.push(b);
-      return b;
-    };
-    // Inputs: device arrays are bound as they are; host arrays are uploaded.
-    program.inputSlots.forEach((slot, i) => {
-      const x = inputs[i];
-      const node = program.graph.inputs[i];
-      if (isDeviceArray(x)) {
-        if (x.device !== device) throw new Error(`input ${i} lives on another device`);
-        slotBuffer.set(slot, x.buffer);
-      } else {
-        const b = fresh(program.slots[slot].bytes, `input ${i}`);
-        const data = node.dtype === "f32" ? toF32(x.data) : toI32(x.data);
-        if (data.length) gpu.queue.writeBuffer(b, 0, data); // empty: Deno would panic
-        slotBuffer.set(slot, b);
-      }
-    });
-    // Outputs written by kernels get fresh buffers (unless they reuse a donated input).
-    for (const s of program.slots) {
-      if (s.kind === "output") slotBuffer.set(s.id, fresh(s.bytes, "output"));
-    }
+    const { slotBuffer, created, fresh } = this.bindSlots(inputs);
     const encoder = gpu.createCommandEncoder({ label: "program" });
     if (program.kernels.length) {
       const pass = encoder.beginComputePass();
-      program.kernels.forEach((k, i) => {
-        const buffers = k.slots.map((s) => slotBuffer.get(s)!);
-        const key = `${i}:${buffers.map((b) => this.idOf(b)).join(",")}`;
-        let group = this.bindGroups.get(key);
-        if (!group) {
-          group = gpu.createBindGroup({
-            layout: this.pipelines[i].getBindGroupLayout(0),
-            entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-          });
-          if (this.bindGroups.size > 256) this.bindGroups.clear();
-          this.bindGroups.set(key, group);
-        }
-        pass.setPipeline(this.pipelines[i]);
-        pass.setBindGroup(0, group);
-        pass.dispatchWorkgroups(...k.dispatch);
-      });
+      program.kernels.forEach((_, i) => this.encodeKernel(pass, i, slotBuffer));
       pass.end();
     }
     // Each output gets its own buffer: copy outputs that are inputs, constants, intermediates or

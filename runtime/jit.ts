@@ -18,7 +18,7 @@ import {
 import { type CodegenOptions, lower, type Program } from "../compiler/mod.ts";
 import { type Device, gpu } from "./device.ts";
 import { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
-import { Executable, type ProgramInput } from "./executor.ts";
+import { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
 
 export interface JitOptions {
   /** The device to run on (default: `gpu()`). */
@@ -40,6 +40,8 @@ export interface Jitted {
   onDevice(...args: unknown[]): Promise<any>;
   /** The Program for arguments of these shapes (host arrays or `{ shape, dtype }` specs). */
   lower(...specs: unknown[]): Promise<Program>;
+  /** Per-kernel wall time for these arguments (each kernel run alone; nothing donated). */
+  profile(...args: unknown[]): Promise<KernelTiming[]>;
   /** Number of compiled signatures. */
   readonly cacheSize: number;
   /** Milliseconds spent compiling (tracing, lowering, pipeline creation), all signatures. */
@@ -135,6 +137,11 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     return unflattenTree(c.outTree, outs);
   };
 
+  const profile = async (...args: unknown[]) => {
+    const { c, inputs } = await prepare(args);
+    return await c.executable.profile(inputs);
+  };
+
   const call = async (...args: unknown[]) => {
     const { c, inputs } = await prepare(args);
     const outs = c.executable.run(inputs, c.donatedLeaves);
@@ -145,6 +152,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
 
   const jitted = call as Jitted;
   jitted.onDevice = onDevice;
+  jitted.profile = profile;
   jitted.lower = async (...specs: unknown[]) => {
     const isSpec = (x: unknown) =>
       isLeaf(x) || (typeof x === "object" && x !== null && Array.isArray(

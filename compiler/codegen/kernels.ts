@@ -10,6 +10,7 @@
  *   the accumulation order matches the CPU reference.
  */
 
+import { swapsLastTwo } from "../views.ts";
 import type { Node } from "../../dsl/mod.ts";
 import { WGSL_HELPERS } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
@@ -227,20 +228,20 @@ export function generateReduce(
   return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
 }
 
-/** `x` itself when it is a buffer read whole, or the buffer under a last-two-axes transpose. */
+/**
+ * The buffer under `x` when `x` is that buffer read whole (through reshapes, which keep the
+ * row-major layout), possibly under a last-two-axes transpose.
+ */
 function bufferOperand(
   x: Node,
   ctx: KernelContext,
 ): { node: Node; transposed: boolean } | undefined {
-  if (ctx.buffers.has(x)) return { node: x, transposed: false };
-  const r = x.shape.length;
-  const perm = x.params.perm as number[] | undefined;
-  const swapsLastTwo = perm !== undefined &&
-    perm.every((p, i) => (i < r - 2 ? p === i : p === (i === r - 2 ? r - 1 : r - 2)));
-  if (x.op === "transpose" && ctx.buffers.has(x.inputs[0]) && swapsLastTwo) {
-    return { node: x.inputs[0], transposed: true };
-  }
-  return undefined;
+  const base = (n: Node): Node | undefined =>
+    ctx.buffers.has(n) ? n : n.op === "reshape" ? base(n.inputs[0]) : undefined;
+  const direct = base(x);
+  if (direct) return { node: direct, transposed: false };
+  const source = x.op === "transpose" && swapsLastTwo(x) ? base(x.inputs[0]) : undefined;
+  return source ? { node: source, transposed: true } : undefined;
 }
 
 /**
