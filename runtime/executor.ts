@@ -127,7 +127,12 @@ export class Executable {
     const out = [];
     for (let i = 0; i < this.program.kernels.length; i++) {
       const k = this.program.kernels[i];
-      out.push({ name: k.name, ops: k.ops, wgsl: k.wgsl, ms: Math.max(0, (await timeOne(i)) - idle) });
+      out.push({
+        name: k.name,
+        ops: k.ops,
+        wgsl: k.wgsl,
+        ms: Math.max(0, (await timeOne(i)) - idle),
+      });
     }
     for (const b of created) this.device.recycle(b);
     return out;

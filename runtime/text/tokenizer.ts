@@ -63,8 +63,7 @@ function byteToUnicode(): string[] {
   return table;
 }
 
-const PRETOKENIZE =
-  /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+const PRETOKENIZE = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 
 interface TokenizerJson {
   model?: { type?: string; vocab?: Record<string, number>; merges?: (string | [string, string])[] };
@@ -90,7 +89,9 @@ export class BpeTokenizer implements Tokenizer {
   constructor(json: TokenizerJson, names: { eos?: string; bos?: string; pad?: string } = {}) {
     const model = json.model;
     if (model?.type !== "BPE" || !model.vocab || !model.merges) {
-      throw new Error(`tokenizer.json: only BPE models are supported (got ${model?.type ?? "none"})`);
+      throw new Error(
+        `tokenizer.json: only BPE models are supported (got ${model?.type ?? "none"})`,
+      );
     }
     this.vocab = new Map(Object.entries(model.vocab));
     this.specials = new Map((json.added_tokens ?? []).map((t) => [t.content, t.id]));
@@ -101,9 +102,13 @@ export class BpeTokenizer implements Tokenizer {
     );
     this.vocabSize = Math.max(...this.vocab.values()) + 1;
     const find = (...cands: (string | undefined)[]) =>
-      cands.map((c) => (c === undefined ? undefined : this.specials.get(c))).find((v) => v !== undefined);
+      cands.map((c) => (c === undefined ? undefined : this.specials.get(c))).find((v) =>
+        v !== undefined
+      );
     const eos = find(names.eos, "<|endoftext|>", "</s>", "<|end_of_text|>", "<|im_end|>");
-    if (eos === undefined) throw new Error("tokenizer.json: no end-of-text token found; pass its name");
+    if (eos === undefined) {
+      throw new Error("tokenizer.json: no end-of-text token found; pass its name");
+    }
     this.eos = eos;
     this.bos = find(names.bos, "<|begin_of_text|>", "<s>");
     this.pad = find(names.pad, "<pad>", "<|pad|>") ?? eos;
@@ -125,7 +130,9 @@ export class BpeTokenizer implements Tokenizer {
     }
     const ids = parts.map((p) => {
       const id = this.vocab.get(p);
-      if (id === undefined) throw new Error(`tokenizer.json: piece "${p}" is not in the vocabulary`);
+      if (id === undefined) {
+        throw new Error(`tokenizer.json: piece "${p}" is not in the vocabulary`);
+      }
       return id;
     });
     this.cache.set(word, ids);
@@ -160,5 +167,7 @@ export class BpeTokenizer implements Tokenizer {
 export function tokenizerByName(name: string): Tokenizer {
   if (name === "byte") return new ByteTokenizer();
   if (name === "gpt2") return new Gpt2Tokenizer();
-  throw new Error(`tokenizer: unknown name "${name}" (byte, gpt2, or a folder with tokenizer.json)`);
+  throw new Error(
+    `tokenizer: unknown name "${name}" (byte, gpt2, or a folder with tokenizer.json)`,
+  );
 }
