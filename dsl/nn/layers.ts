@@ -96,15 +96,21 @@ export function rotaryTables(length: number, dim: number, theta = 10000): [Tenso
   return [table(cos), table(sin)];
 }
 
-/** Rotary position embedding of x [B, H, T, D]: x·cos + rotate_half(x)·sin (as HF Llama). */
+/** x·cos + rotate_half(x)·sin for x [..., D] with cos/sin broadcastable to x (HF Llama's RoPE). */
+export function rotate(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const d = x.shape[x.ndim - 1];
+  const zeros = x.shape.map(() => 0);
+  const lo = slice(x, zeros, [...x.shape.slice(0, -1), d / 2]);
+  const hi = slice(x, [...zeros.slice(0, -1), d / 2], x.shape);
+  const rotated = concat([sub(0, hi), lo], -1);
+  return add(mul(x, cos), mul(rotated, sin));
+}
+
+/** Rotary position embedding of x [B, H, T, D] at positions 0…T−1. */
 export function applyRotary(x: Tensor, theta = 10000): Tensor {
   const [, , t, d] = x.shape;
   const [cos, sin] = rotaryTables(t, d, theta);
-  const end = x.shape.slice(0, 3);
-  const lo = slice(x, [0, 0, 0, 0], [...end, d / 2]);
-  const hi = slice(x, [0, 0, 0, d / 2], [...end, d]);
-  const rotated = concat([sub(0, hi), lo], -1);
-  return add(mul(x, cos), mul(rotated, sin));
+  return rotate(x, cos, sin);
 }
 
 /** Transformer MLP with GELU (tanh approximation, GPT-2's gelu_new). */

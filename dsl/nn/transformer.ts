@@ -8,18 +8,19 @@ import type { HostArray } from "../host_array.ts";
 import { interpret } from "../interpret.ts";
 import { add, mul } from "../ops/elementwise.ts";
 import { crossEntropy, layerNorm, rmsNorm } from "../ops/nn.ts";
-import { slice } from "../ops/shape.ts";
+import { reshape, slice, take } from "../ops/shape.ts";
 import { foldIn, normal, prngKey } from "../random.ts";
 import type { Tensor } from "../trace.ts";
 import type { ModelConfig } from "./config.ts";
 import {
-  applyRotary,
   causalAttention,
   conv1d,
   embedding,
   linear,
   mergeHeads,
   mlpGelu,
+  rotaryTables,
+  rotate,
   splitHeads,
   swiglu,
 } from "./layers.ts";
@@ -83,65 +84,111 @@ function get(params: Params<Tensor>, name: string): Tensor {
   return t;
 }
 
-function llamaLogits(cfg: ModelConfig, p: Params<Tensor>, ids: Tensor): Tensor {
+/**
+ * How a decoder pass sees positions and attends: the full causal pass over positions 0…T−1, or
+ * one step of incremental decoding against a key/value cache (dsl/nn/decode.ts).
+ */
+export interface AttentionPlan {
+  /** Position of each token, i32 [B, T]; null means 0…T−1 for every row. */
+  positions: Tensor | null;
+  /** Attention of q [B, H, T, D] over k, v [B, Hkv, T, D] of this layer's new tokens. */
+  attend(layer: number, q: Tensor, k: Tensor, v: Tensor): Tensor;
+}
+
+export const CAUSAL: AttentionPlan = {
+  positions: null,
+  attend: (_layer, q, k, v) => causalAttention(q, k, v),
+};
+
+/** cos/sin broadcastable to [B, H, T, D] for the plan's positions. */
+function rotaryFor(cfg: ModelConfig, plan: AttentionPlan, t: number): [Tensor, Tensor] {
+  const head = cfg.width / cfg.heads;
+  if (plan.positions === null) return rotaryTables(t, head, cfg.ropeTheta);
+  const [b] = plan.positions.shape;
+  const tables = rotaryTables(cfg.context, head, cfg.ropeTheta);
+  const at = (table: Tensor) => reshape(take(table, plan.positions!, 0), [b, 1, t, head]);
+  return [at(tables[0]), at(tables[1])];
+}
+
+function llamaHidden(
+  cfg: ModelConfig,
+  p: Params<Tensor>,
+  ids: Tensor,
+  plan: AttentionPlan,
+): Tensor {
+  const [cos, sin] = rotaryFor(cfg, plan, ids.shape[1]);
   let h = embedding(get(p, "model.embed_tokens.weight"), ids);
   for (let i = 0; i < cfg.layers; i++) {
     const w = (n: string) => get(p, `model.layers.${i}.${n}`);
     const x = rmsNorm(h, w("input_layernorm.weight"), cfg.normEps);
-    const q = applyRotary(
-      splitHeads(linear(x, w("self_attn.q_proj.weight")), cfg.heads),
-      cfg.ropeTheta,
-    );
-    const k = applyRotary(
-      splitHeads(linear(x, w("self_attn.k_proj.weight")), cfg.kvHeads),
-      cfg.ropeTheta,
-    );
-    const v = splitHeads(linear(x, w("self_attn.v_proj.weight")), cfg.kvHeads);
-    h = add(h, linear(mergeHeads(causalAttention(q, k, v)), w("self_attn.o_proj.weight")));
+    const heads = (name: string, n: number) =>
+      splitHeads(linear(x, w(`self_attn.${name}.weight`)), n);
+    const q = rotate(heads("q_proj", cfg.heads), cos, sin);
+    const k = rotate(heads("k_proj", cfg.kvHeads), cos, sin);
+    const v = heads("v_proj", cfg.kvHeads);
+    h = add(h, linear(mergeHeads(plan.attend(i, q, k, v)), w("self_attn.o_proj.weight")));
     const y = rmsNorm(h, w("post_attention_layernorm.weight"), cfg.normEps);
     h = add(
       h,
       swiglu(y, w("mlp.gate_proj.weight"), w("mlp.up_proj.weight"), w("mlp.down_proj.weight")),
     );
   }
-  h = rmsNorm(h, get(p, "model.norm.weight"), cfg.normEps);
-  return linear(h, get(p, cfg.tieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"));
+  return rmsNorm(h, get(p, "model.norm.weight"), cfg.normEps);
 }
 
-function gpt2Logits(cfg: ModelConfig, p: Params<Tensor>, ids: Tensor): Tensor {
-  const t = ids.shape[ids.ndim - 1];
-  if (t > cfg.context) {
+function gpt2Hidden(cfg: ModelConfig, p: Params<Tensor>, ids: Tensor, plan: AttentionPlan): Tensor {
+  const [b, t] = ids.shape;
+  const wpe = get(p, "transformer.wpe.weight");
+  if (plan.positions === null && t > cfg.context) {
     throw new DslError("gpt2", `sequence length ${t} exceeds the context ${cfg.context}`);
   }
-  const positions = slice(get(p, "transformer.wpe.weight"), [0, 0], [t, cfg.width]);
+  const positions = plan.positions === null
+    ? slice(wpe, [0, 0], [t, cfg.width])
+    : take(wpe, plan.positions, 0);
   let h = add(embedding(get(p, "transformer.wte.weight"), ids), positions);
   for (let i = 0; i < cfg.layers; i++) {
     const w = (n: string) => get(p, `transformer.h.${i}.${n}`);
     const x = layerNorm(h, w("ln_1.weight"), w("ln_1.bias"), cfg.normEps);
     const qkv = conv1d(x, w("attn.c_attn.weight"), w("attn.c_attn.bias"));
-    const [b, ,] = qkv.shape;
     const part = (j: number) =>
       splitHeads(slice(qkv, [0, 0, j * cfg.width], [b, t, (j + 1) * cfg.width]), cfg.heads);
-    const attn = mergeHeads(causalAttention(part(0), part(1), part(2)));
+    const attn = mergeHeads(plan.attend(i, part(0), part(1), part(2)));
     h = add(h, conv1d(attn, w("attn.c_proj.weight"), w("attn.c_proj.bias")));
     const y = layerNorm(h, w("ln_2.weight"), w("ln_2.bias"), cfg.normEps);
     const fc = { weight: w("mlp.c_fc.weight"), bias: w("mlp.c_fc.bias") };
     const proj = { weight: w("mlp.c_proj.weight"), bias: w("mlp.c_proj.bias") };
     h = add(h, mlpGelu(y, fc, proj, "conv1d"));
   }
-  h = layerNorm(h, get(p, "transformer.ln_f.weight"), get(p, "transformer.ln_f.bias"), cfg.normEps);
-  return linear(h, get(p, cfg.tieEmbeddings ? "transformer.wte.weight" : "lm_head.weight"));
+  return layerNorm(
+    h,
+    get(p, "transformer.ln_f.weight"),
+    get(p, "transformer.ln_f.bias"),
+    cfg.normEps,
+  );
 }
 
 /** Next-token logits [B, T, vocab] for token ids [B, T] (i32). */
-export function forward(cfg: ModelConfig, params: Params<Tensor>, ids: Tensor): Tensor {
+export function forward(
+  cfg: ModelConfig,
+  params: Params<Tensor>,
+  ids: Tensor,
+  plan: AttentionPlan = CAUSAL,
+): Tensor {
   if (ids.dtype !== "i32" || ids.ndim !== 2) {
     throw new DslError(
       "forward",
       `token ids must be i32 [batch, length], got ${ids.dtype}[${ids.shape}]`,
     );
   }
-  return cfg.family === "llama" ? llamaLogits(cfg, params, ids) : gpt2Logits(cfg, params, ids);
+  const h = cfg.family === "llama"
+    ? llamaHidden(cfg, params, ids, plan)
+    : gpt2Hidden(cfg, params, ids, plan);
+  const head = !cfg.tieEmbeddings
+    ? "lm_head.weight"
+    : cfg.family === "llama"
+    ? "model.embed_tokens.weight"
+    : "transformer.wte.weight";
+  return linear(h, get(params, head));
 }
 
 /** A language-model batch: inputs, next-token targets, and a 0/1 loss mask, all [B, T]. */

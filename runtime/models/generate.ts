@@ -1,0 +1,133 @@
+/**
+ * Greedy generation on the device with a key/value cache: prompts are left-padded to a common
+ * end, every step runs one compiled decode program for the whole batch (the cache is donated, so
+ * it is updated in place), and the host reads tokens back only every few steps to stop early.
+ */
+
+import type { HostArray } from "../../dsl/host_array.ts";
+import type { ModelConfig } from "../../dsl/nn/config.ts";
+import { cacheShape, decodeStep, type KvCache } from "../../dsl/nn/decode.ts";
+import { argmax } from "../../dsl/ops/reduce.ts";
+import type { Tensor } from "../../dsl/trace.ts";
+import type { DeviceArray } from "../device_array.ts";
+import { readArrays } from "../device_array.ts";
+import { jit, type Jitted, toDevice } from "../jit.ts";
+import type { Tokenizer } from "../text/tokenizer.ts";
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** Rows decoded together (default 32). */
+  batchSize?: number;
+  /** Host reads between early-stop checks (default 16 steps). */
+  checkEvery?: number;
+}
+
+const decoders = new WeakMap<ModelConfig, Jitted>();
+
+function decoder(cfg: ModelConfig): Jitted {
+  let step = decoders.get(cfg);
+  if (!step) {
+    step = jit(
+      (
+        params: Record<string, Tensor>,
+        cache: KvCache<Tensor>,
+        tokens: Tensor,
+        slot: Tensor,
+        offsets: Tensor,
+      ) => {
+        const out = decodeStep(cfg, params, cache, tokens, slot, offsets);
+        return { next: argmax(out.logits, -1), cache: out.cache };
+      },
+      { donate: 1 },
+    );
+    decoders.set(cfg, step);
+  }
+  return step;
+}
+
+const i32 = (shape: number[], data: Int32Array): HostArray => ({ shape, dtype: "i32", data });
+
+/**
+ * Greedy continuations of `prompts` (decoded text, without the prompt, cut at EOS). `params` may
+ * be host arrays or device arrays (kept on the device across calls).
+ */
+export async function generate(
+  cfg: ModelConfig,
+  tok: Tokenizer,
+  params: Record<string, HostArray | DeviceArray>,
+  prompts: readonly string[],
+  opts: GenerateOptions,
+): Promise<string[]> {
+  const rows = opts.batchSize ?? 32;
+  const maxNew = Math.max(1, Math.min(opts.maxNewTokens, cfg.context - 1));
+  const onDevice = await toDevice(params) as Record<string, DeviceArray>;
+  const out: string[] = [];
+  for (let i = 0; i < prompts.length; i += rows) {
+    const chunk = prompts.slice(i, i + rows);
+    out.push(
+      ...(await generateBatch(cfg, tok, onDevice, chunk, rows, maxNew, opts.checkEvery ?? 16)),
+    );
+  }
+  return out;
+}
+
+async function generateBatch(
+  cfg: ModelConfig,
+  tok: Tokenizer,
+  params: Record<string, DeviceArray>,
+  prompts: readonly string[],
+  rows: number,
+  maxNew: number,
+  checkEvery: number,
+): Promise<string[]> {
+  const room = cfg.context - maxNew;
+  const encoded = prompts.map((p) => {
+    const ids = tok.bos === undefined ? tok.encode(p) : [tok.bos, ...tok.encode(p)];
+    return ids.slice(Math.max(0, ids.length - room)); // keep the prompt's end if it is too long
+  });
+  while (encoded.length < rows) encoded.push([tok.bos ?? tok.eos]);
+  const promptEnd = Math.max(...encoded.map((e) => e.length));
+  const offsets = Int32Array.from(encoded, (e) => promptEnd - e.length);
+  const shape = cacheShape(cfg, rows);
+  const size = shape.reduce((a, b) => a * b, 1);
+  const zeros = () => ({ shape, dtype: "f32" as const, data: new Float32Array(size) });
+  let cache = await toDevice({
+    keys: Array.from({ length: cfg.layers }, zeros),
+    values: Array.from({ length: cfg.layers }, zeros),
+  });
+  const step = decoder(cfg);
+  const generated: number[][] = encoded.map(() => []);
+  const done = new Array(rows).fill(false);
+  let pending: DeviceArray[] = [];
+  let previous: DeviceArray | undefined;
+  const drain = async () => {
+    const host = await readArrays(pending);
+    pending = [];
+    for (const a of host) {
+      a.data.forEach((t, r) => {
+        if (done[r]) return;
+        if (t === tok.eos) done[r] = true;
+        else generated[r].push(t);
+      });
+    }
+  };
+  const offsetArray = i32([rows], offsets);
+  for (let s = 0; s < promptEnd - 1 + maxNew; s++) {
+    const tokens = s < promptEnd
+      ? i32(
+        [rows],
+        Int32Array.from(encoded, (e, r) => (s >= offsets[r] ? e[s - offsets[r]] : tok.pad)),
+      )
+      : previous!;
+    const res = await step.onDevice(params, cache, tokens, i32([], Int32Array.of(s)), offsetArray);
+    cache = res.cache;
+    previous = res.next;
+    if (s >= promptEnd - 1) pending.push(res.next);
+    if (pending.length >= checkEvery) {
+      await drain();
+      if (done.every(Boolean)) break;
+    }
+  }
+  await drain();
+  return generated.slice(0, prompts.length).map((ids) => tok.decode(ids));
+}

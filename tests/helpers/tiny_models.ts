@@ -1,0 +1,37 @@
+/** Tiny decoder configurations for tests (seconds on the CPU reference and on llvmpipe). */
+
+import type { ModelConfig } from "../../dsl/nn/config.ts";
+
+export const TINY_LLAMA: ModelConfig = {
+  family: "llama",
+  vocab: 20,
+  width: 16,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  ffn: 24,
+  context: 12,
+  normEps: 1e-5,
+  ropeTheta: 10000,
+  tieEmbeddings: false,
+  bos: 17,
+  eos: 18,
+  pad: 19,
+};
+
+export const TINY_GPT2: ModelConfig = {
+  family: "gpt2",
+  vocab: 20,
+  width: 16,
+  layers: 2,
+  heads: 2,
+  kvHeads: 2,
+  ffn: 32,
+  context: 12,
+  normEps: 1e-5,
+  ropeTheta: 0,
+  tieEmbeddings: true,
+  bos: 17,
+  eos: 18,
+  pad: 19,
+};
