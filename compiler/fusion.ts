@@ -244,8 +244,15 @@ function walkKernel(roots: readonly Node[], buffers: Set<Node>): Walk {
     return found;
   };
 
+  // A visit's effects depend only on (node, mode, prologue): revisiting through another path
+  // adds nothing, and skipping it keeps shared sub-expressions under views (e.g. the rounds of a
+  // PRNG) from being walked once per path — exponentially many.
+  const visited = new Set<string>();
   const visit = (n: Node, mode: Mode, inPrologue: boolean, isRoot: boolean): void => {
     if (w.violation) return;
+    const key = `${n.id}:${mode}:${inPrologue ? 1 : 0}:${isRoot ? 1 : 0}`;
+    if (visited.has(key)) return;
+    visited.add(key);
     if (!isRoot && buffers.has(n) && !rootSet.has(n)) {
       w.reads.add(n);
       const identity = mode === "full" && !inPrologue && n.size === roots[0].size;

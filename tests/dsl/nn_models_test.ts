@@ -1,0 +1,114 @@
+import assert from "node:assert/strict";
+import { interpret } from "../../dsl/interpret.ts";
+import type { HostArray } from "../../dsl/host_array.ts";
+import { configFromHf, configToHf, type ModelConfig } from "../../dsl/nn/config.ts";
+import {
+  forward,
+  initParams,
+  lmLoss,
+  parameterCount,
+  parameterShapes,
+} from "../../dsl/nn/transformer.ts";
+import type { Tensor } from "../../dsl/trace.ts";
+import { assertClose } from "../helpers/arrays.ts";
+import { referenceLogits } from "../helpers/reference_lm.ts";
+import { TINY_GPT2, TINY_LLAMA } from "../helpers/tiny_models.ts";
+
+const ids = (rows: number[][]): HostArray => ({
+  shape: [rows.length, rows[0].length],
+  dtype: "i32",
+  data: Int32Array.from(rows.flat()),
+});
+
+/** Parameters with non-trivial norms and biases, so every term of the model is exercised. */
+function perturbed(cfg: ModelConfig, seed: number): Record<string, HostArray> {
+  const p = initParams(cfg, seed);
+  let s = seed + 1;
+  for (const [name, a] of Object.entries(p)) {
+    const scale = a.shape.length === 1 ? 0.3 : 8;
+    a.data.forEach((v, i) => {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      const noise = (s / 2 ** 32 - 0.5) * 0.2;
+      a.data[i] = a.shape.length === 1
+        ? v + noise * scale * (name.endsWith("bias") ? 2 : 1)
+        : v * scale;
+    });
+  }
+  return p;
+}
+
+for (const cfg of [TINY_LLAMA, TINY_GPT2, { ...TINY_LLAMA, tieEmbeddings: true, kvHeads: 4 }]) {
+  const label = `${cfg.family} (kv ${cfg.kvHeads}/${cfg.heads}, tied ${cfg.tieEmbeddings})`;
+  Deno.test(`nn ${label}: logits equal an independent loop implementation of the HF equations`, () => {
+    const params = perturbed(cfg, 5);
+    const batch = [[1, 5, 9, 2, 14, 3, 3, 0], [7, 7, 1, 0, 12, 11, 4, 6]];
+    const got = interpret(
+      (p: Record<string, Tensor>, x: Tensor) => forward(cfg, p, x),
+      params,
+      ids(batch),
+    ) as HostArray;
+    assert.deepEqual(got.shape, [2, 8, cfg.vocab]);
+    const want = batch.flatMap((row) => referenceLogits(cfg, params, row).flat());
+    assertClose(got, want, { rtol: 2e-4, atol: 2e-4 });
+    const spread = Math.max(...want) - Math.min(...want);
+    assert.ok(spread > 1, `logits too flat to be a meaningful check (${spread})`);
+  });
+}
+
+Deno.test("nn: causal — logits at a position do not depend on later tokens", () => {
+  const params = perturbed(TINY_LLAMA, 1);
+  const f = (x: number[][]) =>
+    interpret(
+      (p: Record<string, Tensor>, t: Tensor) => forward(TINY_LLAMA, p, t),
+      params,
+      ids(x),
+    ) as HostArray;
+  const a = f([[1, 2, 3, 4, 5]]);
+  const b = f([[1, 2, 3, 9, 0]]);
+  const v = TINY_LLAMA.vocab;
+  assert.deepEqual(a.data.subarray(0, 3 * v), b.data.subarray(0, 3 * v));
+  assert.notDeepEqual(Array.from(a.data.subarray(3 * v)), Array.from(b.data.subarray(3 * v)));
+});
+
+Deno.test("nn: lmLoss is the masked mean cross-entropy (uniform logits give log V)", () => {
+  const cfg = TINY_GPT2;
+  const params = initParams(cfg, 0);
+  for (const a of Object.values(params)) if (a.shape.length === 2) a.data.fill(0);
+  const batch = {
+    ids: ids([[1, 2, 3]]),
+    targets: ids([[2, 3, 4]]),
+    mask: { shape: [1, 3], dtype: "f32" as const, data: Float32Array.of(1, 0, 1) },
+  };
+  const loss = interpret(
+    (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
+      lmLoss(cfg, p, b),
+    params,
+    batch,
+  ) as HostArray;
+  assert.ok(Math.abs(loss.data[0] - Math.log(cfg.vocab)) < 1e-5, `${loss.data[0]}`);
+});
+
+Deno.test("nn config: HF config.json round trip and parameter names", () => {
+  for (const cfg of [TINY_LLAMA, TINY_GPT2]) {
+    assert.deepEqual(configFromHf(configToHf(cfg)), cfg);
+  }
+  const shapes = parameterShapes(TINY_LLAMA);
+  assert.deepEqual(shapes["model.layers.1.self_attn.k_proj.weight"], [8, 16]);
+  assert.deepEqual(shapes["model.layers.0.mlp.down_proj.weight"], [16, 24]);
+  assert.deepEqual(parameterShapes(TINY_GPT2)["transformer.h.0.attn.c_attn.weight"], [16, 48]);
+  // GPT-2 small's published size: 124,439,808 parameters (tied head, 1024 positions).
+  const gpt2 = configFromHf({
+    model_type: "gpt2",
+    n_embd: 768,
+    n_layer: 12,
+    n_head: 12,
+    vocab_size: 50257,
+    n_positions: 1024,
+  });
+  assert.equal(parameterCount(gpt2), 124_439_808);
+  assert.throws(() => configFromHf({ model_type: "bert" }), /model_type "bert" is not supported/);
+  assert.throws(
+    () => configFromHf({ ...configToHf(TINY_LLAMA), num_attention_heads: 3 }),
+    /divisible by heads/,
+  );
+});

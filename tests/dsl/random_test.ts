@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import { interpret } from "../../dsl/interpret.ts";
+import type { HostArray } from "../../dsl/host_array.ts";
+import * as lax from "../../dsl/lax.ts";
+import {
+  foldIn,
+  kaimingUniform,
+  normal,
+  prngKey,
+  randomBits,
+  splitKey,
+  threefry2x32,
+  uniform,
+} from "../../dsl/random.ts";
+import type { Tensor } from "../../dsl/trace.ts";
+import { jit } from "../../runtime/jit.ts";
+import { assertClose } from "../helpers/arrays.ts";
+import { checkProperty, fc } from "../helpers/property.ts";
+
+const hex = (a: HostArray) => Array.from(a.data, (x) => (x >>> 0).toString(16).padStart(8, "0"));
+
+Deno.test("random: Threefry-2x32-20 matches the Random123 known-answer vectors", () => {
+  const kat: [number[], string[]][] = [
+    [[0, 0, 0, 0], ["6b200159", "99ba4efe"]],
+    [[-1, -1, -1, -1], ["1cb996fc", "bb002be7"]],
+    [[0x13198a2e, 0x03707344, 0x243f6a88, 0x85a308d3 | 0], ["c4923a9c", "483df7a0"]],
+  ];
+  for (const [[k0, k1, c0, c1], want] of kat) {
+    const out = interpret(() => {
+      const s = (v: number) => lax.scalar(v | 0, "i32");
+      return threefry2x32(s(k0), s(k1), s(c0), s(c1));
+    }) as HostArray[];
+    assert.deepEqual(out.flatMap(hex), want);
+  }
+});
+
+const streams = (key: Tensor) => ({
+  bits: randomBits(key, [3, 37]),
+  uniform: uniform(key, [101], -2, 3),
+  normal: normal(foldIn(key, 7), [64]),
+  keys: splitKey(key, 5),
+});
+
+Deno.test("random: streams are identical on the CPU reference and on WebGPU", async () => {
+  for (const seed of [0, 1, 123456789, -5]) {
+    const key = prngKey(seed);
+    const cpu = interpret(streams, key) as Record<string, HostArray>;
+    const gpu = await jit(streams)(key) as Record<string, HostArray>;
+    assert.deepEqual(gpu.bits.data, cpu.bits.data);
+    assert.deepEqual(gpu.keys.data, cpu.keys.data);
+    assert.deepEqual(gpu.uniform.data, cpu.uniform.data); // 24-bit uniforms: no rounding anywhere
+    // Box–Muller goes through log/cos, whose last bits differ between the CPU and WGSL.
+    assertClose(gpu.normal, cpu.normal, { rtol: 1e-5, atol: 1e-5 });
+  }
+});
+
+Deno.test("random: distributions have the right moments and ranges; keys split apart", () => {
+  const key = prngKey(42);
+  const u = interpret((k: Tensor) => uniform(k, [20000], -1, 1), key) as HostArray;
+  const z = interpret((k: Tensor) => normal(k, [20000], 2), key) as HostArray;
+  const w = interpret((k: Tensor) => kaimingUniform(k, [64, 100], 100), key) as HostArray;
+  const mean = (a: HostArray) => Array.from(a.data).reduce((s, v) => s + v, 0) / a.data.length;
+  const variance = (a: HostArray) => {
+    const m = mean(a);
+    return Array.from(a.data).reduce((s, v) => s + (v - m) ** 2, 0) / a.data.length;
+  };
+  assert.ok(Math.abs(mean(u)) < 0.02 && Math.abs(variance(u) - 1 / 3) < 0.02, "uniform moments");
+  assert.ok(u.data.every((v) => v >= -1 && v < 1));
+  assert.ok(Math.abs(mean(z)) < 0.05 && Math.abs(variance(z) - 4) < 0.15, "normal moments");
+  assert.ok(w.data.every((v) => Math.abs(v) <= 0.1));
+  const keys = interpret((k: Tensor) => splitKey(k, 4), key) as HostArray;
+  assert.equal(
+    new Set(Array.from({ length: 4 }, (_, i) => `${keys.data[2 * i]},${keys.data[2 * i + 1]}`))
+      .size,
+    4,
+  );
+  const x = interpret((k: Tensor) => uniform(k, [8]), prngKey(1)) as HostArray;
+  const y = interpret((k: Tensor) => uniform(k, [8]), prngKey(2)) as HostArray;
+  assert.notDeepEqual(x.data, y.data);
+  // A stream's prefix does not depend on how many values are drawn.
+  const long = interpret((k: Tensor) => randomBits(k, [10]), prngKey(3)) as HostArray;
+  const short = interpret((k: Tensor) => randomBits(k, [4]), prngKey(3)) as HostArray;
+  assert.deepEqual(long.data.subarray(0, 4), short.data);
+});
+
+Deno.test("random: bitwise primitives follow 32-bit integer semantics on CPU and WebGPU", async () => {
+  const ops = {
+    and: lax.bitAnd,
+    or: lax.bitOr,
+    xor: lax.bitXor,
+    shl: lax.shiftLeft,
+    shr: lax.shiftRightLogical,
+  };
+  const want = {
+    and: (a: number, b: number) => a & b,
+    or: (a: number, b: number) => a | b,
+    xor: (a: number, b: number) => a ^ b,
+    shl: (a: number, b: number) => a << (b & 31),
+    shr: (a: number, b: number) => (a >>> (b & 31)) | 0,
+  };
+  const f = (a: Tensor, b: Tensor) =>
+    Object.fromEntries(Object.entries(ops).map(([k, op]) => [k, op(a, b)]));
+  const compiled = jit(f);
+  const int = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
+  const cases: [number[], number[]][] = [];
+  checkProperty(
+    fc.property(
+      fc.array(fc.tuple(int, fc.integer({ min: 0, max: 31 })), { minLength: 1, maxLength: 20 }),
+      (pairs) => {
+        const a = pairs.map((p) => p[0]);
+        const b = pairs.map((p) => p[1]);
+        cases.push([a, b]);
+        const out = interpret(
+          f,
+          ...[a, b].map((v) => ({
+            shape: [v.length],
+            dtype: "i32" as const,
+            data: Int32Array.from(v),
+          })),
+        ) as Record<string, HostArray>;
+        for (const [k, fn] of Object.entries(want)) {
+          assert.deepEqual(Array.from(out[k].data), a.map((x, i) => fn(x, b[i])), k);
+        }
+      },
+    ),
+    { numRuns: 30 },
+  );
+  for (const [a, b] of cases.slice(0, 5)) {
+    const args = [a, b].map((v) => ({
+      shape: [v.length],
+      dtype: "i32" as const,
+      data: Int32Array.from(v),
+    }));
+    const gpu = await compiled(...args) as Record<string, HostArray>;
+    const cpu = interpret(f, ...args) as Record<string, HostArray>;
+    for (const k of Object.keys(ops)) assert.deepEqual(gpu[k].data, cpu[k].data, k);
+  }
+});
