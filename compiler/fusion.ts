@@ -25,7 +25,7 @@
  *    multi-output kernel (an optimizer step updates a parameter and its two moments in one pass).
  */
 
-import { isLayoutPreserving } from "./views.ts";
+import { isLayoutPreserving, swapsLastTwo } from "./views.ts";
 import { getPrimitive, type Graph, type Node } from "../dsl/mod.ts";
 
 export type KernelKind = "elementwise" | "rowwise" | "reduce" | "matmul" | "scatter";
@@ -132,7 +132,11 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
       if (n.op !== "matmul") continue;
       const [a, b] = n.inputs;
       if (!isLayoutPreserving(a, plain)) buffers.add(a);
-      if (!isLayoutPreserving(b, plain)) buffers.add(b);
+      // A transposed right operand (x·Wᵀ) is read in place by the NT kernel when the product
+      // has few rows (decoding: copying a whole cache to multiply one row would dominate).
+      const rows = n.shape[n.shape.length - 2];
+      const nt = swapsLastTwo(b) && isLayoutPreserving(b.inputs[0], plain) && rows < 32;
+      if (!isLayoutPreserving(b, plain) && !nt) buffers.add(b);
     }
   }
   if (opts.fuse === false) {

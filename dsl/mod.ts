@@ -27,3 +27,6 @@ export * from "./ops/linalg.ts";
 export * from "./ops/shape.ts";
 export * from "./ops/creation.ts";
 export * from "./ops/nn.ts";
+export * from "./random.ts";
+export * from "./optim.ts";
+export * as nn from "./nn/mod.ts";

@@ -199,18 +199,25 @@ export function codegenFor(device: Device): Partial<CodegenOptions> {
     : { maxWorkgroups: 65535, matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] };
 }
 
-/** Uploads a host array (or pytree of them) to the device. */
+/** Uploads a host array (or pytree of them) to the device; device arrays there stay as they are. */
 export async function toDevice(tree: unknown, device?: Device): Promise<unknown> {
   const d = device ?? await gpu();
-  const [leaves, def] = flattenTree(tree, isHostArray, "toDevice");
+  const isArray = (x: unknown): x is HostArray | DeviceArray => isHostArray(x) || isDeviceArray(x);
+  const [leaves, def] = flattenTree(tree, isArray, "toDevice");
+  const uploads = leaves.filter((l): l is HostArray => !isDeviceArray(l) || l.device !== d);
   const buffers = await d.createBuffers(
-    leaves.map((l) => Math.max(4, l.data.length * 4)),
+    uploads.map((l) => Math.max(4, l.shape.reduce((a, b) => a * b, 1) * 4)),
     "toDevice",
   );
-  const arrays = leaves.map((l, i) => {
-    const data = l.dtype === "f32" ? Float32Array.from(l.data) : Int32Array.from(l.data);
+  const hosts = await readArrays(uploads.filter(isDeviceArray) as unknown as DeviceArray[]);
+  let nextHost = 0;
+  const arrays = leaves.map((l) => {
+    if (isDeviceArray(l) && l.device === d) return l;
+    const i = uploads.indexOf(l as HostArray);
+    const host = isDeviceArray(l) ? hosts[nextHost++] : l;
+    const data = host.dtype === "f32" ? Float32Array.from(host.data) : Int32Array.from(host.data);
     if (data.length) d.gpu.queue.writeBuffer(buffers[i], 0, data); // empty: Deno would panic
-    return new DeviceArray(d, buffers[i], [...l.shape], l.dtype);
+    return new DeviceArray(d, buffers[i], [...host.shape], host.dtype);
   });
   return unflattenTree(def, arrays);
 }

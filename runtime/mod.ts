@@ -1,5 +1,30 @@
-/** The runtime: WebGPU devices, device arrays, the executor and `jit`. */
+/** The runtime: WebGPU devices, device arrays, the executor, `jit`, I/O, data and models. */
 export { Device, type DeviceInfo, type DeviceOptions, gpu } from "./device.ts";
 export { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
-export { Executable } from "./executor.ts";
+export { Executable, type KernelTiming } from "./executor.ts";
 export { jit, type JitOptions, type Jitted, toDevice, toHost } from "./jit.ts";
+export {
+  parseSafetensors,
+  readSafetensors,
+  readSafetensorsFile,
+  SafetensorsError,
+  serializeSafetensors,
+  writeSafetensors,
+} from "./io/safetensors.ts";
+export { sha256Hex, writeFileAtomic, writeTextAtomic } from "./io/atomic.ts";
+export {
+  BpeTokenizer,
+  ByteTokenizer,
+  Gpt2Tokenizer,
+  type Tokenizer,
+  tokenizerByName,
+} from "./text/tokenizer.ts";
+export * from "./data/instruct.ts";
+export * from "./data/synthetic.ts";
+export { corpusSplit, loadSpeeches, normalizeText } from "./data/corpus.ts";
+export { evaluationWindows, PretrainStream } from "./data/pretrain_data.ts";
+export { permutation, Rng } from "./data/rng.ts";
+export { type LoadedModel, loadModel, saveModel } from "./models/model_dir.ts";
+export { generate, type GenerateOptions } from "./models/generate.ts";
+export { evaluateItems, type TaskScore } from "./models/evaluate.ts";
+export { adamTrainStep, nllSum, perplexity } from "./models/lm_steps.ts";

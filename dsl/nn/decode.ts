@@ -19,9 +19,9 @@ export interface KvCache<T> {
   values: T[];
 }
 
-/** Shape of one cache tensor for `batch` rows. */
-export function cacheShape(cfg: ModelConfig, batch: number): number[] {
-  return [batch, cfg.kvHeads, cfg.context, cfg.width / cfg.heads];
+/** Shape of one cache tensor for `batch` rows and `length` slots (default: the context). */
+export function cacheShape(cfg: ModelConfig, batch: number, length = cfg.context): number[] {
+  return [batch, cfg.kvHeads, length, cfg.width / cfg.heads];
 }
 
 /**
@@ -38,10 +38,11 @@ export function decodeStep(
   offsets: Tensor,
 ): { logits: Tensor; cache: KvCache<Tensor> } {
   const [b] = tokens.shape;
-  const shape = cacheShape(cfg, b);
+  const shape = [...cache.keys[0].shape];
+  const length = shape[2];
   const slots = lax.iota(shape, 2);
   const at = equal(slots, broadcastTo(slot, shape));
-  const keyIndex = lax.iota([b, 1, 1, cfg.context], 3);
+  const keyIndex = lax.iota([b, 1, 1, length], 3);
   const visible = logicalAnd(
     lessEqual(keyIndex, broadcastTo(slot, keyIndex.shape)),
     greaterEqual(keyIndex, reshape(offsets, [b, 1, 1, 1])),
@@ -51,14 +52,14 @@ export function decodeStep(
   const group = cfg.heads / cfg.kvHeads;
   const repeat = (x: Tensor) =>
     group === 1 ? x : reshape(
-      broadcastTo(reshape(x, [b, cfg.kvHeads, 1, cfg.context, shape[3]]), [
+      broadcastTo(reshape(x, [b, cfg.kvHeads, 1, length, shape[3]]), [
         b,
         cfg.kvHeads,
         group,
-        cfg.context,
+        length,
         shape[3],
       ]),
-      [b, cfg.heads, cfg.context, shape[3]],
+      [b, cfg.heads, length, shape[3]],
     );
   const plan: AttentionPlan = {
     positions: reshape(sub(broadcastTo(slot, [b]), offsets), [b, 1]),

@@ -19,6 +19,7 @@ const REPLACEMENTS: [RegExp, string][] = [
   [/[\u2014]/g, " -- "],
   [/\u2026/g, "..."],
   [/\u00a0/g, " "],
+  // deno-lint-ignore no-control-regex -- tab and newline are the only control bytes kept
   [/[^\x09\x0a\x20-\x7e]/g, ""],
   [/[ \t]+/g, " "],
   [/ *\n[\n ]*/g, "\n"],

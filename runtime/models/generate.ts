@@ -88,7 +88,9 @@ async function generateBatch(
   while (encoded.length < rows) encoded.push([tok.bos ?? tok.eos]);
   const promptEnd = Math.max(...encoded.map((e) => e.length));
   const offsets = Int32Array.from(encoded, (e) => promptEnd - e.length);
-  const shape = cacheShape(cfg, rows);
+  // Slots actually needed, rounded up to 64 so a few compiled shapes serve every batch.
+  const slots = Math.min(cfg.context, Math.ceil((promptEnd + maxNew) / 64) * 64);
+  const shape = cacheShape(cfg, rows, slots);
   const size = shape.reduce((a, b) => a * b, 1);
   const zeros = () => ({ shape, dtype: "f32" as const, data: new Float32Array(size) });
   let cache = await toDevice({
