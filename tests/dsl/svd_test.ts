@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { orthogonalityError, reconstructionError, svd } from "../../dsl/linalg/svd.ts";
+import { checkProperty, fc } from "../helpers/property.ts";
+
+Deno.test("svd: known singular values of hand-built matrices", () => {
+  // diag(3, 1) rotated: singular values are the diagonal's absolute values.
+  const c = Math.cos(0.3), s = Math.sin(0.3);
+  const a = [3 * c, -1 * s, 3 * s, 1 * c]; // R(0.3)·diag(3, 1)
+  const f = svd(a, 2, 2);
+  assert.ok(Math.abs(f.s[0] - 3) < 1e-14 && Math.abs(f.s[1] - 1) < 1e-14, `${f.s}`);
+  // [[1, 1], [1, 1], [0, 0]]: rank 1 with σ = 2; U completed to an orthonormal basis anyway.
+  const r = svd([1, 1, 1, 1, 0, 0], 3, 2);
+  assert.ok(Math.abs(r.s[0] - 2) < 1e-14 && r.s[1] < 1e-14);
+  assert.ok(orthogonalityError(r.u, 3, 2) < 1e-12);
+  assert.ok(reconstructionError([1, 1, 1, 1, 0, 0], r) < 1e-15);
+  const zero = svd(new Float64Array(6), 2, 3);
+  assert.deepEqual(Array.from(zero.s), [0, 0]);
+  assert.ok(orthogonalityError(zero.u, 2, 2) < 1e-12 && orthogonalityError(zero.v, 3, 2) < 1e-12);
+  assert.throws(() => svd([1, NaN], 1, 2), /non-finite/);
+  assert.throws(() => svd([1, 2, 3], 2, 2), /expected a non-empty 2×2 matrix, got 3 values/);
+});
+
+const matrix = fc.record({
+  m: fc.integer({ min: 1, max: 9 }),
+  n: fc.integer({ min: 1, max: 9 }),
+  seed: fc.integer(),
+})
+  .map(({ m, n, seed }) => {
+    let x = seed >>> 0 || 1;
+    const a = Array.from({ length: m * n }, () => {
+      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+      return x / 2 ** 31 - 1;
+    });
+    // Make some matrices rank-deficient by repeating a column.
+    if (seed % 3 === 0 && n > 1) { for (let i = 0; i < m; i++) a[i * n + n - 1] = a[i * n]; }
+    return { m, n, a };
+  });
+
+Deno.test("svd: W = U·S·Vᵀ, orthonormal factors, descending non-negative values (random shapes)", () => {
+  checkProperty(
+    fc.property(matrix, ({ m, n, a }) => {
+      const f = svd(a, m, n);
+      const k = Math.min(m, n);
+      assert.equal(f.k, k);
+      assert.ok(reconstructionError(a, f) < 1e-13, `reconstruction ${reconstructionError(a, f)}`);
+      assert.ok(orthogonalityError(f.u, m, k) < 1e-12, "U");
+      assert.ok(orthogonalityError(f.v, n, k) < 1e-12, "V");
+      for (let i = 1; i < k; i++) assert.ok(f.s[i - 1] >= f.s[i] && f.s[i] >= 0);
+      // Σσ² = ‖W‖²_F.
+      const fro = a.reduce((s, v) => s + v * v, 0);
+      assert.ok(Math.abs(f.s.reduce((s, v) => s + v * v, 0) - fro) < 1e-12 * Math.max(1, fro));
+    }),
+    { numRuns: 60 },
+  );
+});
+
+Deno.test("svd: truncation error equals the tail of the spectrum (Eckart–Young)", () => {
+  const m = 12, n = 7;
+  const a = Array.from({ length: m * n }, (_, i) => Math.sin(i * 1.7) + (i % 5) * 0.1);
+  const f = svd(a, m, n);
+  const fro = Math.sqrt(a.reduce((s, v) => s + v * v, 0));
+  for (const r of [1, 3, 6]) {
+    const tail = Math.sqrt(Array.from(f.s).slice(r).reduce((s, v) => s + v * v, 0)) / fro;
+    assert.ok(Math.abs(reconstructionError(a, f, r) - tail) < 1e-12);
+  }
+});
