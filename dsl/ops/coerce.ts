@@ -4,6 +4,8 @@
  * dtype, as Python scalars do in JAX, unless it needs a float).
  */
 
+// Registers every primitive: any module using ops gets them, however it is imported.
+import "../primitives/mod.ts";
 import { type DType, promoteDTypes } from "../dtype.ts";
 import { DslError } from "../errors.ts";
 import { formatAval } from "../graph.ts";

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { orthogonalityError, reconstructionError, svd } from "../../dsl/linalg/svd.ts";
+import { effectiveRank } from "../../dsl/linalg/rank.ts";
 import { checkProperty, fc } from "../helpers/property.ts";
 
 Deno.test("svd: known singular values of hand-built matrices", () => {
@@ -63,4 +64,27 @@ Deno.test("svd: truncation error equals the tail of the spectrum (Eckart–Young
     const tail = Math.sqrt(Array.from(f.s).slice(r).reduce((s, v) => s + v * v, 0)) / fro;
     assert.ok(Math.abs(reconstructionError(a, f, r) - tail) < 1e-12);
   }
+});
+
+Deno.test("effectiveRank: numerical rank at a relative threshold and the entropy rank", () => {
+  // diag(4, 2, 1e-4, 0) in a 4×5 matrix.
+  const d = new Float32Array(20);
+  [4, 2, 1e-4, 0].forEach((v, i) => (d[i * 5 + i] = v));
+  const r = effectiveRank({ shape: [4, 5], dtype: "f32", data: d });
+  assert.equal(r.rank, 2);
+  assert.equal(
+    effectiveRank({ shape: [4, 5], dtype: "f32", data: d }, { threshold: 1e-5 }).rank,
+    3,
+  );
+  const p = [4, 2, 1e-4].map((v) => v / (6 + 1e-4));
+  assert.ok(Math.abs(r.entropyRank - Math.exp(-p.reduce((h, x) => h + x * Math.log(x), 0))) < 1e-9);
+  // Equal singular values: entropy rank = rank.
+  const eye = new Float32Array(9).map((_, i) => (i % 4 === 0 ? 3 : 0));
+  assert.ok(
+    Math.abs(effectiveRank({ shape: [3, 3], dtype: "f32", data: eye }).entropyRank - 3) < 1e-12,
+  );
+  assert.deepEqual(
+    effectiveRank({ shape: [2, 2], dtype: "f32", data: new Float32Array(4) }).rank,
+    0,
+  );
 });
