@@ -18,7 +18,8 @@
  *    over the axes it reduced, into a kernel iterating the same space, is computed inside that
  *    kernel, one row per invocation: phase 1 reduces the row, phase 2 uses it (tinygrad's
  *    "reduce before broadcast" boundary, removed for the single-kernel softmax case).
- * 6. scatterAdd is its own kernel.
+ * 6. scatterAdd is its own kernel; when its operand's buffer is donated or dead it is updated in
+ *    place (only the updated rows are touched: the key/value cache of incremental decoding).
  * 7. No kernel binds more storage buffers than the device grants: past the cap, the fused
  *    sub-expression reading the most buffers is materialised (jax-js's backtracking rule).
  * 8. Elementwise kernels of one shape that only read each other at the same index merge into one
@@ -299,7 +300,13 @@ function walkKernel(roots: readonly Node[], buffers: Set<Node>): Walk {
       w.fused.add(n);
       if (kind === "matmul") n.inputs.forEach((x) => visit(x, "operand", true, false));
       else if (kind === "reduce") visit(n.inputs[0], "full", true, false);
-      else n.inputs.forEach((x) => visit(x, "other", true, false));
+      else {
+        // scatterAdd: an operand buffer is read at the output's own index (so the memory plan
+        // may update it in place and the kernel then skips copying it).
+        const [operand, ...rest] = n.inputs;
+        visit(operand, buffers.has(operand) ? "full" : "other", !buffers.has(operand), false);
+        rest.forEach((x) => visit(x, "other", true, false));
+      }
       return;
     }
     if (mode === "operand" && !VIEW_OPS.has(n.op) && n.op !== "iota") {

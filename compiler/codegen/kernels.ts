@@ -7,7 +7,7 @@
  *   prologue first), then the epilogue;
  * - matmul: each invocation owns a TM×TN register tile, operands read through their views;
  * - scatter: each invocation owns one column of the operand, so duplicate indices never race and
- *   the accumulation order matches the CPU reference.
+ *   the accumulation order matches the CPU reference; in place, it touches only updated rows.
  */
 
 import { swapsLastTwo } from "../views.ts";
@@ -432,13 +432,17 @@ export function generateScatter(
   const outer = root.shape.slice(0, axis), inner = root.shape.slice(axis + 1);
   const columns = [...outer, ...inner].reduce((p, d) => p * d, 1);
   const count = indices.shape.reduce((p, d) => p * d, 1);
+  // In place (the memory plan gave the result the operand's buffer): no copy, only the updates.
+  const inPlace = ctx.buffers.has(operand) && ctx.slotOf(operand) === ctx.slotOf(root);
   const dispatch = gridStride(b, columns, opts, (i) => {
     const pos = b.unravel(i, [...outer, ...inner]);
     const o = pos.slice(0, outer.length), q = pos.slice(outer.length);
-    block(b, `for (var r = 0i; r < ${n}i; r++) {`, () => {
-      const index = [...o, "r", ...q];
-      b.line(`out0[${b.flatten(index, root.shape)}] = ${b.valueAt(operand, index)};`);
-    });
+    if (!inPlace) {
+      block(b, `for (var r = 0i; r < ${n}i; r++) {`, () => {
+        const index = [...o, "r", ...q];
+        b.line(`out0[${b.flatten(index, root.shape)}] = ${b.valueAt(operand, index)};`);
+      });
+    }
     block(b, `for (var u = 0i; u < ${count}i; u++) {`, () => {
       const tIndex = b.unravel("u", indices.shape);
       const raw = b.valueAt(indices, tIndex);

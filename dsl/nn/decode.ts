@@ -5,15 +5,15 @@
  */
 
 import * as lax from "../lax.ts";
-import { equal, greaterEqual, lessEqual, logicalAnd, mul, sub, where } from "../ops/elementwise.ts";
+import { greaterEqual, lessEqual, logicalAnd, mul, sub, where } from "../ops/elementwise.ts";
 import { matmul } from "../ops/linalg.ts";
 import { softmax } from "../ops/nn.ts";
-import { broadcastTo, reshape, transpose } from "../ops/shape.ts";
+import { broadcastTo, reshape, scatterAdd, transpose } from "../ops/shape.ts";
 import type { Tensor } from "../trace.ts";
 import type { ModelConfig } from "./config.ts";
 import { type AttentionPlan, forward, type Params } from "./transformer.ts";
 
-/** Keys and values per layer, each [B, Hkv, Tmax, D]. */
+/** Keys and values per layer, each [B, Hkv, slots, D]; zero-initialised, each slot written once. */
 export interface KvCache<T> {
   keys: T[];
   values: T[];
@@ -40,8 +40,7 @@ export function decodeStep(
   const [b] = tokens.shape;
   const shape = [...cache.keys[0].shape];
   const length = shape[2];
-  const slots = lax.iota(shape, 2);
-  const at = equal(slots, broadcastTo(slot, shape));
+  const slotIndex = reshape(slot, [1]);
   const keyIndex = lax.iota([b, 1, 1, length], 3);
   const visible = logicalAnd(
     lessEqual(keyIndex, broadcastTo(slot, keyIndex.shape)),
@@ -64,8 +63,10 @@ export function decodeStep(
   const plan: AttentionPlan = {
     positions: reshape(sub(broadcastTo(slot, [b]), offsets), [b, 1]),
     attend(layer, q, k, v) {
-      const kc = where(at, broadcastTo(k, shape), cache.keys[layer]);
-      const vc = where(at, broadcastTo(v, shape), cache.values[layer]);
+      // Slot `slot` is still zero (each slot is written once): adding writes it, and with the cache
+      // donated the compiler updates it in place — O(B·D) per step instead of the whole cache.
+      const kc = scatterAdd(cache.keys[layer], slotIndex, k, 2);
+      const vc = scatterAdd(cache.values[layer], slotIndex, v, 2);
       keys.push(kc);
       values.push(vc);
       const scores = mul(matmul(q, transpose(repeat(kc), [0, 1, 3, 2])), 1 / Math.sqrt(shape[3]));
