@@ -199,25 +199,31 @@ export function codegenFor(device: Device): Partial<CodegenOptions> {
     : { maxWorkgroups: 65535, matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] };
 }
 
-/** Uploads a host array (or pytree of them) to the device; device arrays there stay as they are. */
+/**
+ * Uploads a host array (or pytree of them) to the device: every host leaf gets its own buffer (a
+ * host array appearing twice becomes two device arrays); device arrays already there stay as they
+ * are; device arrays of another device are copied over.
+ */
 export async function toDevice(tree: unknown, device?: Device): Promise<unknown> {
   const d = device ?? await gpu();
   const isArray = (x: unknown): x is HostArray | DeviceArray => isHostArray(x) || isDeviceArray(x);
   const [leaves, def] = flattenTree(tree, isArray, "toDevice");
-  const uploads = leaves.filter((l): l is HostArray => !isDeviceArray(l) || l.device !== d);
-  const buffers = await d.createBuffers(
-    uploads.map((l) => Math.max(4, l.shape.reduce((a, b) => a * b, 1) * 4)),
-    "toDevice",
+  const moving = leaves.filter((l): l is DeviceArray => isDeviceArray(l) && l.device !== d);
+  const fetched = new Map(moving.map((l, i) => [l, i]));
+  const fromOther = moving.length ? await readArrays(moving) : [];
+  const hosts = leaves.map((l) =>
+    isDeviceArray(l) ? (l.device === d ? undefined : fromOther[fetched.get(l)!]) : l
   );
-  const hosts = await readArrays(uploads.filter(isDeviceArray) as unknown as DeviceArray[]);
-  let nextHost = 0;
-  const arrays = leaves.map((l) => {
-    if (isDeviceArray(l) && l.device === d) return l;
-    const i = uploads.indexOf(l as HostArray);
-    const host = isDeviceArray(l) ? hosts[nextHost++] : l;
+  const sizes = hosts.flatMap((h) => (h ? [Math.max(4, h.data.length * 4)] : []));
+  const buffers = await d.createBuffers(sizes, "toDevice");
+  let next = 0;
+  const arrays = leaves.map((l, i) => {
+    const host = hosts[i];
+    if (!host) return l as DeviceArray;
+    const buffer = buffers[next++];
     const data = host.dtype === "f32" ? Float32Array.from(host.data) : Int32Array.from(host.data);
-    if (data.length) d.gpu.queue.writeBuffer(buffers[i], 0, data); // empty: Deno would panic
-    return new DeviceArray(d, buffers[i], [...host.shape], host.dtype);
+    if (data.length) d.gpu.queue.writeBuffer(buffer, 0, data); // empty: Deno would panic
+    return new DeviceArray(d, buffer, [...host.shape], host.dtype);
   });
   return unflattenTree(def, arrays);
 }

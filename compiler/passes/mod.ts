@@ -4,16 +4,20 @@ import type { Graph } from "../../dsl/mod.ts";
 import { eliminateCommonSubexpressions } from "./cse.ts";
 import { eliminateDeadCode } from "./dce.ts";
 import { foldConstants } from "./fold.ts";
+import { reassociateMatmuls } from "./reassociate.ts";
 
-export { eliminateCommonSubexpressions, eliminateDeadCode, foldConstants };
+export { eliminateCommonSubexpressions, eliminateDeadCode, foldConstants, reassociateMatmuls };
 export { splatValue } from "./fold.ts";
 export { rewriteGraph } from "./rewrite.ts";
 
-/** Folding, CSE and DCE until the graph stops shrinking (a few rounds at most). */
+/**
+ * Folding, CSE, matmul reassociation and DCE until the graph stops shrinking (a few rounds).
+ */
 export function optimize(graph: Graph): Graph {
   let g = graph;
   for (let round = 0; round < 8; round++) {
-    const next = eliminateDeadCode(eliminateCommonSubexpressions(foldConstants(g)));
+    const simplified = eliminateCommonSubexpressions(foldConstants(g));
+    const next = eliminateDeadCode(reassociateMatmuls(simplified));
     if (next.nodes.length === g.nodes.length) return next;
     g = next;
   }

@@ -40,12 +40,9 @@ export function matmul(a: TensorLike, b: TensorLike): Tensor {
   if (y2.ndim === 2 && x2.ndim > 2) {
     // [..., M, K]·[K, N] is one [(…·M), K]·[K, N] product (as JAX's dot_general contracts): no
     // broadcast copy of the weight per batch, and its gradient is one 2-D product too.
-    const rows = x2.shape.slice(0, -1).reduce((p, d) => p * d, 1);
-    const flat = lax.matmul(lax.reshape(x2, [rows, k]), y2);
-    return lax.reshape(
-      flat,
-      [...x2.shape.slice(0, -1), y2.shape[1]].slice(0, x.ndim === 1 ? -2 : undefined),
-    );
+    const lead = x2.shape.slice(0, -1);
+    const flat = lax.matmul(lax.reshape(x2, [lead.reduce((p, d) => p * d, 1), k]), y2);
+    return lax.reshape(flat, y.ndim > 1 ? [...lead, y2.shape[1]] : lead);
   }
   const xb = broadcastTensor(x2, [...batch, ...x2.shape.slice(-2)]);
   const yb = broadcastTensor(y2, [...batch, ...y2.shape.slice(-2)]);

@@ -78,13 +78,14 @@ Deno.test("an Adam update over a parameter record is one kernel per parameter", 
 Deno.test("a two-layer MLP training step stays within its kernel budget", () => {
   // Budget: forward 4 (two matmuls with fused bias/relu, the logits + one-hot targets, a
   // row-wise log-softmax part), loss 3, backward 9 (4 matmuls, 3 bias reductions, softmax
-  // gradient, relu mask), Adam 4 (one per parameter) = 20 + 1 slack for the max phase.
+  // gradient, relu mask) + 3 row-major copies of transposed matmul operands (hᵀ, W2ᵀ, xᵀ: the
+  // vectorised kernel needs them), Adam 4 (one per parameter) = 23 + 1 slack for the max phase.
   const state = mlpState(784, 256, 10);
   const labels = { shape: [64], dtype: "i32" as const, data: new Int32Array(64) };
   const g = trace(mlpTrainStep, state, randomArray([64, 784], 1), labels);
   const fused = lower(g, { maxStorageBuffers: 16 });
   const unfused = lower(g, { maxStorageBuffers: 16, fuse: false });
-  assert.ok(fused.kernels.length <= 21, String(fused));
+  assert.ok(fused.kernels.length <= 24, String(fused));
   assert.ok(
     unfused.kernels.length >= 3 * fused.kernels.length,
     `${unfused.kernels.length} op-by-op`,

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import type { HostArray } from "../../dsl/host_array.ts";
+import { evaluateGraph, interpret } from "../../dsl/interpret.ts";
+import { grad } from "../../dsl/autodiff.ts";
+import { linear } from "../../dsl/nn/layers.ts";
+import { matmul, mul, sum, tanh, transpose } from "../../mod.ts";
+import { optimize } from "../../compiler/passes/mod.ts";
+import { trace } from "../../dsl/trace_function.ts";
+import type { Tensor } from "../../dsl/trace.ts";
+import { jit } from "../../runtime/jit.ts";
+import { assertClose } from "../helpers/arrays.ts";
+import { randomArray } from "../helpers/models.ts";
+
+const [m, n, r, tokens] = [48, 40, 2, 6];
+
+/**
+ * HD-PiSSA's projected gradients written naively: G = ∂L/∂W formed by autodiff, then Bᵀ·G and
+ * G·Aᵀ. The loss uses W twice (two layers share it), so G is a sum of two products.
+ */
+function projected(w: Tensor, a: Tensor, b: Tensor, x: Tensor) {
+  const loss = (wt: Tensor) => sum(tanh(linear(tanh(linear(x, wt)), transpose(wt))));
+  const g = grad(loss)(w);
+  return { gA: matmul(transpose(b), g), gB: matmul(g, transpose(a)) };
+}
+
+const args = [
+  randomArray([m, n], 1, 0.3),
+  randomArray([r, n], 2),
+  randomArray([m, r], 3),
+  randomArray([tokens, n], 4),
+];
+const specs = args.map((a) => ({ shape: a.shape }));
+
+Deno.test("reassociate: projected gradients never form the dense m×n gradient", () => {
+  const graph = optimize(trace(projected, ...specs));
+  const dense = graph.nodes.filter((x) =>
+    x.op !== "input" && x.size >= m * n &&
+    (x.shape.join() === `${m},${n}` || x.shape.join() === `${n},${m}`)
+  );
+  // W itself (and its transpose view, used by the forward) are the only m×n values left.
+  assert.ok(
+    dense.every((x) => x.op === "transpose"),
+    dense.map((x) => `${x.op}[${x.shape}]`).join(", "),
+  );
+  const before = trace(projected, ...specs);
+  assert.ok(before.nodes.some((x) => x.op === "matmul" && x.shape.join() === `${m},${n}`));
+});
+
+Deno.test("reassociate: values unchanged (CPU reference and WebGPU)", async () => {
+  const want = interpret(projected, ...args) as Record<string, HostArray>;
+  const optimized = evaluateGraph(
+    optimize(trace(projected, ...specs)),
+    args,
+  ) as unknown as HostArray[];
+  assert.equal(optimized.length, 2);
+  const got = await jit(projected)(...args);
+  for (const k of ["gA", "gB"]) assertClose(got[k], want[k], { rtol: 1e-4, atol: 1e-5 });
+});
+
+Deno.test("reassociate: a dense product with a wide consumer is left alone", () => {
+  const f = (p: Tensor, x: Tensor, y: Tensor) => mul(matmul(p, matmul(x, y)), 2);
+  // P [64, 8]·(X [8, 8]·Y [8, 64]): reassociating would cost more.
+  const g = optimize(trace(f, { shape: [64, 8] }, { shape: [8, 8] }, { shape: [8, 64] }));
+  assert.ok(g.nodes.some((x) => x.op === "matmul" && x.shape.join() === "8,64"));
+});
