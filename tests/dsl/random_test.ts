@@ -15,7 +15,6 @@ import {
 import type { Tensor } from "../../dsl/trace.ts";
 import { jit } from "../../runtime/jit.ts";
 import { assertClose } from "../helpers/arrays.ts";
-import { checkProperty, fc } from "../helpers/property.ts";
 
 const hex = (a: HostArray) => Array.from(a.data, (x) => (x >>> 0).toString(16).padStart(8, "0"));
 
