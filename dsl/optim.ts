@@ -7,7 +7,7 @@
 import { DslError } from "./errors.ts";
 import type { HostArray } from "./host_array.ts";
 import { asTensor, type TensorLike } from "./ops/coerce.ts";
-import { add, div, less, mul, pow, sqrt, square, sub, where } from "./ops/elementwise.ts";
+import { add, div, exp, less, mul, neg, sqrt, square, sub, where } from "./ops/elementwise.ts";
 import { sum } from "./ops/reduce.ts";
 import type { Tensor } from "./trace.ts";
 
@@ -64,8 +64,8 @@ export function adamUpdate(
   checkKeys("adamUpdate", params, grads);
   const rate = asTensor(lr, "adamUpdate");
   const t = add(state.step, 1);
-  const c1 = sub(1, pow(beta1, t));
-  const c2 = sub(1, pow(beta2, t));
+  const c1 = biasCorrection(beta1, t);
+  const c2 = biasCorrection(beta2, t);
   const m: Tree<Tensor> = {};
   const v: Tree<Tensor> = {};
   const next: Tree<Tensor> = {};
@@ -80,6 +80,19 @@ export function adamUpdate(
     next[k] = sub(decayed, mul(rate, update));
   }
   return { params: next, state: { m, v, step: t } };
+}
+
+/**
+ * 1 − βᵗ for a step count tensor t, accurate in f32: computed as −expm1(t·ln β) with a Taylor
+ * series where t·ln β is small. The direct 1 − pow(β, t) loses most digits for β₂ = 0.999 (GPU
+ * pow is exp2∘log2, a few ulps of 1 ≈ 1e-4 relative error in v̂ at the first steps).
+ */
+export function biasCorrection(beta: number, t: TensorLike): Tensor {
+  const x = mul(asTensor(t, "biasCorrection"), Math.log(beta)); // ≤ 0
+  let series = div(x, 10); // Horner: x(1 + x/2(1 + x/3(… (1 + x/10))))
+  for (let k = 9; k >= 1; k--) series = mul(div(x, k), add(1, series));
+  const direct = sub(exp(x), 1);
+  return neg(where(less(x, -0.5), direct, series));
 }
 
 export interface SgdOptions {

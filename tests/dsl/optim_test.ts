@@ -5,6 +5,7 @@ import {
   adamInit,
   type AdamState,
   adamUpdate,
+  biasCorrection,
   clipByGlobalNorm,
   globalNorm,
   sgdInit,
@@ -44,6 +45,25 @@ Deno.test("optim: two AdamW steps equal the hand-computed values (bias correctio
   assertClose(state.m.w, [0.055, -0.07], { rtol: 1e-6 });
   assertClose(state.v.w, [0.00025975, 0.001039], { rtol: 1e-6 });
   assert.equal(state.step.data[0], 2);
+});
+
+Deno.test("optim: bias correction 1 − βᵗ is accurate in f32 on the CPU and on WebGPU", async () => {
+  const steps = [1, 2, 3, 10, 100, 1000, 10000];
+  const t: HostArray = { shape: [steps.length], dtype: "f32", data: Float32Array.from(steps) };
+  const f = (x: Tensor) => [0.9, 0.99, 0.999, 0.5].map((b) => biasCorrection(b, x));
+  const gpu = await jit(f)(t) as HostArray[];
+  const cpu = interpret(f, t) as HostArray[];
+  [0.9, 0.99, 0.999, 0.5].forEach((b, i) => {
+    const exact = steps.map((s) => -Math.expm1(s * Math.log(b)));
+    for (const got of [cpu[i], gpu[i]]) {
+      got.data.forEach((v, j) =>
+        assert.ok(
+          Math.abs(v - exact[j]) <= 2e-6 * exact[j],
+          `β=${b} t=${steps[j]}: ${v} vs ${exact[j]}`,
+        )
+      );
+    }
+  });
 });
 
 Deno.test("optim: SGD with momentum and Nesterov follow PyTorch's update rule", () => {

@@ -1,0 +1,148 @@
+/**
+ * One training step of each method as a pure DSL function (compiled once by `jit`): HD-PiSSA
+ * (../shared/docs/hdpissa-spec.md) and the data-parallel baselines. Shards are stacked on a
+ * leading axis of every batch leaf; shard k's loss and gradients are traced separately (they share
+ * the weights), so per-shard gradients stay local as the method requires.
+ *
+ * HD-PiSSA's projected gradients are written as Bₖᵀ·Gₖ and Gₖ·Aₖᵀ on the gradient autodiff
+ * forms; the compiler's reassociation pass rewrites them to (δ·Bₖ)ᵀ·x and δᵀ·(x·Aₖᵀ), so the
+ * dense Gₖ never exists in the compiled program.
+ */
+
+import { valueAndGrad } from "../autodiff.ts";
+import { DslError } from "../errors.ts";
+import { add, div, mul, sqrt, square, sub } from "../ops/elementwise.ts";
+import { biasCorrection } from "../optim.ts";
+import { matmul } from "../ops/linalg.ts";
+import { concat, reshape, slice, stack, transpose } from "../ops/shape.ts";
+import { flattenTree, unflattenTree } from "../pytree.ts";
+import { Tensor } from "../trace.ts";
+
+type Rec<T> = Record<string, T>;
+/** A per-shard scalar loss of (all parameters, one shard's batch). */
+// deno-lint-ignore no-explicit-any
+export type ShardLoss = (params: Rec<Tensor>, batch: any) => Tensor;
+
+export interface AdamHyper {
+  beta1: number;
+  beta2: number;
+  eps: number;
+}
+
+const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;
+
+/** Shard k of a batch pytree whose leaves are stacked on axis 0. */
+export function shardOf(batch: unknown, k: number): unknown {
+  const [leaves, def] = flattenTree(batch, isTensor, "shards");
+  return unflattenTree(
+    def,
+    leaves.map((t) => {
+      const starts = t.shape.map((_, i) => (i === 0 ? k : 0));
+      const ends = t.shape.map((d, i) => (i === 0 ? k + 1 : d));
+      return reshape(slice(t, starts, ends), t.shape.slice(1));
+    }),
+  );
+}
+
+/** Number of shards stacked in a batch pytree (its leaves' common leading dimension). */
+export function shardCount(batch: unknown): number {
+  const [leaves] = flattenTree(batch, isTensor, "shards");
+  const k = leaves[0]?.shape[0];
+  if (k === undefined || leaves.some((t) => t.shape[0] !== k)) {
+    throw new DslError(
+      "trainer",
+      "every batch leaf must be stacked on a leading shard axis of one size",
+    );
+  }
+  return k;
+}
+
+/** Loss and gradients of the `trained` subset of parameters for one shard. */
+function shardGrads(
+  loss: ShardLoss,
+  params: Rec<Tensor>,
+  trained: readonly string[],
+  batch: unknown,
+) {
+  const frozen = Object.fromEntries(Object.entries(params).filter(([k]) => !trained.includes(k)));
+  const subset = Object.fromEntries(trained.map((k) => [k, params[k]]));
+  const f = (p: Rec<Tensor>) => loss({ ...frozen, ...p }, batch);
+  return valueAndGrad(f)(subset) as [Tensor, Rec<Tensor>];
+}
+
+/** Adam's bias-corrected step size for gradient g: returns (Δ = lr·m̂/(√v̂+ε), m, v). */
+function adamDelta(g: Tensor, m: Tensor, v: Tensor, t: Tensor, lr: Tensor, h: AdamHyper) {
+  const m1 = add(mul(h.beta1, m), mul(1 - h.beta1, g));
+  const v1 = add(mul(h.beta2, v), mul(1 - h.beta2, square(g)));
+  const mHat = div(m1, biasCorrection(h.beta1, t));
+  const vHat = div(v1, biasCorrection(h.beta2, t));
+  return { delta: mul(lr, div(mHat, add(sqrt(vHat), h.eps))), m: m1, v: v1 };
+}
+
+export interface HdPissaState<T> {
+  /** Per adapted matrix, stacked over shards: mA, vA [K, r, n]; mB, vB [K, m, r]. */
+  mA: Rec<T>;
+  vA: Rec<T>;
+  mB: Rec<T>;
+  vB: Rec<T>;
+  /** Steps taken (f32 scalar). */
+  step: T;
+}
+
+/**
+ * HD-PiSSA step for all K shards: per-shard projected gradients, per-shard Adam, then every
+ * matrix gets W ← W − (ΔB_cat·A_cat + (B_cat − ΔB_cat)·ΔA_cat) (a sum over shards, no 1/K).
+ * `aCat` [K·r, n] and `bCat` [m, K·r] hold every shard's fixed slices.
+ */
+export function hdpissaStep(
+  loss: ShardLoss,
+  adapt: readonly string[],
+  rank: number,
+  hyper: AdamHyper,
+) {
+  return (
+    params: Rec<Tensor>,
+    slices: { aCat: Rec<Tensor>; bCat: Rec<Tensor> },
+    state: HdPissaState<Tensor>,
+    lr: Tensor,
+    shards: unknown,
+  ) => {
+    const K = shardCount(shards);
+    const t = add(state.step, 1);
+    const losses: Tensor[] = [];
+    const deltaA: Rec<Tensor[]> = Object.fromEntries(adapt.map((k) => [k, []]));
+    const deltaB: Rec<Tensor[]> = Object.fromEntries(adapt.map((k) => [k, []]));
+    const next: HdPissaState<Tensor> = { mA: {}, vA: {}, mB: {}, vB: {}, step: t };
+    const moments: Rec<{ mA: Tensor[]; vA: Tensor[]; mB: Tensor[]; vB: Tensor[] }> = {};
+    for (let k = 0; k < K; k++) {
+      const [value, grads] = shardGrads(loss, params, adapt, shardOf(shards, k));
+      losses.push(value);
+      for (const name of adapt) {
+        const [m, n] = params[name].shape;
+        const a = slice(slices.aCat[name], [k * rank, 0], [(k + 1) * rank, n]);
+        const b = slice(slices.bCat[name], [0, k * rank], [m, (k + 1) * rank]);
+        const gA = matmul(transpose(b), grads[name]); // Bₖᵀ·Gₖ
+        const gB = matmul(grads[name], transpose(a)); // Gₖ·Aₖᵀ
+        const pick = (x: Tensor) =>
+          reshape(slice(x, [k, 0, 0], [k + 1, ...x.shape.slice(1)]), x.shape.slice(1));
+        const stepA = adamDelta(gA, pick(state.mA[name]), pick(state.vA[name]), t, lr, hyper);
+        const stepB = adamDelta(gB, pick(state.mB[name]), pick(state.vB[name]), t, lr, hyper);
+        deltaA[name].push(stepA.delta);
+        deltaB[name].push(stepB.delta);
+        const mo = (moments[name] ??= { mA: [], vA: [], mB: [], vB: [] });
+        mo.mA.push(stepA.m), mo.vA.push(stepA.v), mo.mB.push(stepB.m), mo.vB.push(stepB.v);
+      }
+    }
+    const newParams = { ...params };
+    for (const name of adapt) {
+      const dA = concat(deltaA[name], 0); // [K·r, n]
+      const dB = concat(deltaB[name], 1); // [m, K·r]
+      const update = add(matmul(dB, slices.aCat[name]), matmul(sub(slices.bCat[name], dB), dA));
+      newParams[name] = sub(params[name], update);
+      const mo = moments[name];
+      next.mA[name] = stack(mo.mA), next.vA[name] = stack(mo.vA);
+      next.mB[name] = stack(mo.mB), next.vB[name] = stack(mo.vB);
+    }
+    return { params: newParams, state: next, losses: stack(losses) };
+  };
+}
