@@ -30,3 +30,7 @@ export * from "./ops/nn.ts";
 export * from "./random.ts";
 export * from "./optim.ts";
 export * as nn from "./nn/mod.ts";
+export { orthogonalityError, reconstructionError, type Svd, svd, svdOf } from "./linalg/svd.ts";
+export { effectiveRank, type RankReport } from "./linalg/rank.ts";
+export * from "./adapters/init.ts";
+export * from "./adapters/steps.ts";

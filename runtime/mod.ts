@@ -28,3 +28,11 @@ export { type LoadedModel, loadModel, saveModel } from "./models/model_dir.ts";
 export { generate, type GenerateOptions } from "./models/generate.ts";
 export { evaluateItems, type TaskScore } from "./models/evaluate.ts";
 export { adamTrainStep, nllSum, perplexity } from "./models/lm_steps.ts";
+export {
+  createTrainer,
+  type Method,
+  type Trainer,
+  type TrainerConfig,
+  TrainerConfigError,
+  type TrainerStats,
+} from "./trainer.ts";

@@ -146,3 +146,103 @@ export function hdpissaStep(
     return { params: newParams, state: next, losses: stack(losses) };
   };
 }
+
+/** Adam moments for a record of trained tensors (data-parallel methods: one state for all shards). */
+export interface DpState<T> {
+  m: Rec<T>;
+  v: Rec<T>;
+  step: T;
+}
+
+/** Mean over shards of per-shard gradients (the data-parallel all-reduce, done in the graph). */
+function meanShardGrads(
+  K: number,
+  perShard: (k: number) => [Tensor, Rec<Tensor>],
+): { losses: Tensor; grads: Rec<Tensor> } {
+  const losses: Tensor[] = [];
+  let sum: Rec<Tensor> | undefined;
+  for (let k = 0; k < K; k++) {
+    const [value, g] = perShard(k);
+    losses.push(value);
+    sum = sum ? Object.fromEntries(Object.entries(g).map(([n, x]) => [n, add(sum![n], x)])) : g;
+  }
+  const grads = Object.fromEntries(Object.entries(sum!).map(([n, x]) => [n, div(x, K)]));
+  return { losses: stack(losses), grads };
+}
+
+function adamOnRecord(
+  params: Rec<Tensor>,
+  grads: Rec<Tensor>,
+  state: DpState<Tensor>,
+  lr: Tensor,
+  hyper: AdamHyper & { weightDecay?: number },
+) {
+  const t = add(state.step, 1);
+  const next: DpState<Tensor> = { m: {}, v: {}, step: t };
+  const out: Rec<Tensor> = {};
+  for (const name of Object.keys(grads)) {
+    const s = adamDelta(grads[name], state.m[name], state.v[name], t, lr, hyper);
+    const decayed = hyper.weightDecay
+      ? sub(params[name], mul(mul(lr, hyper.weightDecay), params[name]))
+      : params[name];
+    out[name] = sub(decayed, s.delta);
+    next.m[name] = s.m;
+    next.v[name] = s.v;
+  }
+  return { params: out, state: next };
+}
+
+/**
+ * Data-parallel LoRA / PiSSA step: every shard's loss sees W_eff = W_base + s·B·A (W_base = W for
+ * LoRA, W_res for PiSSA); the A, B gradients are averaged over shards; one Adam state.
+ */
+export function adapterDpStep(
+  loss: ShardLoss,
+  adapt: readonly string[],
+  scale: number,
+  hyper: AdamHyper & { weightDecay?: number },
+) {
+  return (
+    params: Rec<Tensor>,
+    adapters: { a: Rec<Tensor>; b: Rec<Tensor> },
+    state: DpState<Tensor>,
+    lr: Tensor,
+    shards: unknown,
+  ) => {
+    const K = shardCount(shards);
+    const flat: Rec<Tensor> = {};
+    for (const n of adapt) flat[`${n}#a`] = adapters.a[n], flat[`${n}#b`] = adapters.b[n];
+    const { losses, grads } = meanShardGrads(K, (k) => {
+      const f = (ab: Rec<Tensor>) => {
+        const merged = { ...params };
+        for (const n of adapt) {
+          merged[n] = add(params[n], mul(scale, matmul(ab[`${n}#b`], ab[`${n}#a`])));
+        }
+        return loss(merged, shardOf(shards, k));
+      };
+      return valueAndGrad(f)(flat) as [Tensor, Rec<Tensor>];
+    });
+    const updated = adamOnRecord(flat, grads, state, lr, hyper);
+    const a: Rec<Tensor> = {}, b: Rec<Tensor> = {};
+    for (const n of adapt) a[n] = updated.params[`${n}#a`], b[n] = updated.params[`${n}#b`];
+    return { adapters: { a, b }, state: updated.state, losses };
+  };
+}
+
+/** Data-parallel full fine-tuning of the `adapt` matrices: mean of shard gradients, Adam(W). */
+export function fullDpStep(
+  loss: ShardLoss,
+  adapt: readonly string[],
+  hyper: AdamHyper & { weightDecay?: number },
+) {
+  return (params: Rec<Tensor>, state: DpState<Tensor>, lr: Tensor, shards: unknown) => {
+    const K = shardCount(shards);
+    const { losses, grads } = meanShardGrads(
+      K,
+      (k) => shardGrads(loss, params, adapt, shardOf(shards, k)),
+    );
+    const trained = Object.fromEntries(adapt.map((n) => [n, params[n]]));
+    const updated = adamOnRecord(trained, grads, state, lr, hyper);
+    return { params: { ...params, ...updated.params }, state: updated.state, losses };
+  };
+}

@@ -11,6 +11,7 @@ import { crossEntropy, layerNorm, rmsNorm } from "../ops/nn.ts";
 import { reshape, slice, take } from "../ops/shape.ts";
 import { foldIn, normal, prngKey } from "../random.ts";
 import type { Tensor } from "../trace.ts";
+import { asTensor, type TensorLike } from "../ops/coerce.ts";
 import type { ModelConfig } from "./config.ts";
 import {
   causalAttention,
@@ -171,18 +172,19 @@ function gpt2Hidden(cfg: ModelConfig, p: Params<Tensor>, ids: Tensor, plan: Atte
 export function forward(
   cfg: ModelConfig,
   params: Params<Tensor>,
-  ids: Tensor,
+  ids: TensorLike,
   plan: AttentionPlan = CAUSAL,
 ): Tensor {
-  if (ids.dtype !== "i32" || ids.ndim !== 2) {
+  const tokens = asTensor(ids, "forward");
+  if (tokens.dtype !== "i32" || tokens.ndim !== 2) {
     throw new DslError(
       "forward",
-      `token ids must be i32 [batch, length], got ${ids.dtype}[${ids.shape}]`,
+      `token ids must be i32 [batch, length], got ${tokens.dtype}[${tokens.shape}]`,
     );
   }
   const h = cfg.family === "llama"
-    ? llamaHidden(cfg, params, ids, plan)
-    : gpt2Hidden(cfg, params, ids, plan);
+    ? llamaHidden(cfg, params, tokens, plan)
+    : gpt2Hidden(cfg, params, tokens, plan);
   const head = !cfg.tieEmbeddings
     ? "lm_head.weight"
     : cfg.family === "llama"

@@ -7,6 +7,8 @@ import { linear } from "../../dsl/nn/layers.ts";
 import { mean, square, sub } from "../../mod.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import { jit } from "../../runtime/jit.ts";
+import { optimize } from "../../compiler/passes/mod.ts";
+import { trace } from "../../dsl/trace_function.ts";
 import { randomArray } from "../helpers/models.ts";
 
 const HYPER = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
@@ -130,4 +132,70 @@ Deno.test("HD-PiSSA step equals a straightforward dense-gradient implementation 
   }
   // W moved: the check is not vacuous.
   assert.ok(want[2].flat().some((v, i) => Math.abs(v - w.data[i]) > 1e-3));
+});
+
+Deno.test("HD-PiSSA step: the compiled program has no m×n intermediate besides W's views and ΔW", () => {
+  const [mm, nn, rr, kk] = [40, 36, 2, 3];
+  const step = hdpissaStep(loss, ["w"], rr, HYPER);
+  const f = { shape: (s: number[]) => ({ shape: s }) }.shape;
+  const specs = [
+    { w: f([mm, nn]) },
+    { aCat: { w: f([kk * rr, nn]) }, bCat: { w: f([mm, kk * rr]) } },
+    {
+      mA: { w: f([kk, rr, nn]) },
+      vA: { w: f([kk, rr, nn]) },
+      mB: { w: f([kk, mm, rr]) },
+      vB: { w: f([kk, mm, rr]) },
+      step: f([]),
+    },
+    f([]),
+    { x: f([kk, 8, nn]), y: f([kk, 8, mm]) },
+  ];
+  const graph = optimize(trace(step, ...specs));
+  const dense = graph.nodes.filter((x) => x.size === mm * nn && x.op !== "input");
+  // Allowed: W's transpose (the forward's x·Wᵀ), ΔW = ΔB·A + (B − ΔB)·ΔA (two products and
+  // their sum) and W − ΔW. Any other m×n node would be a dense gradient.
+  const ops = dense.map((x) => x.op).sort();
+  assert.deepEqual(ops, ["add", "matmul", "matmul", "sub", "transpose"], ops.join(" "));
+});
+
+Deno.test("HD-PiSSA step: zero-padded slots (K·r > min(m, n)) get zero moments and stay zero", () => {
+  const [mm, nn, rr, kk] = [5, 3, 2, 2]; // K·r = 4 > 3: device 1's second slot is padding
+  const w = randomArray([mm, nn], 8);
+  const init = hdpissaInit(w, rr, kk);
+  const step = hdpissaStep(loss, ["w"], rr, HYPER);
+  const z = (shape: number[]): HostArray => ({
+    shape,
+    dtype: "f32",
+    data: new Float32Array(shape.reduce((a, b) => a * b, 1)),
+  });
+  // deno-lint-ignore no-explicit-any
+  let state: any = {
+    mA: { w: z([kk, rr, nn]) },
+    vA: { w: z([kk, rr, nn]) },
+    mB: { w: z([kk, mm, rr]) },
+    vB: { w: z([kk, mm, rr]) },
+    step: z([]),
+  };
+  let params: Record<string, HostArray> = { w };
+  for (let s = 0; s < 3; s++) {
+    const batch = { x: randomArray([kk, 4, nn], 30 + s), y: randomArray([kk, 4, mm], 40 + s) };
+    // deno-lint-ignore no-explicit-any
+    const out: any = interpret(
+      step,
+      params,
+      { aCat: { w: init.aCat }, bCat: { w: init.bCat } },
+      state,
+      { shape: [], dtype: "f32", data: Float32Array.of(0.1) },
+      batch,
+    );
+    params = out.params;
+    state = out.state;
+  }
+  // Device 1, slot 1: A row (index 1·r + 1 of mA[1]) and B column.
+  const padA = Array.from(state.mA.w.data.subarray((1 * rr + 1) * nn, (1 * rr + 2) * nn));
+  const padB = Array.from({ length: mm }, (_, i) => state.mB.w.data[1 * mm * rr + i * rr + 1]);
+  assert.ok([...padA, ...padB].every((v) => v === 0), `${padA} ${padB}`);
+  assert.ok(Array.from(state.mA.w.data).some((v) => v !== 0));
+  assert.ok(params.w.data.some((v, i) => v !== w.data[i]));
 });

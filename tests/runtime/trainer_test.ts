@@ -1,0 +1,314 @@
+import assert from "node:assert/strict";
+import type { HostArray } from "../../dsl/host_array.ts";
+import { interpret } from "../../dsl/interpret.ts";
+import { grad } from "../../dsl/autodiff.ts";
+import { hdpissaInit, pissaInit } from "../../dsl/adapters/init.ts";
+import { effectiveRank } from "../../dsl/linalg/rank.ts";
+import { linear } from "../../dsl/nn/layers.ts";
+import { initParams, lmLoss } from "../../dsl/nn/transformer.ts";
+import { mean, square, sub } from "../../mod.ts";
+import type { Tensor } from "../../dsl/trace.ts";
+import { createTrainer, type Method, type TrainerConfig } from "../../runtime/trainer.ts";
+import { randomArray } from "../helpers/models.ts";
+import { TINY_LLAMA } from "../helpers/tiny_models.ts";
+
+type P = Record<string, Tensor>;
+const regression = (p: P, b: { x: Tensor; y: Tensor }) => mean(square(sub(linear(b.x, p.w), b.y)));
+
+/** Row-major f64 matrix helpers. */
+const mm = (a: Float64Array, b: Float64Array, m: number, k: number, n: number) => {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let c = 0; c < k; c++) {
+      for (let j = 0; j < n; j++) out[i * n + j] += a[i * k + c] * b[c * n + j];
+    }
+  }
+  return out;
+};
+const tr = (a: Float64Array, m: number, n: number) => {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[j * m + i] = a[i * n + j];
+  return out;
+};
+const f64 = (a: HostArray) => Float64Array.from(a.data);
+
+class Adam {
+  m: Float64Array;
+  v: Float64Array;
+  constructor(size: number, readonly lr: number) {
+    this.m = new Float64Array(size);
+    this.v = new Float64Array(size);
+  }
+  /** The update Δ = lr·m̂/(√v̂+ε) for gradient g at step t. */
+  delta(g: Float64Array, t: number): Float64Array {
+    return g.map((gv, i) => {
+      this.m[i] = 0.9 * this.m[i] + 0.1 * gv;
+      this.v[i] = 0.999 * this.v[i] + 0.001 * gv * gv;
+      return (this.lr * (this.m[i] / (1 - 0.9 ** t))) /
+        (Math.sqrt(this.v[i] / (1 - 0.999 ** t)) + 1e-8);
+    });
+  }
+}
+
+/**
+ * Each method written directly on the host: dense per-shard gradients Gₖ from the CPU reference
+ * (`interpret(grad)`), explicit loops over shards, f64 Adam — independent of the compiled steps.
+ */
+function referenceRun(
+  method: Method,
+  loss: TrainerConfig["loss"],
+  params: Record<string, HostArray>,
+  name: string,
+  batches: Record<string, HostArray>[][],
+  opts: { K: number; r: number; lr: number; alpha?: number },
+): Float64Array[] {
+  const [m, n] = params[name].shape;
+  const { K, r, lr } = opts;
+  const denseGrad = (w: Float64Array, batch: Record<string, HostArray>) => {
+    const p = {
+      ...params,
+      [name]: { shape: [m, n], dtype: "f32" as const, data: Float32Array.from(w) },
+    };
+    const g = interpret(grad((q: P) => loss(q, batch), { argnums: 0 }), p) as Record<
+      string,
+      HostArray
+    >;
+    return f64(g[name]);
+  };
+  const out: Float64Array[] = [];
+  if (method === "hdpissa") {
+    const init = hdpissaInit(params[name], r, K);
+    const A = (k: number) => f64(init.aCat).slice(k * r * n, (k + 1) * r * n);
+    const B = (k: number) =>
+      tr(tr(f64(init.bCat), m, K * r).slice(k * r * m, (k + 1) * r * m), r, m);
+    const adams = Array.from(
+      { length: K },
+      () => ({ a: new Adam(r * n, lr), b: new Adam(m * r, lr) }),
+    );
+    let w = f64(params[name]);
+    batches.forEach((shards, s) => {
+      const total = new Float64Array(m * n);
+      shards.forEach((batch, k) => {
+        const g = denseGrad(w, batch);
+        const dA = adams[k].a.delta(mm(tr(B(k), m, r), g, r, m, n), s + 1);
+        const dB = adams[k].b.delta(mm(g, tr(A(k), r, n), m, n, r), s + 1);
+        const bMinus = B(k).map((v, i) => v - dB[i]);
+        const u1 = mm(dB, A(k), m, r, n), u2 = mm(bMinus, dA, m, r, n);
+        total.forEach((_, i) => (total[i] += u1[i] + u2[i]));
+      });
+      w = w.map((v, i) => v - total[i]);
+      out.push(w);
+    });
+    return out;
+  }
+  if (method === "full") {
+    const adam = new Adam(m * n, lr);
+    let w = f64(params[name]);
+    batches.forEach((shards, s) => {
+      const g = new Float64Array(m * n);
+      shards.forEach((batch) => denseGrad(w, batch).forEach((v, i) => (g[i] += v / K)));
+      const d = adam.delta(g, s + 1);
+      w = w.map((v, i) => v - d[i]);
+      out.push(w);
+    });
+    return out;
+  }
+  // PiSSA (the one initialisation is shared with the trainer; everything after is independent).
+  const s0 = (opts.alpha ?? r) / r;
+  const init = pissaInit(params[name], r, opts.alpha ?? r);
+  let a = f64(init.a), b = f64(init.b);
+  const res = f64(init.residual);
+  const adamA = new Adam(r * n, lr), adamB = new Adam(m * r, lr);
+  batches.forEach((shards, s) => {
+    const ba = mm(b, a, m, r, n);
+    const w = res.map((v, i) => v + s0 * ba[i]);
+    const gA = new Float64Array(r * n), gB = new Float64Array(m * r);
+    shards.forEach((batch) => {
+      const g = denseGrad(w, batch);
+      mm(tr(b, m, r), g, r, m, n).forEach((v, i) => (gA[i] += (s0 * v) / K));
+      mm(g, tr(a, r, n), m, n, r).forEach((v, i) => (gB[i] += (s0 * v) / K));
+    });
+    const dA = adamA.delta(gA, s + 1), dB = adamB.delta(gB, s + 1);
+    a = a.map((v, i) => v - dA[i]);
+    b = b.map((v, i) => v - dB[i]);
+    const merged = mm(b, a, m, r, n);
+    out.push(res.map((v, i) => v + s0 * merged[i]));
+  });
+  return out;
+}
+
+function assertNear(got: HostArray, want: Float64Array, rtol: number, label: string) {
+  const scale = Math.max(...want.map(Math.abs));
+  got.data.forEach((v, i) => {
+    if (Math.abs(v - want[i]) > rtol * scale) {
+      throw new Error(`${label} element ${i}: ${v} vs ${want[i]} (scale ${scale})`);
+    }
+  });
+}
+
+const regressionBatches = (K: number, steps: number, m: number, n: number) =>
+  Array.from(
+    { length: steps },
+    (_, s) =>
+      Array.from(
+        { length: K },
+        (_, k) => ({
+          x: randomArray([5, n], 100 + 10 * s + k),
+          y: randomArray([5, m], 500 + 10 * s + k),
+        }),
+      ),
+  );
+
+for (const method of ["hdpissa", "pissa", "full"] as Method[]) {
+  Deno.test(`trainer (${method}): agrees with a straightforward implementation on linear regression`, async () => {
+    const [m, n, K, r, lr] = [7, 6, 3, 2, 0.02];
+    const params = { w: randomArray([m, n], 9), other: randomArray([3], 1) };
+    const batches = regressionBatches(K, 4, m, n);
+    const trainer = await createTrainer({
+      loss: regression,
+      params,
+      adapt: ["w"],
+      method,
+      devices: K,
+      rank: r,
+      optimizer: { lr },
+    });
+    const want = referenceRun(method, regression, params, "w", batches, { K, r, lr });
+    for (let s = 0; s < batches.length; s++) {
+      const { loss } = await trainer.step(batches[s]);
+      assert.equal(loss.length, K);
+      const p = await trainer.params();
+      assertNear(p.w, want[s], 1e-5, `${method} step ${s}`);
+      assert.deepEqual(p.other, params.other);
+    }
+    assert.equal(trainer.stats().step, 4);
+    assert.ok(trainer.stats().kernelsPerStep > 0);
+  });
+}
+
+Deno.test("trainer: HD-PiSSA and PiSSA agree with the straightforward implementation on a tiny transformer", async () => {
+  const cfg = TINY_LLAMA;
+  const params = initParams(cfg, 4);
+  const loss = (p: P, b: { ids: Tensor; targets: Tensor; mask: Tensor }) => lmLoss(cfg, p, b);
+  const name = "model.layers.1.self_attn.q_proj.weight";
+  const K = 2;
+  const batch = (seed: number) => {
+    const ids = randomArray([2, 6], seed, 1);
+    const toIds = (a: HostArray): HostArray => ({
+      shape: a.shape,
+      dtype: "i32",
+      data: Int32Array.from(a.data, (v) => Math.floor((v + 1) * 8)),
+    });
+    return {
+      ids: toIds(ids),
+      targets: toIds(randomArray([2, 6], seed + 1)),
+      mask: { shape: [2, 6], dtype: "f32" as const, data: new Float32Array(12).fill(1) },
+    };
+  };
+  const batches = [0, 1, 2].map((s) => [batch(10 * s), batch(10 * s + 5)]);
+  for (const method of ["hdpissa", "pissa"] as Method[]) {
+    const trainer = await createTrainer({
+      loss,
+      params,
+      adapt: [name],
+      method,
+      devices: K,
+      rank: 2,
+      optimizer: { lr: 0.01 },
+    });
+    const want = referenceRun(method, loss, params, name, batches, { K, r: 2, lr: 0.01 });
+    for (let s = 0; s < 3; s++) {
+      await trainer.step(batches[s]);
+      assertNear((await trainer.params())[name], want[s], 1e-5, `${method} transformer step ${s}`);
+    }
+  }
+});
+
+Deno.test("trainer: K = 1, t = 1 HD-PiSSA equals one PiSSA step (s = 1); the second step differs", async () => {
+  const [m, n] = [8, 6];
+  const params = { w: randomArray([m, n], 21) };
+  const batches = regressionBatches(1, 2, m, n);
+  const make = (method: Method) =>
+    createTrainer({
+      loss: regression,
+      params,
+      adapt: ["w"],
+      method,
+      devices: 1,
+      rank: 2,
+      optimizer: { lr: 0.05 },
+    });
+  const hd = await make("hdpissa"), pissa = await make("pissa");
+  const pissaInitW = (await pissa.params()).w;
+  pissaInitW.data.forEach((v, i) =>
+    assert.ok(Math.abs(v - params.w.data[i]) < 1e-6, "PiSSA's merged model is W at init")
+  );
+  await hd.step(batches[0]), await pissa.step(batches[0]);
+  const [a, b] = [(await hd.params()).w, (await pissa.params()).w];
+  a.data.forEach((v, i) =>
+    assert.ok(Math.abs(v - b.data[i]) < 2e-6, `t=1 element ${i}: ${v} vs ${b.data[i]}`)
+  );
+  await hd.step(batches[1]), await pissa.step(batches[1]);
+  const [a2, b2] = [(await hd.params()).w, (await pissa.params()).w];
+  assert.ok(a2.data.some((v, i) => Math.abs(v - b2.data[i]) > 1e-5), "t=2 should differ");
+});
+
+Deno.test("trainer: accumulated update rank — HD-PiSSA reaches 2·K·r, DP-PiSSA 2r, DP-LoRA r", async () => {
+  const [m, n, K, r] = [16, 14, 3, 2];
+  const params = { w: randomArray([m, n], 5) };
+  const batches = regressionBatches(K, 25, m, n);
+  const ranks: Record<string, number> = {};
+  for (const method of ["hdpissa", "pissa", "lora"] as Method[]) {
+    const trainer = await createTrainer({
+      loss: regression,
+      params,
+      adapt: ["w"],
+      method,
+      devices: K,
+      rank: r,
+      optimizer: { lr: 0.02 },
+    });
+    for (const b of batches) await trainer.step(b);
+    const w = (await trainer.params()).w;
+    const delta: HostArray = { ...w, data: w.data.map((v, i) => v - params.w.data[i]) };
+    ranks[method] = effectiveRank(delta, { threshold: 1e-3 }).rank;
+  }
+  assert.deepEqual(ranks, { hdpissa: 2 * K * r, pissa: 2 * r, lora: r });
+});
+
+Deno.test("trainer: bad configuration is rejected with a message naming the field", async () => {
+  const params = { w: randomArray([4, 3], 1), b: randomArray([4], 2) };
+  const base: TrainerConfig = {
+    loss: regression,
+    params,
+    adapt: ["w"],
+    method: "hdpissa",
+    devices: 2,
+    rank: 1,
+    optimizer: { lr: 0.1 },
+  };
+  const cases: [Partial<TrainerConfig>, RegExp][] = [
+    [{ rank: 0 }, /rank: must be an integer ≥ 1/],
+    [{ rank: 2, devices: 3 }, /device 2 would own only zero padding/],
+    [{ adapt: ["b"] }, /"b" is f32\[4\]; only 2-D f32 weights/],
+    [{ adapt: ["nope"] }, /"nope" is not a parameter/],
+    [{ adapt: [] }, /adapt: name at least one/],
+    [{ method: "pissa", alpha: 0 }, /alpha: must be a finite number > 0/],
+    [{ method: "dora" as Method }, /method: must be one of/],
+    [{ devices: 0 }, /devices: must be an integer ≥ 1/],
+    [{ optimizer: { lr: -1 } }, /optimizer\.lr: must be > 0/],
+    [{ mode: "mpi" }, /mode: "mpi" needs the distributed runtime/],
+  ];
+  for (const [patch, pattern] of cases) {
+    await assert.rejects(
+      createTrainer({ ...base, ...patch }),
+      pattern,
+      JSON.stringify(Object.keys(patch)),
+    );
+  }
+  const t = await createTrainer(base);
+  await assert.rejects(
+    t.step([{ x: randomArray([2, 3], 1), y: randomArray([2, 4], 2) }]),
+    /expected 2 shard batches/,
+  );
+});
