@@ -137,8 +137,11 @@ export function hdpissaStep(
     for (const name of adapt) {
       const dA = concat(deltaA[name], 0); // [K·r, n]
       const dB = concat(deltaB[name], 1); // [m, K·r]
-      const update = add(matmul(dB, slices.aCat[name]), matmul(sub(slices.bCat[name], dB), dA));
-      newParams[name] = sub(params[name], update);
+      // ΔB·A + (B − ΔB)·ΔA as one product of inner dimension 2·K·r, [ΔB | B − ΔB]·[A ; ΔA]: one
+      // matmul kernel whose epilogue subtracts from W (in place when W is donated).
+      const left = concat([dB, sub(slices.bCat[name], dB)], 1);
+      const right = concat([slices.aCat[name], dA], 0);
+      newParams[name] = sub(params[name], matmul(left, right));
       const mo = moments[name];
       next.mA[name] = stack(mo.mA), next.vA[name] = stack(mo.vA);
       next.mB[name] = stack(mo.mB), next.vB[name] = stack(mo.vB);
