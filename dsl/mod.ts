@@ -31,6 +31,11 @@ export * from "./random.ts";
 export * from "./optim.ts";
 export * as nn from "./nn/mod.ts";
 export { orthogonalityError, reconstructionError, type Svd, svd, svdOf } from "./linalg/svd.ts";
-export { effectiveRank, type RankReport } from "./linalg/rank.ts";
+export {
+  effectiveRank,
+  type LayerTypeRank,
+  rankByLayerType,
+  type RankReport,
+} from "./linalg/rank.ts";
 export * from "./adapters/init.ts";
 export * from "./adapters/steps.ts";

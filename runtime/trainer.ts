@@ -20,6 +20,7 @@ import { add, matmul, mul } from "../dsl/mod.ts";
 import type { Tensor } from "../dsl/trace.ts";
 import type { DeviceArray } from "./device_array.ts";
 import { jit, type Jitted, toDevice, toHost } from "./jit.ts";
+import type { LoraFactors } from "./models/peft.ts";
 
 export type Method = "hdpissa" | "pissa" | "lora" | "full";
 
@@ -169,12 +170,24 @@ function stackShards(
   return out;
 }
 
+export interface AdapterExport {
+  trained: LoraFactors;
+  /** PiSSA's initial factors (the export subtracts them); absent for LoRA. */
+  initial?: { a: Record<string, HostArray>; b: Record<string, HostArray> };
+}
+
 export interface Trainer {
   readonly rank: number;
   readonly size: number;
   readonly method: Method;
   step(shards: Record<string, HostArray>[]): Promise<{ loss: number[] }>;
   params(): Promise<Record<string, HostArray>>;
+  /**
+   * LoRA/PiSSA: the trained factors and the initial ones (PiSSA's A₀, B₀; for LoRA the base W is
+   * unchanged so no initial factors are needed). Undefined for HD-PiSSA and full fine-tuning,
+   * whose result is the dense model.
+   */
+  adapters(): Promise<AdapterExport | undefined>;
   stats(): TrainerStats;
 }
 
@@ -208,6 +221,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   let kernels = 0;
   let run: (lr: HostArray, batch: Record<string, HostArray>) => Promise<DeviceArray>;
   let dense: () => Promise<Record<string, HostArray>>;
+  let adapters: () => Promise<AdapterExport | undefined> = () => Promise.resolve(undefined);
   const lrArray = (v: number): HostArray => ({ shape: [], dtype: "f32", data: Float32Array.of(v) });
   const countKernels = async (f: Jitted, ...args: unknown[]) => {
     if (kernels === 0) kernels = (await f.lower(...args)).kernels.length;
@@ -283,6 +297,14 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       },
     );
     dense = async () => await merge(dParams, dAdapters) as Record<string, HostArray>;
+    const initial = cfg.method === "pissa" ? { a: { ...a }, b: { ...b } } : undefined;
+    adapters = async () => {
+      const host = await toHost(dAdapters) as {
+        a: Record<string, HostArray>;
+        b: Record<string, HostArray>;
+      };
+      return { trained: { a: host.a, b: host.b, rank: r, alpha: cfg.alpha ?? r }, initial };
+    };
   }
 
   return {
@@ -301,6 +323,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       return { loss: Array.from(host.data) };
     },
     params: () => dense(),
+    adapters: () => adapters(),
     stats: () => ({ step: steps, bytesCommunicated: bytes, kernelsPerStep: kernels }),
   };
 }

@@ -28,3 +28,45 @@ export function effectiveRank(delta: HostArray, opts: { threshold?: number } = {
     singularValues: s,
   };
 }
+
+export interface LayerTypeRank {
+  /** Module name shared by these matrices (q_proj, up_proj, c_attn, …). */
+  layerType: string;
+  matrices: number;
+  meanRank: number;
+  meanEntropyRank: number;
+  maxRank: number;
+  /** ‖W_T − W_0‖_F / ‖W_0‖_F averaged over the matrices. */
+  meanRelativeChange: number;
+}
+
+/** Effective rank of W_T − W_0 per matrix, grouped by layer type (the last module name). */
+export function rankByLayerType(
+  before: Record<string, HostArray>,
+  after: Record<string, HostArray>,
+  names: readonly string[],
+  opts: { threshold?: number } = {},
+): LayerTypeRank[] {
+  const groups = new Map<string, { ranks: number[]; entropy: number[]; change: number[] }>();
+  for (const name of names) {
+    const w0 = before[name], w1 = after[name];
+    const delta: HostArray = { ...w1, data: Float32Array.from(w1.data, (v, i) => v - w0.data[i]) };
+    const report = effectiveRank(delta, opts);
+    const norm = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((s, v) => s + v * v, 0));
+    const type = name.replace(/\.weight$/, "").split(".").at(-1)!;
+    const g = groups.get(type) ?? { ranks: [], entropy: [], change: [] };
+    g.ranks.push(report.rank);
+    g.entropy.push(report.entropyRank);
+    g.change.push(norm(delta.data) / (norm(w0.data) || 1));
+    groups.set(type, g);
+  }
+  const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return [...groups].map(([layerType, g]) => ({
+    layerType,
+    matrices: g.ranks.length,
+    meanRank: avg(g.ranks),
+    meanEntropyRank: avg(g.entropy),
+    maxRank: Math.max(...g.ranks),
+    meanRelativeChange: avg(g.change),
+  }));
+}

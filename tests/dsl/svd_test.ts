@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { orthogonalityError, reconstructionError, svd } from "../../dsl/linalg/svd.ts";
-import { effectiveRank } from "../../dsl/linalg/rank.ts";
+import { effectiveRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
+import type { HostArray } from "../../dsl/host_array.ts";
 import { checkProperty, fc } from "../helpers/property.ts";
 
 Deno.test("svd: known singular values of hand-built matrices", () => {
@@ -87,4 +88,33 @@ Deno.test("effectiveRank: numerical rank at a relative threshold and the entropy
     effectiveRank({ shape: [2, 2], dtype: "f32", data: new Float32Array(4) }).rank,
     0,
   );
+});
+
+Deno.test("rankByLayerType groups matrices by module name and measures W_T − W_0", () => {
+  const eye = (v: number): HostArray => ({
+    shape: [3, 3],
+    dtype: "f32",
+    data: Float32Array.of(v, 0, 0, 0, v, 0, 0, 0, v),
+  });
+  const before = {
+    "l.0.q_proj.weight": eye(1),
+    "l.1.q_proj.weight": eye(1),
+    "l.0.up_proj.weight": eye(2),
+  };
+  const rankOne: HostArray = {
+    shape: [3, 3],
+    dtype: "f32",
+    data: Float32Array.of(2, 0, 0, 0, 1, 0, 0, 0, 1),
+  };
+  const after = {
+    "l.0.q_proj.weight": rankOne,
+    "l.1.q_proj.weight": eye(1.5),
+    "l.0.up_proj.weight": eye(2),
+  };
+  const report = rankByLayerType(before, after, Object.keys(before));
+  const q = report.find((r) => r.layerType === "q_proj")!;
+  assert.equal(q.matrices, 2);
+  assert.equal(q.meanRank, 2); // ranks 1 and 3
+  assert.equal(q.maxRank, 3);
+  assert.equal(report.find((r) => r.layerType === "up_proj")!.maxRank, 0);
 });

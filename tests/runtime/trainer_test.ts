@@ -182,6 +182,16 @@ for (const method of ["hdpissa", "pissa", "full"] as Method[]) {
       assert.deepEqual(p.other, params.other);
     }
     assert.equal(trainer.stats().step, 4);
+    // Spec cost model (f32 bytes one rank sends per step), Σ over adapted matrices:
+    const bytes = {
+      hdpissa: (K - 1) * r * (m + n),
+      pissa: (2 * (K - 1) / K) * r * (m + n),
+      full: (2 * (K - 1) / K) * m * n,
+    };
+    assert.equal(
+      trainer.stats().bytesCommunicated,
+      4 * bytes[method as "hdpissa" | "pissa" | "full"],
+    );
     assert.ok(trainer.stats().kernelsPerStep > 0);
   });
 }

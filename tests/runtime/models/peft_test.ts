@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { HostArray } from "../../../dsl/host_array.ts";
+import { linear } from "../../../dsl/nn/layers.ts";
+import { mean, square, sub } from "../../../mod.ts";
+import type { Tensor } from "../../../dsl/trace.ts";
+import { readSafetensors } from "../../../runtime/io/safetensors.ts";
+import { pissaToLora, saveLoraAdapter } from "../../../runtime/models/peft.ts";
+import { createTrainer, type Method } from "../../../runtime/trainer.ts";
+import { randomArray } from "../../helpers/models.ts";
+
+const NAME = "model.layers.0.self_attn.q_proj.weight";
+const loss = (p: Record<string, Tensor>, b: { x: Tensor; y: Tensor }) =>
+  mean(square(sub(linear(b.x, p[NAME]), b.y)));
+
+/** W + (α/r)·B·A, as PEFT merges a LoRA into the base weight. */
+function applyLora(w: HostArray, a: HostArray, b: HostArray, alpha: number): Float64Array {
+  const [m, n] = w.shape, r = a.shape[0];
+  return Float64Array.from(w.data, (v, idx) => {
+    const i = Math.floor(idx / n), j = idx % n;
+    let s = 0;
+    for (let c = 0; c < r; c++) s += b.data[i * r + c] * a.data[c * n + j];
+    return v + (alpha / r) * s;
+  });
+}
+
+for (const method of ["pissa", "lora"] as Method[]) {
+  Deno.test(`PEFT export (${method}): the adapter on the original W reproduces the trained model`, async () => {
+    const w = randomArray([10, 8], 3);
+    const trainer = await createTrainer({
+      loss,
+      params: { [NAME]: w },
+      adapt: [NAME],
+      method,
+      devices: 2,
+      rank: 2,
+      alpha: 4,
+      optimizer: { lr: 0.05 },
+    });
+    for (let s = 0; s < 3; s++) {
+      await trainer.step(
+        [0, 1].map((k) => ({
+          x: randomArray([4, 8], 10 * s + k),
+          y: randomArray([4, 10], 50 + 10 * s + k),
+        })),
+      );
+    }
+    const exported = (await trainer.adapters())!;
+    const lora = method === "pissa"
+      ? pissaToLora(exported.trained, exported.initial!)
+      : exported.trained;
+    const dir = await Deno.makeTempDir();
+    await saveLoraAdapter(dir, lora, { baseModel: "models/base" });
+    const tensors = await readSafetensors(join(dir, "adapter_model.safetensors"));
+    const prefix = "base_model.model.model.layers.0.self_attn.q_proj";
+    assert.deepEqual(Object.keys(tensors).sort(), [
+      `${prefix}.lora_A.weight`,
+      `${prefix}.lora_B.weight`,
+    ]);
+    const config = JSON.parse(await Deno.readTextFile(join(dir, "adapter_config.json")));
+    assert.equal(config.peft_type, "LORA");
+    assert.deepEqual(config.target_modules, ["q_proj"]);
+    assert.equal(config.r, method === "pissa" ? 4 : 2);
+    assert.equal(config.lora_alpha, method === "pissa" ? 8 : 4);
+    const merged = applyLora(
+      w,
+      tensors[`${prefix}.lora_A.weight`],
+      tensors[`${prefix}.lora_B.weight`],
+      config.lora_alpha,
+    );
+    const want = (await trainer.params())[NAME];
+    const scale = Math.max(...Array.from(want.data, Math.abs));
+    merged.forEach((v, i) =>
+      assert.ok(Math.abs(v - want.data[i]) <= 1e-5 * scale, `element ${i}: ${v} vs ${want.data[i]}`)
+    );
+    assert.ok(
+      want.data.some((v, i) => Math.abs(v - w.data[i]) > 1e-3),
+      "training changed the model",
+    );
+    await Deno.remove(dir, { recursive: true });
+  });
+}
