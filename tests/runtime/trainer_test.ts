@@ -188,10 +188,8 @@ for (const method of ["hdpissa", "pissa", "full"] as Method[]) {
       pissa: (2 * (K - 1) / K) * r * (m + n),
       full: (2 * (K - 1) / K) * m * n,
     };
-    assert.equal(
-      trainer.stats().bytesCommunicated,
-      4 * bytes[method as "hdpissa" | "pissa" | "full"],
-    );
+    const expected = 4 * bytes[method as "hdpissa" | "pissa" | "full"];
+    assert.ok(Math.abs(trainer.stats().bytesCommunicated - expected) < 1e-9 * expected);
     assert.ok(trainer.stats().kernelsPerStep > 0);
   });
 }
