@@ -15,7 +15,8 @@ import {
   hdpissaStep,
   type ShardLoss,
 } from "../dsl/adapters/steps.ts";
-import { svdOf } from "../dsl/linalg/svd.ts";
+import { type Svd, svdOf } from "../dsl/linalg/svd.ts";
+import { randomizedSvd } from "./linalg/rsvd.ts";
 import { add, matmul, mul } from "../dsl/mod.ts";
 import type { Tensor } from "../dsl/trace.ts";
 import type { DeviceArray } from "./device_array.ts";
@@ -81,11 +82,11 @@ function validate(cfg: TrainerConfig): void {
       `"${mode}" needs the distributed runtime, which is not part of this build yet; use "virtual"`,
     );
   }
-  if (cfg.svd && cfg.svd.method !== "exact") {
-    fail(
-      "svd.method",
-      `"${cfg.svd.method}" is not available yet; use "exact" (one-sided Jacobi, f64)`,
-    );
+  if (cfg.svd && cfg.svd.method !== "exact" && cfg.svd.method !== "randomized") {
+    fail("svd.method", `must be "exact" or "randomized" (got ${cfg.svd.method})`);
+  }
+  if (cfg.svd?.niter !== undefined && !(Number.isInteger(cfg.svd.niter) && cfg.svd.niter >= 0)) {
+    fail("svd.niter", `must be an integer ≥ 0 (got ${cfg.svd.niter})`);
   }
   if (!Array.isArray(cfg.adapt) || cfg.adapt.length === 0) {
     fail("adapt", "name at least one 2-D weight to adapt");
@@ -217,6 +218,14 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       ? (2 * (K - 1) / K) * sumProd
       : (2 * (K - 1) / K) * r * sumMN);
   let params = { ...cfg.params };
+  /** The leading `k` singular triplets: exact (host, f64) or randomised (device products). */
+  const factors = async (w: HostArray, k: number): Promise<Svd> =>
+    cfg.svd?.method === "randomized"
+      ? await randomizedSvd(w, Math.min(k, ...w.shape), {
+        niter: cfg.svd.niter ?? 4,
+        seed: cfg.svd.seed ?? cfg.seed ?? 0,
+      })
+      : svdOf(w);
   let steps = 0;
   let kernels = 0;
   let run: (lr: HostArray, batch: Record<string, HostArray>) => Promise<DeviceArray>;
@@ -230,14 +239,14 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   if (cfg.method === "hdpissa") {
     const aCat: Record<string, HostArray> = {}, bCat: Record<string, HostArray> = {};
     const state: HdPissaState<HostArray> = { mA: {}, vA: {}, mB: {}, vB: {}, step: zeros([]) };
-    adapt.forEach((name, i) => {
+    for (const [i, name] of adapt.entries()) {
       const [m, n] = dims[i];
-      const init = hdpissaInit(cfg.params[name], r, K, svdOf(cfg.params[name]));
+      const init = hdpissaInit(cfg.params[name], r, K, await factors(cfg.params[name], K * r));
       aCat[name] = init.aCat;
       bCat[name] = init.bCat;
       state.mA[name] = zeros([K, r, n]), state.vA[name] = zeros([K, r, n]);
       state.mB[name] = zeros([K, m, r]), state.vB[name] = zeros([K, m, r]);
-    });
+    }
     const f = jit(hdpissaStep(cfg.loss, adapt, r, hyper), { donate: [0, 2] });
     let dParams = await toDevice(params) as Tree;
     const slices = await toDevice({ aCat, bCat });
@@ -265,10 +274,10 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   } else {
     const a: Record<string, HostArray> = {}, b: Record<string, HostArray> = {};
     const state: DpState<HostArray> = { m: {}, v: {}, step: zeros([]) };
-    adapt.forEach((name, i) => {
+    for (const [i, name] of adapt.entries()) {
       const w = cfg.params[name];
       if (cfg.method === "pissa") {
-        const init = pissaInit(w, r, cfg.alpha ?? r, svdOf(w));
+        const init = pissaInit(w, r, cfg.alpha ?? r, await factors(w, r));
         a[name] = init.a, b[name] = init.b;
         params = { ...params, [name]: init.residual };
       } else {
@@ -278,7 +287,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       const [m, n] = dims[i];
       state.m[`${name}#a`] = zeros([r, n]), state.v[`${name}#a`] = zeros([r, n]);
       state.m[`${name}#b`] = zeros([m, r]), state.v[`${name}#b`] = zeros([m, r]);
-    });
+    }
     const f = jit(adapterDpStep(cfg.loss, adapt, scale, hyper), { donate: [1, 2] });
     const dParams = await toDevice(params) as Tree;
     let dAdapters = await toDevice({ a, b });
