@@ -4,6 +4,7 @@ import { interpret } from "../../dsl/interpret.ts";
 import { grad } from "../../dsl/autodiff.ts";
 import { hdpissaInit, pissaInit } from "../../dsl/adapters/init.ts";
 import { effectiveRank } from "../../dsl/linalg/rank.ts";
+import { svdOf } from "../../dsl/linalg/svd.ts";
 import { linear } from "../../dsl/nn/layers.ts";
 import { initParams, lmLoss } from "../../dsl/nn/transformer.ts";
 import { mean, square, sub } from "../../mod.ts";
@@ -319,4 +320,59 @@ Deno.test("trainer: bad configuration is rejected with a message naming the fiel
     t.step([{ x: randomArray([2, 3], 1), y: randomArray([2, 4], 2) }]),
     /expected 2 shard batches/,
   );
+});
+
+Deno.test("trainer: at init the model is the base model bit for bit (HD-PiSSA, full) or to rounding (PiSSA, LoRA)", async () => {
+  const params = { w: randomArray([9, 7], 2) };
+  for (const method of ["hdpissa", "full", "pissa", "lora"] as Method[]) {
+    const t = await createTrainer({
+      loss: regression,
+      params,
+      adapt: ["w"],
+      method,
+      devices: 2,
+      rank: 2,
+      optimizer: { lr: 0.1 },
+    });
+    const w = (await t.params()).w;
+    if (method === "hdpissa" || method === "full" || method === "lora") {
+      assert.deepEqual(w.data, params.w.data, method);
+    } else w.data.forEach((v, i) => assert.ok(Math.abs(v - params.w.data[i]) < 1e-6));
+  }
+});
+
+Deno.test("trainer: HD-PiSSA's update lies in span(U_Kr) ⊕ span(V_Kr) up to second-order terms", async () => {
+  const [m, n, K, r] = [14, 12, 2, 2];
+  const params = { w: randomArray([m, n], 17) };
+  const t = await createTrainer({
+    loss: regression,
+    params,
+    adapt: ["w"],
+    method: "hdpissa",
+    devices: K,
+    rank: r,
+    optimizer: { lr: 0.005 },
+  });
+  for (const b of regressionBatches(K, 5, m, n)) await t.step(b);
+  const w = (await t.params()).w;
+  const delta = Float64Array.from(w.data, (v, i) => v - params.w.data[i]);
+  // (I − P_U)·ΔW·(I − P_V) with P_U, P_V the projectors on the top K·r singular vectors of W₀.
+  const f = svdOf(params.w);
+  const proj = (basis: Float64Array, size: number) => {
+    const p = new Float64Array(size * size);
+    for (let i = 0; i < size; i++) {
+      for (let j = 0; j < size; j++) {
+        let s = 0;
+        for (let c = 0; c < K * r; c++) s += basis[i * f.k + c] * basis[j * f.k + c];
+        p[i * size + j] = (i === j ? 1 : 0) - s;
+      }
+    }
+    return p;
+  };
+  const outside = mm(mm(proj(f.u, m), delta, m, m, n), proj(f.v, n), m, n, n);
+  const norm = (x: Float64Array) => Math.sqrt(x.reduce((s, v) => s + v * v, 0));
+  const ratio = norm(outside) / norm(delta);
+  // First-order terms vanish outside; what remains is ΔB·ΔA-sized (≈ lr² against lr).
+  assert.ok(ratio < 0.05, `outside fraction ${ratio}`);
+  assert.ok(norm(delta) > 1e-3);
 });
