@@ -39,3 +39,4 @@ export {
 } from "./linalg/rank.ts";
 export * from "./adapters/init.ts";
 export * from "./adapters/steps.ts";
+export { vmap, type VmapOptions } from "./vmap.ts";

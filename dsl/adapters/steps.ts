@@ -14,8 +14,10 @@ import { DslError } from "../errors.ts";
 import { add, div, mul, sqrt, square, sub } from "../ops/elementwise.ts";
 import { biasCorrection } from "../optim.ts";
 import { matmul } from "../ops/linalg.ts";
-import { concat, reshape, slice, stack, transpose } from "../ops/shape.ts";
-import { flattenTree, unflattenTree } from "../pytree.ts";
+import { concat, reshape, transpose } from "../ops/shape.ts";
+import { sum } from "../ops/reduce.ts";
+import { vmap } from "../vmap.ts";
+import { flattenTree } from "../pytree.ts";
 import { Tensor } from "../trace.ts";
 
 type Rec<T> = Record<string, T>;
@@ -30,19 +32,6 @@ export interface AdamHyper {
 }
 
 const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;
-
-/** Shard k of a batch pytree whose leaves are stacked on axis 0. */
-export function shardOf(batch: unknown, k: number): unknown {
-  const [leaves, def] = flattenTree(batch, isTensor, "shards");
-  return unflattenTree(
-    def,
-    leaves.map((t) => {
-      const starts = t.shape.map((_, i) => (i === 0 ? k : 0));
-      const ends = t.shape.map((d, i) => (i === 0 ? k + 1 : d));
-      return reshape(slice(t, starts, ends), t.shape.slice(1));
-    }),
-  );
-}
 
 /** Number of shards stacked in a batch pytree (its leaves' common leading dimension). */
 export function shardCount(batch: unknown): number {
@@ -92,7 +81,9 @@ export interface HdPissaState<T> {
 /**
  * HD-PiSSA step for all K shards: per-shard projected gradients, per-shard Adam, then every
  * matrix gets W ← W − (ΔB_cat·A_cat + (B_cat − ΔB_cat)·ΔA_cat) (a sum over shards, no 1/K).
- * `aCat` [K·r, n] and `bCat` [m, K·r] hold every shard's fixed slices.
+ * `aCat` [K·r, n] and `bCat` [m, K·r] hold every shard's fixed slices. The shards run as one
+ * batched pass (`vmap` over the shard axis): weight products see all shards' rows at once, and the
+ * per-shard projections are batched products.
  */
 export function hdpissaStep(
   loss: ShardLoss,
@@ -109,44 +100,47 @@ export function hdpissaStep(
   ) => {
     const K = shardCount(shards);
     const t = add(state.step, 1);
-    const losses: Tensor[] = [];
-    const deltaA: Rec<Tensor[]> = Object.fromEntries(adapt.map((k) => [k, []]));
-    const deltaB: Rec<Tensor[]> = Object.fromEntries(adapt.map((k) => [k, []]));
-    const next: HdPissaState<Tensor> = { mA: {}, vA: {}, mB: {}, vB: {}, step: t };
-    const moments: Rec<{ mA: Tensor[]; vA: Tensor[]; mB: Tensor[]; vB: Tensor[] }> = {};
-    for (let k = 0; k < K; k++) {
-      const [value, grads] = shardGrads(loss, params, adapt, shardOf(shards, k));
-      losses.push(value);
-      for (const name of adapt) {
-        const [m, n] = params[name].shape;
-        const a = slice(slices.aCat[name], [k * rank, 0], [(k + 1) * rank, n]);
-        const b = slice(slices.bCat[name], [0, k * rank], [m, (k + 1) * rank]);
-        const gA = matmul(transpose(b), grads[name]); // Bₖᵀ·Gₖ
-        const gB = matmul(grads[name], transpose(a)); // Gₖ·Aₖᵀ
-        const pick = (x: Tensor) =>
-          reshape(slice(x, [k, 0, 0], [k + 1, ...x.shape.slice(1)]), x.shape.slice(1));
-        const stepA = adamDelta(gA, pick(state.mA[name]), pick(state.vA[name]), t, lr, hyper);
-        const stepB = adamDelta(gB, pick(state.mB[name]), pick(state.vB[name]), t, lr, hyper);
-        deltaA[name].push(stepA.delta);
-        deltaB[name].push(stepB.delta);
-        const mo = (moments[name] ??= { mA: [], vA: [], mB: [], vB: [] });
-        mo.mA.push(stepA.m), mo.vA.push(stepA.v), mo.mB.push(stepB.m), mo.vB.push(stepB.v);
-      }
-    }
-    const newParams = { ...params };
+    // Shard k's slices, stacked: A [K, r, n] (rows k·r…), B [K, m, r] (columns k·r…).
+    const aK: Rec<Tensor> = {}, bK: Rec<Tensor> = {};
     for (const name of adapt) {
-      const dA = concat(deltaA[name], 0); // [K·r, n]
-      const dB = concat(deltaB[name], 1); // [m, K·r]
+      const [m, n] = params[name].shape;
+      aK[name] = reshape(slices.aCat[name], [K, rank, n]);
+      bK[name] = transpose(reshape(slices.bCat[name], [m, K, rank]), [1, 0, 2]);
+    }
+    const perShard = (batch: unknown, a: Rec<Tensor>, b: Rec<Tensor>) => {
+      const [value, grads] = shardGrads(loss, params, adapt, batch);
+      const gA: Rec<Tensor> = {}, gB: Rec<Tensor> = {};
+      for (const name of adapt) {
+        gA[name] = matmul(transpose(b[name]), grads[name]); // Bₖᵀ·Gₖ
+        gB[name] = matmul(grads[name], transpose(a[name])); // Gₖ·Aₖᵀ
+      }
+      return { loss: value, gA, gB };
+    };
+    const out = vmap(perShard)(shards, aK, bK) as {
+      loss: Tensor;
+      gA: Rec<Tensor>;
+      gB: Rec<Tensor>;
+    };
+    const newParams = { ...params };
+    const next: HdPissaState<Tensor> = { mA: {}, vA: {}, mB: {}, vB: {}, step: t };
+    for (const name of adapt) {
+      const [m, n] = params[name].shape;
+      // Adam on every shard's factors at once ([K, …] elementwise).
+      const stepA = adamDelta(out.gA[name], state.mA[name], state.vA[name], t, lr, hyper);
+      const stepB = adamDelta(out.gB[name], state.mB[name], state.vB[name], t, lr, hyper);
+      next.mA[name] = stepA.m,
+        next.vA[name] = stepA.v,
+        next.mB[name] = stepB.m,
+        next.vB[name] = stepB.v;
+      const dA = reshape(stepA.delta, [K * rank, n]); // ΔA_cat
+      const dB = reshape(transpose(stepB.delta, [1, 0, 2]), [m, K * rank]); // ΔB_cat
       // ΔB·A + (B − ΔB)·ΔA as one product of inner dimension 2·K·r, [ΔB | B − ΔB]·[A ; ΔA]: one
       // matmul kernel whose epilogue subtracts from W (in place when W is donated).
       const left = concat([dB, sub(slices.bCat[name], dB)], 1);
       const right = concat([slices.aCat[name], dA], 0);
       newParams[name] = sub(params[name], matmul(left, right));
-      const mo = moments[name];
-      next.mA[name] = stack(mo.mA), next.vA[name] = stack(mo.vA);
-      next.mB[name] = stack(mo.mB), next.vB[name] = stack(mo.vB);
     }
-    return { params: newParams, state: next, losses: stack(losses) };
+    return { params: newParams, state: next, losses: out.loss };
   };
 }
 
@@ -157,20 +151,24 @@ export interface DpState<T> {
   step: T;
 }
 
-/** Mean over shards of per-shard gradients (the data-parallel all-reduce, done in the graph). */
+/**
+ * Per-shard losses [K] in one batched pass, and the gradient of their mean — the data-parallel
+ * all-reduce (mean of shard gradients) done by autodiff through the batched pass.
+ */
 function meanShardGrads(
-  K: number,
-  perShard: (k: number) => [Tensor, Rec<Tensor>],
+  shards: unknown,
+  trained: Rec<Tensor>,
+  lossOf: (trained: Rec<Tensor>, batch: unknown) => Tensor,
 ): { losses: Tensor; grads: Rec<Tensor> } {
-  const losses: Tensor[] = [];
-  let sum: Rec<Tensor> | undefined;
-  for (let k = 0; k < K; k++) {
-    const [value, g] = perShard(k);
-    losses.push(value);
-    sum = sum ? Object.fromEntries(Object.entries(g).map(([n, x]) => [n, add(sum![n], x)])) : g;
-  }
-  const grads = Object.fromEntries(Object.entries(sum!).map(([n, x]) => [n, div(x, K)]));
-  return { losses: stack(losses), grads };
+  const mean = (p: Rec<Tensor>) => {
+    const losses = vmap((batch: unknown) => lossOf(p, batch))(shards) as Tensor;
+    return [div(sum(losses), losses.shape[0]), losses] as [Tensor, Tensor];
+  };
+  const [[, losses], grads] = valueAndGrad(mean, { hasAux: true })(trained) as [
+    [Tensor, Tensor],
+    Rec<Tensor>,
+  ];
+  return { losses, grads };
 }
 
 function adamOnRecord(
@@ -212,18 +210,14 @@ export function adapterDpStep(
     lr: Tensor,
     shards: unknown,
   ) => {
-    const K = shardCount(shards);
     const flat: Rec<Tensor> = {};
     for (const n of adapt) flat[`${n}#a`] = adapters.a[n], flat[`${n}#b`] = adapters.b[n];
-    const { losses, grads } = meanShardGrads(K, (k) => {
-      const f = (ab: Rec<Tensor>) => {
-        const merged = { ...params };
-        for (const n of adapt) {
-          merged[n] = add(params[n], mul(scale, matmul(ab[`${n}#b`], ab[`${n}#a`])));
-        }
-        return loss(merged, shardOf(shards, k));
-      };
-      return valueAndGrad(f)(flat) as [Tensor, Rec<Tensor>];
+    const { losses, grads } = meanShardGrads(shards, flat, (ab, batch) => {
+      const merged = { ...params };
+      for (const n of adapt) {
+        merged[n] = add(params[n], mul(scale, matmul(ab[`${n}#b`], ab[`${n}#a`])));
+      }
+      return loss(merged, batch);
     });
     const updated = adamOnRecord(flat, grads, state, lr, hyper);
     const a: Rec<Tensor> = {}, b: Rec<Tensor> = {};
@@ -239,12 +233,12 @@ export function fullDpStep(
   hyper: AdamHyper & { weightDecay?: number },
 ) {
   return (params: Rec<Tensor>, state: DpState<Tensor>, lr: Tensor, shards: unknown) => {
-    const K = shardCount(shards);
-    const { losses, grads } = meanShardGrads(
-      K,
-      (k) => shardGrads(loss, params, adapt, shardOf(shards, k)),
-    );
     const trained = Object.fromEntries(adapt.map((n) => [n, params[n]]));
+    const { losses, grads } = meanShardGrads(
+      shards,
+      trained,
+      (p, batch) => loss({ ...params, ...p }, batch),
+    );
     const updated = adamOnRecord(trained, grads, state, lr, hyper);
     return { params: { ...params, ...updated.params }, state: updated.state, losses };
   };

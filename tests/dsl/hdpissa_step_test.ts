@@ -152,10 +152,22 @@ Deno.test("HD-PiSSA step: the compiled program has no m×n intermediate besides 
     { x: f([kk, 8, nn]), y: f([kk, 8, mm]) },
   ];
   const graph = optimize(trace(step, ...specs));
-  const dense = graph.nodes.filter((x) => x.size === mm * nn && x.op !== "input");
+  // Any value holding an m×n (or n×m) matrix, per shard or not.
+  const trailing = (x: { shape: readonly number[] }) => x.shape.slice(-2).join();
+  const dense = graph.nodes.filter((x) =>
+    x.op !== "input" && (trailing(x) === `${mm},${nn}` || trailing(x) === `${nn},${mm}`)
+  );
   // Allowed: W's transpose (the forward's x·Wᵀ), ΔW = [ΔB | B − ΔB]·[A ; ΔA] (one product) and
   // W − ΔW. Any other m×n node would be a dense gradient.
   const ops = dense.map((x) => x.op).sort();
+  // One batched pass: the forward product x·Wᵀ covers all K shards' rows at once.
+  const forward = graph.nodes.filter((x) =>
+    x.op === "matmul" && x.inputs[1].op === "transpose" && x.inputs[1].inputs[0] === graph.inputs[0]
+  );
+  assert.ok(
+    forward.length === 1 && forward[0].shape.join() === `${kk * 8},${mm}`,
+    forward.map((x) => `[${x.shape}]`).join(),
+  );
   assert.deepEqual(ops, ["matmul", "sub", "transpose"], ops.join(" "));
 });
 
