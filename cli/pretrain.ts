@@ -6,7 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import type { ModelConfig } from "../dsl/nn/config.ts";
+import { BASE_CONFIG } from "../runtime/models/base_config.ts";
 import { initParams, parameterCount } from "../dsl/nn/transformer.ts";
 import { adamInit, warmupCosine } from "../dsl/optim.ts";
 import { array } from "../dsl/host_array.ts";
@@ -18,24 +18,6 @@ import { ByteTokenizer } from "../runtime/text/tokenizer.ts";
 import { gpu } from "../runtime/device.ts";
 import { toDevice, toHost } from "../runtime/jit.ts";
 import { writeTextAtomic } from "../runtime/io/atomic.ts";
-
-/** The shipped base: a Llama-family decoder (RMSNorm, RoPE, SwiGLU — the family HD-PiSSA adapts). */
-export const BASE_CONFIG: ModelConfig = {
-  family: "llama",
-  vocab: 260,
-  width: 144,
-  layers: 4,
-  heads: 4,
-  kvHeads: 4,
-  ffn: 384,
-  context: 256,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: true,
-  bos: 256,
-  eos: 257,
-  pad: 258,
-};
 
 const { values: flags } = parseArgs({
   args: Deno.args,

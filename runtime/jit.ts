@@ -195,7 +195,7 @@ function countLeaves(def: TreeDef): number {
  */
 export function codegenFor(device: Device): Partial<CodegenOptions> {
   return device.info.isFallbackAdapter
-    ? { maxWorkgroups: 64, matmulRowBlock: 32, matmulColumnGroups: 8, matmulWorkgroup: [8, 1] }
+    ? { maxWorkgroups: 64, matmulRowBlock: 32, matmulColumnGroups: 4, matmulWorkgroup: [8, 1] }
     : { maxWorkgroups: 65535, matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] };
 }
 
