@@ -5,7 +5,7 @@
  * device — no host round trip except reading the K losses.
  */
 
-import type { HostArray } from "../dsl/host_array.ts";
+import { type HostArray, isHostArray } from "../dsl/host_array.ts";
 import { hdpissaInit, loraInit, pissaInit } from "../dsl/adapters/init.ts";
 import {
   adapterDpStep,
@@ -19,7 +19,8 @@ import { type Svd, svdOf } from "../dsl/linalg/svd.ts";
 import { randomizedSvd } from "./linalg/rsvd.ts";
 import { add, matmul, mul } from "../dsl/mod.ts";
 import type { Tensor } from "../dsl/trace.ts";
-import type { DeviceArray } from "./device_array.ts";
+import { type DeviceArray, isDeviceArray } from "./device_array.ts";
+import { flattenTree, unflattenTree } from "../dsl/pytree.ts";
 import { jit, type Jitted, toDevice, toHost } from "./jit.ts";
 import type { LoraFactors } from "./models/peft.ts";
 
@@ -190,6 +191,18 @@ export interface Trainer {
    */
   adapters(): Promise<AdapterExport | undefined>;
   stats(): TrainerStats;
+  /**
+   * Everything needed to continue exactly: weights, adapter slices or factors, optimizer state, the
+   * step count. Tensor names are pytree paths ("state/mA/…").
+   */
+  snapshot(): Promise<TrainerSnapshot>;
+  /** Restores a snapshot taken from a trainer of the same configuration. */
+  restore(snapshot: TrainerSnapshot): Promise<void>;
+}
+
+export interface TrainerSnapshot {
+  step: number;
+  tensors: Record<string, HostArray>;
 }
 
 /** Builds the trainer: initialises adapters (SVD on the host, once), uploads state, compiles lazily. */
@@ -228,12 +241,24 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       : svdOf(w);
   let steps = 0;
   let kernels = 0;
+  /** Everything that changes or is needed across steps, on the device (snapshot = this tree). */
+  let live: Record<string, Tree>;
   let run: (lr: HostArray, batch: Record<string, HostArray>) => Promise<DeviceArray>;
   let dense: () => Promise<Record<string, HostArray>>;
   let adapters: () => Promise<AdapterExport | undefined> = () => Promise.resolve(undefined);
   const lrArray = (v: number): HostArray => ({ shape: [], dtype: "f32", data: Float32Array.of(v) });
-  const countKernels = async (f: Jitted, ...args: unknown[]) => {
-    if (kernels === 0) kernels = (await f.lower(...args)).kernels.length;
+  const runStep = async (
+    f: Jitted,
+    args: string[],
+    outs: Record<string, string>,
+    lr: HostArray,
+    batch: unknown,
+  ) => {
+    const inputs = [...args.map((k) => live[k]), lr, batch];
+    if (kernels === 0) kernels = (await f.lower(...inputs)).kernels.length;
+    const out = await f.onDevice(...inputs);
+    for (const [from, to] of Object.entries(outs)) live[to] = out[from];
+    return out.losses as DeviceArray;
   };
 
   if (cfg.method === "hdpissa") {
@@ -248,29 +273,18 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       state.mB[name] = zeros([K, m, r]), state.vB[name] = zeros([K, m, r]);
     }
     const f = jit(hdpissaStep(cfg.loss, adapt, r, hyper), { donate: [0, 2] });
-    let dParams = await toDevice(params) as Tree;
-    const slices = await toDevice({ aCat, bCat });
-    let dState = await toDevice(state);
-    run = async (lr, batch) => {
-      await countKernels(f, dParams, slices, dState, lr, batch);
-      const out = await f.onDevice(dParams, slices, dState, lr, batch);
-      dParams = out.params, dState = out.state;
-      return out.losses;
-    };
-    dense = async () => await toHost(dParams) as Record<string, HostArray>;
+    live = await toDevice({ params, slices: { aCat, bCat }, state }) as Record<string, Tree>;
+    run = (lr, batch) =>
+      runStep(f, ["params", "slices", "state"], { params: "params", state: "state" }, lr, batch);
+    dense = async () => await toHost(live.params) as Record<string, HostArray>;
   } else if (cfg.method === "full") {
     const state: DpState<HostArray> = { m: {}, v: {}, step: zeros([]) };
     adapt.forEach((name, i) => (state.m[name] = zeros(dims[i]), state.v[name] = zeros(dims[i])));
     const f = jit(fullDpStep(cfg.loss, adapt, hyper), { donate: [0, 1] });
-    let dParams = await toDevice(params) as Tree;
-    let dState = await toDevice(state);
-    run = async (lr, batch) => {
-      await countKernels(f, dParams, dState, lr, batch);
-      const out = await f.onDevice(dParams, dState, lr, batch);
-      dParams = out.params, dState = out.state;
-      return out.losses;
-    };
-    dense = async () => await toHost(dParams) as Record<string, HostArray>;
+    live = await toDevice({ params, state }) as Record<string, Tree>;
+    run = (lr, batch) =>
+      runStep(f, ["params", "state"], { params: "params", state: "state" }, lr, batch);
+    dense = async () => await toHost(live.params) as Record<string, HostArray>;
   } else {
     const a: Record<string, HostArray> = {}, b: Record<string, HostArray> = {};
     const state: DpState<HostArray> = { m: {}, v: {}, step: zeros([]) };
@@ -289,15 +303,18 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       state.m[`${name}#b`] = zeros([m, r]), state.v[`${name}#b`] = zeros([m, r]);
     }
     const f = jit(adapterDpStep(cfg.loss, adapt, scale, hyper), { donate: [1, 2] });
-    const dParams = await toDevice(params) as Tree;
-    let dAdapters = await toDevice({ a, b });
-    let dState = await toDevice(state);
-    run = async (lr, batch) => {
-      await countKernels(f, dParams, dAdapters, dState, lr, batch);
-      const out = await f.onDevice(dParams, dAdapters, dState, lr, batch);
-      dAdapters = out.adapters, dState = out.state;
-      return out.losses;
-    };
+    live = await toDevice({ params, adapters: { a, b }, state, initial: { a, b } }) as Record<
+      string,
+      Tree
+    >;
+    run = (lr, batch) =>
+      runStep(
+        f,
+        ["params", "adapters", "state"],
+        { adapters: "adapters", state: "state" },
+        lr,
+        batch,
+      );
     const merge = jit(
       (p: Record<string, Tensor>, ad: { a: Record<string, Tensor>; b: Record<string, Tensor> }) => {
         const out = { ...p };
@@ -305,14 +322,17 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
         return out;
       },
     );
-    dense = async () => await merge(dParams, dAdapters) as Record<string, HostArray>;
-    const initial = cfg.method === "pissa" ? { a: { ...a }, b: { ...b } } : undefined;
+    dense = async () => await merge(live.params, live.adapters) as Record<string, HostArray>;
+    type Factors = { a: Record<string, HostArray>; b: Record<string, HostArray> };
     adapters = async () => {
-      const host = await toHost(dAdapters) as {
-        a: Record<string, HostArray>;
-        b: Record<string, HostArray>;
+      const host = await toHost({ trained: live.adapters, initial: live.initial }) as {
+        trained: Factors;
+        initial: Factors;
       };
-      return { trained: { a: host.a, b: host.b, rank: r, alpha: cfg.alpha ?? r }, initial };
+      return {
+        trained: { ...host.trained, rank: r, alpha: cfg.alpha ?? r },
+        initial: cfg.method === "pissa" ? host.initial : undefined,
+      };
     };
   }
 
@@ -334,5 +354,47 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     params: () => dense(),
     adapters: () => adapters(),
     stats: () => ({ step: steps, bytesCommunicated: bytes, kernelsPerStep: kernels }),
+    async snapshot() {
+      const host = await toHost(live);
+      const [leaves] = flattenTree(host, isHostArray, "snapshot");
+      const names = leafPaths(host);
+      const tensors = Object.fromEntries(names.map((n, i) => [n, leaves[i] as HostArray]));
+      return { step: steps, tensors };
+    },
+    async restore(snap) {
+      const names = leafPaths(live);
+      const missing = names.filter((n) => !snap.tensors[n]);
+      if (missing.length) {
+        throw new Error(`restore: snapshot lacks ${missing.slice(0, 5).join(", ")}`);
+      }
+      const [current, def] = flattenTree(
+        live,
+        (x): x is DeviceArray => isDeviceArray(x),
+        "restore",
+      );
+      const leaves = names.map((n, i) => {
+        const t = snap.tensors[n];
+        const c = current[i] as DeviceArray;
+        if (t.shape.join() !== c.shape.join() || t.dtype !== c.dtype) {
+          throw new Error(
+            `restore: ${n} is ${t.dtype}[${t.shape}], the trainer needs ${c.dtype}[${c.shape}]`,
+          );
+        }
+        return t;
+      });
+      const uploaded = await toDevice(unflattenTree(def, leaves));
+      current.forEach((c) => (c as DeviceArray).destroy());
+      live = uploaded as Record<string, Tree>;
+      steps = snap.step;
+    },
   };
+}
+
+/** "/"-joined paths of a pytree's leaves, in flattening order. */
+function leafPaths(tree: unknown, prefix = ""): string[] {
+  if (tree && typeof tree === "object" && !isHostArray(tree) && !isDeviceArray(tree)) {
+    if (Array.isArray(tree)) return tree.flatMap((x, i) => leafPaths(x, `${prefix}${i}/`));
+    return Object.keys(tree).sort().flatMap((k) => leafPaths((tree as Tree)[k], `${prefix}${k}/`));
+  }
+  return [prefix.slice(0, -1)];
 }

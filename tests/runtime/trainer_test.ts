@@ -376,3 +376,41 @@ Deno.test("trainer: HD-PiSSA's update lies in span(U_Kr) ⊕ span(V_Kr) up to se
   assert.ok(ratio < 0.05, `outside fraction ${ratio}`);
   assert.ok(norm(delta) > 1e-3);
 });
+
+Deno.test("trainer: snapshot/restore continues bit for bit (every method)", async () => {
+  const [m, n, K] = [6, 5, 2];
+  const params = { w: randomArray([m, n], 31) };
+  const batches = regressionBatches(K, 4, m, n);
+  for (const method of ["hdpissa", "pissa", "lora", "full"] as Method[]) {
+    const cfg: TrainerConfig = {
+      loss: regression,
+      params,
+      adapt: ["w"],
+      method,
+      devices: K,
+      rank: 2,
+      optimizer: { lr: (s) => 0.05 / (1 + s) },
+    };
+    const straight = await createTrainer(cfg);
+    for (const b of batches) await straight.step(b);
+    const first = await createTrainer(cfg);
+    for (const b of batches.slice(0, 2)) await first.step(b);
+    const snap = await first.snapshot();
+    const resumed = await createTrainer(cfg);
+    await resumed.restore(snap);
+    assert.equal(resumed.stats().step, 2);
+    for (const b of batches.slice(2)) await resumed.step(b);
+    assert.deepEqual((await resumed.params()).w.data, (await straight.params()).w.data, method);
+    assert.ok(Object.keys(snap.tensors).some((k) => k.startsWith("state/")));
+  }
+  const t = await createTrainer({
+    loss: regression,
+    params,
+    adapt: ["w"],
+    method: "full",
+    devices: K,
+    rank: 2,
+    optimizer: { lr: 0.1 },
+  });
+  await assert.rejects(t.restore({ step: 1, tensors: {} }), /snapshot lacks/);
+});
