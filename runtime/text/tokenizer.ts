@@ -4,7 +4,10 @@
  * byte-level BPE `tokenizer.json` files (GPT-2, Qwen2, Llama 3, SmolLM style) for user models.
  */
 
-import { decode as gpt2Decode, encode as gpt2Encode } from "npm:gpt-tokenizer@3.4.0/encoding/r50k_base";
+import {
+  decode as gpt2Decode,
+  encode as gpt2Encode,
+} from "npm:gpt-tokenizer@3.4.0/encoding/r50k_base";
 
 export interface Tokenizer {
   readonly kind: string;

@@ -15,7 +15,7 @@ const loss = (p: Record<string, Tensor>, b: { x: Tensor; y: Tensor }) =>
 
 /** W + (α/r)·B·A, as PEFT merges a LoRA into the base weight. */
 function applyLora(w: HostArray, a: HostArray, b: HostArray, alpha: number): Float64Array {
-  const [m, n] = w.shape, r = a.shape[0];
+  const n = w.shape[1], r = a.shape[0];
   return Float64Array.from(w.data, (v, idx) => {
     const i = Math.floor(idx / n), j = idx % n;
     let s = 0;

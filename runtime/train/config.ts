@@ -1,0 +1,123 @@
+/**
+ * The training job's configuration: defaults (the embedded default run), a JSON config file,
+ * command-line flags on top, and validation that names the field and its allowed range.
+ */
+
+import type { Method } from "../trainer.ts";
+
+export interface RunConfig {
+  method: Method;
+  devices: number;
+  rank: number;
+  alpha?: number;
+  lr: number;
+  schedule: "cosine" | "constant" | "linear";
+  /** Fraction of steps spent warming up. */
+  warmup: number;
+  steps: number;
+  epochs?: number;
+  /** Sequences per device per step. */
+  batch: number;
+  maxLen: number;
+  model: string;
+  /** Synthetic task name (when no data file is given). */
+  task: string;
+  data?: string;
+  queryField: string;
+  responseField: string;
+  trainSize: number;
+  evalSize: number;
+  mode: "virtual" | "devices" | "mpi";
+  out: string;
+  resume: boolean;
+  seed: number;
+  checkpointEvery: number;
+  /** Adapt these module names (default: every attention and MLP projection). */
+  adapt: string[];
+}
+
+export const DEFAULT_RUN: RunConfig = {
+  method: "hdpissa",
+  devices: 4,
+  rank: 4,
+  lr: 2e-3,
+  schedule: "cosine",
+  warmup: 0.03,
+  steps: 150,
+  batch: 4,
+  maxLen: 192,
+  model: "models/base",
+  task: "gsm8k",
+  queryField: "query",
+  responseField: "response",
+  trainSize: 4000,
+  evalSize: 64,
+  mode: "virtual",
+  out: "runs/default",
+  resume: false,
+  seed: 0,
+  checkpointEvery: 50,
+  adapt: [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "c_attn",
+    "c_proj",
+    "c_fc",
+  ],
+};
+
+export class ConfigError extends Error {
+  constructor(field: string, message: string) {
+    super(`--${field}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+const INT_FIELDS = {
+  devices: [1, 64],
+  rank: [1, 4096],
+  steps: [1, 1e7],
+  epochs: [1, 1e4],
+  batch: [1, 4096],
+  maxLen: [8, 1 << 16],
+  trainSize: [1, 1e8],
+  evalSize: [0, 1e6],
+  seed: [-(2 ** 31), 2 ** 31 - 1],
+  checkpointEvery: [1, 1e7],
+} as const;
+
+/** Checks every field; returns the config. */
+export function validateRun(c: RunConfig): RunConfig {
+  const methods = ["hdpissa", "pissa", "lora", "full"];
+  if (!methods.includes(c.method)) {
+    throw new ConfigError("method", `must be one of ${methods.join(", ")} (got ${c.method})`);
+  }
+  for (const [k, [lo, hi]] of Object.entries(INT_FIELDS)) {
+    const v = (c as unknown as Record<string, unknown>)[k];
+    if (v === undefined && k === "epochs") continue;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) {
+      throw new ConfigError(kebab(k), `must be an integer in [${lo}, ${hi}] (got ${v})`);
+    }
+  }
+  if (!(c.lr > 0 && c.lr < 10)) throw new ConfigError("lr", `must be in (0, 10) (got ${c.lr})`);
+  if (c.alpha !== undefined && !(c.alpha > 0)) {
+    throw new ConfigError("alpha", `must be > 0 (got ${c.alpha})`);
+  }
+  if (!["cosine", "constant", "linear"].includes(c.schedule)) {
+    throw new ConfigError("schedule", `must be cosine, constant or linear (got ${c.schedule})`);
+  }
+  if (!(c.warmup >= 0 && c.warmup < 1)) {
+    throw new ConfigError("warmup", `must be in [0, 1) (got ${c.warmup})`);
+  }
+  if (!["virtual", "devices", "mpi"].includes(c.mode)) {
+    throw new ConfigError("mode", `must be virtual, devices or mpi (got ${c.mode})`);
+  }
+  return c;
+}
+
+export const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());

@@ -1,0 +1,300 @@
+/**
+ * The fine-tuning job behind `deno task train`: data, trainer, evaluation before and after,
+ * metrics, checkpoints and resume, guards, exports and the run report. A run is a pure function
+ * of its configuration: batch t depends only on (seed, t), so a resumed run retraces exactly the
+ * trajectory of an uninterrupted one.
+ */
+
+import { join } from "node:path";
+import { lmLoss } from "../../dsl/nn/transformer.ts";
+import { rankByLayerType } from "../../dsl/linalg/rank.ts";
+import { warmupCosine, warmupLinear } from "../../dsl/optim.ts";
+import type { HostArray } from "../../dsl/host_array.ts";
+import type { Tensor } from "../../dsl/trace.ts";
+import { sha256Hex, writeTextAtomic } from "../io/atomic.ts";
+import {
+  BatchSampler,
+  collate,
+  encodeExample,
+  type Example,
+  readJsonl,
+  shard,
+} from "../data/instruct.ts";
+import { taskSplits } from "../data/synthetic.ts";
+import { evaluateItems, type TaskScore } from "../models/evaluate.ts";
+import { loadModel, saveModel } from "../models/model_dir.ts";
+import { pissaToLora, saveLoraAdapter } from "../models/peft.ts";
+import { createTrainer } from "../trainer.ts";
+import { barChart, lineChart } from "./charts.ts";
+import { loadLatestCheckpoint, saveCheckpoint } from "./checkpoints.ts";
+import type { RunConfig } from "./config.ts";
+
+export interface RunIO {
+  /** A line for the log (stderr on a terminal, stdout otherwise). */
+  log(line: string): void;
+  /** Live progress (a terminal bar); called every step. */
+  progress?(
+    p: { step: number; total: number; loss: number; tokensPerSecond: number; etaSeconds: number },
+  ): void;
+  /** Set to true (e.g. by SIGINT) to checkpoint and stop after the current step. */
+  stopRequested?(): boolean;
+}
+
+export class NonFiniteLossError extends Error {}
+
+export interface RunResult {
+  steps: number;
+  before?: TaskScore;
+  after?: TaskScore;
+  stopped: boolean;
+  seconds: number;
+}
+
+const text = (x: unknown) => JSON.stringify(x);
+
+function schedule(cfg: RunConfig) {
+  const warm = Math.round(cfg.warmup * cfg.steps);
+  if (cfg.schedule === "constant") return () => cfg.lr;
+  return cfg.schedule === "linear"
+    ? warmupLinear(cfg.lr, warm, cfg.steps)
+    : warmupCosine(cfg.lr, warm, cfg.steps);
+}
+
+export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult> {
+  const t0 = performance.now();
+  await Deno.mkdir(cfg.out, { recursive: true });
+  const model = await loadModel(cfg.model);
+  const tok = model.tokenizer;
+  // Data: a JSONL file, or a synthetic task (which also gives the evaluation split).
+  let train: Example[];
+  let test: { query: string; response: string; answer: string }[] = [];
+  if (cfg.data) {
+    train = (await readJsonl(cfg.data, { query: cfg.queryField, response: cfg.responseField }))
+      .slice(0, cfg.trainSize);
+  } else {
+    const split = taskSplits(cfg.task, { train: cfg.trainSize, test: cfg.evalSize }, cfg.seed);
+    train = split.train;
+    test = split.test;
+  }
+  const encoded = train.map((ex) => encodeExample(tok, ex, model.template));
+  const K = cfg.devices;
+  const perStep = K * cfg.batch;
+  const total = cfg.epochs ? Math.ceil((cfg.epochs * train.length) / perStep) : cfg.steps;
+  const resolved = { ...cfg, steps: total };
+  const configHash = (await sha256Hex(
+    new TextEncoder().encode(text({ ...resolved, out: undefined, resume: undefined })),
+  )).slice(0, 16);
+  const adapt = Object.keys(model.params).filter((n) => {
+    const module = n.replace(/\.weight$/, "").split(".").at(-1)!;
+    return n.endsWith(".weight") && model.params[n].shape.length === 2 &&
+      cfg.adapt.includes(module);
+  });
+  if (adapt.length === 0) {
+    throw new Error(`--adapt: no 2-D weights named ${cfg.adapt.join(", ")} in ${cfg.model}`);
+  }
+  const trainer = await createTrainer({
+    loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
+      lmLoss(model.config, p, b),
+    params: model.params,
+    adapt,
+    method: cfg.method,
+    devices: K,
+    rank: cfg.rank,
+    alpha: cfg.alpha,
+    optimizer: { lr: schedule(resolved) },
+    mode: cfg.mode,
+    seed: cfg.seed,
+  });
+  const sampler = new BatchSampler(encoded.length, cfg.seed);
+  const ckptDir = join(cfg.out, "checkpoints");
+  const metricsPath = join(cfg.out, "metrics.jsonl");
+  const statePath = join(cfg.out, "run_state.json");
+  let step = 0;
+  let before: TaskScore | undefined;
+  if (cfg.resume) {
+    const ckpt = await loadLatestCheckpoint(ckptDir, configHash, io.log);
+    if (ckpt) {
+      await trainer.restore(ckpt.snapshot);
+      step = ckpt.snapshot.step;
+      io.log(`resumed from step ${step}`);
+    } else io.log("no usable checkpoint: starting from step 0");
+    try {
+      before = JSON.parse(await Deno.readTextFile(statePath)).before;
+    } catch { /* evaluated again below */ }
+  }
+  // Metrics past the restored step belong to the interrupted attempt: drop them.
+  const kept = step === 0
+    ? []
+    : await readMetrics(metricsPath).then((m) => m.filter((r) => r.step <= step));
+  await writeTextAtomic(metricsPath, kept.map((r) => text(r) + "\n").join(""));
+  await writeTextAtomic(
+    join(cfg.out, "config.json"),
+    JSON.stringify({ ...resolved, adaptedWeights: adapt.length, configHash }, null, 2) + "\n",
+  );
+  const evaluate = async (params: Record<string, HostArray>) =>
+    test.length
+      ? await evaluateItems(model.config, tok, params, test, { template: model.template })
+      : undefined;
+  if (!before) {
+    before = await evaluate(model.params);
+    if (before) {
+      io.log(
+        `accuracy before: ${
+          (100 * before.accuracy).toFixed(1)
+        }% (${before.correct}/${before.total})`,
+      );
+    }
+  }
+  await writeTextAtomic(statePath, text({ before }));
+
+  const metrics = await Deno.open(metricsPath, { append: true, create: true });
+  const started = performance.now();
+  let tokens = 0;
+  let stopped = false;
+  let lastSaved = step;
+  const checkpoint = async () => {
+    await saveCheckpoint(ckptDir, {
+      snapshot: await trainer.snapshot(),
+      dataPosition: step * perStep,
+      configHash,
+    });
+    lastSaved = step;
+  };
+  try {
+    const firstStep = step;
+    while (step < total) {
+      const indices = sampler.take(step * perStep, perStep);
+      const shards = Array.from(
+        { length: K },
+        (_, k) => collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad),
+      );
+      const lr = schedule(resolved)(step);
+      const { loss } = await trainer.step(shards);
+      step++;
+      tokens += shards.reduce((n, s) => n + Array.from(s.mask.data).reduce((a, v) => a + v, 0), 0);
+      const mean = loss.reduce((a, b) => a + b, 0) / loss.length;
+      const elapsed = (performance.now() - started) / 1000;
+      const record = { step, loss: mean, shardLosses: loss, lr, seconds: +elapsed.toFixed(3) };
+      await metrics.write(new TextEncoder().encode(text(record) + "\n"));
+      if (!loss.every(Number.isFinite)) {
+        throw new NonFiniteLossError(
+          `loss became ${loss.find((v) => !Number.isFinite(v))} at step ${step} (shard losses ${
+            loss.join(", ")
+          }); ` +
+            `stopped with the last good checkpoint at step ${lastSaved} — lower --lr (now ${cfg.lr}) and resume`,
+        );
+      }
+      const rate = tokens / Math.max(elapsed, 1e-9);
+      const eta = (elapsed / (step - firstStep)) * (total - step);
+      io.progress?.({ step, total, loss: mean, tokensPerSecond: rate, etaSeconds: eta });
+      if (step % cfg.checkpointEvery === 0 || step === total) await checkpoint();
+      if (io.stopRequested?.()) {
+        if (lastSaved !== step) await checkpoint();
+        io.log(`stopped at step ${step}; checkpoint written — continue with --resume`);
+        stopped = true;
+        break;
+      }
+    }
+  } finally {
+    metrics.close();
+  }
+  if (stopped) return { steps: step, before, stopped, seconds: (performance.now() - t0) / 1000 };
+
+  const finalParams = await trainer.params();
+  const after = await evaluate(finalParams);
+  if (after) {
+    io.log(
+      `accuracy after: ${(100 * after.accuracy).toFixed(1)}% (${after.correct}/${after.total})`,
+    );
+  }
+  await saveModel(join(cfg.out, "model"), model.config, finalParams, {
+    ...Object.fromEntries(Object.entries(model.hfConfig).filter(([k]) => k.startsWith("dsl_"))),
+  });
+  const adapters = await trainer.adapters();
+  if (adapters) {
+    const lora = adapters.initial
+      ? pissaToLora(adapters.trained, adapters.initial)
+      : adapters.trained;
+    await saveLoraAdapter(join(cfg.out, "adapter"), lora, {
+      baseModel: cfg.model,
+      fanInFanOut: model.config.family === "gpt2",
+    });
+  }
+  const ranks = rankByLayerType(model.params, finalParams, adapt);
+  const history = await readMetrics(metricsPath);
+  await Deno.writeTextFile(
+    join(cfg.out, "loss.svg"),
+    lineChart([{ name: cfg.method, points: history.map((r) => [r.step, r.loss]) }], {
+      title: `training loss (${cfg.method}, K = ${K}, r = ${cfg.rank})`,
+      xLabel: "step",
+      yLabel: "loss",
+    }),
+  );
+  await Deno.writeTextFile(
+    join(cfg.out, "rank.svg"),
+    barChart(ranks.map((r) => r.layerType), [{
+      name: "numerical rank of W_T − W_0",
+      values: ranks.map((r) => r.meanRank),
+    }], {
+      title: "effective update rank per layer type (σᵢ > 1e-3·σ₁)",
+      yLabel: "rank",
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const stats = trainer.stats();
+  const pct = (
+    s?: TaskScore,
+  ) => (s ? `${(100 * s.accuracy).toFixed(1)}% (${s.correct}/${s.total})` : "n/a");
+  const summary = `# Run summary
+
+| | |
+|---|---|
+| method | ${cfg.method} (K = ${K}, r = ${cfg.rank}${cfg.alpha ? `, α = ${cfg.alpha}` : ""}) |
+| model | ${cfg.model} (${model.config.family}, ${adapt.length} adapted matrices) |
+| data | ${cfg.data ?? `synthetic task "${cfg.task}"`} (${train.length} training examples) |
+| steps | ${step} × ${perStep} sequences (max length ${cfg.maxLen}) |
+| accuracy before | ${pct(before)} |
+| accuracy after | ${pct(after)} |
+| final loss | ${history.at(-1)?.loss.toFixed(4) ?? "n/a"} |
+| time | ${seconds.toFixed(0)} s (training ${((performance.now() - started) / 1000).toFixed(0)} s) |
+| kernels per step | ${stats.kernelsPerStep} |
+| bytes communicated | ${
+    (stats.bytesCommunicated / 1024).toFixed(1)
+  } KiB per rank per step (spec cost model), ${
+    (stats.bytesCommunicated * step / 2 ** 20).toFixed(1)
+  } MiB in total |
+
+## Effective rank of W_T − W_0 per layer type
+
+| layer type | matrices | mean numerical rank | max | mean entropy rank | ‖ΔW‖/‖W₀‖ |
+|---|---|---|---|---|---|
+${
+    ranks.map((r) =>
+      `| ${r.layerType} | ${r.matrices} | ${r.meanRank.toFixed(1)} | ${r.maxRank} | ${
+        r.meanEntropyRank.toFixed(1)
+      } | ${r.meanRelativeChange.toExponential(2)} |`
+    ).join("\n")
+  }
+
+![loss](loss.svg) ![rank](rank.svg)
+${
+    after?.samples.length
+      ? `\n## Samples after training\n\n${
+        after.samples.map((s) =>
+          `- **${s.query}** → ${JSON.stringify(s.output)} (answer ${s.answer})`
+        ).join("\n")
+      }\n`
+      : ""
+  }`;
+  await writeTextAtomic(join(cfg.out, "summary.md"), summary);
+  return { steps: step, before, after, stopped: false, seconds };
+}
+
+async function readMetrics(path: string): Promise<{ step: number; loss: number }[]> {
+  try {
+    return (await Deno.readTextFile(path)).split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+}

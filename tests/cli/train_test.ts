@@ -1,0 +1,231 @@
+/**
+ * `deno task train` end to end on a tiny byte-level model (seconds per run): a default-style run,
+ * resume after SIGKILL at a random step, corrupt-checkpoint fallback, the NaN guard, bad flags.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { ModelConfig } from "../../dsl/nn/config.ts";
+import { initParams } from "../../dsl/nn/transformer.ts";
+import { readSafetensors } from "../../runtime/io/safetensors.ts";
+import { saveModel } from "../../runtime/models/model_dir.ts";
+
+const TINY: ModelConfig = {
+  family: "llama",
+  vocab: 260,
+  width: 16,
+  layers: 1,
+  heads: 2,
+  kvHeads: 2,
+  ffn: 32,
+  context: 128,
+  normEps: 1e-5,
+  ropeTheta: 10000,
+  tieEmbeddings: true,
+  bos: 256,
+  eos: 257,
+  pad: 258,
+};
+
+const root = await Deno.makeTempDir({ prefix: "train-cli-" });
+const modelDir = join(root, "model");
+await saveModel(modelDir, TINY, initParams(TINY, 1), {
+  dsl_tokenizer: "byte",
+  dsl_template: "compact",
+});
+const CLI = new URL("../../cli/train.ts", import.meta.url).pathname;
+const BASE = [
+  "--model",
+  modelDir,
+  "--task",
+  "addition",
+  "--devices",
+  "2",
+  "--rank",
+  "2",
+  "--batch",
+  "2",
+  "--max-len",
+  "48",
+  "--train-size",
+  "64",
+  "--eval-size",
+  "4",
+  "--lr",
+  "0.01",
+];
+
+function command(args: string[]) {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-write", "--allow-env", CLI, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  });
+}
+
+async function train(args: string[]) {
+  const out = await command(args).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+const weights = (dir: string) => readSafetensors(join(dir, "model", "model.safetensors"));
+
+Deno.test({
+  name: "train CLI: a default-style run writes the whole run folder and a summary",
+  sanitizeResources: false,
+  async fn() {
+    const out = join(root, "plain");
+    const r = await train([...BASE, "--steps", "6", "--checkpoint-every", "3", "--out", out]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /accuracy before: .*%/);
+    assert.match(r.stdout, /# Run summary/);
+    for (
+      const f of [
+        "config.json",
+        "metrics.jsonl",
+        "summary.md",
+        "loss.svg",
+        "rank.svg",
+        "model/model.safetensors",
+        "model/config.json",
+      ]
+    ) {
+      await Deno.stat(join(out, f));
+    }
+    const metrics = (await Deno.readTextFile(join(out, "metrics.jsonl"))).trim().split("\n").map((
+      l,
+    ) => JSON.parse(l));
+    assert.deepEqual(metrics.map((m) => m.step), [1, 2, 3, 4, 5, 6]);
+    assert.ok(metrics.every((m) => Number.isFinite(m.loss) && m.shardLosses.length === 2));
+    const ckpts = [...Deno.readDirSync(join(out, "checkpoints"))].map((e) => e.name).sort();
+    assert.deepEqual(ckpts, ["step-00000003.safetensors", "step-00000006.safetensors"]);
+    const summary = await Deno.readTextFile(join(out, "summary.md"));
+    assert.match(summary, /\| q_proj \| 1 \|/);
+    assert.match(await Deno.readTextFile(join(out, "loss.svg")), /^<svg/);
+  },
+});
+
+Deno.test({
+  name:
+    "train CLI: SIGKILL at a random step, then --resume, ends with the uninterrupted run's weights",
+  sanitizeResources: false,
+  async fn() {
+    const straight = join(root, "straight");
+    assert.equal((await train([...BASE, "--steps", "8", "--out", straight])).code, 0);
+    const killed = join(root, "killed");
+    const killAt = 2 + Math.floor(Math.random() * 5); // 2…6
+    const child = command([...BASE, "--steps", "8", "--checkpoint-every", "1", "--out", killed])
+      .spawn();
+    const metrics = join(killed, "metrics.jsonl");
+    for (let i = 0; i < 1200; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const lines = await Deno.readTextFile(metrics).then((t) =>
+        t.trim().split("\n").filter(Boolean).length
+      ).catch(() => 0);
+      if (lines >= killAt) break;
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    const resumed = await train([
+      ...BASE,
+      "--steps",
+      "8",
+      "--checkpoint-every",
+      "1",
+      "--out",
+      killed,
+      "--resume",
+    ]);
+    assert.equal(resumed.code, 0, resumed.stderr + resumed.stdout);
+    assert.match(resumed.stdout, /resumed from step \d+/);
+    assert.deepEqual(await weights(killed), await weights(straight));
+    const steps = (await Deno.readTextFile(metrics)).trim().split("\n").map((l) =>
+      JSON.parse(l).step
+    );
+    assert.deepEqual(steps, [1, 2, 3, 4, 5, 6, 7, 8]);
+  },
+});
+
+Deno.test({
+  name:
+    "train CLI: a corrupt newest checkpoint is skipped with a warning; the previous one is used",
+  sanitizeResources: false,
+  async fn() {
+    const out = join(root, "corrupt");
+    const first = await train([...BASE, "--steps", "4", "--checkpoint-every", "2", "--out", out]);
+    assert.equal(first.code, 0);
+    const newest = join(out, "checkpoints", "step-00000004.safetensors");
+    const bytes = await Deno.readFile(newest);
+    bytes[bytes.length - 3] ^= 0xff;
+    await Deno.writeFile(newest, bytes);
+    const r = await train([
+      ...BASE,
+      "--steps",
+      "4",
+      "--checkpoint-every",
+      "2",
+      "--out",
+      out,
+      "--resume",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /warning: skipping checkpoint .*step-00000004.*checksum mismatch/);
+    assert.match(r.stdout, /resumed from step 2/);
+  },
+});
+
+Deno.test({
+  name:
+    "train CLI: a non-finite loss stops the run with a clear message and keeps the last good checkpoint",
+  sanitizeResources: false,
+  async fn() {
+    const bad = join(root, "nan-model");
+    const params = initParams(TINY, 1);
+    params["model.norm.weight"].data[0] = NaN;
+    await saveModel(bad, TINY, params, { dsl_tokenizer: "byte", dsl_template: "compact" });
+    const r = await train([
+      ...BASE,
+      "--model",
+      bad,
+      "--method",
+      "full",
+      "--steps",
+      "3",
+      "--out",
+      join(root, "nan"),
+    ]);
+    assert.equal(r.code, 3);
+    assert.match(
+      r.stderr,
+      /loss became NaN at step 1 .*last good checkpoint at step 0.*lower --lr/,
+    );
+  },
+});
+
+Deno.test({
+  name: "train CLI: bad flags name the field and the allowed values",
+  sanitizeResources: false,
+  async fn() {
+    const cases: [string[], RegExp][] = [
+      [["--rank=-1"], /--rank: must be an integer in \[1, 4096\] \(got -1\)/],
+      [["--rank", "0"], /--rank: must be an integer in \[1, 4096\] \(got 0\)/],
+      [["--lr", "abc"], /--lr: expects a number \(got "abc"\)/],
+      [["--method", "dora"], /--method: must be one of hdpissa, pissa, lora, full/],
+      [["--bogus", "1"], /Unknown option '--bogus'/],
+      [["--schedule", "step"], /--schedule: must be cosine, constant or linear/],
+    ];
+    for (const [args, pattern] of cases) {
+      const r = await train([...args, "--out", join(root, "never")]);
+      assert.equal(r.code, 2, args.join(" "));
+      assert.match(r.stderr, pattern);
+    }
+    const help = await train(["--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--method hdpissa\|pissa\|lora\|full/);
+  },
+});
