@@ -7,7 +7,7 @@
 
 import { join } from "node:path";
 import { lmLoss } from "../../dsl/nn/transformer.ts";
-import { rankByLayerType } from "../../dsl/linalg/rank.ts";
+import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
 import { warmupCosine, warmupLinear } from "../../dsl/optim.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { Tensor } from "../../dsl/trace.ts";
@@ -20,7 +20,7 @@ import {
   readJsonl,
   shard,
 } from "../data/instruct.ts";
-import { taskSplits } from "../data/synthetic.ts";
+import { MULTITASK_SUITE, type TaskItem, taskSplits } from "../data/synthetic.ts";
 import { evaluateItems, type TaskScore } from "../models/evaluate.ts";
 import { loadModel, saveModel } from "../models/model_dir.ts";
 import { pissaToLora, saveLoraAdapter } from "../models/peft.ts";
@@ -42,12 +42,30 @@ export interface RunIO {
 
 export class NonFiniteLossError extends Error {}
 
+/** Scores per evaluated task. */
+export type Scores = Record<string, TaskScore>;
+
 export interface RunResult {
   steps: number;
-  before?: TaskScore;
-  after?: TaskScore;
+  before?: Scores;
+  after?: Scores;
   stopped: boolean;
   seconds: number;
+  stepSeconds?: number;
+  bytesPerStep?: number;
+  ranks?: LayerTypeRank[];
+  losses?: [number, number][];
+  trainSeconds?: number;
+}
+
+const pct = (s: { accuracy: number; correct: number; total: number }) =>
+  `${(100 * s.accuracy).toFixed(1)}% (${s.correct}/${s.total})`;
+
+/** All tasks' items pooled. */
+export function overall(scores: Scores): { accuracy: number; correct: number; total: number } {
+  const correct = Object.values(scores).reduce((a, s) => a + s.correct, 0);
+  const total = Object.values(scores).reduce((a, s) => a + s.total, 0);
+  return { accuracy: correct / Math.max(1, total), correct, total };
 }
 
 const text = (x: unknown) => JSON.stringify(x);
@@ -66,15 +84,20 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   const model = await loadModel(cfg.model);
   const tok = model.tokenizer;
   // Data: a JSONL file, or a synthetic task (which also gives the evaluation split).
-  let train: Example[];
-  let test: { query: string; response: string; answer: string }[] = [];
+  let train: Example[] = [];
+  const tests: Record<string, TaskItem[]> = {};
   if (cfg.data) {
     train = (await readJsonl(cfg.data, { query: cfg.queryField, response: cfg.responseField }))
       .slice(0, cfg.trainSize);
   } else {
-    const split = taskSplits(cfg.task, { train: cfg.trainSize, test: cfg.evalSize }, cfg.seed);
-    train = split.train;
-    test = split.test;
+    // "multitask" mixes the suite: trainSize examples split evenly, each task scored on its own.
+    const tasks = cfg.task === "multitask" ? MULTITASK_SUITE : [cfg.task];
+    for (const task of tasks) {
+      const sizes = { train: Math.ceil(cfg.trainSize / tasks.length), test: cfg.evalSize };
+      const split = taskSplits(task, sizes, cfg.seed);
+      train.push(...split.train);
+      if (cfg.evalSize > 0) tests[task] = split.test;
+    }
   }
   const encoded = train.map((ex) => encodeExample(tok, ex, model.template));
   const K = cfg.devices;
@@ -110,7 +133,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   const metricsPath = join(cfg.out, "metrics.jsonl");
   const statePath = join(cfg.out, "run_state.json");
   let step = 0;
-  let before: TaskScore | undefined;
+  let before: Scores | undefined;
   if (cfg.resume) {
     const ckpt = await loadLatestCheckpoint(ckptDir, configHash, io.log);
     if (ckpt) {
@@ -131,20 +154,17 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     join(cfg.out, "config.json"),
     JSON.stringify({ ...resolved, adaptedWeights: adapt.length, configHash }, null, 2) + "\n",
   );
-  const evaluate = async (params: Record<string, HostArray>) =>
-    test.length
-      ? await evaluateItems(model.config, tok, params, test, { template: model.template })
-      : undefined;
-  if (!before) {
-    before = await evaluate(model.params);
-    if (before) {
-      io.log(
-        `accuracy before: ${
-          (100 * before.accuracy).toFixed(1)
-        }% (${before.correct}/${before.total})`,
-      );
+  const evaluate = async (params: Record<string, HostArray>, when: string) => {
+    const scores: Scores = {};
+    for (const [task, items] of Object.entries(tests)) {
+      scores[task] = await evaluateItems(model.config, tok, params, items, {
+        template: model.template,
+      });
+      io.log(`accuracy ${when} (${task}): ${pct(scores[task])}`);
     }
-  }
+    return Object.keys(scores).length ? scores : undefined;
+  };
+  if (!before) before = await evaluate(model.params, "before");
   await writeTextAtomic(statePath, text({ before }));
 
   const metrics = await Deno.open(metricsPath, { append: true, create: true });
@@ -152,6 +172,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   let tokens = 0;
   let stopped = false;
   let lastSaved = step;
+  let stepsAtStart = step;
   const checkpoint = async () => {
     await saveCheckpoint(ckptDir, {
       snapshot: await trainer.snapshot(),
@@ -161,7 +182,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     lastSaved = step;
   };
   try {
-    const firstStep = step;
+    stepsAtStart = step;
     while (step < total) {
       const indices = sampler.take(step * perStep, perStep);
       const shards = Array.from(
@@ -185,7 +206,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
         );
       }
       const rate = tokens / Math.max(elapsed, 1e-9);
-      const eta = (elapsed / (step - firstStep)) * (total - step);
+      const eta = (elapsed / (step - stepsAtStart)) * (total - step);
       io.progress?.({ step, total, loss: mean, tokensPerSecond: rate, etaSeconds: eta });
       if (step % cfg.checkpointEvery === 0 || step === total) await checkpoint();
       if (io.stopRequested?.()) {
@@ -201,12 +222,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   if (stopped) return { steps: step, before, stopped, seconds: (performance.now() - t0) / 1000 };
 
   const finalParams = await trainer.params();
-  const after = await evaluate(finalParams);
-  if (after) {
-    io.log(
-      `accuracy after: ${(100 * after.accuracy).toFixed(1)}% (${after.correct}/${after.total})`,
-    );
-  }
+  const after = await evaluate(finalParams, "after");
   await saveModel(join(cfg.out, "model"), model.config, finalParams, {
     ...Object.fromEntries(Object.entries(model.hfConfig).filter(([k]) => k.startsWith("dsl_"))),
   });
@@ -242,9 +258,6 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   );
   const seconds = (performance.now() - t0) / 1000;
   const stats = trainer.stats();
-  const pct = (
-    s?: TaskScore,
-  ) => (s ? `${(100 * s.accuracy).toFixed(1)}% (${s.correct}/${s.total})` : "n/a");
   const summary = `# Run summary
 
 | | |
@@ -253,8 +266,8 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
 | model | ${cfg.model} (${model.config.family}, ${adapt.length} adapted matrices) |
 | data | ${cfg.data ?? `synthetic task "${cfg.task}"`} (${train.length} training examples) |
 | steps | ${step} × ${perStep} sequences (max length ${cfg.maxLen}) |
-| accuracy before | ${pct(before)} |
-| accuracy after | ${pct(after)} |
+| accuracy before | ${before ? pct(overall(before)) : "n/a"} |
+| accuracy after | ${after ? pct(overall(after)) : "n/a"} |
 | final loss | ${history.at(-1)?.loss.toFixed(4) ?? "n/a"} |
 | time | ${seconds.toFixed(0)} s (training ${((performance.now() - started) / 1000).toFixed(0)} s) |
 | kernels per step | ${stats.kernelsPerStep} |
@@ -278,19 +291,39 @@ ${
 
 ![loss](loss.svg) ![rank](rank.svg)
 ${
-    after?.samples.length
+    before && after && Object.keys(after).length > 1
+      ? `\n## Accuracy per task\n\n| task | before | after |\n|---|---|---|\n${
+        Object.keys(after).map((t) => `| ${t} | ${pct(before![t])} | ${pct(after[t])} |`).join("\n")
+      }\n`
+      : ""
+  }${
+    after
       ? `\n## Samples after training\n\n${
-        after.samples.map((s) =>
+        Object.values(after).flatMap((sc) => sc.samples.slice(0, 2)).map((s) =>
           `- **${s.query}** → ${JSON.stringify(s.output)} (answer ${s.answer})`
         ).join("\n")
       }\n`
       : ""
   }`;
   await writeTextAtomic(join(cfg.out, "summary.md"), summary);
-  return { steps: step, before, after, stopped: false, seconds };
+  const trainSeconds = history.length ? history.at(-1)!.seconds : 0;
+  return {
+    steps: step,
+    before,
+    after,
+    stopped: false,
+    seconds,
+    stepSeconds: (performance.now() - started) / 1000 / Math.max(1, step - stepsAtStart),
+    bytesPerStep: stats.bytesCommunicated,
+    ranks,
+    losses: history.map((r) => [r.step, r.loss] as [number, number]),
+    trainSeconds,
+  };
 }
 
-async function readMetrics(path: string): Promise<{ step: number; loss: number }[]> {
+async function readMetrics(
+  path: string,
+): Promise<{ step: number; loss: number; seconds: number }[]> {
   try {
     return (await Deno.readTextFile(path)).split("\n").filter(Boolean).map((l) => JSON.parse(l));
   } catch (e) {

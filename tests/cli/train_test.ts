@@ -82,7 +82,7 @@ Deno.test({
     const out = join(root, "plain");
     const r = await train([...BASE, "--steps", "6", "--checkpoint-every", "3", "--out", out]);
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    assert.match(r.stdout, /accuracy before: .*%/);
+    assert.match(r.stdout, /accuracy before \(addition\): .*%/);
     assert.match(r.stdout, /# Run summary/);
     for (
       const f of [
