@@ -313,7 +313,7 @@ ${
     after,
     stopped: false,
     seconds,
-    stepSeconds: (performance.now() - started) / 1000 / Math.max(1, step - stepsAtStart),
+    stepSeconds: medianStepSeconds(history),
     bytesPerStep: stats.bytesCommunicated,
     ranks,
     losses: history.map((r) => [r.step, r.loss] as [number, number]),
@@ -330,4 +330,10 @@ async function readMetrics(
     if (e instanceof Deno.errors.NotFound) return [];
     throw e;
   }
+}
+
+/** Median wall time per step (robust to the first step's compilation). */
+function medianStepSeconds(history: { seconds: number }[]): number {
+  const d = history.slice(1).map((r, i) => r.seconds - history[i].seconds).sort((a, b) => a - b);
+  return d.length ? d[Math.floor(d.length / 2)] : 0;
 }
