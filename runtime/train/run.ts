@@ -190,7 +190,9 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
         (_, k) => collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad),
       );
       const lr = schedule(resolved)(step);
-      const { loss } = await trainer.step(shards);
+      const { loss } = await trainer.step(shards).catch((e) => {
+        throw explainDeviceMemory(e, cfg);
+      });
       step++;
       tokens += shards.reduce((n, s) => n + Array.from(s.mask.data).reduce((a, v) => a + v, 0), 0);
       const mean = loss.reduce((a, b) => a + b, 0) / loss.length;
@@ -336,4 +338,15 @@ async function readMetrics(
 function medianStepSeconds(history: { seconds: number }[]): number {
   const d = history.slice(1).map((r, i) => r.seconds - history[i].seconds).sort((a, b) => a - b);
   return d.length ? d[Math.floor(d.length / 2)] : 0;
+}
+
+/** An out-of-memory error from the device, restated with the sizes that drive memory use. */
+export function explainDeviceMemory(e: unknown, cfg: RunConfig): unknown {
+  const message = e instanceof Error ? e.message : String(e);
+  if (!/out of (device )?memory|out-of-memory/i.test(message)) return e;
+  return new Error(
+    `the device ran out of memory (${message}). Activations grow with --batch (now ${cfg.batch}) × ` +
+      `--max-len (now ${cfg.maxLen}) × --devices (now ${cfg.devices}); adapter state with --rank (now ${cfg.rank}). ` +
+      `Reduce --batch or --max-len first.`,
+  );
 }

@@ -229,3 +229,18 @@ Deno.test({
     assert.match(help.stdout, /--method hdpissa\|pissa\|lora\|full/);
   },
 });
+
+Deno.test("train: out-of-device-memory errors say which sizes to reduce", async () => {
+  const { explainDeviceMemory } = await import("../../runtime/train/run.ts");
+  const { DEFAULT_RUN } = await import("../../runtime/train/config.ts");
+  const e = explainDeviceMemory(
+    new Error("out of device memory allocating 3 buffer(s)"),
+    DEFAULT_RUN,
+  ) as Error;
+  assert.match(
+    e.message,
+    /ran out of memory .*--batch \(now 4\).*--max-len \(now \d+\).*Reduce --batch or --max-len/,
+  );
+  const other = new Error("shader failed");
+  assert.equal(explainDeviceMemory(other, DEFAULT_RUN), other);
+});
