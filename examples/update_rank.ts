@@ -69,7 +69,11 @@ for (const method of ["hdpissa", "pissa", "lora", "full"] as Method[]) {
   );
 }
 console.log(
-  `\nbounds: DP-LoRA r = ${r}, DP-PiSSA 2r = ${2 * r}, HD-PiSSA 2·K·r = ${
+  `\nfirst-order bounds: DP-LoRA r = ${r}, DP-PiSSA 2r = ${2 * r}, HD-PiSSA 2·K·r = ${
     2 * K * r
-  }, full min(m, n) = ${Math.min(m, n)}`,
+  }, ` +
+    `full min(m, n) = ${Math.min(m, n)}`,
+);
+console.log(
+  "(HD-PiSSA may count a little above 2·K·r: its second-order ΔB·ΔA tail crosses 1e-3·σ₁.)",
 );
