@@ -57,10 +57,10 @@ const table = `# SVD accuracy and time
 Produced by \`deno task bench-svd\` on ${device.info.description || device.info.vendor} (${
   new Date().toISOString().slice(0, 10)
 }).
-Matrices have singular values 0.97ⁱ. Exact: one-sided Jacobi in f64 on the host. Randomised: top 16,
+Matrices are U·diag(0.97ⁱ)·Vᵀ with random (non-orthogonal) U, V: a slowly decaying spectrum. Exact: one-sided Jacobi in f64 on the host. Randomised: top 16,
 oversampling 10, 4 power iterations, products on the device.
 
-| size | exact ms | ‖W − UΣVᵀ‖/‖W‖ | max|UᵀU − I| | randomised ms | max |σ̂ᵢ − σᵢ|/σ₁ (top 16) | rank-16 error: randomised vs optimal |
+| size | exact ms | ‖W − UΣVᵀ‖/‖W‖ | max abs(UᵀU − I) | randomised ms | max abs(σ̂ᵢ − σᵢ)/σ₁ (top 16) | rank-16 error ‖W − W₁₆‖/‖W‖: randomised vs optimal |
 |---|---|---|---|---|---|---|
 ${rows.join("\n")}
 `;
