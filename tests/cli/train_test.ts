@@ -244,3 +244,28 @@ Deno.test("train: out-of-device-memory errors say which sizes to reduce", async 
   const other = new Error("shader failed");
   assert.equal(explainDeviceMemory(other, DEFAULT_RUN), other);
 });
+
+Deno.test({
+  name: "train CLI: Ctrl-C (SIGINT) writes a checkpoint after the current step and exits 130",
+  sanitizeResources: false,
+  async fn() {
+    const out = join(root, "interrupted");
+    const child = command([...BASE, "--steps", "200", "--checkpoint-every", "1000", "--out", out])
+      .spawn();
+    const metrics = join(out, "metrics.jsonl");
+    for (let i = 0; i < 1200; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const lines = await Deno.readTextFile(metrics).then((t) =>
+        t.trim().split("\n").filter(Boolean).length
+      ).catch(() => 0);
+      if (lines >= 2) break;
+    }
+    child.kill("SIGINT");
+    const { code, stdout } = await child.output();
+    assert.equal(code, 130);
+    const steps = (await Deno.readTextFile(metrics)).trim().split("\n").length;
+    const ckpts = [...Deno.readDirSync(join(out, "checkpoints"))].map((e) => e.name);
+    assert.deepEqual(ckpts, [`step-${String(steps).padStart(8, "0")}.safetensors`]);
+    assert.match(new TextDecoder().decode(stdout), /stopped at step \d+; checkpoint written/);
+  },
+});
