@@ -63,8 +63,14 @@ export async function saveLoraAdapter(
   const targets = new Set<string>();
   for (const name of Object.keys(factors.a)) {
     const path = modulePath(name);
-    tensors[`base_model.model.${path}.lora_A.weight`] = factors.a[name];
-    tensors[`base_model.model.${path}.lora_B.weight`] = factors.b[name];
+    // Our factors always satisfy ΔW = s·B·A in the weight's stored layout. For GPT-2's Conv1D
+    // (stored [in, out], PEFT's fan_in_fan_out) PEFT applies ΔW = s·(lora_B·lora_A)ᵀ with
+    // lora_A [r, in], lora_B [out, r]: so lora_A = Bᵀ and lora_B = Aᵀ.
+    const [a, b] = opts.fanInFanOut
+      ? [transposed(factors.b[name]), transposed(factors.a[name])]
+      : [factors.a[name], factors.b[name]];
+    tensors[`base_model.model.${path}.lora_A.weight`] = a;
+    tensors[`base_model.model.${path}.lora_B.weight`] = b;
     targets.add(path.split(".").at(-1)!);
   }
   await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
@@ -85,4 +91,13 @@ export async function saveLoraAdapter(
     modules_to_save: null,
   };
   await writeTextAtomic(join(dir, "adapter_config.json"), JSON.stringify(config, null, 2) + "\n");
+}
+
+function transposed(x: HostArray): HostArray {
+  const [rows, cols] = x.shape;
+  const data = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) data[j * rows + i] = x.data[i * cols + j];
+  }
+  return { shape: [cols, rows], dtype: "f32", data };
 }

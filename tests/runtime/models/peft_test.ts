@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { HostArray } from "../../../dsl/host_array.ts";
 import { linear } from "../../../dsl/nn/layers.ts";
-import { mean, square, sub } from "../../../mod.ts";
+import { matmul, mean, square, sub } from "../../../mod.ts";
 import type { Tensor } from "../../../dsl/trace.ts";
 import { readSafetensors } from "../../../runtime/io/safetensors.ts";
 import { pissaToLora, saveLoraAdapter } from "../../../runtime/models/peft.ts";
@@ -80,3 +80,39 @@ for (const method of ["pissa", "lora"] as Method[]) {
     await Deno.remove(dir, { recursive: true });
   });
 }
+
+Deno.test("PEFT export (GPT-2 Conv1D, fan_in_fan_out): PEFT's transposed merge reproduces the trained weight", async () => {
+  const name = "transformer.h.0.attn.c_attn.weight";
+  const w = randomArray([8, 12], 4); // Conv1D: [in, out], used as x·W
+  const conv = (p: Record<string, Tensor>, b: { x: Tensor; y: Tensor }) =>
+    mean(square(sub(matmul(b.x, p[name]), b.y)));
+  const trainer = await createTrainer({
+    loss: conv,
+    params: { [name]: w },
+    adapt: [name],
+    method: "lora",
+    devices: 1,
+    rank: 2,
+    optimizer: { lr: 0.05 },
+  });
+  for (let s = 0; s < 3; s++) {
+    await trainer.step([{ x: randomArray([4, 8], s + 1), y: randomArray([4, 12], s + 9) }]);
+  }
+  const exported = (await trainer.adapters())!;
+  const dir = await Deno.makeTempDir();
+  await saveLoraAdapter(dir, exported.trained, { fanInFanOut: true });
+  const t = await readSafetensors(join(dir, "adapter_model.safetensors"));
+  const prefix = "base_model.model.transformer.h.0.attn.c_attn";
+  const [loraA, loraB] = [t[`${prefix}.lora_A.weight`], t[`${prefix}.lora_B.weight`]];
+  assert.deepEqual([loraA.shape, loraB.shape], [[2, 8], [12, 2]]); // [r, in], [out, r]
+  const want = (await trainer.params())[name];
+  // PEFT: W + s·(lora_B·lora_A)ᵀ
+  for (let i = 0; i < 8; i++) {
+    for (let j = 0; j < 12; j++) {
+      let d = 0;
+      for (let c = 0; c < 2; c++) d += loraB.data[j * 2 + c] * loraA.data[c * 8 + i];
+      assert.ok(Math.abs(w.data[i * 12 + j] + d - want.data[i * 12 + j]) < 1e-5, `(${i}, ${j})`);
+    }
+  }
+  await Deno.remove(dir, { recursive: true });
+});
