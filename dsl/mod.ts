@@ -14,7 +14,7 @@ export {
 } from "./host_array.ts";
 export { DslError } from "./errors.ts";
 export { type AbstractValue, formatAval, Graph, Node, type Params, printGraph } from "./graph.ts";
-export { getPrimitive, type Primitive, primitiveNames } from "./primitive.ts";
+export { getPrimitive, isElementwise, type Primitive, primitiveNames } from "./primitive.ts";
 export { flattenTree, type TreeDef, unflattenTree } from "./pytree.ts";
 export { type ArgSpec, Tensor } from "./trace.ts";
 export { trace } from "./trace_function.ts";

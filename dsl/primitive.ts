@@ -51,6 +51,8 @@ export type WgslRule<P> =
     emit(ctx: WgslEmitContext<P>): string;
     /** WGSL helper functions the expression calls, by name. */
     helpers?: Readonly<Record<string, string>>;
+    /** Output element i reads only input elements i (all operands share the output's shape). */
+    elementwise?: boolean;
   }
   | { kind: "reduce"; reduction: "sum" | "max" | "argmax" }
   | { kind: "matmul" }
@@ -111,3 +113,9 @@ export function requireDTypes(
 }
 
 export type { Params };
+
+/** Whether `op` is elementwise: output element i depends only on operand elements i. */
+export function isElementwise(op: string): boolean {
+  const rule = registry.get(op)?.wgsl;
+  return rule?.kind === "inline" && rule.elementwise === true;
+}

@@ -9,6 +9,7 @@
 
 import { DslError } from "./errors.ts";
 import type { Node } from "./graph.ts";
+import { isElementwise } from "./primitive.ts";
 import type { HostArray } from "./host_array.ts";
 import { interpret } from "./interpret.ts";
 import * as lax from "./lax.ts";
@@ -29,36 +30,6 @@ interface Value {
   t: Tensor;
   batched: boolean;
 }
-
-const ELEMENTWISE = new Set([
-  "neg",
-  "abs",
-  "exp",
-  "log",
-  "sqrt",
-  "recip",
-  "tanh",
-  "sigmoid",
-  "erf",
-  "sin",
-  "cos",
-  "stopGradient",
-  "add",
-  "sub",
-  "mul",
-  "div",
-  "pow",
-  "maximum",
-  "less",
-  "equal",
-  "where",
-  "cast",
-  "bitAnd",
-  "bitOr",
-  "bitXor",
-  "shiftLeft",
-  "shiftRightLogical",
-]);
 
 const shift = (axes: readonly number[]) => axes.map((a) => a + 1);
 
@@ -89,7 +60,7 @@ function unrolled(node: Node, args: Value[], k: number): Tensor {
 function batchRule(node: Node, args: Value[], k: number): Tensor {
   const p = node.params as Record<string, unknown>;
   const [x] = args;
-  if (ELEMENTWISE.has(node.op)) return bind(node.op, args.map((a) => lift(a, k)), node.params);
+  if (isElementwise(node.op)) return bind(node.op, args.map((a) => lift(a, k)), node.params);
   switch (node.op) {
     case "sum":
     case "max":

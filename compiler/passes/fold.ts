@@ -8,32 +8,14 @@
  * keeps a gradient's IR readable and its kernels lean.
  */
 
-import { getPrimitive, type Graph, type HostArray, type Node } from "../../dsl/mod.ts";
+import {
+  getPrimitive,
+  type Graph,
+  type HostArray,
+  isElementwise,
+  type Node,
+} from "../../dsl/mod.ts";
 import { type Emitter, rewriteGraph } from "./rewrite.ts";
-
-const ELEMENTWISE = new Set([
-  "neg",
-  "abs",
-  "exp",
-  "log",
-  "sqrt",
-  "recip",
-  "tanh",
-  "sigmoid",
-  "erf",
-  "sin",
-  "cos",
-  "add",
-  "sub",
-  "mul",
-  "div",
-  "pow",
-  "maximum",
-  "less",
-  "equal",
-  "where",
-  "cast",
-]);
 
 /** The scalar a splat node holds, or undefined. */
 export function splatValue(node: Node): number | undefined {
@@ -58,7 +40,7 @@ function emitSplat(value: number, node: Node, emitter: Emitter): Node {
 }
 
 function foldSplats(node: Node, inputs: readonly Node[], emitter: Emitter): Node | undefined {
-  if (!ELEMENTWISE.has(node.op) || inputs.length === 0) return undefined;
+  if (!isElementwise(node.op) || inputs.length === 0) return undefined;
   const values = inputs.map(splatValue);
   if (values.some((v) => v === undefined)) return undefined;
   const scalars: HostArray[] = inputs.map((x, i) => ({

@@ -105,5 +105,6 @@ export function elementwiseWgsl<P>(
     kind: "inline",
     emit: (ctx) => expr(ctx.inputs.map((_, k) => ctx.read(k, ctx.index)), ctx.inputs, ctx.params),
     helpers: pickHelpers(helpers),
+    elementwise: true,
   };
 }
