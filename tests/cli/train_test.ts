@@ -5,31 +5,14 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { ModelConfig } from "../../dsl/nn/config.ts";
 import { initParams } from "../../dsl/nn/transformer.ts";
 import { readSafetensors } from "../../runtime/io/safetensors.ts";
 import { saveModel } from "../../runtime/models/model_dir.ts";
-
-const TINY: ModelConfig = {
-  family: "llama",
-  vocab: 260,
-  width: 16,
-  layers: 1,
-  heads: 2,
-  kvHeads: 2,
-  ffn: 32,
-  context: 128,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: true,
-  bos: 256,
-  eos: 257,
-  pad: 258,
-};
+import { TINY_BYTE_LLAMA } from "../helpers/tiny_models.ts";
 
 const root = await Deno.makeTempDir({ prefix: "train-cli-" });
 const modelDir = join(root, "model");
-await saveModel(modelDir, TINY, initParams(TINY, 1), {
+await saveModel(modelDir, TINY_BYTE_LLAMA, initParams(TINY_BYTE_LLAMA, 1), {
   dsl_tokenizer: "byte",
   dsl_template: "compact",
 });
@@ -185,9 +168,12 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const bad = join(root, "nan-model");
-    const params = initParams(TINY, 1);
+    const params = initParams(TINY_BYTE_LLAMA, 1);
     params["model.norm.weight"].data[0] = NaN;
-    await saveModel(bad, TINY, params, { dsl_tokenizer: "byte", dsl_template: "compact" });
+    await saveModel(bad, TINY_BYTE_LLAMA, params, {
+      dsl_tokenizer: "byte",
+      dsl_template: "compact",
+    });
     const r = await train([
       ...BASE,
       "--model",

@@ -35,3 +35,21 @@ export const TINY_GPT2: ModelConfig = {
   eos: 18,
   pad: 19,
 };
+
+/** A tiny byte-level Llama (the shipped base's tokenizer and layout, one small layer). */
+export const TINY_BYTE_LLAMA: ModelConfig = {
+  family: "llama",
+  vocab: 260,
+  width: 16,
+  layers: 1,
+  heads: 2,
+  kvHeads: 2,
+  ffn: 32,
+  context: 128,
+  normEps: 1e-5,
+  ropeTheta: 10000,
+  tieEmbeddings: true,
+  bos: 256,
+  eos: 257,
+  pad: 258,
+};

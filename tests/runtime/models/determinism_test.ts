@@ -6,33 +6,16 @@ import { PretrainStream } from "../../../runtime/data/pretrain_data.ts";
 import { toDevice, toHost } from "../../../runtime/jit.ts";
 import { adamTrainStep } from "../../../runtime/models/lm_steps.ts";
 import { ByteTokenizer } from "../../../runtime/text/tokenizer.ts";
-import type { ModelConfig } from "../../../dsl/nn/config.ts";
-
-const CFG: ModelConfig = {
-  family: "llama",
-  vocab: 260,
-  width: 16,
-  layers: 1,
-  heads: 2,
-  kvHeads: 2,
-  ffn: 32,
-  context: 64,
-  normEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: true,
-  bos: 256,
-  eos: 257,
-  pad: 258,
-};
+import { TINY_BYTE_LLAMA } from "../../helpers/tiny_models.ts";
 
 /** Three pretraining steps from scratch, as `deno task pretrain` runs them. */
 async function pretrainSteps(seed: number): Promise<Record<string, HostArray>> {
   const text = "Fellow citizens of the Senate and of the House of Representatives. ".repeat(40);
   const stream = new PretrainStream(text, new ByteTokenizer(), { batch: 2, length: 64, seed });
-  const init = initParams(CFG, seed);
+  const init = initParams(TINY_BYTE_LLAMA, seed);
   let params = await toDevice(init);
   let state = await toDevice(adamInit(init));
-  const step = adamTrainStep(CFG, { weightDecay: 0.01, clip: 1, beta2: 0.99 });
+  const step = adamTrainStep(TINY_BYTE_LLAMA, { weightDecay: 0.01, clip: 1, beta2: 0.99 });
   for (let s = 0; s < 3; s++) {
     const lr: HostArray = { shape: [], dtype: "f32", data: Float32Array.of(3e-3) };
     const out = await step.onDevice(params, state, lr, stream.batch(s));
