@@ -40,6 +40,8 @@ export interface Jitted {
   onDevice(...args: unknown[]): Promise<any>;
   /** The Program for arguments of these shapes (host arrays or `{ shape, dtype }` specs). */
   lower(...specs: unknown[]): Promise<Program>;
+  /** The Program a call with these arguments runs (compiled once and cached, as a call would). */
+  program(...args: unknown[]): Promise<Program>;
   /** Per-kernel wall time for these arguments (each kernel run alone; nothing donated). */
   profile(...args: unknown[]): Promise<KernelTiming[]>;
   /** Number of compiled signatures. */
@@ -153,6 +155,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
   const jitted = call as Jitted;
   jitted.onDevice = onDevice;
   jitted.profile = profile;
+  jitted.program = async (...args: unknown[]) => (await prepare(args)).c.program;
   jitted.lower = async (...specs: unknown[]) => {
     const isSpec = (x: unknown) =>
       isLeaf(x) || (typeof x === "object" && x !== null && Array.isArray(

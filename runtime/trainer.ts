@@ -255,7 +255,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     batch: unknown,
   ) => {
     const inputs = [...args.map((k) => live[k]), lr, batch];
-    if (kernels === 0) kernels = (await f.lower(...inputs)).kernels.length;
+    if (kernels === 0) kernels = (await f.program(...inputs)).kernels.length;
     const out = await f.onDevice(...inputs);
     for (const [from, to] of Object.entries(outs)) live[to] = out[from];
     return out.losses as DeviceArray;
