@@ -3,7 +3,13 @@
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { ModelConfig } from "../../dsl/nn/config.ts";
 import { type LmBatch, lmLoss } from "../../dsl/nn/transformer.ts";
-import { type AdamOptions, type AdamState, adamUpdate, clipByGlobalNorm } from "../../dsl/optim.ts";
+import {
+  type AdamOptions,
+  type AdamState,
+  adamUpdate,
+  clipByGlobalNorm,
+  globalNorm,
+} from "../../dsl/optim.ts";
 import { valueAndGrad } from "../../dsl/autodiff.ts";
 import { mul, sum } from "../../dsl/mod.ts";
 import type { Tensor } from "../../dsl/trace.ts";
@@ -28,7 +34,7 @@ export function adamTrainStep(
     ];
     const { grads, norm } = opts.clip
       ? clipByGlobalNorm(raw, opts.clip)
-      : { grads: raw, norm: loss };
+      : { grads: raw, norm: globalNorm(raw) };
     const next = adamUpdate(params, grads, state, lr, opts);
     return { params: next.params, state: next.state, loss, gradNorm: norm };
   }, { donate: [0, 1] });
