@@ -31,7 +31,10 @@ const HELP = `deno task train [--config run.json] [flags]
   --task NAME                        synthetic task when no --data (default ${DEFAULT_RUN.task})
   --train-size N, --eval-size N      examples to train on / to score before and after
   --adapt a,b,…                      module names to adapt (default all attention and MLP projections)
-  --mode virtual|devices|mpi         where the K shards run (default ${DEFAULT_RUN.mode})
+  --mode virtual|devices|mpi         where the K shards run (default ${DEFAULT_RUN.mode}): one device,
+                                     K devices in this process, or one process per rank under mpirun
+  --verify-replicas-every N          distributed modes: hash W on every replica every N steps
+  --comm-timeout S                   mode mpi: stop the job if a peer is silent for S s (default 600)
   --out DIR                          run folder (default ${DEFAULT_RUN.out})
   --checkpoint-every N               steps between checkpoints (default ${DEFAULT_RUN.checkpointEvery})
   --resume                           continue from the newest valid checkpoint in --out
@@ -52,8 +55,16 @@ const NUMERIC = new Set([
   "evalSize",
   "seed",
   "checkpointEvery",
+  "verifyReplicasEvery",
+  "commTimeout",
 ]);
-const fields = Object.keys(DEFAULT_RUN).concat(["alpha", "epochs", "data"]);
+const fields = Object.keys(DEFAULT_RUN).concat([
+  "alpha",
+  "epochs",
+  "data",
+  "verifyReplicasEvery",
+  "commTimeout",
+]);
 
 function parse(args: string[]): RunConfig {
   const options: Record<string, { type: "string" | "boolean" }> = {
@@ -135,7 +146,7 @@ if (import.meta.main) {
       stopRequested: () => stop,
     });
     if (tty) console.log();
-    if (!result.stopped) {
+    if (!result.stopped && result.leader !== false) {
       console.log(await Deno.readTextFile(`${cfg.out}/summary.md`));
       console.log(`run folder: ${cfg.out}`);
     }

@@ -60,7 +60,7 @@ function shardGrads(
 }
 
 /** Adam's bias-corrected step size for gradient g: returns (Δ = lr·m̂/(√v̂+ε), m, v). */
-function adamDelta(g: Tensor, m: Tensor, v: Tensor, t: Tensor, lr: Tensor, h: AdamHyper) {
+export function adamDelta(g: Tensor, m: Tensor, v: Tensor, t: Tensor, lr: Tensor, h: AdamHyper) {
   const m1 = add(mul(h.beta1, m), mul(1 - h.beta1, g));
   const v1 = add(mul(h.beta2, v), mul(1 - h.beta2, square(g)));
   const mHat = div(m1, biasCorrection(h.beta1, t));
@@ -79,11 +79,95 @@ export interface HdPissaState<T> {
 }
 
 /**
- * HD-PiSSA step for all K shards: per-shard projected gradients, per-shard Adam, then every
- * matrix gets W ← W − (ΔB_cat·A_cat + (B_cat − ΔB_cat)·ΔA_cat) (a sum over shards, no 1/K).
- * `aCat` [K·r, n] and `bCat` [m, K·r] hold every shard's fixed slices. The shards run as one
- * batched pass (`vmap` over the shard axis): weight products see all shards' rows at once, and the
- * per-shard projections are batched products.
+ * Per-shard projected gradients and Adam steps of HD-PiSSA for the shards stacked in `shards`
+ * (leading axis k): `a` [k, r, n] and `b` [k, m, r] are those shards' fixed slices. Returns the
+ * factor deltas ΔA [k, r, n], ΔB [k, m, r], the next Adam state and the per-shard losses. The
+ * shards run as one batched pass (`vmap` over the shard axis): weight products see all shards'
+ * rows at once, and the per-shard projections are batched products.
+ */
+export function hdpissaShardDeltas(
+  loss: ShardLoss,
+  adapt: readonly string[],
+  hyper: AdamHyper,
+  params: Rec<Tensor>,
+  slices: { a: Rec<Tensor>; b: Rec<Tensor> },
+  state: HdPissaState<Tensor>,
+  lr: Tensor,
+  shards: unknown,
+) {
+  const t = add(state.step, 1);
+  const perShard = (batch: unknown, a: Rec<Tensor>, b: Rec<Tensor>) => {
+    const [value, grads] = shardGrads(loss, params, adapt, batch);
+    const gA: Rec<Tensor> = {}, gB: Rec<Tensor> = {};
+    for (const name of adapt) {
+      gA[name] = matmul(transpose(b[name]), grads[name]); // Bₖᵀ·Gₖ
+      gB[name] = matmul(grads[name], transpose(a[name])); // Gₖ·Aₖᵀ
+    }
+    return { loss: value, gA, gB };
+  };
+  const out = vmap(perShard)(shards, slices.a, slices.b) as {
+    loss: Tensor;
+    gA: Rec<Tensor>;
+    gB: Rec<Tensor>;
+  };
+  const next: HdPissaState<Tensor> = { mA: {}, vA: {}, mB: {}, vB: {}, step: t };
+  const dA: Rec<Tensor> = {}, dB: Rec<Tensor> = {};
+  for (const name of adapt) {
+    // Adam on every shard's factors at once ([k, …] elementwise).
+    const stepA = adamDelta(out.gA[name], state.mA[name], state.vA[name], t, lr, hyper);
+    const stepB = adamDelta(out.gB[name], state.mB[name], state.vB[name], t, lr, hyper);
+    next.mA[name] = stepA.m, next.vA[name] = stepA.v;
+    next.mB[name] = stepB.m, next.vB[name] = stepB.v;
+    dA[name] = stepA.delta, dB[name] = stepB.delta;
+  }
+  return { dA, dB, state: next, losses: out.loss };
+}
+
+/**
+ * W ← W − (ΔB_cat·A_cat + (B_cat − ΔB_cat)·ΔA_cat) for every adapted matrix, from all K shards'
+ * deltas ΔA [K, r, n], ΔB [K, m, r] (a sum over shards, no 1/K). Every replica runs this with the
+ * same inputs, so replicas stay bitwise identical.
+ */
+export function applyFactorDeltas(
+  params: Rec<Tensor>,
+  slices: { aCat: Rec<Tensor>; bCat: Rec<Tensor> },
+  dA: Rec<Tensor>,
+  dB: Rec<Tensor>,
+): Rec<Tensor> {
+  const out = { ...params };
+  for (const name of Object.keys(dA)) {
+    const [K, r, n] = dA[name].shape;
+    const m = params[name].shape[0];
+    const dACat = reshape(dA[name], [K * r, n]);
+    const dBCat = reshape(transpose(dB[name], [1, 0, 2]), [m, K * r]);
+    // ΔB·A + (B − ΔB)·ΔA as one product of inner dimension 2·K·r, [ΔB | B − ΔB]·[A ; ΔA]: one
+    // matmul kernel whose epilogue subtracts from W (in place when W is donated).
+    const left = concat([dBCat, sub(slices.bCat[name], dBCat)], 1);
+    const right = concat([slices.aCat[name], dACat], 0);
+    out[name] = sub(params[name], matmul(left, right));
+  }
+  return out;
+}
+
+/** Shard k's slices, stacked: A [K, r, n] (rows k·r…), B [K, m, r] (columns k·r…). */
+export function shardSlices(
+  slices: { aCat: Rec<Tensor>; bCat: Rec<Tensor> },
+  rank: number,
+): { a: Rec<Tensor>; b: Rec<Tensor> } {
+  const a: Rec<Tensor> = {}, b: Rec<Tensor> = {};
+  for (const name of Object.keys(slices.aCat)) {
+    const [kr, n] = slices.aCat[name].shape;
+    const m = slices.bCat[name].shape[0];
+    a[name] = reshape(slices.aCat[name], [kr / rank, rank, n]);
+    b[name] = transpose(reshape(slices.bCat[name], [m, kr / rank, rank]), [1, 0, 2]);
+  }
+  return { a, b };
+}
+
+/**
+ * HD-PiSSA step for all K shards on one device: per-shard projected gradients, per-shard Adam, then
+ * every matrix gets W ← W − (ΔB_cat·A_cat + (B_cat − ΔB_cat)·ΔA_cat). `aCat` [K·r, n] and `bCat`
+ * [m, K·r] hold every shard's fixed slices.
  */
 export function hdpissaStep(
   loss: ShardLoss,
@@ -99,48 +183,16 @@ export function hdpissaStep(
     shards: unknown,
   ) => {
     const K = shardCount(shards);
-    const t = add(state.step, 1);
-    // Shard k's slices, stacked: A [K, r, n] (rows k·r…), B [K, m, r] (columns k·r…).
-    const aK: Rec<Tensor> = {}, bK: Rec<Tensor> = {};
-    for (const name of adapt) {
-      const [m, n] = params[name].shape;
-      aK[name] = reshape(slices.aCat[name], [K, rank, n]);
-      bK[name] = transpose(reshape(slices.bCat[name], [m, K, rank]), [1, 0, 2]);
+    const local = shardSlices(slices, rank);
+    if (local.a[adapt[0]].shape[0] !== K) {
+      throw new DslError(
+        "hdpissaStep",
+        `${K} shard batches for ${local.a[adapt[0]].shape[0]} slices`,
+      );
     }
-    const perShard = (batch: unknown, a: Rec<Tensor>, b: Rec<Tensor>) => {
-      const [value, grads] = shardGrads(loss, params, adapt, batch);
-      const gA: Rec<Tensor> = {}, gB: Rec<Tensor> = {};
-      for (const name of adapt) {
-        gA[name] = matmul(transpose(b[name]), grads[name]); // Bₖᵀ·Gₖ
-        gB[name] = matmul(grads[name], transpose(a[name])); // Gₖ·Aₖᵀ
-      }
-      return { loss: value, gA, gB };
-    };
-    const out = vmap(perShard)(shards, aK, bK) as {
-      loss: Tensor;
-      gA: Rec<Tensor>;
-      gB: Rec<Tensor>;
-    };
-    const newParams = { ...params };
-    const next: HdPissaState<Tensor> = { mA: {}, vA: {}, mB: {}, vB: {}, step: t };
-    for (const name of adapt) {
-      const [m, n] = params[name].shape;
-      // Adam on every shard's factors at once ([K, …] elementwise).
-      const stepA = adamDelta(out.gA[name], state.mA[name], state.vA[name], t, lr, hyper);
-      const stepB = adamDelta(out.gB[name], state.mB[name], state.vB[name], t, lr, hyper);
-      next.mA[name] = stepA.m,
-        next.vA[name] = stepA.v,
-        next.mB[name] = stepB.m,
-        next.vB[name] = stepB.v;
-      const dA = reshape(stepA.delta, [K * rank, n]); // ΔA_cat
-      const dB = reshape(transpose(stepB.delta, [1, 0, 2]), [m, K * rank]); // ΔB_cat
-      // ΔB·A + (B − ΔB)·ΔA as one product of inner dimension 2·K·r, [ΔB | B − ΔB]·[A ; ΔA]: one
-      // matmul kernel whose epilogue subtracts from W (in place when W is donated).
-      const left = concat([dB, sub(slices.bCat[name], dB)], 1);
-      const right = concat([slices.aCat[name], dA], 0);
-      newParams[name] = sub(params[name], matmul(left, right));
-    }
-    return { params: newParams, state: next, losses: out.loss };
+    const d = hdpissaShardDeltas(loss, adapt, hyper, params, local, state, lr, shards);
+    const newParams = applyFactorDeltas(params, slices, d.dA, d.dB);
+    return { params: newParams, state: d.state, losses: d.losses };
   };
 }
 
@@ -155,14 +207,16 @@ export interface DpState<T> {
  * Per-shard losses [K] in one batched pass, and the gradient of their mean — the data-parallel
  * all-reduce (mean of shard gradients) done by autodiff through the batched pass.
  */
-function meanShardGrads(
+export function meanShardGrads(
   shards: unknown,
   trained: Rec<Tensor>,
   lossOf: (trained: Rec<Tensor>, batch: unknown) => Tensor,
+  /** Shards in the whole group (default: those here); a rank's share of the mean otherwise. */
+  divisor?: number,
 ): { losses: Tensor; grads: Rec<Tensor> } {
   const mean = (p: Rec<Tensor>) => {
     const losses = vmap((batch: unknown) => lossOf(p, batch))(shards) as Tensor;
-    return [div(sum(losses), losses.shape[0]), losses] as [Tensor, Tensor];
+    return [div(sum(losses), divisor ?? losses.shape[0]), losses] as [Tensor, Tensor];
   };
   const [[, losses], grads] = valueAndGrad(mean, { hasAux: true })(trained) as [
     [Tensor, Tensor],
@@ -171,7 +225,7 @@ function meanShardGrads(
   return { losses, grads };
 }
 
-function adamOnRecord(
+export function adamOnRecord(
   params: Rec<Tensor>,
   grads: Rec<Tensor>,
   state: DpState<Tensor>,
@@ -210,19 +264,42 @@ export function adapterDpStep(
     lr: Tensor,
     shards: unknown,
   ) => {
-    const flat: Rec<Tensor> = {};
-    for (const n of adapt) flat[`${n}#a`] = adapters.a[n], flat[`${n}#b`] = adapters.b[n];
-    const { losses, grads } = meanShardGrads(shards, flat, (ab, batch) => {
-      const merged = { ...params };
-      for (const n of adapt) {
-        merged[n] = add(params[n], mul(scale, matmul(ab[`${n}#b`], ab[`${n}#a`])));
-      }
-      return loss(merged, batch);
-    });
+    const flat = flattenAdapters(adapters, adapt);
+    const { losses, grads } = meanShardGrads(shards, flat, adapterLoss(loss, params, adapt, scale));
     const updated = adamOnRecord(flat, grads, state, lr, hyper);
-    const a: Rec<Tensor> = {}, b: Rec<Tensor> = {};
-    for (const n of adapt) a[n] = updated.params[`${n}#a`], b[n] = updated.params[`${n}#b`];
-    return { adapters: { a, b }, state: updated.state, losses };
+    return { adapters: unflattenAdapters(updated.params, adapt), state: updated.state, losses };
+  };
+}
+
+/** A and B of every adapted matrix as one record ("name#a", "name#b"), in `adapt` order. */
+export function flattenAdapters(
+  adapters: { a: Rec<Tensor>; b: Rec<Tensor> },
+  adapt: readonly string[],
+): Rec<Tensor> {
+  const flat: Rec<Tensor> = {};
+  for (const n of adapt) flat[`${n}#a`] = adapters.a[n], flat[`${n}#b`] = adapters.b[n];
+  return flat;
+}
+
+export function unflattenAdapters(flat: Rec<Tensor>, adapt: readonly string[]) {
+  const a: Rec<Tensor> = {}, b: Rec<Tensor> = {};
+  for (const n of adapt) a[n] = flat[`${n}#a`], b[n] = flat[`${n}#b`];
+  return { a, b };
+}
+
+/** The shard loss seen through W_base + s·B·A for every adapted matrix. */
+export function adapterLoss(
+  loss: ShardLoss,
+  params: Rec<Tensor>,
+  adapt: readonly string[],
+  scale: number,
+) {
+  return (ab: Rec<Tensor>, batch: unknown) => {
+    const merged = { ...params };
+    for (const n of adapt) {
+      merged[n] = add(params[n], mul(scale, matmul(ab[`${n}#b`], ab[`${n}#a`])));
+    }
+    return loss(merged, batch);
   };
 }
 

@@ -34,6 +34,10 @@ export interface RunConfig {
   checkpointEvery: number;
   /** Adapt these module names (default: every attention and MLP projection). */
   adapt: string[];
+  /** Distributed modes: compare hashes of W across replicas every N steps (debug). */
+  verifyReplicasEvery?: number;
+  /** Mode "mpi": seconds a collective may wait for a peer before the job stops. */
+  commTimeout?: number;
 }
 
 export const DEFAULT_RUN: RunConfig = {
@@ -89,6 +93,8 @@ const INT_FIELDS = {
   evalSize: [0, 1e6],
   seed: [-(2 ** 31), 2 ** 31 - 1],
   checkpointEvery: [1, 1e7],
+  verifyReplicasEvery: [1, 1e7],
+  commTimeout: [1, 1e6],
 } as const;
 
 /** Checks every field; returns the config. */
@@ -99,7 +105,7 @@ export function validateRun(c: RunConfig): RunConfig {
   }
   for (const [k, [lo, hi]] of Object.entries(INT_FIELDS)) {
     const v = (c as unknown as Record<string, unknown>)[k];
-    if (v === undefined && k === "epochs") continue;
+    if (v === undefined && ["epochs", "verifyReplicasEvery", "commTimeout"].includes(k)) continue;
     if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) {
       throw new ConfigError(kebab(k), `must be an integer in [${lo}, ${hi}] (got ${v})`);
     }

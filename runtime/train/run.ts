@@ -56,6 +56,8 @@ export interface RunResult {
   ranks?: LayerTypeRank[];
   losses?: [number, number][];
   trainSeconds?: number;
+  /** False on MPI ranks other than 0, which write no files and evaluate nothing. */
+  leader?: boolean;
 }
 
 const pct = (s: { accuracy: number; correct: number; total: number }) =>
@@ -80,7 +82,6 @@ function schedule(cfg: RunConfig) {
 
 export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult> {
   const t0 = performance.now();
-  await Deno.mkdir(cfg.out, { recursive: true });
   const model = await loadModel(cfg.model);
   const tok = model.tokenizer;
   // Data: a JSONL file, or a synthetic task (which also gives the evaluation split).
@@ -127,7 +128,17 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     optimizer: { lr: schedule(resolved) },
     mode: cfg.mode,
     seed: cfg.seed,
+    verifyReplicasEvery: cfg.verifyReplicasEvery,
+    collectiveTimeoutMs: cfg.commTimeout ? cfg.commTimeout * 1000 : undefined,
   });
+  // Mode "mpi": this process is one rank; it builds and trains its own shards only, and rank 0
+  // alone evaluates and writes the run folder. Every rank takes the same decisions (stop,
+  // non-finite loss) from values gathered each step.
+  const leader = trainer.rank === 0;
+  const perRank = K / trainer.size;
+  const myShards = Array.from({ length: perRank }, (_, i) => trainer.rank * perRank + i);
+  if (leader) await Deno.mkdir(cfg.out, { recursive: true });
+  const log = (line: string) => leader && io.log(line);
   const sampler = new BatchSampler(encoded.length, cfg.seed);
   const ckptDir = join(cfg.out, "checkpoints");
   const metricsPath = join(cfg.out, "metrics.jsonl");
@@ -135,70 +146,94 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   let step = 0;
   let before: Scores | undefined;
   if (cfg.resume) {
-    const ckpt = await loadLatestCheckpoint(ckptDir, configHash, io.log);
+    const ckpt = await loadLatestCheckpoint(ckptDir, configHash, (l) => leader && io.log(l));
     if (ckpt) {
       await trainer.restore(ckpt.snapshot);
       step = ckpt.snapshot.step;
-      io.log(`resumed from step ${step}`);
-    } else io.log("no usable checkpoint: starting from step 0");
+      log(`resumed from step ${step}`);
+    } else log("no usable checkpoint: starting from step 0");
+    // Every rank must resume from the same step (one shared run folder).
+    const steps = await trainer.gatherScalars([step]);
+    if (steps.some((s) => s !== step)) {
+      throw new Error(
+        `ranks found different checkpoints (steps ${
+          steps.join(", ")
+        }): --out must be one folder all ranks share`,
+      );
+    }
     try {
       before = JSON.parse(await Deno.readTextFile(statePath)).before;
     } catch { /* evaluated again below */ }
   }
   // Metrics past the restored step belong to the interrupted attempt: drop them.
-  const kept = step === 0
-    ? []
-    : await readMetrics(metricsPath).then((m) => m.filter((r) => r.step <= step));
-  await writeTextAtomic(metricsPath, kept.map((r) => text(r) + "\n").join(""));
-  await writeTextAtomic(
-    join(cfg.out, "config.json"),
-    JSON.stringify({ ...resolved, adaptedWeights: adapt.length, configHash }, null, 2) + "\n",
-  );
+  if (leader) {
+    const kept = step === 0
+      ? []
+      : await readMetrics(metricsPath).then((m) => m.filter((r) => r.step <= step));
+    await writeTextAtomic(metricsPath, kept.map((r) => text(r) + "\n").join(""));
+    await writeTextAtomic(
+      join(cfg.out, "config.json"),
+      JSON.stringify({ ...resolved, adaptedWeights: adapt.length, configHash }, null, 2) + "\n",
+    );
+  }
   const evaluate = async (params: Record<string, HostArray>, when: string) => {
     const scores: Scores = {};
     for (const [task, items] of Object.entries(tests)) {
       scores[task] = await evaluateItems(model.config, tok, params, items, {
         template: model.template,
       });
-      io.log(`accuracy ${when} (${task}): ${pct(scores[task])}`);
+      log(`accuracy ${when} (${task}): ${pct(scores[task])}`);
     }
     return Object.keys(scores).length ? scores : undefined;
   };
-  if (!before) before = await evaluate(model.params, "before");
-  await writeTextAtomic(statePath, text({ before }));
+  if (leader) {
+    if (!before) before = await evaluate(model.params, "before");
+    await writeTextAtomic(statePath, text({ before }));
+  }
 
-  const metrics = await Deno.open(metricsPath, { append: true, create: true });
+  const metrics = leader ? await Deno.open(metricsPath, { append: true, create: true }) : undefined;
   const started = performance.now();
   let tokens = 0;
   let stopped = false;
   let lastSaved = step;
   let stepsAtStart = step;
   const checkpoint = async () => {
-    await saveCheckpoint(ckptDir, {
-      snapshot: await trainer.snapshot(),
-      dataPosition: step * perStep,
-      configHash,
-    });
+    const snapshot = await trainer.snapshot(); // a collective in mode "mpi": every rank takes it
+    if (leader) {
+      await saveCheckpoint(ckptDir, { snapshot, dataPosition: step * perStep, configHash });
+    }
     lastSaved = step;
   };
   try {
     stepsAtStart = step;
     while (step < total) {
       const indices = sampler.take(step * perStep, perStep);
-      const shards = Array.from(
-        { length: K },
-        (_, k) => collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad),
+      const shards = myShards.map((k) =>
+        collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad)
       );
       const lr = schedule(resolved)(step);
-      const { loss } = await trainer.step(shards).catch((e) => {
+      const { loss: mine } = await trainer.step(shards).catch((e) => {
         throw explainDeviceMemory(e, cfg);
       });
       step++;
-      tokens += shards.reduce((n, s) => n + Array.from(s.mask.data).reduce((a, v) => a + v, 0), 0);
+      const myTokens = shards.reduce(
+        (n, s) => n + Array.from(s.mask.data).reduce((a, v) => a + v, 0),
+        0,
+      );
+      // Every rank's losses, token count and stop request, so all ranks decide alike.
+      const all = await trainer.gatherScalars([...mine, myTokens, io.stopRequested?.() ? 1 : 0]);
+      const loss: number[] = [];
+      let stopVotes = 0;
+      for (let p = 0; p < trainer.size; p++) {
+        const row = all.slice(p * (perRank + 2), (p + 1) * (perRank + 2));
+        loss.push(...row.slice(0, perRank));
+        tokens += row[perRank];
+        stopVotes += row[perRank + 1];
+      }
       const mean = loss.reduce((a, b) => a + b, 0) / loss.length;
       const elapsed = (performance.now() - started) / 1000;
       const record = { step, loss: mean, shardLosses: loss, lr, seconds: +elapsed.toFixed(3) };
-      await metrics.write(new TextEncoder().encode(text(record) + "\n"));
+      await metrics?.write(new TextEncoder().encode(text(record) + "\n"));
       if (!loss.every(Number.isFinite)) {
         throw new NonFiniteLossError(
           `loss became ${loss.find((v) => !Number.isFinite(v))} at step ${step} (shard losses ${
@@ -209,19 +244,24 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       }
       const rate = tokens / Math.max(elapsed, 1e-9);
       const eta = (elapsed / (step - stepsAtStart)) * (total - step);
-      io.progress?.({ step, total, loss: mean, tokensPerSecond: rate, etaSeconds: eta });
+      if (leader) {
+        io.progress?.({ step, total, loss: mean, tokensPerSecond: rate, etaSeconds: eta });
+      }
       if (step % cfg.checkpointEvery === 0 || step === total) await checkpoint();
-      if (io.stopRequested?.()) {
+      if (stopVotes > 0) {
         if (lastSaved !== step) await checkpoint();
-        io.log(`stopped at step ${step}; checkpoint written — continue with --resume`);
+        log(`stopped at step ${step}; checkpoint written — continue with --resume`);
         stopped = true;
         break;
       }
     }
   } finally {
-    metrics.close();
+    metrics?.close();
   }
-  if (stopped) return { steps: step, before, stopped, seconds: (performance.now() - t0) / 1000 };
+  if (stopped || !leader) {
+    await trainer.close();
+    return { steps: step, before, stopped, seconds: (performance.now() - t0) / 1000, leader };
+  }
 
   const finalParams = await trainer.params();
   const after = await evaluate(finalParams, "after");
@@ -273,11 +313,18 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
 | final loss | ${history.at(-1)?.loss.toFixed(4) ?? "n/a"} |
 | time | ${seconds.toFixed(0)} s (training ${((performance.now() - started) / 1000).toFixed(0)} s) |
 | kernels per step | ${stats.kernelsPerStep} |
-| bytes communicated | ${
-    (stats.bytesCommunicated / 1024).toFixed(1)
-  } KiB per rank per step (spec cost model), ${
-    (stats.bytesCommunicated * step / 2 ** 20).toFixed(1)
-  } MiB in total |
+| mode | ${cfg.mode}${
+    stats.replicas ? ` (${stats.replicas} replicas, ${trainer.size} process(es))` : ""
+  } |
+| bytes communicated | ${(stats.bytesCommunicated / 1024).toFixed(1)} KiB per rank per step (${
+    cfg.mode === "virtual" ? "spec cost model" : "measured"
+  }), ${(stats.bytesCommunicated * step / 2 ** 20).toFixed(1)} MiB in total |${
+    stats.communicationSeconds !== undefined
+      ? `\n| compute / communication | ${(stats.computeSeconds! * 1000).toFixed(1)} ms / ${
+        (stats.communicationSeconds * 1000).toFixed(2)
+      } ms per step |`
+      : ""
+  }
 
 ## Effective rank of W_T − W_0 per layer type
 
@@ -309,6 +356,7 @@ ${
   }`;
   await writeTextAtomic(join(cfg.out, "summary.md"), summary);
   const trainSeconds = history.length ? history.at(-1)!.seconds : 0;
+  await trainer.close();
   return {
     steps: step,
     before,

@@ -306,7 +306,8 @@ Deno.test("trainer: bad configuration is rejected with a message naming the fiel
     [{ method: "dora" as Method }, /method: must be one of/],
     [{ devices: 0 }, /devices: must be an integer ≥ 1/],
     [{ optimizer: { lr: -1 } }, /optimizer\.lr: must be > 0/],
-    [{ mode: "mpi" }, /mode: "mpi" needs the distributed runtime/],
+    [{ mode: "cluster" as "mpi" }, /mode: must be "virtual", "devices" or "mpi"/],
+    [{ verifyReplicasEvery: 0 }, /verifyReplicasEvery: must be an integer ≥ 1/],
   ];
   for (const [patch, pattern] of cases) {
     await assert.rejects(

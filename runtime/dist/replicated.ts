@@ -1,0 +1,567 @@
+/**
+ * `createTrainer` in modes "devices" and "mpi": replicas of the model, each on its own WebGPU
+ * device with its own shards, joined by one collective per step.
+ *
+ * - "devices": K replicas in this process, one device each (own adapter), one shard each; the
+ *   collective stages the payloads through the host.
+ * - "mpi": one replica per process (rank) with K / P shards; collectives through MPI.
+ *
+ * Each step runs phase 1 on every replica (loss, gradients, and for HD-PiSSA the Adam step: the
+ * payload is ΔA, ΔB; for the data-parallel methods it is the gradient share), the collective
+ * (all-gather / all-reduce of one packed buffer), then phase 2 on every replica with the same
+ * bytes, so replicas of W stay bitwise identical. Snapshots have the layout of mode "virtual",
+ * so a checkpoint resumes in any mode.
+ */
+
+import type { HostArray } from "../../dsl/host_array.ts";
+import { hdpissaInit, loraInit, pissaInit } from "../../dsl/adapters/init.ts";
+import {
+  dpApplyReduced,
+  dpLocalGrads,
+  hdpissaApplyGathered,
+  hdpissaLocalStep,
+} from "../../dsl/adapters/dist_steps.ts";
+import type { Tensor } from "../../dsl/trace.ts";
+import { Device, gpu } from "../device.ts";
+import type { DeviceArray } from "../device_array.ts";
+import { jit, type Jitted, toDevice, toHost } from "../jit.ts";
+import { sha256Hex } from "../io/atomic.ts";
+import {
+  adamHyper,
+  type AdapterExport,
+  costModelBytes,
+  destroyTree,
+  leadingFactors,
+  learningRate,
+  mergeAdapters,
+  restoredTree,
+  snapshotTensors,
+  stackShards,
+  type Trainer,
+  type TrainerConfig,
+  TrainerConfigError,
+  type TrainerSnapshot,
+  type Tree,
+  zeros,
+} from "../trainer_common.ts";
+import { type ProcessGroup, processGroup } from "./collectives.ts";
+
+type Rec<T> = Record<string, T>;
+
+export class ReplicaDivergenceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ReplicaDivergenceError";
+  }
+}
+
+interface Replica {
+  device: Device;
+  /** Everything that persists across steps, in mode "virtual"'s layout (state: this replica's shards). */
+  live: Rec<Tree>;
+  /** HD-PiSSA: this replica's fixed slices a [k, r, n], b [k, m, r]. */
+  local?: Tree;
+  phase1: Jitted;
+  phase2: Jitted;
+}
+
+const f32 = (shape: number[], data: Float32Array): HostArray => ({ shape, dtype: "f32", data });
+
+/** Rows [start, start + count) of the leading axis. */
+function leading(h: HostArray, start: number, count: number): HostArray {
+  const row = h.shape.slice(1).reduce((a, b) => a * b, 1);
+  return {
+    shape: [count, ...h.shape.slice(1)],
+    dtype: h.dtype,
+    data: h.data.slice(start * row, (start + count) * row),
+  } as HostArray;
+}
+
+/** Concatenates along the leading axis. */
+function stackLeading(parts: HostArray[]): HostArray {
+  const n = parts.reduce((s, p) => s + p.data.length, 0);
+  const data = new Float32Array(n);
+  let at = 0;
+  for (const p of parts) data.set(p.data, at), at += p.data.length;
+  const rows = parts.reduce((s, p) => s + p.shape[0], 0);
+  return f32([rows, ...parts[0].shape.slice(1)], data);
+}
+
+function concatF32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+  let at = 0;
+  for (const p of parts) out.set(p, at), at += p.length;
+  return out;
+}
+
+/**
+ * What must agree between ranks: a short summary whose heavy parts (names, shapes, weights) are
+ * hashed. Compared field by field at start-up so a mismatch names what differs.
+ */
+async function configSummary(cfg: TrainerConfig): Promise<Rec<unknown>> {
+  const names = Object.keys(cfg.params).sort();
+  const enc = new TextEncoder();
+  const shapes = names.map((n) => `${n}:${cfg.params[n].dtype}[${cfg.params[n].shape}]`).join(";");
+  const bytes = new Uint8Array(names.reduce((s, n) => s + cfg.params[n].data.byteLength, 0));
+  let at = 0;
+  for (const n of names) {
+    const d = cfg.params[n].data;
+    bytes.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at), at += d.byteLength;
+  }
+  const o = cfg.optimizer;
+  return {
+    method: cfg.method,
+    devices: cfg.devices,
+    rank: cfg.rank,
+    alpha: cfg.alpha ?? null,
+    lr: typeof o.lr === "number" ? o.lr : "schedule",
+    adam: [o.beta1 ?? 0.9, o.beta2 ?? 0.999, o.eps ?? 1e-8, o.weightDecay ?? 0].join(","),
+    svd: JSON.stringify(cfg.svd ?? null),
+    seed: cfg.seed ?? 0,
+    adapt: (await sha256Hex(enc.encode(cfg.adapt.join(",")))).slice(0, 16),
+    shapes: (await sha256Hex(enc.encode(shapes))).slice(0, 16),
+    weights: (await sha256Hex(bytes)).slice(0, 16),
+  };
+}
+
+/** Fails on every rank, naming the fields and ranks, if the ranks were configured differently. */
+async function checkSameConfig(group: ProcessGroup, cfg: TrainerConfig): Promise<void> {
+  if (group.size === 1) return;
+  const mine = await configSummary(cfg);
+  const slot = 1024;
+  const buf = new Uint8Array(slot);
+  const text = new TextEncoder().encode(JSON.stringify(mine));
+  if (text.length > slot) throw new Error("configuration summary too long");
+  buf.set(text);
+  const all = await group.allGather(buf);
+  const decode = (p: number) => {
+    const raw = all.subarray(p * slot, (p + 1) * slot);
+    return JSON.parse(
+      new TextDecoder().decode(raw.subarray(0, raw.indexOf(0) < 0 ? slot : raw.indexOf(0))),
+    );
+  };
+  const first = decode(0);
+  const diffs: string[] = [];
+  for (let p = 1; p < group.size; p++) {
+    const other = decode(p);
+    for (const k of Object.keys(first)) {
+      if (JSON.stringify(first[k]) !== JSON.stringify(other[k])) {
+        diffs.push(
+          `${k}: rank 0 has ${JSON.stringify(first[k])}, rank ${p} has ${JSON.stringify(other[k])}`,
+        );
+      }
+    }
+  }
+  if (diffs.length) {
+    throw new TrainerConfigError(
+      "mode",
+      `the ${group.size} MPI ranks were started with different configurations (${
+        diffs.slice(0, 6).join("; ")
+      }); every rank must run the same command on the same model`,
+    );
+  }
+}
+
+/**
+ * Per adapted matrix, `init` runs on one rank (matrix i on rank i mod P: the SVDs are shared out,
+ * not repeated) and its arrays are broadcast to the others.
+ */
+async function sharedInit<T extends Rec<HostArray>>(
+  group: ProcessGroup,
+  adapt: readonly string[],
+  shapes: (name: string) => Rec<number[]>,
+  init: (name: string) => Promise<T>,
+): Promise<Rec<T>> {
+  const out: Rec<T> = {};
+  for (const [i, name] of adapt.entries()) {
+    const owner = i % group.size;
+    const made = owner === group.rank ? await init(name) : undefined;
+    const result: Rec<HostArray> = {};
+    for (const [key, shape] of Object.entries(shapes(name))) {
+      const data = made
+        ? (made[key].data as Float32Array)
+        : new Float32Array(shape.reduce((a, b) => a * b, 1));
+      result[key] = f32(shape, group.size > 1 ? await group.broadcast(data, owner) : data);
+    }
+    out[name] = result as T;
+  }
+  return out;
+}
+
+export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Trainer> {
+  const mode = cfg.mode as "devices" | "mpi";
+  const K = cfg.devices, r = cfg.rank;
+  const group = await processGroup(mode, {
+    timeoutMs: cfg.collectiveTimeoutMs,
+    library: cfg.mpiLibrary,
+  });
+  await checkSameConfig(group, cfg);
+  const P = group.size;
+  if (K % P !== 0) {
+    throw new TrainerConfigError(
+      "devices",
+      `${K} devices (shards) cannot be split evenly over ${P} MPI ranks; use a multiple of ${P}`,
+    );
+  }
+  const localReplicas = mode === "devices" ? K : 1;
+  const kl = mode === "devices" ? 1 : K / P; // shards per replica
+  const replicasTotal = localReplicas * P;
+  const firstShard = (i: number) => (group.rank * localReplicas + i) * kl;
+  const hyper = adamHyper(cfg);
+  const lrAt = learningRate(cfg);
+  const scale = (cfg.alpha ?? r) / r;
+  const adapt = [...cfg.adapt];
+  const dims = (n: string) => cfg.params[n].shape as [number, number];
+  const devices = mode === "devices" ? await openDevices(K) : [await gpu()];
+
+  // Host-side initial state, identical on every replica except the per-shard parts.
+  let trees: (device: number) => { live: Rec<Tree>; local?: Tree };
+  let makePhases: (device: Device) => { phase1: Jitted; phase2: Jitted };
+  if (cfg.method === "hdpissa") {
+    const init = await sharedInit(
+      group,
+      adapt,
+      (n) => ({ aCat: [K * r, dims(n)[1]], bCat: [dims(n)[0], K * r] }),
+      async (n) => {
+        const w = cfg.params[n];
+        const f = hdpissaInit(w, r, K, await leadingFactors(cfg, w, K * r));
+        return { aCat: f.aCat, bCat: f.bCat };
+      },
+    );
+    const aCat = Object.fromEntries(adapt.map((n) => [n, init[n].aCat]));
+    const bCat = Object.fromEntries(adapt.map((n) => [n, init[n].bCat]));
+    trees = (i) => {
+      const k0 = firstShard(i);
+      const state: Rec<Tree | HostArray> = { mA: {}, vA: {}, mB: {}, vB: {}, step: zeros([]) };
+      const a: Rec<HostArray> = {}, b: Rec<HostArray> = {};
+      for (const n of adapt) {
+        const [m, cols] = dims(n);
+        (state.mA as Tree)[n] = zeros([kl, r, cols]), (state.vA as Tree)[n] = zeros([kl, r, cols]);
+        (state.mB as Tree)[n] = zeros([kl, m, r]), (state.vB as Tree)[n] = zeros([kl, m, r]);
+        a[n] = leading(f32([K, r, cols], aCat[n].data as Float32Array), k0, kl);
+        // B's columns k·r… as [k, m, r]: transpose of [m, K, r] on the host.
+        const t = new Float32Array(kl * m * r);
+        const src = bCat[n].data as Float32Array;
+        for (let s = 0; s < kl; s++) {
+          for (let row = 0; row < m; row++) {
+            for (let c = 0; c < r; c++) {
+              t[(s * m + row) * r + c] = src[row * K * r + (k0 + s) * r + c];
+            }
+          }
+        }
+        b[n] = f32([kl, m, r], t);
+      }
+      return {
+        live: { params: { ...cfg.params }, slices: { aCat, bCat }, state },
+        local: { a, b },
+      };
+    };
+    makePhases = (device) => ({
+      phase1: jit(hdpissaLocalStep(cfg.loss, adapt, hyper), { device, donate: [2] }),
+      phase2: jit(hdpissaApplyGathered(adapt, r, replicasTotal, kl), { device, donate: [0] }),
+    });
+  } else if (cfg.method === "full") {
+    trees = () => {
+      const state = { m: {} as Tree, v: {} as Tree, step: zeros([]) };
+      for (const n of adapt) state.m[n] = zeros(dims(n)), state.v[n] = zeros(dims(n));
+      return { live: { params: { ...cfg.params }, state } };
+    };
+    const grads = dpLocalGrads(cfg.loss, adapt, K);
+    const apply = dpApplyReduced(adapt, hyper);
+    makePhases = (device) => ({
+      phase1: jit((p: Rec<Tensor>, batch: unknown) => grads(p, null, batch), { device }),
+      phase2: jit(
+        (p: Rec<Tensor>, s: never, lr: Tensor, red: Tensor) => apply(p, null, s, lr, red),
+        { device, donate: [0, 1] },
+      ),
+    });
+  } else {
+    const pissa = cfg.method === "pissa";
+    const init = await sharedInit(
+      group,
+      adapt,
+      (n) => ({
+        a: [r, dims(n)[1]],
+        b: [dims(n)[0], r],
+        ...(pissa ? { residual: dims(n) } : {}),
+      }),
+      async (n) => {
+        const w = cfg.params[n];
+        if (!pissa) return loraInit(w, r, (cfg.seed ?? 0) * 1000 + adapt.indexOf(n));
+        const f = pissaInit(w, r, cfg.alpha ?? r, await leadingFactors(cfg, w, r));
+        return { a: f.a, b: f.b, residual: f.residual };
+      },
+    );
+    trees = () => {
+      const params = { ...cfg.params };
+      const a: Rec<HostArray> = {}, b: Rec<HostArray> = {};
+      const state = { m: {} as Tree, v: {} as Tree, step: zeros([]) };
+      for (const n of adapt) {
+        a[n] = init[n].a, b[n] = init[n].b;
+        if (pissa) params[n] = (init[n] as Rec<HostArray>).residual;
+        const [m, cols] = dims(n);
+        state.m[`${n}#a`] = zeros([r, cols]), state.v[`${n}#a`] = zeros([r, cols]);
+        state.m[`${n}#b`] = zeros([m, r]), state.v[`${n}#b`] = zeros([m, r]);
+      }
+      return { live: { params, adapters: { a, b }, state, initial: { a, b } } };
+    };
+    const grads = dpLocalGrads(cfg.loss, adapt, K, scale);
+    const apply = dpApplyReduced(adapt, hyper);
+    makePhases = (device) => ({
+      phase1: jit(grads, { device }),
+      phase2: jit(apply, { device, donate: [1, 2] }),
+    });
+  }
+
+  const replicas: Replica[] = [];
+  for (const [i, device] of devices.entries()) {
+    const t = trees(i);
+    replicas.push({
+      device,
+      live: await toDevice(t.live, device) as Rec<Tree>,
+      local: t.local ? await toDevice(t.local, device) as Tree : undefined,
+      ...makePhases(device),
+    });
+  }
+
+  let steps = 0;
+  let kernels = 0;
+  const totals = { sent: 0, received: 0, compute: 0, comm: 0, overlap: 0, lastSent: 0 };
+  const hd = cfg.method === "hdpissa";
+  const adapterMethod = cfg.method === "lora" || cfg.method === "pissa";
+
+  /** Phase-1 arguments and the live keys its outputs replace. */
+  const phase1Args = (rep: Replica, lr: HostArray, batch: unknown): unknown[] =>
+    hd
+      ? [rep.live.params, rep.local, rep.live.state, lr, batch]
+      : adapterMethod
+      ? [rep.live.params, rep.live.adapters, batch]
+      : [rep.live.params, batch];
+
+  const runPhase1 = async (rep: Replica, lr: HostArray, batch: unknown) => {
+    const args = phase1Args(rep, lr, batch);
+    if (kernels === 0 && rep === replicas[0]) {
+      kernels = (await rep.phase1.program(...args)).kernels.length;
+    }
+    const out = await rep.phase1.onDevice(...args) as Rec<DeviceArray & Tree>;
+    if (hd) rep.live.state = out.state;
+    const payload = (hd ? out.deltas : out.grads) as DeviceArray;
+    const host = await toHost({ payload, losses: out.losses }) as {
+      payload: HostArray;
+      losses: HostArray;
+    };
+    payload.destroy(), (out.losses as DeviceArray).destroy();
+    return { payload: host.payload.data as Float32Array, losses: Array.from(host.losses.data) };
+  };
+
+  const runPhase2 = async (rep: Replica, lr: HostArray, combined: HostArray) => {
+    const args = hd
+      ? [rep.live.params, rep.live.slices, combined]
+      : adapterMethod
+      ? [rep.live.params, rep.live.adapters, rep.live.state, lr, combined]
+      : [rep.live.params, rep.live.state, lr, combined];
+    if (rep === replicas[0] && steps === 0) {
+      kernels += (await rep.phase2.program(...args)).kernels.length;
+    }
+    const out = await rep.phase2.onDevice(...args) as Rec<Tree>;
+    if (hd) rep.live.params = out as unknown as Tree;
+    else {
+      rep.live.state = out.state;
+      if (adapterMethod) rep.live.adapters = out.adapters;
+      else rep.live.params = out.params;
+    }
+  };
+
+  /** Ring-model bytes one replica sends in this step's collective (staged replicas included). */
+  const collectiveBytes = (payloadBytes: number) =>
+    hd
+      ? (replicasTotal - 1) * payloadBytes
+      : (2 * (replicasTotal - 1) / replicasTotal) * payloadBytes;
+
+  const combine = async (payloads: Float32Array[]): Promise<Float32Array> => {
+    if (hd) return await group.allGather(concatF32(payloads));
+    // Local replicas' shares summed in replica order, then across processes.
+    const sum = new Float32Array(payloads[0].length);
+    for (const p of payloads) {
+      for (let j = 0; j < sum.length; j++) sum[j] = Math.fround(sum[j] + p[j]);
+    }
+    return await group.allReduce(sum, "sum");
+  };
+
+  const verify = async () => {
+    const digests = await Promise.all(replicas.map(async (rep) => {
+      const host = await toHost(rep.live.params) as Rec<HostArray>;
+      const names = Object.keys(host).sort();
+      const parts = names.map((n) =>
+        new Uint8Array(host[n].data.buffer, host[n].data.byteOffset, host[n].data.byteLength)
+      );
+      const all = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+      let at = 0;
+      for (const p of parts) all.set(p, at), at += p.length;
+      return new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+    }));
+    const local = new Uint8Array(32 * digests.length);
+    digests.forEach((d, i) => local.set(d, 32 * i));
+    const all = await group.allGather(local);
+    const hex = (i: number) =>
+      Array.from(all.subarray(32 * i, 32 * i + 8), (b) => b.toString(16).padStart(2, "0")).join("");
+    const seen = Array.from({ length: replicasTotal }, (_, i) => hex(i));
+    if (seen.some((h) => h !== seen[0])) {
+      throw new ReplicaDivergenceError(
+        `replicas of W diverged after step ${steps}: SHA-256 prefixes by replica ${
+          seen.map((h, i) => `${i}=${h}`).join(", ")
+        } (replicas must be bitwise identical; check that every rank runs the same build on the same kind of device)`,
+      );
+    }
+  };
+
+  const expectedShards = localReplicas * kl;
+  return {
+    rank: mode === "mpi" ? group.rank : 0,
+    size: mode === "mpi" ? P : 1,
+    method: cfg.method,
+    async step(shards) {
+      if (!Array.isArray(shards) || shards.length !== expectedShards) {
+        throw new TrainerConfigError(
+          "step",
+          mode === "mpi"
+            ? `rank ${group.rank} of ${P} takes its own ${kl} shard batch(es) (shards ${
+              firstShard(0)
+            }…${firstShard(0) + kl - 1} of ${K}), got ${shards?.length}`
+            : `expected ${K} shard batches (one per device), got ${shards?.length}`,
+        );
+      }
+      const lr = lrAt(steps);
+      const t0 = performance.now();
+      const outs = await Promise.all(
+        replicas.map((rep, i) =>
+          runPhase1(rep, lr, stackShards(shards.slice(i * kl, (i + 1) * kl), kl))
+        ),
+      );
+      const t1 = performance.now();
+      const payloads = outs.map((o) => o.payload);
+      const before = { ...group.counters };
+      const combined = await combine(payloads);
+      const t2 = performance.now();
+      const gathered = f32([combined.length], combined);
+      await Promise.all(replicas.map((rep) => runPhase2(rep, lr, gathered)));
+      const t3 = performance.now();
+      const bytes = collectiveBytes(payloads[0].byteLength);
+      totals.lastSent = bytes;
+      totals.sent += bytes;
+      totals.received += bytes;
+      totals.compute += (t1 - t0 + t3 - t2) / 1000;
+      totals.comm += mode === "mpi" ? group.counters.seconds - before.seconds : (t2 - t1) / 1000;
+      steps++;
+      if (cfg.verifyReplicasEvery && steps % cfg.verifyReplicasEvery === 0) await verify();
+      return { loss: outs.flatMap((o) => o.losses) };
+    },
+    params: async () => {
+      const rep = replicas[0];
+      if (!adapterMethod) return await toHost(rep.live.params) as Rec<HostArray>;
+      return await mergeAdapters(adapt, scale, rep.device)(
+        rep.live.params,
+        rep.live.adapters,
+      ) as Rec<HostArray>;
+    },
+    async adapters(): Promise<AdapterExport | undefined> {
+      if (!adapterMethod) return undefined;
+      const rep = replicas[0];
+      type Factors = { a: Rec<HostArray>; b: Rec<HostArray> };
+      const host = await toHost({ trained: rep.live.adapters, initial: rep.live.initial }) as {
+        trained: Factors;
+        initial: Factors;
+      };
+      return {
+        trained: { ...host.trained, rank: r, alpha: cfg.alpha ?? r },
+        initial: cfg.method === "pissa" ? host.initial : undefined,
+      };
+    },
+    stats: () => {
+      const per = (x: number) => (steps ? x / steps : 0);
+      return {
+        step: steps,
+        bytesCommunicated: steps ? totals.lastSent : costModelBytes(cfg),
+        kernelsPerStep: kernels,
+        bytesSent: per(totals.sent),
+        bytesReceived: per(totals.received),
+        computeSeconds: per(totals.compute),
+        communicationSeconds: per(totals.comm),
+        overlapSeconds: per(totals.overlap),
+        replicas: replicasTotal,
+        localReplicas,
+      };
+    },
+    async snapshot(): Promise<TrainerSnapshot> {
+      const host = await toHost(replicas[0].live) as Rec<Tree>;
+      if (hd) host.state = await globalState(replicas, group, adapt) as unknown as Tree;
+      return { step: steps, tensors: snapshotTensors(host) };
+    },
+    async restore(snap) {
+      for (const [i, rep] of replicas.entries()) {
+        const mine = { ...snap, tensors: { ...snap.tensors } };
+        if (hd) {
+          for (const [key, t] of Object.entries(snap.tensors)) {
+            if (/^state\/[mv][AB]\//.test(key)) {
+              if (t.shape[0] !== K) {
+                throw new Error(`restore: ${key} is [${t.shape}], needs ${K} shards`);
+              }
+              mine.tensors[key] = leading(t, firstShard(i), kl);
+            }
+          }
+        }
+        const uploaded = await toDevice(restoredTree(rep.live, mine), rep.device);
+        destroyTree(rep.live);
+        rep.live = uploaded as Rec<Tree>;
+      }
+      steps = snap.step;
+    },
+    async gatherScalars(values) {
+      const before = { ...group.counters };
+      const all = await group.allGather(Float64Array.from(values));
+      // Control traffic: kept out of the step's communication figures.
+      Object.assign(group.counters, { ...before, seconds: group.counters.seconds });
+      return Array.from(all);
+    },
+    close: () => group.finalize(),
+  };
+}
+
+/** HD-PiSSA's Adam state of all K shards (stacked [K, …]) from every replica and rank. */
+async function globalState(replicas: Replica[], group: ProcessGroup, adapt: string[]) {
+  const states = await Promise.all(replicas.map((rep) => toHost(rep.live.state))) as Rec<
+    Rec<HostArray> | HostArray
+  >[];
+  const keys = ["mA", "vA", "mB", "vB"] as const;
+  const localStacked = keys.flatMap((k) =>
+    adapt.map((n) => stackLeading(states.map((s) => (s[k] as Rec<HostArray>)[n])))
+  );
+  const flat = concatF32(localStacked.map((h) => h.data as Float32Array));
+  const all = await group.allGather(flat);
+  const out: Rec<Rec<HostArray> | HostArray> = { step: states[0].step as HostArray };
+  let at = 0;
+  const per = flat.length;
+  let idx = 0;
+  for (const k of keys) {
+    const rec: Rec<HostArray> = {};
+    for (const n of adapt) {
+      const h = localStacked[idx++];
+      const size = h.data.length;
+      const parts = Array.from(
+        { length: group.size },
+        (_, p) => f32(h.shape, all.slice(p * per + at, p * per + at + size)),
+      );
+      rec[n] = stackLeading(parts);
+      at += size;
+    }
+    out[k] = rec;
+  }
+  return out;
+}
+
+/** K devices, each on its own adapter (one process may drive several GPUs, or share one). */
+async function openDevices(K: number): Promise<Device[]> {
+  const out: Device[] = [];
+  for (let i = 0; i < K; i++) out.push(await Device.open());
+  return out;
+}

@@ -1,0 +1,338 @@
+/**
+ * What every runtime mode of `createTrainer` shares: the configuration and its validation, the
+ * trainer's interface, snapshots, the spec's communication cost model and shard batching.
+ */
+
+import { type HostArray, isHostArray } from "../dsl/host_array.ts";
+import type { ShardLoss } from "../dsl/adapters/steps.ts";
+import { type Svd, svdOf } from "../dsl/linalg/svd.ts";
+import { type DeviceArray, isDeviceArray } from "./device_array.ts";
+import { flattenTree, unflattenTree } from "../dsl/pytree.ts";
+import { add, matmul, mul } from "../dsl/mod.ts";
+import type { Tensor } from "../dsl/trace.ts";
+import type { Device } from "./device.ts";
+import { jit } from "./jit.ts";
+import { randomizedSvd } from "./linalg/rsvd.ts";
+import type { LoraFactors } from "./models/peft.ts";
+
+export type Method = "hdpissa" | "pissa" | "lora" | "full";
+
+export interface TrainerConfig {
+  loss: ShardLoss;
+  params: Record<string, HostArray>;
+  adapt: string[];
+  method: Method;
+  devices: number;
+  rank: number;
+  alpha?: number;
+  optimizer: {
+    lr: number | ((step: number) => number);
+    beta1?: number;
+    beta2?: number;
+    eps?: number;
+    weightDecay?: number;
+  };
+  mode?: "virtual" | "devices" | "mpi";
+  svd?: { method: "exact" | "randomized"; niter?: number; seed?: number };
+  seed?: number;
+  /** Distributed modes: hash W on every replica every N steps and stop on any difference. */
+  verifyReplicasEvery?: number;
+  /** Mode "mpi": a collective in flight longer than this stops the job (default 600 000 ms). */
+  collectiveTimeoutMs?: number;
+  /** Mode "mpi": the MPI library to load (default: OpenMPI's libmpi.so.40, then MPICH's). */
+  mpiLibrary?: string;
+}
+
+export interface TrainerStats {
+  step: number;
+  /**
+   * Bytes one rank (device) sends per step: in mode "virtual" the spec's cost model; in the
+   * distributed modes what the last step's collectives sent (ring algorithms), which the tests
+   * check against the cost model.
+   */
+  bytesCommunicated: number;
+  /** Kernels one step dispatches on one device. */
+  kernelsPerStep: number;
+  /** Distributed modes, per step (mean over the steps taken): bytes this rank sent and received. */
+  bytesSent?: number;
+  bytesReceived?: number;
+  /** Seconds per step computing on the device(s), in collectives, and both at once. */
+  computeSeconds?: number;
+  communicationSeconds?: number;
+  overlapSeconds?: number;
+  /** Replicas (devices) in the whole job and in this process. */
+  replicas?: number;
+  localReplicas?: number;
+}
+
+export class TrainerConfigError extends Error {
+  constructor(field: string, message: string) {
+    super(`createTrainer: ${field}: ${message}`);
+    this.name = "TrainerConfigError";
+  }
+}
+
+const METHODS: Method[] = ["hdpissa", "pissa", "lora", "full"];
+export type Tree = Record<string, unknown>;
+
+export function validate(cfg: TrainerConfig): void {
+  const fail = (field: string, msg: string): never => {
+    throw new TrainerConfigError(field, msg);
+  };
+  if (!METHODS.includes(cfg.method)) {
+    fail("method", `must be one of ${METHODS.join(", ")} (got ${cfg.method})`);
+  }
+  if (!Number.isInteger(cfg.devices) || cfg.devices < 1) {
+    fail("devices", `must be an integer ≥ 1 (got ${cfg.devices})`);
+  }
+  if (cfg.method !== "full" && (!Number.isInteger(cfg.rank) || cfg.rank < 1)) {
+    fail("rank", `must be an integer ≥ 1 (got ${cfg.rank})`);
+  }
+  const mode = cfg.mode ?? "virtual";
+  if (!["virtual", "devices", "mpi"].includes(mode)) {
+    fail("mode", `must be "virtual", "devices" or "mpi" (got ${mode})`);
+  }
+  const every = cfg.verifyReplicasEvery;
+  if (every !== undefined && !(Number.isInteger(every) && every >= 1)) {
+    fail("verifyReplicasEvery", `must be an integer ≥ 1 (got ${every})`);
+  }
+  const timeout = cfg.collectiveTimeoutMs;
+  if (timeout !== undefined && !(timeout > 0 && Number.isFinite(timeout))) {
+    fail("collectiveTimeoutMs", `must be a positive number of milliseconds (got ${timeout})`);
+  }
+  if (cfg.svd && cfg.svd.method !== "exact" && cfg.svd.method !== "randomized") {
+    fail("svd.method", `must be "exact" or "randomized" (got ${cfg.svd.method})`);
+  }
+  if (cfg.svd?.niter !== undefined && !(Number.isInteger(cfg.svd.niter) && cfg.svd.niter >= 0)) {
+    fail("svd.niter", `must be an integer ≥ 0 (got ${cfg.svd.niter})`);
+  }
+  if (!Array.isArray(cfg.adapt) || cfg.adapt.length === 0) {
+    fail("adapt", "name at least one 2-D weight to adapt");
+  }
+  for (const name of cfg.adapt) {
+    const w = cfg.params[name];
+    if (!w) {
+      fail(
+        "adapt",
+        `"${name}" is not a parameter (have: ${Object.keys(cfg.params).slice(0, 6).join(", ")}, …)`,
+      );
+    }
+    if (w.shape.length !== 2 || w.dtype !== "f32") {
+      fail(
+        "adapt",
+        `"${name}" is ${w.dtype}[${w.shape}]; only 2-D f32 weights W [out, in] used as x·Wᵀ can be adapted`,
+      );
+    }
+    const d = Math.min(...w.shape);
+    if (cfg.method === "hdpissa" && (cfg.devices - 1) * cfg.rank >= d) {
+      fail(
+        "rank",
+        `"${name}" has min(m, n) = ${d} components: with ${cfg.devices} devices × rank ${cfg.rank}, device ${
+          cfg.devices - 1
+        } would own only zero padding (nothing to train); lower rank or devices`,
+      );
+    }
+    if ((cfg.method === "pissa" || cfg.method === "lora") && cfg.rank > d) {
+      fail("rank", `rank ${cfg.rank} exceeds min(m, n) = ${d} of "${name}"`);
+    }
+  }
+  if (cfg.alpha !== undefined && !(cfg.alpha > 0 && Number.isFinite(cfg.alpha))) {
+    fail(
+      "alpha",
+      `must be a finite number > 0 (got ${cfg.alpha}); the adapter scale is s = alpha / rank`,
+    );
+  }
+  const lr = cfg.optimizer?.lr;
+  if (typeof lr === "number" && !(lr > 0 && Number.isFinite(lr))) {
+    fail("optimizer.lr", `must be > 0 (got ${lr})`);
+  }
+  if (typeof lr !== "number" && typeof lr !== "function") {
+    fail("optimizer.lr", "must be a number or a schedule function");
+  }
+}
+
+export const zeros = (shape: number[]): HostArray => ({
+  shape,
+  dtype: "f32",
+  data: new Float32Array(shape.reduce((a, b) => a * b, 1)),
+});
+
+/** Adam's hyper-parameters with the reference defaults. */
+export function adamHyper(cfg: TrainerConfig) {
+  return {
+    beta1: cfg.optimizer.beta1 ?? 0.9,
+    beta2: cfg.optimizer.beta2 ?? 0.999,
+    eps: cfg.optimizer.eps ?? 1e-8,
+    weightDecay: cfg.optimizer.weightDecay ?? 0,
+  };
+}
+
+/** The learning rate at each step; a clear error for a schedule that gives a bad value. */
+export function learningRate(cfg: TrainerConfig): (step: number) => HostArray {
+  const schedule = typeof cfg.optimizer.lr === "number"
+    ? (() => cfg.optimizer.lr as number)
+    : cfg.optimizer.lr;
+  return (step) => {
+    const lr = schedule(step);
+    if (!(lr >= 0 && Number.isFinite(lr))) {
+      throw new TrainerConfigError("optimizer.lr", `schedule gave ${lr} at step ${step}`);
+    }
+    return { shape: [], dtype: "f32", data: Float32Array.of(lr) };
+  };
+}
+
+/**
+ * The spec's cost model: bytes one device sends per step (f32). HD-PiSSA all-gathers ΔA, ΔB:
+ * (K−1)·r·Σ(m+n); data-parallel LoRA/PiSSA all-reduce A, B gradients: 2(K−1)/K·r·Σ(m+n); full
+ * fine-tuning all-reduces dense gradients: 2(K−1)/K·Σ(m·n).
+ */
+export function costModelBytes(cfg: TrainerConfig): number {
+  const K = cfg.devices, r = cfg.rank;
+  const dims = cfg.adapt.map((n) => cfg.params[n].shape as [number, number]);
+  const sumMN = dims.reduce((s, [m, n]) => s + m + n, 0);
+  const sumProd = dims.reduce((s, [m, n]) => s + m * n, 0);
+  return 4 *
+    (cfg.method === "hdpissa"
+      ? (K - 1) * r * sumMN
+      : cfg.method === "full"
+      ? (2 * (K - 1) / K) * sumProd
+      : (2 * (K - 1) / K) * r * sumMN);
+}
+
+/** The leading `k` singular triplets of W: exact (host, f64) or randomised (device products). */
+export async function leadingFactors(cfg: TrainerConfig, w: HostArray, k: number): Promise<Svd> {
+  return cfg.svd?.method === "randomized"
+    ? await randomizedSvd(w, Math.min(k, ...w.shape), {
+      niter: cfg.svd.niter ?? 4,
+      seed: cfg.svd.seed ?? cfg.seed ?? 0,
+    })
+    : svdOf(w);
+}
+
+/** Stacks K shard records into one record whose leaves have a leading K axis. */
+export function stackShards(
+  shards: readonly Record<string, HostArray>[],
+  K: number,
+): Record<string, HostArray> {
+  if (!Array.isArray(shards) || shards.length !== K) {
+    throw new TrainerConfigError(
+      "step",
+      `expected ${K} shard batches (one per device), got ${shards?.length}`,
+    );
+  }
+  const keys = Object.keys(shards[0]).sort();
+  const out: Record<string, HostArray> = {};
+  for (const key of keys) {
+    const first = shards[0][key];
+    const size = first.data.length;
+    const data = first.dtype === "f32" ? new Float32Array(K * size) : new Int32Array(K * size);
+    shards.forEach((s, k) => {
+      const leaf = s[key];
+      if (!leaf || leaf.shape.join() !== first.shape.join() || leaf.dtype !== first.dtype) {
+        throw new TrainerConfigError(
+          "step",
+          `shard ${k} field "${key}" must be ${first.dtype}[${first.shape}] like shard 0`,
+        );
+      }
+      data.set(leaf.data, k * size);
+    });
+    out[key] = { shape: [K, ...first.shape], dtype: first.dtype, data };
+  }
+  return out;
+}
+
+export interface AdapterExport {
+  trained: LoraFactors;
+  /** PiSSA's initial factors (the export subtracts them); absent for LoRA. */
+  initial?: { a: Record<string, HostArray>; b: Record<string, HostArray> };
+}
+
+export interface Trainer {
+  readonly rank: number;
+  readonly size: number;
+  readonly method: Method;
+  step(shards: Record<string, HostArray>[]): Promise<{ loss: number[] }>;
+  params(): Promise<Record<string, HostArray>>;
+  /**
+   * LoRA/PiSSA: the trained factors and the initial ones (PiSSA's A₀, B₀; for LoRA the base W is
+   * unchanged so no initial factors are needed). Undefined for HD-PiSSA and full fine-tuning,
+   * whose result is the dense model.
+   */
+  adapters(): Promise<AdapterExport | undefined>;
+  stats(): TrainerStats;
+  /**
+   * Everything needed to continue exactly: weights, adapter slices or factors, optimizer state, the
+   * step count. Tensor names are pytree paths ("state/mA/…").
+   */
+  snapshot(): Promise<TrainerSnapshot>;
+  /** Restores a snapshot taken from a trainer of the same configuration (any mode). */
+  restore(snapshot: TrainerSnapshot): Promise<void>;
+  /**
+   * Every rank's `values` (same length on each), concatenated in rank order — for decisions every
+   * rank must take alike (stop, non-finite loss). Mode "mpi" runs a small collective that every
+   * rank must call; it is not counted in `bytesCommunicated`. Other modes return `values`.
+   */
+  gatherScalars(values: number[]): Promise<number[]>;
+  /** Ends the job's collectives (mode "mpi": MPI_Finalize); call once training is over. */
+  close(): Promise<void>;
+}
+
+export interface TrainerSnapshot {
+  step: number;
+  tensors: Record<string, HostArray>;
+}
+
+/** "/"-joined paths of a pytree's leaves, in flattening order. */
+export function leafPaths(tree: unknown, prefix = ""): string[] {
+  if (tree && typeof tree === "object" && !isHostArray(tree) && !isDeviceArray(tree)) {
+    if (Array.isArray(tree)) return tree.flatMap((x, i) => leafPaths(x, `${prefix}${i}/`));
+    return Object.keys(tree).sort().flatMap((k) => leafPaths((tree as Tree)[k], `${prefix}${k}/`));
+  }
+  return [prefix.slice(0, -1)];
+}
+
+/** A host pytree's leaves by path (the snapshot format, the same in every mode). */
+export function snapshotTensors(host: unknown): Record<string, HostArray> {
+  const [leaves] = flattenTree(host, isHostArray, "snapshot");
+  const names = leafPaths(host);
+  return Object.fromEntries(names.map((n, i) => [n, leaves[i] as HostArray]));
+}
+
+/** The snapshot's tensors arranged as the device tree `live`, checked leaf by leaf. */
+export function restoredTree(live: unknown, snap: TrainerSnapshot): unknown {
+  const names = leafPaths(live);
+  const missing = names.filter((n) => !snap.tensors[n]);
+  if (missing.length) {
+    throw new Error(`restore: snapshot lacks ${missing.slice(0, 5).join(", ")}`);
+  }
+  const [current, def] = flattenTree(live, (x): x is DeviceArray => isDeviceArray(x), "restore");
+  const leaves = names.map((n, i) => {
+    const t = snap.tensors[n];
+    const c = current[i] as DeviceArray;
+    if (t.shape.join() !== c.shape.join() || t.dtype !== c.dtype) {
+      throw new Error(
+        `restore: ${n} is ${t.dtype}[${t.shape}], the trainer needs ${c.dtype}[${c.shape}]`,
+      );
+    }
+    return t;
+  });
+  return unflattenTree(def, leaves);
+}
+
+/** Frees every device array of a tree. */
+export function destroyTree(tree: unknown): void {
+  const [leaves] = flattenTree(tree, (x): x is DeviceArray => isDeviceArray(x), "destroy");
+  leaves.forEach((l) => (l as DeviceArray).destroy());
+}
+
+/** A compiled W + s·B·A for every adapted matrix (the dense model of LoRA/PiSSA). */
+export function mergeAdapters(adapt: readonly string[], scale: number, device?: Device) {
+  return jit(
+    (p: Record<string, Tensor>, ad: { a: Record<string, Tensor>; b: Record<string, Tensor> }) => {
+      const out = { ...p };
+      for (const n of adapt) out[n] = add(p[n], mul(scale, matmul(ad.b[n], ad.a[n])));
+      return out;
+    },
+    { device },
+  );
+}

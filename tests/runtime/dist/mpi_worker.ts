@@ -1,0 +1,58 @@
+/**
+ * One MPI rank of the distributed-runtime tests (run under mpirun by mpi_test.ts): trains the
+ * shared problem in mode "mpi" on this rank's shards and writes what the test compares —
+ * rank<r>.json (hash of W, losses, stats) and, on rank 0, W itself (params.safetensors).
+ *
+ * Usage: deno run … mpi_worker.ts '<json: DistProblem & { out, fault?, timeoutMs?, verifyEvery? }>'
+ */
+
+import { createTrainer } from "../../../runtime/trainer.ts";
+import { writeSafetensors } from "../../../runtime/io/safetensors.ts";
+import { sha256Hex } from "../../../runtime/io/atomic.ts";
+import { type DistProblem, distProblem } from "../../helpers/dist_problem.ts";
+
+const job = JSON.parse(Deno.args[0]) as DistProblem & {
+  out: string;
+  /** "die": rank 1 exits after step 1; "hang": rank 1 stops calling collectives; "mismatch": rank 1 uses another rank r. */
+  fault?: "die" | "hang" | "mismatch";
+  timeoutMs?: number;
+  verifyEvery?: number;
+};
+const rankEnv = Number(Deno.env.get("OMPI_COMM_WORLD_RANK") ?? Deno.env.get("PMI_RANK") ?? 0);
+const { config, batches } = distProblem({
+  ...job,
+  rank: job.fault === "mismatch" && rankEnv === 1 ? job.rank + 1 : job.rank,
+});
+const trainer = await createTrainer({
+  ...config,
+  mode: "mpi",
+  collectiveTimeoutMs: job.timeoutMs,
+  verifyReplicasEvery: job.verifyEvery,
+});
+const per = job.devices / trainer.size;
+const losses: number[][] = [];
+for (const [s, all] of batches.entries()) {
+  if (s === 1 && trainer.rank === 1 && job.fault === "die") Deno.exit(3);
+  if (s === 1 && trainer.rank === 1 && job.fault === "hang") {
+    await new Promise(() => setInterval(() => {}, 1000)); // alive, never joins a collective
+  }
+  const mine = all.slice(trainer.rank * per, (trainer.rank + 1) * per);
+  losses.push((await trainer.step(mine)).loss);
+}
+const params = await trainer.params();
+const names = Object.keys(params).sort();
+const bytes = names.flatMap((n) => Array.from(new Uint8Array(params[n].data.buffer)));
+const snapshot = await trainer.snapshot();
+const result = {
+  rank: trainer.rank,
+  size: trainer.size,
+  hash: await sha256Hex(Uint8Array.from(bytes)),
+  losses,
+  stats: trainer.stats(),
+};
+await Deno.writeTextFile(`${job.out}/rank${trainer.rank}.json`, JSON.stringify(result));
+if (trainer.rank === 0) {
+  await writeSafetensors(`${job.out}/params.safetensors`, params);
+  await writeSafetensors(`${job.out}/snapshot.safetensors`, snapshot.tensors);
+}
+await trainer.close();
