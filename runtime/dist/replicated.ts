@@ -55,6 +55,16 @@ export class ReplicaDivergenceError extends Error {
   }
 }
 
+/** Throws `ReplicaDivergenceError` unless every replica's digest of W is the same. */
+export function checkReplicaDigests(digests: string[], step: number): void {
+  if (digests.every((h) => h === digests[0])) return;
+  throw new ReplicaDivergenceError(
+    `replicas of W diverged after step ${step}: SHA-256 prefixes by replica ${
+      digests.map((h, i) => `${i}=${h}`).join(", ")
+    } (replicas must be bitwise identical; check that every rank runs the same build on the same kind of device)`,
+  );
+}
+
 interface Replica {
   device: Device;
   /** Everything that persists across steps, in mode "virtual"'s layout (state: this replica's shards). */
@@ -405,14 +415,7 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
     const all = await group.allGather(local);
     const hex = (i: number) =>
       Array.from(all.subarray(32 * i, 32 * i + 8), (b) => b.toString(16).padStart(2, "0")).join("");
-    const seen = Array.from({ length: replicasTotal }, (_, i) => hex(i));
-    if (seen.some((h) => h !== seen[0])) {
-      throw new ReplicaDivergenceError(
-        `replicas of W diverged after step ${steps}: SHA-256 prefixes by replica ${
-          seen.map((h, i) => `${i}=${h}`).join(", ")
-        } (replicas must be bitwise identical; check that every rank runs the same build on the same kind of device)`,
-      );
-    }
+    checkReplicaDigests(Array.from({ length: replicasTotal }, (_, i) => hex(i)), steps);
   };
 
   const expectedShards = localReplicas * kl;

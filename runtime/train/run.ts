@@ -106,7 +106,15 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   const total = cfg.epochs ? Math.ceil((cfg.epochs * train.length) / perStep) : cfg.steps;
   const resolved = { ...cfg, steps: total };
   const configHash = (await sha256Hex(
-    new TextEncoder().encode(text({ ...resolved, out: undefined, resume: undefined })),
+    // Where the shards run does not change the trajectory: a checkpoint resumes in any mode.
+    new TextEncoder().encode(text({
+      ...resolved,
+      out: undefined,
+      resume: undefined,
+      mode: undefined,
+      verifyReplicasEvery: undefined,
+      commTimeout: undefined,
+    })),
   )).slice(0, 16);
   const adapt = Object.keys(model.params).filter((n) => {
     const module = n.replace(/\.weight$/, "").split(".").at(-1)!;

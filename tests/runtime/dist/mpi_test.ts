@@ -11,6 +11,9 @@ import { join } from "node:path";
 import { readSafetensors } from "../../../runtime/io/safetensors.ts";
 import { createTrainer, type Method } from "../../../runtime/trainer.ts";
 import { distProblem } from "../../helpers/dist_problem.ts";
+import { initParams } from "../../../dsl/nn/transformer.ts";
+import { saveModel } from "../../../runtime/models/model_dir.ts";
+import { TINY_BYTE_LLAMA } from "../../helpers/tiny_models.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const hasMpirun = (() => {
@@ -31,10 +34,14 @@ interface Launch {
   seconds: number;
 }
 
-/** Runs `script` on `np` ranks; returns the exit status and the combined output. */
-async function mpirun(
+/** Runs `script` (next to this file) on `np` ranks; returns the exit status and the output. */
+function mpirun(np: number, script: string, args: string[], env: Record<string, string> = {}) {
+  return mpirunFile(np, join(here, script), args, env);
+}
+
+async function mpirunFile(
   np: number,
-  script: string,
+  path: string,
   args: string[],
   env: Record<string, string> = {},
 ): Promise<Launch> {
@@ -53,7 +60,7 @@ async function mpirun(
       "--allow-env",
       "--allow-read",
       "--allow-write",
-      join(here, script),
+      path,
       ...args,
     ],
     env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1", ...env },
@@ -238,5 +245,54 @@ Deno.test({
     assert.notEqual(res.code, 0);
     assert.match(text, /the launcher started 2 ranks but .* reports a world of 1/, text);
     await Deno.remove(out, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "mpi: `mpirun -np 2 … train --mode mpi` gives the model of `--mode virtual`, and resumes a virtual run's checkpoint",
+  ...opts,
+  fn: async () => {
+    const root = await Deno.makeTempDir({ prefix: "mpi-cli-" });
+    const modelDir = join(root, "model");
+    await saveModel(modelDir, TINY_BYTE_LLAMA, initParams(TINY_BYTE_LLAMA, 1), {
+      dsl_tokenizer: "byte",
+      dsl_template: "compact",
+    });
+    const cli = new URL("../../../cli/train.ts", import.meta.url).pathname;
+    const flags = (out: string, mode: string) => [
+      ...["--model", modelDir, "--task", "addition", "--devices", "2", "--rank", "2"],
+      ...["--batch", "2", "--max-len", "48", "--train-size", "64", "--eval-size", "2"],
+      ...["--steps", "4", "--checkpoint-every", "2", "--lr", "0.01", "--out", out, "--mode", mode],
+    ];
+    const virtualOut = join(root, "virtual"), mpiOut = join(root, "mpi");
+    const virtual = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-ffi",
+        cli,
+        ...flags(virtualOut, "virtual"),
+      ],
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(virtual.code, 0, new TextDecoder().decode(virtual.stderr));
+    const run = await mpirunFile(2, cli, [...flags(mpiOut, "mpi"), "--verify-replicas-every", "1"]);
+    assert.equal(run.code, 0, run.output);
+    assert.match(run.output, /mode \| mpi \(2 replicas, 2 process\(es\)\)/);
+    const model = (dir: string) => readSafetensors(join(dir, "model", "model.safetensors"));
+    const [wv, wm] = [await model(virtualOut), await model(mpiOut)];
+    for (const name of Object.keys(wv)) assert.deepEqual(wm[name].data, wv[name].data, name);
+    // Resume under MPI from the virtual run's step-2 checkpoint: the same final model.
+    await Deno.remove(join(virtualOut, "checkpoints", "step-00000004.safetensors"));
+    await Deno.remove(join(virtualOut, "model"), { recursive: true });
+    const resumed = await mpirunFile(2, cli, [...flags(virtualOut, "mpi"), "--resume"]);
+    assert.equal(resumed.code, 0, resumed.output);
+    assert.match(resumed.output, /resumed from step 2/);
+    const wr = await model(virtualOut);
+    for (const name of Object.keys(wv)) assert.deepEqual(wr[name].data, wv[name].data, name);
+    await Deno.remove(root, { recursive: true });
   },
 });

@@ -1,0 +1,35 @@
+/* The reference for the Deno collectives' bandwidth: plain MPI_Allreduce / MPI_Allgather loops.
+ * Usage: mpirun -np P mpi_bandwidth BYTES ITERS — prints one JSON line per collective on rank 0. */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  int rank, size;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  long bytes = atol(argv[1]);
+  int iters = atoi(argv[2]);
+  int n = (int)(bytes / 4);
+  float *buf = malloc((size_t)n * 4 * size);
+  float *out = malloc((size_t)n * 4 * size);
+  for (int i = 0; i < n; i++) buf[i] = (float)(i % 97);
+  /* all-reduce of n floats; all-gather of n / size floats per rank (n in total) */
+  for (int pass = 0; pass < 2; pass++) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t0 = MPI_Wtime();
+    for (int i = 0; i < iters; i++) {
+      if (pass == 0) MPI_Allreduce(buf, out, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      else MPI_Allgather(buf, n / size, MPI_FLOAT, out, n / size, MPI_FLOAT, MPI_COMM_WORLD);
+    }
+    double dt = (MPI_Wtime() - t0) / iters;
+    if (rank == 0)
+      printf("{\"impl\":\"C\",\"op\":\"%s\",\"bytes\":%ld,\"seconds\":%.9f}\n",
+             pass == 0 ? "allreduce" : "allgather", bytes, dt);
+  }
+  free(buf);
+  free(out);
+  MPI_Finalize();
+  return 0;
+}
