@@ -46,14 +46,22 @@ async function bandwidth(): Promise<string> {
   const exe = join(dir, "mpi_bandwidth");
   await sh("mpicc", ["-O2", "-o", exe, join(here, "mpi_bandwidth.c")]);
   const rows: string[] = [];
-  for (const mib of QUICK ? [4] : [1, 4, 16]) {
+  for (const mib of QUICK ? [1, 4] : [1, 4, 16]) {
     const bytes = mib * 2 ** 20, iters = QUICK ? 10 : 30;
-    const c = jsonLines(
-      await sh("mpirun", [...MPIRUN, "-np", "2", exe, String(bytes), String(iters)]),
-    );
-    const ours = jsonLines(await denoRank(2, ["collectives", String(bytes), String(iters)]));
+    // Best of three alternating rounds: the 2-core machine is noisy, and each side gets its best.
+    const c: { op: string; seconds: number }[] = [], ours: typeof c = [];
+    for (let round = 0; round < 3; round++) {
+      c.push(
+        ...jsonLines(
+          await sh("mpirun", [...MPIRUN, "-np", "2", exe, String(bytes), String(iters)]),
+        ),
+      );
+      ours.push(...jsonLines(await denoRank(2, ["collectives", String(bytes), String(iters)])));
+    }
+    const best = (rows: typeof c, op: string) =>
+      Math.min(...rows.filter((r) => r.op === op).map((r) => r.seconds));
     for (const op of ["allreduce", "allgather"]) {
-      const tc = c.find((r) => r.op === op).seconds, to = ours.find((r) => r.op === op).seconds;
+      const tc = best(c, op), to = best(ours, op);
       const gb = (t: number) => (bytes / t / 1e9).toFixed(2);
       rows.push(`| ${op} | ${mib} MiB | ${gb(tc)} | ${gb(to)} | ${(100 * tc / to).toFixed(0)}% |`);
     }
@@ -142,7 +150,7 @@ const section = `## Distributed runtime
 Measured by \`deno task bench\` (bench/dist.ts) on this machine (${cpu} cores, WebGPU on the CPU, OpenMPI over shared memory, ranks oversubscribed beyond ${cpu}).
 Problem: a Llama of width 64, 2 layers, every projection adapted, r = 4 per device, 2 × 32 tokens per shard.
 
-### Collective bandwidth (bytes of the buffer / time per call)
+### Collective bandwidth (bytes of the buffer / time per call, best of 3 alternating runs)
 
 ${await bandwidth()}
 

@@ -4,7 +4,7 @@
  * problem in mode "mpi"; rank 0 prints the trainer's stats and the median step time.
  */
 
-import { MpiGroup } from "../runtime/dist/collectives.ts";
+import { MpiGroup } from "../runtime/dist/mpi_group.ts";
 import { createTrainer } from "../runtime/trainer.ts";
 import { type BenchProblem, benchProblem } from "./dist_problem.ts";
 
@@ -15,12 +15,13 @@ if (what === "collectives") {
   const n = bytes / 4;
   const buf = Float32Array.from({ length: n }, (_, i) => i % 97);
   const part = buf.subarray(0, n / group.size);
+  const out = new Float32Array(n); // reused, as the C loop reuses its buffers
   for (const op of ["allreduce", "allgather"]) {
-    await group.barrier();
-    const t0 = performance.now();
-    for (let i = 0; i < iters; i++) {
-      if (op === "allreduce") await group.allReduce(buf);
-      else await group.allGather(part);
+    let t0 = 0;
+    for (let i = -5; i < iters; i++) { // 5 untimed warm-up calls, as in the C loop
+      if (i === 0) await group.barrier(), t0 = performance.now();
+      if (op === "allreduce") await group.allReduce(buf, "sum", out);
+      else await group.allGather(part, out);
     }
     const seconds = (performance.now() - t0) / 1000 / iters;
     if (group.rank === 0) console.log(JSON.stringify({ impl: "Deno", op, bytes, seconds }));

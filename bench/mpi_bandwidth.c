@@ -17,9 +17,12 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n; i++) buf[i] = (float)(i % 97);
   /* all-reduce of n floats; all-gather of n / size floats per rank (n in total) */
   for (int pass = 0; pass < 2; pass++) {
-    MPI_Barrier(MPI_COMM_WORLD);
-    double t0 = MPI_Wtime();
-    for (int i = 0; i < iters; i++) {
+    double t0 = 0;
+    for (int i = -5; i < iters; i++) { /* 5 untimed warm-up calls */
+      if (i == 0) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+      }
       if (pass == 0) MPI_Allreduce(buf, out, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
       else MPI_Allgather(buf, n / size, MPI_FLOAT, out, n / size, MPI_FLOAT, MPI_COMM_WORLD);
     }

@@ -37,6 +37,49 @@ const OMPI_STATICS = {
   ompi_mpi_op_max: { type: "pointer" },
 } as const;
 
+/**
+ * The collectives' signatures, blocking (the calling thread waits in MPI) or non-blocking (a
+ * worker thread waits; the call returns a Promise), named with `suffix`.
+ */
+function collectives<H extends "pointer" | "i32", S extends string>(
+  h: H,
+  nonblocking: boolean,
+  suffix: S,
+) {
+  const name = <N extends string>(n: N) => `${n}${suffix}` as `${N}${S}`;
+  return {
+    [name("MPI_Barrier")]: { name: "MPI_Barrier", parameters: [h], result: "i32", nonblocking },
+    // (sendbuf, sendcount, sendtype, recvbuf, recvcounts[], displs[], recvtype, comm)
+    [name("MPI_Allgatherv")]: {
+      name: "MPI_Allgatherv",
+      parameters: ["pointer", "i32", h, "pointer", "buffer", "buffer", h, h],
+      result: "i32",
+      nonblocking,
+    },
+    // (sendbuf, recvbuf, recvcounts[], datatype, op, comm)
+    [name("MPI_Reduce_scatter")]: {
+      name: "MPI_Reduce_scatter",
+      parameters: ["pointer", "pointer", "buffer", h, h, h],
+      result: "i32",
+      nonblocking,
+    },
+    // (sendbuf, recvbuf, count, datatype, op, comm)
+    [name("MPI_Allreduce")]: {
+      name: "MPI_Allreduce",
+      parameters: ["pointer", "pointer", "i32", h, h, h],
+      result: "i32",
+      nonblocking,
+    },
+    // (buf, count, datatype, root, comm)
+    [name("MPI_Bcast")]: {
+      name: "MPI_Bcast",
+      parameters: ["pointer", "i32", h, "i32", h],
+      result: "i32",
+      nonblocking,
+    },
+  } as unknown as Record<string, Deno.ForeignFunction>;
+}
+
 /** FFI signatures with `H` as the handle type ("pointer" for OpenMPI, "i32" for MPICH). */
 function symbols<H extends "pointer" | "i32">(h: H) {
   return {
@@ -49,27 +92,8 @@ function symbols<H extends "pointer" | "i32">(h: H) {
     MPI_Comm_size: { parameters: [h, "buffer"], result: "i32" },
     MPI_Abort: { parameters: [h, "i32"], result: "i32" },
     MPI_Wtime: { parameters: [], result: "f64" },
-    MPI_Barrier: { parameters: [h], result: "i32", nonblocking: true },
-    // (sendbuf, sendcount, sendtype, recvbuf, recvcounts[], displs[], recvtype, comm)
-    MPI_Allgatherv: {
-      parameters: ["pointer", "i32", h, "pointer", "buffer", "buffer", h, h],
-      result: "i32",
-      nonblocking: true,
-    },
-    // (sendbuf, recvbuf, recvcounts[], datatype, op, comm)
-    MPI_Reduce_scatter: {
-      parameters: ["pointer", "pointer", "buffer", h, h, h],
-      result: "i32",
-      nonblocking: true,
-    },
-    // (sendbuf, recvbuf, count, datatype, op, comm)
-    MPI_Allreduce: {
-      parameters: ["pointer", "pointer", "i32", h, h, h],
-      result: "i32",
-      nonblocking: true,
-    },
-    // (buf, count, datatype, root, comm)
-    MPI_Bcast: { parameters: ["pointer", "i32", h, "i32", h], result: "i32", nonblocking: true },
+    ...collectives(h, false, ""),
+    ...collectives(h, true, "_nb"),
   } as const;
 }
 
@@ -224,10 +248,28 @@ export class Mpi {
     return Deno.UnsafePointer.create(this.flavor === "openmpi" ? 1n : 0xffffffffffffffffn);
   }
 
-  /** Runs `call` after every collective issued before it (collectives keep program order). */
-  private serial(name: string, call: () => Promise<number>): Promise<void> {
-    if (this.finalized) return Promise.reject(new MpiError(`${name}: MPI is finalized`));
-    const next = this.queue.then(call).then((rc) => check(rc, name));
+  /**
+   * Non-blocking calls (a worker thread waits in MPI; Deno's event loop runs on) cost ≈5 ms each
+   * on a busy 2-core machine against ≈0.2 ms blocking, so blocking is the default; a blocking call
+   * is guarded by `watch` (a watchdog on another thread) instead of a timer.
+   */
+  nonblocking = false;
+  /** Called before a blocking collective; the returned function after it. */
+  watch: (name: string) => () => void = () => () => {};
+
+  /** Runs the collective `fn` after every collective issued before it (program order). */
+  private serial(fn: string, ...args: unknown[]): Promise<void> {
+    if (this.finalized) return Promise.reject(new MpiError(`${fn}: MPI is finalized`));
+    const call = async () => {
+      if (this.nonblocking) return await this.fns[`${fn}_nb`](...args) as number;
+      const done = this.watch(fn);
+      try {
+        return this.fns[fn](...args) as number;
+      } finally {
+        done();
+      }
+    };
+    const next = this.queue.then(call).then((rc) => check(rc, fn));
     this.queue = next.catch(() => {});
     return next;
   }
@@ -236,20 +278,26 @@ export class Mpi {
    * Every rank contributes `send` (its own length); returns all contributions concatenated in rank
    * order. `counts[i]` is rank i's element count.
    */
-  allGatherV(send: ArrayBufferView, recv: ArrayBufferView, counts: number[], type: MpiDatatype) {
+  allGatherV(
+    send: ArrayBufferView | null,
+    recv: ArrayBufferView,
+    counts: number[],
+    type: MpiDatatype,
+  ) {
     const displs = new Int32Array(counts.length);
     for (let i = 1; i < counts.length; i++) displs[i] = displs[i - 1] + counts[i - 1];
-    return this.serial("MPI_Allgatherv", () =>
-      this.fns.MPI_Allgatherv(
-        ptr(send),
-        counts[this.rank],
-        this.handles.types[type],
-        ptr(recv),
-        Int32Array.from(counts),
-        displs,
-        this.handles.types[type],
-        this.handles.comm,
-      ));
+    // `send` null: this rank's block is already in place in `recv` (MPI_IN_PLACE).
+    return this.serial(
+      "MPI_Allgatherv",
+      send ? ptr(send) : this.inPlace,
+      counts[this.rank],
+      this.handles.types[type],
+      ptr(recv),
+      Int32Array.from(counts),
+      displs,
+      this.handles.types[type],
+      this.handles.comm,
+    );
   }
 
   /** Sums `send` over ranks and leaves block `rank` (of `counts[rank]` elements) in `recv`. */
@@ -259,39 +307,43 @@ export class Mpi {
     counts: number[],
     type: "f32" | "i32" | "f64",
   ) {
-    return this.serial("MPI_Reduce_scatter", () =>
-      this.fns.MPI_Reduce_scatter(
-        ptr(send),
-        ptr(recv),
-        Int32Array.from(counts),
-        this.handles.types[type],
-        this.handles.sum,
-        this.handles.comm,
-      ));
+    return this.serial(
+      "MPI_Reduce_scatter",
+      ptr(send),
+      ptr(recv),
+      Int32Array.from(counts),
+      this.handles.types[type],
+      this.handles.sum,
+      this.handles.comm,
+    );
   }
 
   /** In-place all-reduce (sum or max) of `buf`. */
   allReduce(buf: ArrayBufferView, count: number, type: "f32" | "i32" | "f64", op: "sum" | "max") {
-    return this.serial("MPI_Allreduce", () =>
-      this.fns.MPI_Allreduce(
-        this.inPlace,
-        ptr(buf),
-        count,
-        this.handles.types[type],
-        this.handles[op],
-        this.handles.comm,
-      ));
+    return this.serial(
+      "MPI_Allreduce",
+      this.inPlace,
+      ptr(buf),
+      count,
+      this.handles.types[type],
+      this.handles[op],
+      this.handles.comm,
+    );
   }
 
   broadcast(buf: ArrayBufferView, count: number, type: MpiDatatype, root: number) {
     return this.serial(
       "MPI_Bcast",
-      () => this.fns.MPI_Bcast(ptr(buf), count, this.handles.types[type], root, this.handles.comm),
+      ptr(buf),
+      count,
+      this.handles.types[type],
+      root,
+      this.handles.comm,
     );
   }
 
   barrier() {
-    return this.serial("MPI_Barrier", () => this.fns.MPI_Barrier(this.handles.comm));
+    return this.serial("MPI_Barrier", this.handles.comm);
   }
 
   wtime(): number {

@@ -25,7 +25,7 @@ import type { Tensor } from "../../dsl/trace.ts";
 import { Device, gpu } from "../device.ts";
 import type { DeviceArray } from "../device_array.ts";
 import { jit, type Jitted, toDevice, toHost } from "../jit.ts";
-import { sha256Hex } from "../io/atomic.ts";
+import { sha256Hex } from "../io/hash.ts";
 import {
   adamHyper,
   type AdapterExport,

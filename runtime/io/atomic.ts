@@ -2,6 +2,8 @@
 
 import { dirname } from "node:path";
 
+export { sha256Hex } from "./hash.ts";
+
 /** Writes `bytes` to `path` so that a reader sees the old file or the new one, never a mix. */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const temp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
@@ -38,12 +40,4 @@ async function syncDirectory(dir: string): Promise<void> {
 
 export async function writeTextAtomic(path: string, text: string): Promise<void> {
   await writeFileAtomic(path, new TextEncoder().encode(text));
-}
-
-/** SHA-256 of bytes as lowercase hex. */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
-  );
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }

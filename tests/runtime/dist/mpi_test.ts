@@ -81,7 +81,7 @@ const opts = { ignore, sanitizeResources: false, sanitizeOps: false };
 for (const np of [2, 4]) {
   Deno.test({
     name:
-      `mpi: collectives on ${np} ranks — sizes 0, 1, odd, > 16 MiB; f32, i32, u8; identical sums`,
+      `mpi: collectives on ${np} ranks — sizes 0, 1, odd, > 16 MiB; f32, f64, i32, u8; identical sums`,
     ...opts,
     fn: async () => {
       const run = await mpirun(np, "collectives_worker.ts", []);
