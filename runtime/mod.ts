@@ -26,6 +26,7 @@ export { evaluationWindows, PretrainStream } from "./data/pretrain_data.ts";
 export { permutation, Rng } from "./data/rng.ts";
 export { type LoadedModel, loadModel, saveModel } from "./models/model_dir.ts";
 export { generate, type GenerateOptions } from "./models/generate.ts";
+export { type LoraFactors, pissaToLora, saveLoraAdapter } from "./models/peft.ts";
 export { evaluateItems, type TaskScore } from "./models/evaluate.ts";
 export { adamTrainStep, nllSum, perplexity } from "./models/lm_steps.ts";
 export {
@@ -34,5 +35,14 @@ export {
   type Trainer,
   type TrainerConfig,
   TrainerConfigError,
+  type TrainerSnapshot,
   type TrainerStats,
 } from "./trainer.ts";
+export {
+  type CommArray,
+  type CommCounters,
+  type ProcessGroup,
+  processGroup,
+  SelfGroup,
+} from "./dist/collectives.ts";
+export { checkReplicaDigests, ReplicaDivergenceError } from "./dist/replicated.ts";

@@ -12,7 +12,7 @@
 
 import { swapsLastTwo } from "../views.ts";
 import type { Node } from "../../dsl/mod.ts";
-import { WGSL_HELPERS } from "../../dsl/primitives/wgsl.ts";
+import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
 import { KernelBuilder, storageType } from "./builder.ts";
 
@@ -47,17 +47,26 @@ export interface KernelContext {
 
 const WORKGROUP = 64;
 
-function header(b: KernelBuilder, roots: readonly Node[], ctx: KernelContext): string {
+function header(
+  b: KernelBuilder,
+  roots: readonly Node[],
+  ctx: KernelContext,
+  body: readonly string[],
+): string {
   const lines: string[] = [];
   const done = new Set<string>();
   const addHelper = (name: string) => {
     if (done.has(name)) return;
     const src = b.helpers.get(name) ?? WGSL_HELPERS[name as keyof typeof WGSL_HELPERS];
-    if (name !== "is_nan" && src.includes("is_nan(")) addHelper("is_nan");
+    // Helpers a helper calls come first (WGSL allows any order; this keeps listings readable).
+    for (const dep of Object.keys(WGSL_HELPERS)) {
+      if (dep !== name && src.includes(`${dep}(`)) addHelper(dep);
+    }
     done.add(name);
     lines.push(src);
   };
   [...b.helpers.keys()].forEach(addHelper);
+  if (body.some((l) => l.includes("f32_bits("))) addHelper("f32_bits");
   for (const [slot, binding] of b.bindingOfSlot) {
     const element = b.vec4Slots.has(slot) ? "vec4<f32>" : ctx.slotDtype(slot);
     lines.push(`@group(0) @binding(${binding}) var<storage, read> b${binding}: array<${element}>;`);
@@ -80,7 +89,7 @@ function finish(
   dispatch: [number, number, number],
   workgroupSize: [number, number, number],
 ): GeneratedKernel {
-  const wgsl = `${header(b, plan.roots, ctx)}
+  const wgsl = `${header(b, plan.roots, ctx, body)}
 @compute @workgroup_size(${workgroupSize.join(", ")})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
 ${body.map((l) => "  " + l).join("\n")}
@@ -133,7 +142,7 @@ function reduceLoop(b: KernelBuilder, red: Node, outer: readonly string[]): stri
   const t = storageType(input.dtype);
   const acc = b.fresh("acc");
   const arg = b.fresh("arg");
-  const lowest = t === "f32" ? "bitcast<f32>(0xff800000u)" : "i32(-2147483647 - 1)";
+  const lowest = t === "f32" ? wgslLiteral(-Infinity, "f32") : "i32(-2147483647 - 1)";
   b.line(`var ${acc}: ${t} = ${red.op === "sum" ? (t === "f32" ? "0.0f" : "0i") : lowest};`);
   if (red.op === "argmax") b.line(`var ${arg}: i32 = 0i;`);
   const r = b.fresh("r");

@@ -17,15 +17,19 @@ export function wgslLiteral(value: number, dtype: DType): string {
     return v === -2147483648 ? "i32(-2147483647 - 1)" : `${v}i`;
   }
   const f = Math.fround(value);
-  if (Number.isNaN(f)) return "bitcast<f32>(0x7fc00000u)";
-  if (f === Infinity) return "bitcast<f32>(0x7f800000u)";
-  if (f === -Infinity) return "bitcast<f32>(0xff800000u)";
+  // Non-finite values through a function call: a constant expression that evaluates to ±inf or
+  // NaN is a shader-creation error in WGSL (Chrome's Tint enforces it; naga does not).
+  if (Number.isNaN(f)) return "f32_bits(0x7fc00000u)";
+  if (f === Infinity) return "f32_bits(0x7f800000u)";
+  if (f === -Infinity) return "f32_bits(0xff800000u)";
   if (Object.is(f, -0)) return "(-0.0f)";
   const s = String(f);
   return f < 0 ? `(${s}f)` : `${s}f`;
 }
 
 export const WGSL_HELPERS = {
+  // A runtime bitcast (function arguments are not constant expressions).
+  f32_bits: `fn f32_bits(b: u32) -> f32 { return bitcast<f32>(b); }`,
   is_nan: `fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }`,
   max_nan: `fn max_nan(a: f32, b: f32) -> f32 {
   if (is_nan(a) || is_nan(b)) { return a + b; }
@@ -51,18 +55,18 @@ export const WGSL_HELPERS = {
   // integer exponent. Signs and infinities are tested on the bits (WGSL may assume no Inf).
   pow_f32: `fn pow_f32(x: f32, y: f32) -> f32 {
   if (y == 0.0f) { return 1.0f; }
-  if (is_nan(x) || is_nan(y)) { return bitcast<f32>(0x7fc00000u); }
+  if (is_nan(x) || is_nan(y)) { return f32_bits(0x7fc00000u); }
   let ax = bitcast<u32>(x) & 0x7fffffffu;
   let y_inf = (bitcast<u32>(y) & 0x7fffffffu) == 0x7f800000u;
-  if (ax == 0x3f800000u && y_inf) { return bitcast<f32>(0x7fc00000u); }
+  if (ax == 0x3f800000u && y_inf) { return f32_bits(0x7fc00000u); }
   let odd = floor(y) == y && floor(y * 0.5f) * 2.0f != y;
   let negative = (bitcast<u32>(x) >> 31u) == 1u;
   if (ax == 0u || ax == 0x7f800000u) {
     let big = (ax == 0u) == (y < 0.0f);
-    let r = select(0.0f, bitcast<f32>(0x7f800000u), big);
+    let r = select(0.0f, f32_bits(0x7f800000u), big);
     return select(r, -r, negative && odd);
   }
-  if (negative && floor(y) != y) { return bitcast<f32>(0x7fc00000u); }
+  if (negative && floor(y) != y) { return f32_bits(0x7fc00000u); }
   let p = exp2(y * log2(abs(x)));
   return select(p, -p, negative && odd);
 }`,

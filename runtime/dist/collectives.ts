@@ -65,9 +65,9 @@ export class SelfGroup implements ProcessGroup {
   barrier(): Promise<void> {
     return Promise.resolve();
   }
-  abort(message: string, code = 1): never {
-    console.error(message);
-    Deno.exit(code);
+  /** One process: nothing else to stop, so the error propagates to the caller. */
+  abort(message: string): never {
+    throw new Error(message);
   }
   finalize(): Promise<void> {
     return Promise.resolve();

@@ -1,0 +1,68 @@
+/**
+ * Every research script in examples/ runs (as a user would run it, with the permissions its header
+ * names) and prints what it promises.
+ */
+
+import assert from "node:assert/strict";
+
+const root = new URL("../", import.meta.url).pathname;
+
+async function runExample(file: string, permissions: string[], args: string[] = []) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissions, `${root}examples/${file}`, ...args],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, `${file}: ${new TextDecoder().decode(out.stderr)}\n${text}`);
+  return text;
+}
+
+const READ = ["--allow-read", "--allow-env"];
+
+Deno.test("examples/grad_ir.ts prints the gradient's IR and values", async () => {
+  const text = await runExample("grad_ir.ts", []);
+  assert.match(text, /matmul/);
+});
+
+Deno.test("examples/update_rank.ts: HD-PiSSA's update rank exceeds PiSSA's and LoRA's", async () => {
+  const text = await runExample("update_rank.ts", READ);
+  const rankOf = (method: string) =>
+    Number(text.match(new RegExp(`^${method}\\s+(\\d+)`, "m"))?.[1]);
+  assert.ok(rankOf("hdpissa") > rankOf("pissa") && rankOf("pissa") > rankOf("lora"), text);
+});
+
+Deno.test("examples/custom_model.ts trains a custom model to a higher accuracy", async () => {
+  const text = await runExample("custom_model.ts", READ);
+  const acc = [...text.matchAll(/accuracy (?:before|after): ([\d.]+)%/g)].map((m) => Number(m[1]));
+  assert.equal(acc.length, 2, text);
+  assert.ok(acc[1] > acc[0] + 20, text);
+});
+
+Deno.test("examples/inspect_kernels.ts lists the fused kernels, one kernel's WGSL and timings", async () => {
+  const text = await runExample("inspect_kernels.ts", READ);
+  assert.match(text, /^Program: \d+ kernel\(s\)/m);
+  assert.match(text, /@compute @workgroup_size/);
+  assert.match(text, /kernel times \(each run alone\):\n\s+[\d.]+ ms/);
+});
+
+Deno.test("examples/export_pissa_adapter.ts writes a PEFT adapter that reproduces the trained model", async () => {
+  const dir = await Deno.makeTempDir();
+  const text = await runExample("export_pissa_adapter.ts", [...READ, "--allow-write"], [dir]);
+  const err = Number(text.match(/reproduces the trained weights to ([\d.e+-]+)/)?.[1]);
+  assert.ok(err < 1e-5, text);
+  const config = JSON.parse(await Deno.readTextFile(`${dir}/adapter_config.json`));
+  assert.equal(config.peft_type, "LORA");
+  assert.equal(config.r, 8);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("examples/load_hf_checkpoint.ts loads the shipped Hugging Face folder and generates", async () => {
+  const text = await runExample("load_hf_checkpoint.ts", READ);
+  assert.match(text, /1,034,064 parameters/);
+  assert.match(text, /greedy continuation/);
+  const nats = Number(text.match(/([\d.]+) nats\/byte/)?.[1]);
+  assert.ok(nats > 0 && nats < 3, text);
+});

@@ -1,0 +1,76 @@
+// Kernel conformance in the browser: small programs covering every primitive family, compiled by
+// the bundle for this browser's WebGPU and compared with the CPU reference (`interpret`) in the
+// same page. Chrome's shader compiler (Tint) is stricter than Deno's (naga) in places; this page
+// is how the test suite sees it. The outcome is left in `window.conformance`.
+import * as H from "./hdpissa.js";
+
+const a = H.array([[0.5, -1.25, 2], [3, -0.75, 0.1]]);
+const b = H.array([[1.5, 0.25, -2], [0.5, 2, -3]]);
+const m = H.array([[1, 2], [3, -1], [0.5, 0.25]]);
+const ids = { shape: [4], dtype: "i32", data: Int32Array.from([2, 0, 1, 2]) };
+const cases = {
+  arithmetic: (x, y) => H.add(H.mul(x, y), H.div(H.sub(x, y), H.add(H.abs(y), 1))),
+  transcendental: (x) =>
+    H.add(H.add(H.exp(x), H.log(H.add(H.abs(x), 1))), H.add(H.tanh(x), H.erf(x))),
+  trig_sqrt: (x) => H.add(H.add(H.sin(x), H.cos(x)), H.sqrt(H.abs(x))),
+  pow: (x, y) => H.pow(H.abs(x), y),
+  minmax_where: (x, y) => H.where(H.less(x, y), H.maximum(x, y), H.minimum(x, y)),
+  infinities: (x) =>
+    H.where(H.greater(x, 0), H.log(H.maximum(x, 0)), H.maximum(H.mul(x, 2), -Infinity)),
+  reductions: (x) => H.add(H.add(H.sum(x, 1), H.max(x, 1)), H.min(x, 1)),
+  argmax: (x) => H.cast(H.argmax(x, 1), "f32"),
+  softmax_logsumexp: (x) => H.add(H.softmax(x, 1), H.expandDims(H.logsumexp(x, 1), 1)),
+  matmul: (x, w) => H.matmul(x, w),
+  layer_norm: (x) => H.layerNorm(x, H.ones([3]), H.zeros([3])),
+  shapes: (x) => H.concat([H.transpose(x), H.slice(H.transpose(x), [1], [3])], 0),
+  // rows of x gathered at i, then added back into zeros at i (duplicates accumulate)
+  gather_scatter: (x, i) => H.scatterAdd(H.zeros([3, 4]), i, H.take(x, i)),
+  random: () => H.uniform(H.prngKey(7), [8]),
+  grad: (x, w) => H.grad((p) => H.sum(H.tanh(H.matmul(x, p))))(w),
+};
+const args = {
+  arithmetic: [a, b],
+  transcendental: [a],
+  trig_sqrt: [a],
+  pow: [a, b],
+  minmax_where: [a, b],
+  infinities: [a],
+  reductions: [a],
+  argmax: [a],
+  softmax_logsumexp: [a],
+  matmul: [a, m],
+  layer_norm: [a],
+  shapes: [a],
+  gather_scatter: [a, ids],
+  random: [],
+  grad: [a, m],
+};
+args.gather_scatter = [H.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]), ids];
+
+async function run() {
+  const results = {};
+  for (const [name, f] of Object.entries(cases)) {
+    try {
+      const want = H.interpret(f, ...args[name]);
+      const got = await H.jit(f)(...args[name]);
+      let worst = 0;
+      for (let k = 0; k < want.data.length; k++) {
+        const w = want.data[k], g = got.data[k];
+        const d = Number.isNaN(w) && Number.isNaN(g)
+          ? 0
+          : w === g
+          ? 0
+          : Math.abs(w - g) / (1 + Math.abs(w));
+        worst = Math.max(worst, Number.isNaN(d) ? Infinity : d);
+      }
+      results[name] = { ok: worst < 1e-4, worst };
+    } catch (e) {
+      results[name] = { ok: false, error: String(e.message ?? e).slice(0, 600) };
+    }
+  }
+  return results;
+}
+
+window.conformance = navigator.gpu
+  ? run()
+  : Promise.resolve({ skipped: "navigator.gpu is missing" });
