@@ -66,3 +66,27 @@ Deno.test("examples/load_hf_checkpoint.ts loads the shipped Hugging Face folder 
   const nats = Number(text.match(/([\d.]+) nats\/byte/)?.[1]);
   assert.ok(nats > 0 && nats < 3, text);
 });
+
+Deno.test("docs/getting-started.md: the first script runs as written and its loss falls", async () => {
+  const doc = await Deno.readTextFile(`${root}docs/getting-started.md`);
+  const blocks = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+  assert.equal(blocks.length, 2);
+  const dir = await Deno.makeTempDir();
+  const mod = JSON.stringify(`${root}mod.ts`);
+  const source = blocks.map((b) => b.replaceAll('"./mod.ts"', mod)).join("\n") +
+    "\nconsole.log(JSON.stringify(Object.keys(g)));\n";
+  await Deno.writeTextFile(`${dir}/first.ts`, source);
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", `${dir}/first.ts`],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const losses = [...text.matchAll(/^(\d+) \[ ([\d.]+), ([\d.]+) \]/gm)].map((m) => +m[2] + +m[3]);
+  assert.equal(losses.length, 5, text);
+  assert.ok(losses[4] < losses[0], text);
+  assert.match(text, /\["head","hidden"\]/);
+  await Deno.remove(dir, { recursive: true });
+});

@@ -6,8 +6,6 @@
  * call from here).
  */
 
-/// <reference lib="deno.worker" />
-
 export interface WatchdogInit {
   /** Float64 slots: [deadline (ms since the epoch, 0 = idle), collective index]. */
   slots: SharedArrayBuffer;
@@ -21,7 +19,9 @@ export interface WatchdogInit {
 
 const MPICH_COMM_WORLD = 0x44000000;
 
-self.onmessage = (e: MessageEvent<WatchdogInit>) => {
+// The worker's global scope (typed loosely: the package avoids triple-slash lib directives).
+const scope = globalThis as unknown as { onmessage: (e: MessageEvent<WatchdogInit>) => void };
+scope.onmessage = (e) => {
   const init = e.data;
   const slots = new Float64Array(init.slots);
   setInterval(() => {
