@@ -29,11 +29,14 @@
 import { isLayoutPreserving, swapsLastTwo } from "./views.ts";
 import { getPrimitive, type Graph, type Node } from "../dsl/mod.ts";
 
+/** The kernel template a fused kernel is generated from. */
 export type KernelKind = "elementwise" | "rowwise" | "reduce" | "matmul" | "scatter";
 
+/** One kernel-to-be: the nodes it computes, what it reads and writes, and its template. */
 export interface KernelPlan {
   /** The buffers this kernel writes (several for a merged elementwise kernel). */
   roots: Node[];
+  /** The template it is generated from. */
   kind: KernelKind;
   /** The reduction, matmul or scatter the kernel is built around. */
   anchor?: Node;
@@ -49,6 +52,7 @@ export interface KernelPlan {
   identityReads: Set<Node>;
 }
 
+/** Options of `planFusion`. */
 export interface FusionOptions {
   /** Storage buffers a kernel may bind, the outputs included. */
   maxStorageBuffers: number;
@@ -103,6 +107,7 @@ function isCheapIndexing(node: Node, buffers: Set<Node>): boolean {
   return node.inputs.every((x) => isCheapIndexing(x, buffers));
 }
 
+/** Splits a graph into kernels (rules 1–8 above), in execution order. */
 export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   const outputs = new Set(graph.outputs);
   const consumerCount = new Map<Node, number>();

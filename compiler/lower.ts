@@ -15,6 +15,7 @@ import { planMemory } from "./memory_plan.ts";
 import { optimize } from "./passes/mod.ts";
 import { type Kernel, Program } from "./program.ts";
 
+/** Options of `lower`: device limits, fusion and donation, and codegen overrides. */
 export interface LowerOptions extends Partial<CodegenOptions> {
   /** Storage buffers per kernel (device limit maxStorageBuffersPerShaderStage). */
   maxStorageBuffers: number;
@@ -26,6 +27,7 @@ export interface LowerOptions extends Partial<CodegenOptions> {
   optimize?: boolean;
 }
 
+/** The codegen settings `lower` uses where `LowerOptions` does not override them. */
 export const DEFAULT_CODEGEN: CodegenOptions = {
   maxWorkgroups: 65535,
   matmulTile: { rows: 4, cols: 4, workgroup: [8, 8] },
@@ -43,6 +45,7 @@ function kernelName(plan: KernelPlan): string {
 
 const VIEWS = new Set(["reshape", "broadcast", "transpose", "slice", "pad", "concat"]);
 
+/** Compiles a graph to a Program: optimise, fuse into kernels, plan buffers, generate WGSL. */
 export function lower(graph: Graph, opts: LowerOptions): Program {
   const g = opts.optimize === false ? graph : optimize(graph);
   const plans = planFusion(g, { maxStorageBuffers: opts.maxStorageBuffers, fuse: opts.fuse });

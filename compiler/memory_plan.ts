@@ -8,10 +8,14 @@
 import type { Graph, Node } from "../dsl/mod.ts";
 import type { KernelPlan } from "./fusion.ts";
 
+/** What a buffer slot holds: a graph input, an array constant, a temporary, or an output. */
 export type SlotKind = "input" | "constant" | "intermediate" | "output";
 
+/** One GPU buffer of a compiled program. */
 export interface BufferSlot {
+  /** Index of the slot in the plan. */
   id: number;
+  /** What the slot was allocated for. */
   kind: SlotKind;
   /** Bytes (at least 4: WebGPU rejects empty bindings). */
   bytes: number;
@@ -19,13 +23,17 @@ export interface BufferSlot {
   element: "f32" | "i32";
   /** For inputs: the graph input index; for outputs: the output indices it serves. */
   inputIndex?: number;
+  /** The graph output indices this slot holds. */
   outputIndices?: number[];
   /** For constants: the node holding the value. */
   constant?: Node;
 }
 
+/** Buffer slots of a program and the slot of every buffer node. */
 export interface MemoryPlan {
+  /** All slots, indexed by id. */
   slots: BufferSlot[];
+  /** The slot holding each buffer node. */
   slotOf: Map<Node, number>;
   /** Peak bytes of intermediates + outputs live at once, plus inputs and constants. */
   peakBytes: number;
@@ -37,6 +45,7 @@ export function bytesOf(n: Node): number {
   return Math.max(4, n.size * 4);
 }
 
+/** Assigns every buffer of the kernels a slot, reusing dead and donated ones when allowed. */
 export function planMemory(
   graph: Graph,
   kernels: readonly KernelPlan[],

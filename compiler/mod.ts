@@ -4,5 +4,11 @@ export * from "./passes/mod.ts";
 export { DEFAULT_CODEGEN, lower, type LowerOptions } from "./lower.ts";
 export type { CodegenOptions } from "./codegen/kernels.ts";
 export { type Kernel, Program } from "./program.ts";
-export { isSplat, type KernelPlan, planFusion } from "./fusion.ts";
-export { type BufferSlot, type MemoryPlan, planMemory } from "./memory_plan.ts";
+export {
+  type FusionOptions,
+  isSplat,
+  type KernelKind,
+  type KernelPlan,
+  planFusion,
+} from "./fusion.ts";
+export { type BufferSlot, type MemoryPlan, planMemory, type SlotKind } from "./memory_plan.ts";

@@ -7,8 +7,11 @@ import { formatAval, type Graph } from "../dsl/mod.ts";
 import type { KernelKind } from "./fusion.ts";
 import type { BufferSlot } from "./memory_plan.ts";
 
+/** One kernel launch of a Program: its WGSL, bindings and dispatch size. */
 export interface Kernel {
+  /** Readable name: template, main op and output node id. */
   name: string;
+  /** The template it was generated from. */
   kind: KernelKind;
   /** Primitives fused into this kernel, in order. */
   ops: string[];
@@ -16,14 +19,19 @@ export interface Kernel {
   bindings: number;
   /** Buffer slots bound, in binding order; the last is written. */
   slots: number[];
+  /** The compute shader source. */
   wgsl: string;
+  /** Workgroups dispatched in x, y, z. */
   dispatch: [number, number, number];
+  /** The shader's @workgroup_size. */
   workgroupSize: [number, number, number];
   /** Output aval, for the listing. */
   output: string;
 }
 
+/** A compiled function: its (optimised) graph, kernels in launch order, and buffer slots. */
 export class Program {
+  /** Assembles a Program; `lower` is the usual way to make one. */
   constructor(
     readonly graph: Graph,
     readonly kernels: readonly Kernel[],

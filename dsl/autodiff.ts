@@ -95,6 +95,7 @@ function traceAndInline(f: (...args: never[]) => unknown, args: unknown[], op: s
   return { graph, env, args, inTree };
 }
 
+/** Options of `grad` and `valueAndGrad`. */
 export interface GradOptions {
   /** Which positional arguments to differentiate with respect to (default 0). */
   argnums?: number | readonly number[];

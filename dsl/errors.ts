@@ -29,11 +29,16 @@ export function userCallSite(): string | undefined {
 
 /** An error raised by an op or transformation; `message` ends with the user's call site. */
 export class DslError extends Error {
+  /** The op or transformation that raised it. */
   readonly op: string;
+  /** The operands' shapes as `dtype[shape]` strings (may be empty). */
   readonly shapes: string[];
+  /** "file:line:column" of the user's call, when one was found on the stack. */
   readonly callSite: string | undefined;
+  /** The message without the op name and call site. */
   readonly detail: string;
 
+  /** Makes the error, recording the user's call site from the current stack. */
   constructor(op: string, detail: string, shapes: string[] = []) {
     const callSite = userCallSite();
     super(`${op}: ${detail}${callSite ? `\n  at ${callSite}` : ""}`);

@@ -8,18 +8,24 @@ import { formatHostArray, type HostArray, isHostArray } from "./host_array.ts";
 import { formatShape, sizeOf } from "./shape.ts";
 import { type TreeDef, treeToString } from "./pytree.ts";
 
+/** A value's static type: its shape and dtype, without data. */
 export interface AbstractValue {
+  /** Dimensions, outermost first. */
   readonly shape: readonly number[];
+  /** Element type. */
   readonly dtype: DType;
 }
 
+/** An op's static parameters (axes, dtypes, constants…), keyed by name. */
 export type Params = Readonly<Record<string, unknown>>;
 
 let nextNodeId = 0;
 
 /** One equation of the IR. `input` nodes are graph arguments; `constant` nodes hold a HostArray. */
 export class Node implements AbstractValue {
+  /** A process-wide unique, increasing id (creation order). */
   readonly id = nextNodeId++;
+  /** Makes a node computing `op[params](inputs)` with the given result shape and dtype. */
   constructor(
     readonly op: string,
     readonly params: Params,
@@ -28,11 +34,13 @@ export class Node implements AbstractValue {
     readonly dtype: DType,
   ) {}
 
+  /** Number of elements of the result. */
   get size(): number {
     return sizeOf(this.shape);
   }
 }
 
+/** Renders an abstract value as `dtype[shape]`, e.g. `f32[2,3]`. */
 export function formatAval(v: AbstractValue): string {
   return `${v.dtype}${formatShape(v.shape)}`;
 }
@@ -48,11 +56,15 @@ export function literalValue(node: Node): number {
 
 /** A value captured from an enclosing trace: graph input `node` stands for `outer`. */
 export interface Capture<T = unknown> {
+  /** The graph input that stands for the captured value. */
   node: Node;
+  /** The captured value in the enclosing trace. */
   outer: T;
 }
 
+/** A traced function: its input and output nodes, every node in order, and the pytree layouts. */
 export class Graph {
+  /** Wraps already-built nodes; `trace` is the usual way to make a Graph. */
   constructor(
     /** Argument nodes, in pytree-flattening order of the arguments. */
     readonly inputs: readonly Node[],
@@ -69,6 +81,7 @@ export class Graph {
     return this.nodes.filter((n) => n.op !== "input" && n.op !== "constant").length;
   }
 
+  /** The jaxpr-style listing of `printGraph`. */
   toString(): string {
     return printGraph(this);
   }

@@ -9,17 +9,23 @@
 import { type DType, isDType } from "./dtype.ts";
 import { formatShape, isValidShape, type Shape, sizeOf } from "./shape.ts";
 
+/** The typed arrays a HostArray may hold: Int32Array for i32/bool, Float32/64Array for f32. */
 export type HostData = Float32Array | Float64Array | Int32Array;
 
+/** A host-side tensor value: a shape, a dtype and its elements in row-major order. */
 export interface HostArray {
+  /** Dimensions, outermost first; `[]` is a scalar. */
   shape: number[];
+  /** Element type. */
   dtype: DType;
+  /** The elements in row-major order; its length is the product of `shape`. */
   data: HostData;
 }
 
 /** Nested arrays of numbers or booleans, as accepted by `array()`. */
 export type NestedNumbers = number | boolean | readonly NestedNumbers[];
 
+/** True when `x` looks like a HostArray: an array shape, a known dtype and typed-array data. */
 export function isHostArray(x: unknown): x is HostArray {
   if (typeof x !== "object" || x === null) return false;
   const h = x as Partial<HostArray>;

@@ -8,15 +8,33 @@ export {
   array,
   formatHostArray,
   type HostArray,
+  type HostData,
   isHostArray,
   type NestedNumbers,
   toNested,
 } from "./host_array.ts";
 export { DslError } from "./errors.ts";
-export { type AbstractValue, formatAval, Graph, Node, type Params, printGraph } from "./graph.ts";
-export { getPrimitive, isElementwise, type Primitive, primitiveNames } from "./primitive.ts";
+export {
+  type AbstractValue,
+  type Capture,
+  formatAval,
+  Graph,
+  Node,
+  type Params,
+  printGraph,
+} from "./graph.ts";
+export {
+  type EvalContext,
+  getPrimitive,
+  isElementwise,
+  type Primitive,
+  primitiveNames,
+  type VjpArgs,
+  type WgslEmitContext,
+  type WgslRule,
+} from "./primitive.ts";
 export { flattenTree, type TreeDef, unflattenTree } from "./pytree.ts";
-export { type ArgSpec, Tensor } from "./trace.ts";
+export { type ArgSpec, Tensor, type Trace } from "./trace.ts";
 export { trace } from "./trace_function.ts";
 export { evaluateGraph, interpret, interpretF64 } from "./interpret.ts";
 export { grad, type GradOptions, jvp, valueAndGrad, vjp } from "./autodiff.ts";
@@ -29,7 +47,9 @@ export * from "./ops/creation.ts";
 export * from "./ops/nn.ts";
 export * from "./random.ts";
 export * from "./optim.ts";
+/** Layers and decoder models (Llama, GPT-2) as pure functions of named parameter records. */
 export * as nn from "./nn/mod.ts";
+export type { LmBatch, ModelConfig, ModelFamily } from "./nn/mod.ts";
 export { orthogonalityError, reconstructionError, type Svd, svd, svdOf } from "./linalg/svd.ts";
 export {
   effectiveRank,

@@ -11,7 +11,8 @@ import { add, div, exp, less, mul, neg, sqrt, square, sub, where } from "./ops/e
 import { sum } from "./ops/reduce.ts";
 import type { Tensor } from "./trace.ts";
 
-type Tree<T> = Record<string, T>;
+/** A record of values keyed by parameter name (the pytrees the optimizers take). */
+export type Tree<T> = Record<string, T>;
 
 const zerosLikeHost = (a: HostArray): HostArray => ({
   shape: [...a.shape],
@@ -21,9 +22,13 @@ const zerosLikeHost = (a: HostArray): HostArray => ({
 const mapTree = <A, B>(t: Tree<A>, f: (a: A, k: string) => B): Tree<B> =>
   Object.fromEntries(Object.entries(t).map(([k, a]) => [k, f(a, k)]));
 
+/** Hyperparameters of `adamUpdate` besides the learning rate. */
 export interface AdamOptions {
+  /** Decay rate of the first-moment estimate (default 0.9). */
   beta1?: number;
+  /** Decay rate of the second-moment estimate (default 0.999). */
   beta2?: number;
+  /** Added to √v̂ in the denominator for numerical stability (default 1e-8). */
   eps?: number;
   /** Decoupled weight decay (AdamW, Loshchilov & Hutter): p ← p − lr·wd·p. 0 gives Adam. */
   weightDecay?: number;
@@ -31,11 +36,15 @@ export interface AdamOptions {
 
 /** Adam moments and the number of steps taken so far (an f32 scalar). */
 export interface AdamState<T> {
+  /** First-moment estimates, keyed like the parameters. */
   m: Tree<T>;
+  /** Second-moment estimates, keyed like the parameters. */
   v: Tree<T>;
+  /** Steps taken so far. */
   step: T;
 }
 
+/** The initial Adam state for `params`: zero moments and step 0. */
 export function adamInit(params: Tree<HostArray>): AdamState<HostArray> {
   return {
     m: mapTree(params, zerosLikeHost),
@@ -95,12 +104,17 @@ export function biasCorrection(beta: number, t: TensorLike): Tensor {
   return neg(where(less(x, -0.5), direct, series));
 }
 
+/** Hyperparameters of `sgdUpdate` besides the learning rate. */
 export interface SgdOptions {
+  /** Momentum factor μ (default 0: plain SGD). */
   momentum?: number;
+  /** Use Nesterov momentum (default false). */
   nesterov?: boolean;
+  /** L2 penalty added to the gradient as wd·p (default 0). */
   weightDecay?: number;
 }
 
+/** The initial SGD state for `params`: zero velocity. */
 export function sgdInit(params: Tree<HostArray>): { velocity: Tree<HostArray> } {
   return { velocity: mapTree(params, zerosLikeHost) };
 }
@@ -147,6 +161,7 @@ export function clipByGlobalNorm(
 /** A learning-rate schedule: the rate for 0-based step `step`. */
 export type Schedule = (step: number) => number;
 
+/** A schedule that returns `lr` at every step. */
 export const constantSchedule = (lr: number): Schedule => () => lr;
 
 /**

@@ -11,20 +11,28 @@ import { type AbstractValue, formatAval, type Params } from "./graph.ts";
 import type { HostArray } from "./host_array.ts";
 import type { Tensor } from "./trace.ts";
 
+/** What a primitive's VJP rule receives besides the output cotangent. */
 export interface VjpArgs<P> {
+  /** The primal inputs, as traced tensors. */
   inputs: readonly Tensor[];
+  /** The primal output, as a traced tensor. */
   output: Tensor;
+  /** The node's static parameters. */
   params: P;
   /** Which inputs need a cotangent; rules may return null for the others. */
   needs: readonly boolean[];
 }
 
+/** Settings of a CPU reference evaluation. */
 export interface EvalContext {
+  /** Float precision the reference computes in (f64 for gradient checks). */
   precision: Precision;
 }
 
+/** The record of one primitive: its shape rule, VJP, CPU reference and WGSL lowering. */
 // deno-lint-ignore no-explicit-any
 export interface Primitive<P = any> {
+  /** The op name that graph nodes refer to. */
   readonly name: string;
   /** Shape and dtype of the output; throws a DslError (see `fail`) on bad input. */
   abstractEval(inputs: readonly AbstractValue[], params: P): AbstractValue;
@@ -59,11 +67,15 @@ export type WgslRule<P> =
   | { kind: "scatter" }
   | { kind: "constant" };
 
+/** What an inline WGSL rule's `emit` gets to build its expression. */
 export interface WgslEmitContext<P> {
   /** The output multi-index, one i32 WGSL expression per axis. */
   index: readonly string[];
+  /** The node's static parameters. */
   params: P;
+  /** Shapes and dtypes of the operands. */
   inputs: readonly AbstractValue[];
+  /** Shape and dtype of the output. */
   output: AbstractValue;
   /** Operand `k`'s value at a multi-index (WGSL type f32, i32 or bool per its dtype). */
   read(k: number, index: readonly string[]): string;
@@ -85,12 +97,14 @@ export function definePrimitive<P>(p: Primitive<P>): Primitive<P> {
   return p;
 }
 
+/** The registered primitive called `name`; throws if there is none. */
 export function getPrimitive(name: string): Primitive {
   const p = registry.get(name);
   if (!p) throw new Error(`unknown primitive ${JSON.stringify(name)}`);
   return p;
 }
 
+/** Names of all registered primitives, in registration order. */
 export function primitiveNames(): string[] {
   return [...registry.keys()];
 }

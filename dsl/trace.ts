@@ -12,13 +12,20 @@ import { type HostArray, isHostArray, validateHostArray } from "./host_array.ts"
 import { getPrimitive } from "./primitive.ts";
 import { flattenTree, unflattenTree } from "./pytree.ts";
 
+/** One level of tracing: the nodes recorded so far and the values captured from outer levels. */
 export class Trace {
+  /** Nodes recorded at this level, in order. */
   readonly nodes: Node[] = [];
-  readonly captures = new Map<Tensor, Node>();
-  readonly constants = new WeakMap<HostArray, Node>();
+  /** Outer-trace tensors used here, each mapped to the input node that stands for it. */
+  readonly captures: Map<Tensor, Node> = new Map();
+  /** Constant nodes already made for HostArrays, so each array is embedded once. */
+  readonly constants: WeakMap<HostArray, Node> = new WeakMap();
+  /** False once the traced function has returned; its tensors can then no longer be captured. */
   active = true;
+  /** Starts a trace nested in `parent` (undefined for a top-level trace). */
   constructor(readonly parent: Trace | undefined) {}
 
+  /** Whether this trace is `other` or nested (at any depth) inside it. */
   isWithin(other: Trace): boolean {
     return this === other || (this.parent !== undefined && this.parent.isWithin(other));
   }
@@ -26,19 +33,25 @@ export class Trace {
 
 /** A traced value: a handle on a node of the active trace, with its static shape and dtype. */
 export class Tensor implements AbstractValue {
+  /** Wraps `node` of `trace`; ops make tensors, users normally do not. */
   constructor(readonly node: Node, readonly trace: Trace) {}
+  /** Dimensions, outermost first. */
   get shape(): readonly number[] {
     return this.node.shape;
   }
+  /** Element type. */
   get dtype(): DType {
     return this.node.dtype;
   }
+  /** Number of dimensions. */
   get ndim(): number {
     return this.node.shape.length;
   }
+  /** Number of elements. */
   get size(): number {
     return this.node.size;
   }
+  /** `Tensor(dtype[shape])`. */
   toString(): string {
     return `Tensor(${formatAval(this.node)})`;
   }
@@ -123,7 +136,9 @@ export function isTensor(x: unknown): x is Tensor {
 
 /** Shape/dtype specification of a traced argument. */
 export interface ArgSpec {
+  /** Dimensions of the argument. */
   shape: readonly number[];
+  /** Element type; f32 when omitted. */
   dtype?: DType;
 }
 

@@ -112,6 +112,7 @@ function batchRule(node: Node, args: Value[], k: number): Tensor {
   }
 }
 
+/** Options of `vmap`. */
 export interface VmapOptions {
   /** Per positional argument: 0 (leaves carry a leading batch axis) or null (shared). Default all 0. */
   inAxes?: readonly (0 | null)[];
@@ -120,9 +121,16 @@ export interface VmapOptions {
 /**
  * `vmap(f, { inAxes })(...args)`: f applied to every slice along axis 0 of the batched arguments,
  * results stacked along a new axis 0. Works inside traces (jit, grad) and eagerly on host arrays.
+ *
+ * @example vmap((row) => sum(row))(array([[1, 2], [3, 4]])) // f32[2] [3, 7]
+ * @example vmap((x, w) => matmul(x, w), { inAxes: [0, null] })(xs, w) // w shared by every slice
  */
 // deno-lint-ignore no-explicit-any
-export function vmap<F extends (...args: any[]) => unknown>(f: F, opts: VmapOptions = {}) {
+export function vmap<F extends (...args: any[]) => unknown>(
+  f: F,
+  opts: VmapOptions = {},
+  // deno-lint-ignore no-explicit-any
+): (...args: Parameters<F>) => any {
   // deno-lint-ignore no-explicit-any
   const batchedF = (...args: Parameters<F>): any => {
     if (!currentTrace()) return interpret(batchedF, ...(args as unknown[]));

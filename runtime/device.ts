@@ -5,7 +5,8 @@
  * pipelines cached by their WGSL text.
  */
 
-const LIMIT_NAMES = [
+/** The WebGPU limits a device requests at the adapter's maximum and reports in `DeviceInfo`. */
+export const LIMIT_NAMES = [
   "maxStorageBuffersPerShaderStage",
   "maxStorageBufferBindingSize",
   "maxBufferSize",
@@ -22,18 +23,28 @@ const LIMIT_NAMES = [
   "minStorageBufferOffsetAlignment",
 ] as const;
 
+/** The WebGPU limits the compiler and runtime rely on, as granted to the device. */
 export type DeviceLimits = Record<(typeof LIMIT_NAMES)[number], number>;
 
+/** What the adapter says about itself, and the device's features and limits. */
 export interface DeviceInfo {
+  /** The adapter's description (or device name; "unknown" when both are empty). */
   description: string;
+  /** The adapter's vendor. */
   vendor: string;
+  /** The adapter's architecture. */
   architecture: string;
+  /** Whether it is a software fallback adapter. */
   isFallbackAdapter: boolean;
+  /** Enabled features, sorted. */
   features: string[];
+  /** The granted limits (the adapter's maxima). */
   limits: DeviceLimits;
 }
 
+/** Options of `Device.open` and `gpu`. */
 export interface DeviceOptions {
+  /** Which adapter to ask for (default "high-performance"). */
   powerPreference?: "low-power" | "high-performance";
   /** Cap the storage buffers per kernel below the device's (to test the fusion limit). */
   maxStorageBuffers?: number;
@@ -43,7 +54,9 @@ let nextDeviceId = 0;
 /** Bytes of recycled buffers a device keeps for reuse. */
 const MAX_POOLED_BYTES = 256 * 1024 * 1024;
 
+/** A WebGPU device with its own adapter, a pipeline cache, a buffer pool and error reporting. */
 export class Device {
+  /** A process-wide unique id, in opening order. */
   readonly id = nextDeviceId++;
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private lostReason: string | undefined;
@@ -127,10 +140,12 @@ export class Device {
     return p;
   }
 
+  /** Number of distinct WGSL texts compiled (or being compiled) so far. */
   get pipelineCount(): number {
     return this.pipelines.size;
   }
 
+  /** Compiles `wgsl` into a pipeline, throwing the compiler messages and numbered source. */
   private async compile(wgsl: string, label: string): Promise<GPUComputePipeline> {
     this.check();
     this.gpu.pushErrorScope("validation");
@@ -219,6 +234,7 @@ export class Device {
     this.pooledBytes += size;
   }
 
+  /** Destroys the pooled buffers and the GPU device. */
   destroy(): void {
     for (const list of this.pool.values()) list.forEach((b) => b.destroy());
     this.pool.clear();

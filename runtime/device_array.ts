@@ -3,8 +3,10 @@
 import type { DType, HostArray } from "../dsl/mod.ts";
 import type { Device } from "./device.ts";
 
+/** An array held in a GPU buffer of one device, with its shape and dtype. */
 export class DeviceArray {
   private buf: GPUBuffer | undefined;
+  /** Wraps `buffer`, which the array then owns. */
   constructor(
     readonly device: Device,
     buffer: GPUBuffer,
@@ -14,6 +16,7 @@ export class DeviceArray {
     this.buf = buffer;
   }
 
+  /** Number of elements. */
   get size(): number {
     return this.shape.reduce((a, b) => a * b, 1);
   }
@@ -28,6 +31,7 @@ export class DeviceArray {
     return this.buf;
   }
 
+  /** Whether the buffer was donated, invalidated or destroyed. */
   get deleted(): boolean {
     return this.buf === undefined;
   }
@@ -49,6 +53,7 @@ export class DeviceArray {
   }
 }
 
+/** True when `x` is a DeviceArray. */
 export function isDeviceArray(x: unknown): x is DeviceArray {
   return x instanceof DeviceArray;
 }

@@ -10,16 +10,22 @@ import type { Program } from "../compiler/mod.ts";
 import type { Device } from "./device.ts";
 import { DeviceArray, isDeviceArray } from "./device_array.ts";
 
+/** An argument of a compiled program: host data (uploaded per call) or an array on the device. */
 export type ProgramInput = HostArray | DeviceArray;
 
 /** One kernel's measured wall time (see `Executable.profile`). */
 export interface KernelTiming {
+  /** The kernel's name in the program listing. */
   name: string;
+  /** Primitives fused into the kernel. */
   ops: string[];
+  /** The kernel's WGSL source. */
   wgsl: string;
+  /** Wall milliseconds of the kernel run alone, less an empty submit-and-wait. */
   ms: number;
 }
 
+/** A Program made ready to run on one device: compiled pipelines and its persistent buffers. */
 export class Executable {
   private pipelines: GPUComputePipeline[] = [];
   private persistent = new Map<number, GPUBuffer>();
@@ -31,6 +37,7 @@ export class Executable {
 
   private constructor(readonly device: Device, readonly program: Program) {}
 
+  /** Compiles the program's kernels and allocates and fills its persistent buffers. */
   static async create(device: Device, program: Program): Promise<Executable> {
     const e = new Executable(device, program);
     e.pipelines = await Promise.all(program.kernels.map((k) => device.pipeline(k.wgsl, k.name)));
@@ -49,6 +56,7 @@ export class Executable {
     return e;
   }
 
+  /** A small id per buffer, for the bind-group cache key. */
   private idOf(b: GPUBuffer): number {
     let id = this.bufferIds.get(b);
     if (id === undefined) this.bufferIds.set(b, id = this.nextBufferId++);
@@ -56,7 +64,11 @@ export class Executable {
   }
 
   /** Buffers for every slot of one call: persistent ones, inputs (uploaded if on the host), outputs. */
-  private bindSlots(inputs: readonly ProgramInput[]) {
+  private bindSlots(inputs: readonly ProgramInput[]): {
+    slotBuffer: Map<number, GPUBuffer>;
+    created: GPUBuffer[];
+    fresh: (bytes: number, label: string) => GPUBuffer;
+  } {
     const { device, program } = this;
     const slotBuffer = new Map<number, GPUBuffer>(this.persistent);
     const created: GPUBuffer[] = [];
@@ -85,6 +97,7 @@ export class Executable {
     return { slotBuffer, created, fresh };
   }
 
+  /** Records kernel `i`'s dispatch into `pass`, with a cached bind group for its buffers. */
   private encodeKernel(pass: GPUComputePassEncoder, i: number, slotBuffer: Map<number, GPUBuffer>) {
     const k = this.program.kernels[i];
     const buffers = k.slots.map((s) => slotBuffer.get(s)!);
@@ -194,6 +207,7 @@ export class Executable {
     return outputs;
   }
 
+  /** Destroys the persistent buffers; the Executable cannot run afterwards. */
   destroy(): void {
     for (const b of this.persistent.values()) b.destroy();
     this.persistent.clear();

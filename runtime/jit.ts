@@ -20,6 +20,7 @@ import { type Device, gpu } from "./device.ts";
 import { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
 import { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
 
+/** Options of `jit`. */
 export interface JitOptions {
   /** The device to run on (default: `gpu()`). */
   device?: Device | Promise<Device>;
@@ -31,6 +32,7 @@ export interface JitOptions {
   codegen?: Partial<CodegenOptions>;
 }
 
+/** A function compiled by `jit`: callable, plus ways to inspect and profile what it runs. */
 export interface Jitted {
   /** Runs on the device and reads the results back. */
   // deno-lint-ignore no-explicit-any

@@ -1,14 +1,24 @@
 /** The runtime: WebGPU devices, device arrays, the executor, `jit`, I/O, data and models. */
-export { Device, type DeviceInfo, type DeviceOptions, gpu } from "./device.ts";
+export {
+  Device,
+  type DeviceInfo,
+  type DeviceLimits,
+  type DeviceOptions,
+  gpu,
+  LIMIT_NAMES,
+} from "./device.ts";
 export { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
-export { Executable, type KernelTiming } from "./executor.ts";
+export { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
 export { jit, type JitOptions, type Jitted, toDevice, toHost } from "./jit.ts";
 export {
   parseSafetensors,
   readSafetensors,
   readSafetensorsFile,
   SafetensorsError,
+  type SafetensorsFile,
   serializeSafetensors,
+  type StorageDType,
+  type WriteOptions,
   writeSafetensors,
 } from "./io/safetensors.ts";
 export { sha256Hex, writeFileAtomic, writeTextAtomic } from "./io/atomic.ts";
@@ -21,7 +31,7 @@ export {
 } from "./text/tokenizer.ts";
 export * from "./data/instruct.ts";
 export * from "./data/synthetic.ts";
-export { corpusSplit, loadSpeeches, normalizeText } from "./data/corpus.ts";
+export { corpusSplit, loadSpeeches, normalizeText, type Speech } from "./data/corpus.ts";
 export { evaluationWindows, PretrainStream } from "./data/pretrain_data.ts";
 export { permutation, Rng } from "./data/rng.ts";
 export { type LoadedModel, loadModel, saveModel } from "./models/model_dir.ts";
@@ -30,6 +40,7 @@ export { type LoraFactors, pissaToLora, saveLoraAdapter } from "./models/peft.ts
 export { evaluateItems, type TaskScore } from "./models/evaluate.ts";
 export { adamTrainStep, nllSum, perplexity } from "./models/lm_steps.ts";
 export {
+  type AdapterExport,
   createTrainer,
   type Method,
   type Trainer,
@@ -45,4 +56,5 @@ export {
   processGroup,
   SelfGroup,
 } from "./dist/collectives.ts";
+export type { MpiGroupOptions } from "./dist/mpi_group.ts";
 export { checkReplicaDigests, ReplicaDivergenceError } from "./dist/replicated.ts";

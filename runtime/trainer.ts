@@ -45,7 +45,21 @@ export {
   type TrainerStats,
 } from "./trainer_common.ts";
 
-/** Builds the trainer: initialises adapters (SVD on the host, once), uploads state, compiles lazily. */
+/**
+ * Builds the trainer: initialises adapters (SVD on the host, once), uploads state, compiles lazily.
+ *
+ * @example
+ * const trainer = await createTrainer({
+ *   loss: (p, batch) => mean(square(sub(matmul(batch.x, transpose(p.w)), batch.y))),
+ *   params: { w: array([[1, 2], [3, 4]]) },
+ *   adapt: ["w"],
+ *   method: "hdpissa",
+ *   devices: 2,
+ *   rank: 1,
+ *   optimizer: { lr: 0.01 },
+ * });
+ * const { loss } = await trainer.step([batch0, batch1]); // one batch per device
+ */
 export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   validate(cfg);
   const K = cfg.devices;

@@ -15,16 +15,26 @@ import { jit } from "./jit.ts";
 import { randomizedSvd } from "./linalg/rsvd.ts";
 import type { LoraFactors } from "./models/peft.ts";
 
+/** The fine-tuning method: HD-PiSSA, or a data-parallel PiSSA, LoRA or full baseline. */
 export type Method = "hdpissa" | "pissa" | "lora" | "full";
 
+/** Everything `createTrainer` needs: the model, the method and its sizes, and the optimizer. */
 export interface TrainerConfig {
+  /** Scalar loss of (all parameters, one shard's batch). */
   loss: ShardLoss;
+  /** Initial values of every parameter, by name. */
   params: Record<string, HostArray>;
+  /** Names of the 2-D f32 weights W [out, in] to train; the others stay frozen. */
   adapt: string[];
+  /** Which method trains them. */
   method: Method;
+  /** Number of shards K (devices of the method), each with its own batch per step. */
   devices: number;
+  /** Adapter rank r (per device for HD-PiSSA); ignored by "full". */
   rank: number;
+  /** PiSSA/LoRA scale numerator: the adapter is scaled by alpha / rank (default rank). */
   alpha?: number;
+  /** Adam(W) settings: a learning rate or schedule, and optional betas, eps and weight decay. */
   optimizer: {
     lr: number | ((step: number) => number);
     beta1?: number;
@@ -32,8 +42,11 @@ export interface TrainerConfig {
     eps?: number;
     weightDecay?: number;
   };
+  /** Where shards run: all on one device ("virtual", default), one device each, or MPI ranks. */
   mode?: "virtual" | "devices" | "mpi";
+  /** The initial SVD: exact on the host (default) or randomised with `niter` power iterations. */
   svd?: { method: "exact" | "randomized"; niter?: number; seed?: number };
+  /** Seed of LoRA's initialisation (and of the randomised SVD when it has none). */
   seed?: number;
   /** Distributed modes: hash W on every replica every N steps and stop on any difference. */
   verifyReplicasEvery?: number;
@@ -43,7 +56,9 @@ export interface TrainerConfig {
   mpiLibrary?: string;
 }
 
+/** Counters of a trainer: steps taken, communication volume, kernels and timings. */
 export interface TrainerStats {
+  /** Steps taken. */
   step: number;
   /**
    * Bytes one rank (device) sends per step: in mode "virtual" the spec's cost model; in the
@@ -55,17 +70,23 @@ export interface TrainerStats {
   kernelsPerStep: number;
   /** Distributed modes, per step (mean over the steps taken): bytes this rank sent and received. */
   bytesSent?: number;
+  /** Distributed modes: bytes this rank received per step (mean over the steps taken). */
   bytesReceived?: number;
   /** Seconds per step computing on the device(s), in collectives, and both at once. */
   computeSeconds?: number;
+  /** Seconds per step with a collective in flight. */
   communicationSeconds?: number;
+  /** Seconds per step computing and communicating at once. */
   overlapSeconds?: number;
   /** Replicas (devices) in the whole job and in this process. */
   replicas?: number;
+  /** Replicas (devices) in this process. */
   localReplicas?: number;
 }
 
+/** An invalid trainer configuration (or step input); the message names the field. */
 export class TrainerConfigError extends Error {
+  /** Makes the error for `field` with the given explanation. */
   constructor(field: string, message: string) {
     super(`createTrainer: ${field}: ${message}`);
     this.name = "TrainerConfigError";
@@ -241,17 +262,25 @@ export function stackShards(
   return out;
 }
 
+/** A LoRA/PiSSA trainer's adapter factors, ready for PEFT export. */
 export interface AdapterExport {
+  /** The trained A and B factors with their rank and alpha. */
   trained: LoraFactors;
   /** PiSSA's initial factors (the export subtracts them); absent for LoRA. */
   initial?: { a: Record<string, HostArray>; b: Record<string, HostArray> };
 }
 
+/** A running training job, as `createTrainer` returns it. */
 export interface Trainer {
+  /** This process's rank (0 outside mode "mpi"). */
   readonly rank: number;
+  /** Number of processes in the job (1 outside mode "mpi"). */
   readonly size: number;
+  /** The method being trained. */
   readonly method: Method;
+  /** Runs one step on one batch per local shard; returns each shard's loss. */
   step(shards: Record<string, HostArray>[]): Promise<{ loss: number[] }>;
+  /** The current dense parameters (adapters merged into W for LoRA/PiSSA). */
   params(): Promise<Record<string, HostArray>>;
   /**
    * LoRA/PiSSA: the trained factors and the initial ones (PiSSA's A₀, B₀; for LoRA the base W is
@@ -259,6 +288,7 @@ export interface Trainer {
    * whose result is the dense model.
    */
   adapters(): Promise<AdapterExport | undefined>;
+  /** Counters of the steps taken so far. */
   stats(): TrainerStats;
   /**
    * Everything needed to continue exactly: weights, adapter slices or factors, optimizer state, the
@@ -277,8 +307,11 @@ export interface Trainer {
   close(): Promise<void>;
 }
 
+/** A trainer's full state at a step, as named host tensors (a checkpoint). */
 export interface TrainerSnapshot {
+  /** Steps taken when the snapshot was made. */
   step: number;
+  /** Every tensor of the state, by pytree path. */
   tensors: Record<string, HostArray>;
 }
 

@@ -22,7 +22,7 @@ function plot(losses) {
 }
 
 /** Next-token batches of a counting pattern (token t is followed by t + 1 mod 16). */
-function batch(seed, cfg) {
+function batch(seed) {
   const rows = 2, len = 8;
   const ids = new Int32Array(rows * len), targets = new Int32Array(rows * len);
   for (let r = 0; r < rows; r++) {
@@ -95,7 +95,7 @@ async function run() {
   });
   const steps = Number(new URLSearchParams(location.search).get("steps") ?? 30);
   for (let s = 0; s < steps; s++) {
-    const { loss } = await trainer.step([batch(2 * s, cfg), batch(2 * s + 1, cfg)]);
+    const { loss } = await trainer.step([batch(2 * s), batch(2 * s + 1)]);
     result.losses.push((loss[0] + loss[1]) / 2);
     plot(result.losses);
   }
@@ -108,7 +108,7 @@ async function run() {
   return result;
 }
 
-window.demoResult = run().catch((e) => {
+globalThis.demoResult = run().catch((e) => {
   log(`error: ${e.message}`);
   return { error: String(e.stack ?? e) };
 });

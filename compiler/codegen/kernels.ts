@@ -24,6 +24,7 @@ export interface GeneratedKernel {
   workgroupSize: [number, number, number];
 }
 
+/** Tuning knobs of the WGSL kernel templates (workgroup sizes, tiles, vectorisation). */
 export interface CodegenOptions {
   /** Cap on workgroups of grid-stride kernels (llvmpipe pays ≈1 µs per workgroup). */
   maxWorkgroups: number;

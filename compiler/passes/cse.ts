@@ -27,6 +27,7 @@ export function nodeKey(node: Node, inputs: readonly Node[]): string {
   return `${node.op}[${params.join(";")}](${inputs.map((x) => x.id).join(",")}):${node.dtype}`;
 }
 
+/** Merges nodes with the same op, params and inputs into one (common-subexpression elimination). */
 export function eliminateCommonSubexpressions(graph: Graph): Graph {
   const byKey = new Map<string, Node>();
   return rewriteGraph(graph, (node, inputs, emitter) => {

@@ -2,6 +2,7 @@
 
 import { Graph, type Node } from "../../dsl/mod.ts";
 
+/** Drops the nodes no output depends on, keeping every graph input. */
 export function eliminateDeadCode(graph: Graph): Graph {
   const live = new Set<Node>(graph.outputs);
   for (let i = graph.nodes.length - 1; i >= 0; i--) {

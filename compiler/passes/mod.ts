@@ -8,7 +8,7 @@ import { reassociateMatmuls } from "./reassociate.ts";
 
 export { eliminateCommonSubexpressions, eliminateDeadCode, foldConstants, reassociateMatmuls };
 export { splatValue } from "./fold.ts";
-export { rewriteGraph } from "./rewrite.ts";
+export { type Emitter, type NodeRewrite, rewriteGraph } from "./rewrite.ts";
 
 /**
  * Folding, CSE, matmul reassociation and DCE until the graph stops shrinking (a few rounds).

@@ -7,6 +7,7 @@
 import { Graph, Node, type Params } from "../../dsl/mod.ts";
 import type { DType } from "../../dsl/mod.ts";
 
+/** What a rewrite may use to build replacement nodes. */
 export interface Emitter {
   /** Appends a new node. */
   emit(
@@ -25,12 +26,14 @@ function keep(node: Node, inputs: readonly Node[]): Node {
   return same ? node : new Node(node.op, node.params, inputs, node.shape, node.dtype);
 }
 
+/** A pass's rule for one node: its replacement, or undefined to keep an equivalent node. */
 export type NodeRewrite = (
   node: Node,
   inputs: readonly Node[],
   emitter: Emitter,
 ) => Node | undefined;
 
+/** Rebuilds `graph` in order, replacing each node by what `rewrite` returns for it. */
 export function rewriteGraph(graph: Graph, rewrite: NodeRewrite): Graph {
   const mapped = new Map<Node, Node>();
   const nodes: Node[] = [];

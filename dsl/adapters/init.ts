@@ -41,11 +41,15 @@ function scaledFactors(
   return { a, b };
 }
 
+/** PiSSA's initial adapter factors and the residual weight they leave. */
 export interface PissaInit {
+  /** A [r, n]: the top-r right singular vectors scaled by √(σ/s). */
   a: HostArray;
+  /** B [m, r]: the top-r left singular vectors scaled by √(σ/s). */
   b: HostArray;
   /** W − s·B·A, computed by subtraction from the stored (f32) factors. */
   residual: HostArray;
+  /** The adapter scale s = α/r. */
   scale: number;
 }
 
@@ -79,6 +83,7 @@ export function pissaInit(
   return { a: f32([rank, n], a32), b: f32([m, rank], b32), residual: f32([m, n], residual), scale };
 }
 
+/** HD-PiSSA's initial factors: every device's slices of one SVD, concatenated. */
 export interface HdPissaInit {
   /** All devices' slices stacked: A_cat [K·r, n] (device j owns rows [j·r, (j+1)·r)). */
   aCat: HostArray;

@@ -20,14 +20,19 @@ import { vmap } from "../vmap.ts";
 import { flattenTree } from "../pytree.ts";
 import { Tensor } from "../trace.ts";
 
-type Rec<T> = Record<string, T>;
+/** A record of values keyed by parameter name. */
+export type Rec<T> = Record<string, T>;
 /** A per-shard scalar loss of (all parameters, one shard's batch). */
 // deno-lint-ignore no-explicit-any
 export type ShardLoss = (params: Rec<Tensor>, batch: any) => Tensor;
 
+/** Adam's constant hyperparameters (the learning rate is a tensor input of the step). */
 export interface AdamHyper {
+  /** Decay rate of the first-moment estimate. */
   beta1: number;
+  /** Decay rate of the second-moment estimate. */
   beta2: number;
+  /** Added to √v̂ in the denominator for numerical stability. */
   eps: number;
 }
 
@@ -60,7 +65,14 @@ function shardGrads(
 }
 
 /** Adam's bias-corrected step size for gradient g: returns (Δ = lr·m̂/(√v̂+ε), m, v). */
-export function adamDelta(g: Tensor, m: Tensor, v: Tensor, t: Tensor, lr: Tensor, h: AdamHyper) {
+export function adamDelta(
+  g: Tensor,
+  m: Tensor,
+  v: Tensor,
+  t: Tensor,
+  lr: Tensor,
+  h: AdamHyper,
+): { delta: Tensor; m: Tensor; v: Tensor } {
   const m1 = add(mul(h.beta1, m), mul(1 - h.beta1, g));
   const v1 = add(mul(h.beta2, v), mul(1 - h.beta2, square(g)));
   const mHat = div(m1, biasCorrection(h.beta1, t));
@@ -68,11 +80,15 @@ export function adamDelta(g: Tensor, m: Tensor, v: Tensor, t: Tensor, lr: Tensor
   return { delta: mul(lr, div(mHat, add(sqrt(vHat), h.eps))), m: m1, v: v1 };
 }
 
+/** HD-PiSSA's per-shard Adam moments of the A and B factors, and the step count. */
 export interface HdPissaState<T> {
   /** Per adapted matrix, stacked over shards: mA, vA [K, r, n]; mB, vB [K, m, r]. */
   mA: Rec<T>;
+  /** Second moments of A per adapted matrix, [K, r, n]. */
   vA: Rec<T>;
+  /** First moments of B per adapted matrix, [K, m, r]. */
   mB: Rec<T>;
+  /** Second moments of B per adapted matrix, [K, m, r]. */
   vB: Rec<T>;
   /** Steps taken (f32 scalar). */
   step: T;
@@ -94,7 +110,7 @@ export function hdpissaShardDeltas(
   state: HdPissaState<Tensor>,
   lr: Tensor,
   shards: unknown,
-) {
+): { dA: Rec<Tensor>; dB: Rec<Tensor>; state: HdPissaState<Tensor>; losses: Tensor } {
   const t = add(state.step, 1);
   const perShard = (batch: unknown, a: Rec<Tensor>, b: Rec<Tensor>) => {
     const [value, grads] = shardGrads(loss, params, adapt, batch);
@@ -174,7 +190,13 @@ export function hdpissaStep(
   adapt: readonly string[],
   rank: number,
   hyper: AdamHyper,
-) {
+): (
+  params: Rec<Tensor>,
+  slices: { aCat: Rec<Tensor>; bCat: Rec<Tensor> },
+  state: HdPissaState<Tensor>,
+  lr: Tensor,
+  shards: unknown,
+) => { params: Rec<Tensor>; state: HdPissaState<Tensor>; losses: Tensor } {
   return (
     params: Rec<Tensor>,
     slices: { aCat: Rec<Tensor>; bCat: Rec<Tensor> },
@@ -198,8 +220,11 @@ export function hdpissaStep(
 
 /** Adam moments for a record of trained tensors (data-parallel methods: one state for all shards). */
 export interface DpState<T> {
+  /** First moments, keyed like the trained record. */
   m: Rec<T>;
+  /** Second moments, keyed like the trained record. */
   v: Rec<T>;
+  /** Steps taken (f32 scalar). */
   step: T;
 }
 
@@ -225,13 +250,14 @@ export function meanShardGrads(
   return { losses, grads };
 }
 
+/** One Adam(W) step on every tensor of `grads`: the updated tensors and the next state. */
 export function adamOnRecord(
   params: Rec<Tensor>,
   grads: Rec<Tensor>,
   state: DpState<Tensor>,
   lr: Tensor,
   hyper: AdamHyper & { weightDecay?: number },
-) {
+): { params: Rec<Tensor>; state: DpState<Tensor> } {
   const t = add(state.step, 1);
   const next: DpState<Tensor> = { m: {}, v: {}, step: t };
   const out: Rec<Tensor> = {};
@@ -256,7 +282,13 @@ export function adapterDpStep(
   adapt: readonly string[],
   scale: number,
   hyper: AdamHyper & { weightDecay?: number },
-) {
+): (
+  params: Rec<Tensor>,
+  adapters: { a: Rec<Tensor>; b: Rec<Tensor> },
+  state: DpState<Tensor>,
+  lr: Tensor,
+  shards: unknown,
+) => { adapters: { a: Rec<Tensor>; b: Rec<Tensor> }; state: DpState<Tensor>; losses: Tensor } {
   return (
     params: Rec<Tensor>,
     adapters: { a: Rec<Tensor>; b: Rec<Tensor> },
@@ -281,7 +313,11 @@ export function flattenAdapters(
   return flat;
 }
 
-export function unflattenAdapters(flat: Rec<Tensor>, adapt: readonly string[]) {
+/** Inverse of `flattenAdapters`: splits "name#a" / "name#b" entries back into A and B records. */
+export function unflattenAdapters(
+  flat: Rec<Tensor>,
+  adapt: readonly string[],
+): { a: Rec<Tensor>; b: Rec<Tensor> } {
   const a: Rec<Tensor> = {}, b: Rec<Tensor> = {};
   for (const n of adapt) a[n] = flat[`${n}#a`], b[n] = flat[`${n}#b`];
   return { a, b };
@@ -293,7 +329,7 @@ export function adapterLoss(
   params: Rec<Tensor>,
   adapt: readonly string[],
   scale: number,
-) {
+): (ab: Rec<Tensor>, batch: unknown) => Tensor {
   return (ab: Rec<Tensor>, batch: unknown) => {
     const merged = { ...params };
     for (const n of adapt) {
@@ -308,7 +344,12 @@ export function fullDpStep(
   loss: ShardLoss,
   adapt: readonly string[],
   hyper: AdamHyper & { weightDecay?: number },
-) {
+): (
+  params: Rec<Tensor>,
+  state: DpState<Tensor>,
+  lr: Tensor,
+  shards: unknown,
+) => { params: Rec<Tensor>; state: DpState<Tensor>; losses: Tensor } {
   return (params: Rec<Tensor>, state: DpState<Tensor>, lr: Tensor, shards: unknown) => {
     const trained = Object.fromEntries(adapt.map((n) => [n, params[n]]));
     const { losses, grads } = meanShardGrads(

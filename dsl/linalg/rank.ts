@@ -3,6 +3,7 @@
 import type { HostArray } from "../host_array.ts";
 import { svdOf } from "./svd.ts";
 
+/** Rank measures of one matrix, from its singular values. */
 export interface RankReport {
   /** Numerical rank: #{σᵢ > threshold·σ₁}. */
   rank: number;
@@ -10,6 +11,7 @@ export interface RankReport {
   entropyRank: number;
   /** The relative threshold used. */
   threshold: number;
+  /** All singular values, descending. */
   singularValues: number[];
 }
 
@@ -29,12 +31,17 @@ export function effectiveRank(delta: HostArray, opts: { threshold?: number } = {
   };
 }
 
+/** Rank statistics of the updates of every matrix of one layer type. */
 export interface LayerTypeRank {
   /** Module name shared by these matrices (q_proj, up_proj, c_attn, …). */
   layerType: string;
+  /** Number of matrices in the group. */
   matrices: number;
+  /** Mean numerical rank of the updates. */
   meanRank: number;
+  /** Mean entropy effective rank of the updates. */
   meanEntropyRank: number;
+  /** Largest numerical rank of any update in the group. */
   maxRank: number;
   /** ‖W_T − W_0‖_F / ‖W_0‖_F averaged over the matrices. */
   meanRelativeChange: number;

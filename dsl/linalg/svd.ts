@@ -10,11 +10,17 @@ import type { HostArray } from "../host_array.ts";
 
 /** W = U·diag(S)·Vᵀ with U [m, k], S [k] descending, V [n, k], k = min(m, n); row-major f64. */
 export interface Svd {
+  /** Rows of W. */
   m: number;
+  /** Columns of W. */
   n: number;
+  /** Number of singular values, min(m, n). */
   k: number;
+  /** Left singular vectors, [m, k] row-major. */
   u: Float64Array;
+  /** Singular values [k], descending. */
   s: Float64Array;
+  /** Right singular vectors, [n, k] row-major. */
   v: Float64Array;
 }
 

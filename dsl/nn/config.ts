@@ -2,13 +2,20 @@
 
 import { DslError } from "../errors.ts";
 
+/** The decoder architectures supported: Llama-style (also Mistral, Qwen2) and GPT-2. */
 export type ModelFamily = "llama" | "gpt2";
 
+/** The sizes and settings of a decoder model. */
 export interface ModelConfig {
+  /** Architecture, which fixes the parameter names and the layer structure. */
   family: ModelFamily;
+  /** Vocabulary size. */
   vocab: number;
+  /** Hidden (embedding) width. */
   width: number;
+  /** Number of decoder blocks. */
   layers: number;
+  /** Attention (query) heads. */
   heads: number;
   /** Key/value heads (grouped-query attention); equals `heads` for GPT-2. */
   kvHeads: number;
@@ -16,11 +23,17 @@ export interface ModelConfig {
   ffn: number;
   /** Longest sequence (GPT-2: learned positions; Llama: the trained context). */
   context: number;
+  /** Epsilon of the RMSNorm (Llama) or LayerNorm (GPT-2) layers. */
   normEps: number;
+  /** Base of the rotary position embedding frequencies (0 for GPT-2, which has none). */
   ropeTheta: number;
+  /** The output projection reuses the token embedding matrix. */
   tieEmbeddings: boolean;
+  /** Beginning-of-sequence token id, if the config names one. */
   bos?: number;
+  /** End-of-sequence token id, if the config names one. */
   eos?: number;
+  /** Padding token id, if the config names one. */
   pad?: number;
 }
 

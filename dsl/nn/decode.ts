@@ -15,7 +15,9 @@ import { type AttentionPlan, forward, type Params } from "./transformer.ts";
 
 /** Keys and values per layer, each [B, Hkv, slots, D]; zero-initialised, each slot written once. */
 export interface KvCache<T> {
+  /** Cached keys, one tensor per layer. */
   keys: T[];
+  /** Cached values, one tensor per layer. */
   values: T[];
 }
 

@@ -26,6 +26,7 @@ import {
   swiglu,
 } from "./layers.ts";
 
+/** Model parameters keyed by their Hugging Face names. */
 export type Params<T> = Record<string, T>;
 
 /** Every parameter's Hugging Face name and shape. */
@@ -96,6 +97,7 @@ export interface AttentionPlan {
   attend(layer: number, q: Tensor, k: Tensor, v: Tensor): Tensor;
 }
 
+/** The plan of a full causal pass: positions 0…T−1 and causal self-attention over them. */
 export const CAUSAL: AttentionPlan = {
   positions: null,
   attend: (_layer, q, k, v) => causalAttention(q, k, v),
@@ -195,8 +197,11 @@ export function forward(
 
 /** A language-model batch: inputs, next-token targets, and a 0/1 loss mask, all [B, T]. */
 export interface LmBatch<T> {
+  /** Input token ids. */
   ids: T;
+  /** The token id to predict at each position. */
   targets: T;
+  /** 1 where a position counts towards the loss, 0 elsewhere. */
   mask: T;
 }
 

@@ -18,18 +18,22 @@ export function full(shape: readonly number[], value: number, dtype: DType = "f3
   return lax.splat(value, shape, dtype);
 }
 
+/** A tensor of `shape` filled with 0 (f32 unless `dtype` says otherwise). */
 export function zeros(shape: readonly number[], dtype: DType = "f32"): Tensor {
   return full(shape, 0, dtype);
 }
 
+/** A tensor of `shape` filled with 1 (f32 unless `dtype` says otherwise). */
 export function ones(shape: readonly number[], dtype: DType = "f32"): Tensor {
   return full(shape, 1, dtype);
 }
 
+/** A tensor of 0s with the shape and dtype of `x`. */
 export function zerosLike(x: Tensor): Tensor {
   return full(x.shape, 0, x.dtype);
 }
 
+/** A tensor of 1s with the shape and dtype of `x`. */
 export function onesLike(x: Tensor): Tensor {
   return full(x.shape, 1, x.dtype);
 }

@@ -34,21 +34,31 @@ export const pow: (a: TensorLike, b: TensorLike) => Tensor = binaryOp("pow", "fl
 /** Elementwise maximum; NaN propagates; gradient split equally on ties. */
 export const maximum: (a: TensorLike, b: TensorLike) => Tensor = binaryOp("maximum");
 
+/** eˣ, in f32. */
 export const exp: (x: TensorLike) => Tensor = floatUnaryOp("exp");
+/** Natural logarithm, in f32. */
 export const log: (x: TensorLike) => Tensor = floatUnaryOp("log");
+/** √x, in f32. */
 export const sqrt: (x: TensorLike) => Tensor = floatUnaryOp("sqrt");
+/** Hyperbolic tangent, in f32. */
 export const tanh: (x: TensorLike) => Tensor = floatUnaryOp("tanh");
+/** Logistic sigmoid 1 / (1 + e⁻ˣ), in f32. */
 export const sigmoid: (x: TensorLike) => Tensor = floatUnaryOp("sigmoid");
+/** Gauss error function, in f32. */
 export const erf: (x: TensorLike) => Tensor = floatUnaryOp("erf");
+/** Sine (radians), in f32. */
 export const sin: (x: TensorLike) => Tensor = floatUnaryOp("sin");
+/** Cosine (radians), in f32. */
 export const cos: (x: TensorLike) => Tensor = floatUnaryOp("cos");
 /** 1 / x. */
 export const reciprocal: (x: TensorLike) => Tensor = floatUnaryOp("recip");
 
+/** −x (bool is computed as i32). */
 export function neg(x: TensorLike): Tensor {
   return lax.neg(prepareOperands("neg", [x])[0]);
 }
 
+/** |x| (bool is computed as i32). */
 export function abs(x: TensorLike): Tensor {
   return lax.abs(prepareOperands("abs", [x])[0]);
 }
@@ -58,6 +68,7 @@ export function rsqrt(x: TensorLike): Tensor {
   return lax.recip(sqrt(x));
 }
 
+/** x · x (bool is computed as i32). */
 export function square(x: TensorLike): Tensor {
   const [t] = prepareOperands("square", [x]);
   return lax.mul(t, t);
@@ -114,21 +125,25 @@ export function clip(x: TensorLike, lo: TensorLike, hi: TensorLike): Tensor {
   return minimum(maximum(x, lo), hi);
 }
 
+/** a < b as bool, with broadcasting (false when either is NaN). */
 export function less(a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = prepareOperands("less", [a, b], "any");
   return lax.less(x, y);
 }
 
+/** a > b as bool, with broadcasting (false when either is NaN). */
 export function greater(a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = prepareOperands("greater", [a, b], "any");
   return lax.less(y, x);
 }
 
+/** a == b as bool, with broadcasting. */
 export function equal(a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = prepareOperands("equal", [a, b], "any");
   return lax.equal(x, y);
 }
 
+/** a != b as bool, with broadcasting (true when either is NaN). */
 export function notEqual(a: TensorLike, b: TensorLike): Tensor {
   return logicalNot(equal(a, b));
 }
@@ -140,6 +155,7 @@ export function lessEqual(a: TensorLike, b: TensorLike): Tensor {
   return lax.where(lt, lt, lax.equal(x, y));
 }
 
+/** a ≥ b (false when either is NaN). */
 export function greaterEqual(a: TensorLike, b: TensorLike): Tensor {
   return lessEqual(b, a);
 }
@@ -150,16 +166,19 @@ function asBool(x: TensorLike, op: string): Tensor {
   return t.dtype === "bool" ? t : lax.cast(t, "bool");
 }
 
+/** Logical not; a non-bool operand means "non-zero". */
 export function logicalNot(x: TensorLike): Tensor {
   const t = asBool(x, "logicalNot");
   return lax.equal(t, lax.splatLike(0, t));
 }
 
+/** Logical and, with broadcasting; a non-bool operand means "non-zero". */
 export function logicalAnd(a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = broadcastAll("logicalAnd", [asBool(a, "logicalAnd"), asBool(b, "logicalAnd")]);
   return lax.where(x, y, x);
 }
 
+/** Logical or, with broadcasting; a non-bool operand means "non-zero". */
 export function logicalOr(a: TensorLike, b: TensorLike): Tensor {
   const [x, y] = broadcastAll("logicalOr", [asBool(a, "logicalOr"), asBool(b, "logicalOr")]);
   return lax.where(x, x, y);
@@ -181,6 +200,7 @@ export function where(cond: TensorLike, a: TensorLike, b: TensorLike): Tensor {
   return lax.where(c, xb, yb);
 }
 
+/** Converts x to `dtype` (to bool: non-zero, NaN included, is true). */
 export function cast(x: TensorLike, dtype: DType): Tensor {
   return lax.cast(asTensor(x, "cast"), dtype);
 }

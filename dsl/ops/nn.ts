@@ -26,6 +26,7 @@ export function logSoftmax(x: TensorLike, axis = -1): Tensor {
   return sub(t, logsumexp(t, a, { keepDims: true }));
 }
 
+/** Options of `crossEntropy`. */
 export interface CrossEntropyOptions {
   /** Weights per position (bool or 0/1): the loss is Σ mask·ℓ / max(Σ mask, 1). */
   mask?: TensorLike;

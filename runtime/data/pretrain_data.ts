@@ -43,6 +43,7 @@ export class PretrainStream {
   private readonly bytes: Uint8Array;
   private readonly sents: string[];
 
+  /** A stream over `text` (the byte tokenizer is required). */
   constructor(
     private readonly text: string,
     private readonly tok: Tokenizer,
@@ -53,6 +54,7 @@ export class PretrainStream {
     this.sents = sentences(text);
   }
 
+  /** Batch `step`: ids, next-token targets and loss mask, each [batch, length]. */
   batch(step: number): { ids: HostArray; targets: HostArray; mask: HostArray } {
     const { batch: b, length: t, formattedFraction = 0.25, template = "compact" } = this.opts;
     const rng = new Rng(this.opts.seed, step + 1);

@@ -5,6 +5,7 @@
 export class Rng {
   private state: number;
 
+  /** A generator for `seed`; distinct `stream` values give independent sequences. */
   constructor(seed: number, stream = 0) {
     this.state = mix32((seed | 0) ^ mix32(stream + 0x9e3779b9));
   }
@@ -25,6 +26,7 @@ export class Rng {
     return lo + Math.floor(this.next() * (hi - lo + 1));
   }
 
+  /** A uniformly chosen element of `xs`. */
   pick<T>(xs: readonly T[]): T {
     return xs[Math.floor(this.next() * xs.length)];
   }

@@ -9,11 +9,14 @@
 import type { Example } from "./instruct.ts";
 import { Rng } from "./rng.ts";
 
+/** A generated task example with its exact final answer. */
 export interface TaskItem extends Example {
+  /** The final answer, as the response's last line states it. */
   answer: string;
 }
 
-type Generator = (rng: Rng) => { query: string; work?: string; answer: string | number };
+/** Draws one task instance: the query, an optional worked solution, and the answer. */
+export type Generator = (rng: Rng) => { query: string; work?: string; answer: string | number };
 
 const NAMES = [
   "Ana",
@@ -166,8 +169,9 @@ export const TASKS: Record<string, Generator> = {
 };
 
 /** The multi-task suite (every task but the word problems). */
-export const MULTITASK_SUITE = Object.keys(TASKS).filter((t) => t !== "gsm8k");
+export const MULTITASK_SUITE: string[] = Object.keys(TASKS).filter((t) => t !== "gsm8k");
 
+/** The text before the final answer on a response's last line (MetaMathQA's convention). */
 export const ANSWER_PREFIX = "The answer is: ";
 
 function makeItem(gen: Generator, rng: Rng): TaskItem {

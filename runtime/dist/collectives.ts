@@ -12,19 +12,26 @@
 
 import type { MpiGroupOptions } from "./mpi_group.ts";
 
+/** The typed arrays a collective can carry. */
 export type CommArray = Float32Array | Float64Array | Int32Array | Uint8Array;
 
 /** Bytes a rank sends and receives, under the bandwidth-optimal (ring) algorithms. */
 export interface CommCounters {
+  /** Collectives issued. */
   calls: number;
+  /** Bytes this rank sent. */
   bytesSent: number;
+  /** Bytes this rank received. */
   bytesReceived: number;
   /** Wall seconds with a collective in flight. */
   seconds: number;
 }
 
+/** The processes of a job and the collectives between them. */
 export interface ProcessGroup {
+  /** This process's index in the group, 0…size−1. */
   readonly rank: number;
+  /** Number of processes in the group. */
   readonly size: number;
   /** "self" or the MPI library in use. */
   readonly backend: string;
@@ -38,10 +45,13 @@ export interface ProcessGroup {
   ): Promise<T>;
   /** Root's `buf` on every rank (in place). */
   broadcast<T extends CommArray>(buf: T, root?: number): Promise<T>;
+  /** Resolves once every rank has reached it. */
   barrier(): Promise<void>;
+  /** Traffic and time spent in collectives so far. */
   readonly counters: CommCounters;
   /** Stops every rank of the job with `message` (exit status `code`). */
   abort(message: string, code?: number): never;
+  /** Shuts the group down; no collectives may follow. */
   finalize(): Promise<void>;
 }
 
@@ -49,10 +59,13 @@ const newCounters = (): CommCounters => ({ calls: 0, bytesSent: 0, bytesReceived
 
 /** A job of one process: collectives are identities. */
 export class SelfGroup implements ProcessGroup {
+  /** Always 0. */
   readonly rank = 0;
+  /** Always 1. */
   readonly size = 1;
   readonly backend = "self";
-  readonly counters = newCounters();
+  /** Traffic counters (no bytes ever move). */
+  readonly counters: CommCounters = newCounters();
   allGather<T extends CommArray>(local: T, out?: T): Promise<T> {
     return Promise.resolve(out ? (out.set(local), out) : local.slice() as T);
   }
@@ -62,6 +75,7 @@ export class SelfGroup implements ProcessGroup {
   broadcast<T extends CommArray>(buf: T): Promise<T> {
     return Promise.resolve(buf);
   }
+  /** Resolves at once. */
   barrier(): Promise<void> {
     return Promise.resolve();
   }
@@ -69,6 +83,7 @@ export class SelfGroup implements ProcessGroup {
   abort(message: string): never {
     throw new Error(message);
   }
+  /** Nothing to shut down; resolves at once. */
   finalize(): Promise<void> {
     return Promise.resolve();
   }

@@ -23,9 +23,11 @@ function datatypeOf(a: CommArray): MpiDatatype {
     : "byte";
 }
 
+/** Options of the MPI process group (`processGroup("mpi", opts)`). */
 export interface MpiGroupOptions {
   /** A collective in flight longer than this stops the job (default 600 s: first steps compile). */
   timeoutMs?: number;
+  /** The MPI library to open (an absolute path or soname) instead of searching for one. */
   library?: string;
   /**
    * Issue collectives as non-blocking FFI calls (Deno's event loop runs meanwhile, so host work

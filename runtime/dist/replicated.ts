@@ -48,7 +48,9 @@ import { type ProcessGroup, processGroup } from "./collectives.ts";
 
 type Rec<T> = Record<string, T>;
 
+/** Raised when replicas' copies of the weights no longer match bit for bit. */
 export class ReplicaDivergenceError extends Error {
+  /** Makes the error with the given message. */
   constructor(message: string) {
     super(message);
     this.name = "ReplicaDivergenceError";

@@ -38,6 +38,7 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** Writes `text` as UTF-8 to `path` atomically (as `writeFileAtomic`). */
 export async function writeTextAtomic(path: string, text: string): Promise<void> {
   await writeFileAtomic(path, new TextEncoder().encode(text));
 }

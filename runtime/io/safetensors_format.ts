@@ -8,21 +8,27 @@
 import type { HostArray } from "../../dsl/host_array.ts";
 import { sha256Hex } from "./hash.ts";
 
+/** The element types a safetensors file may store that this reader and writer support. */
 export type StorageDType = "F32" | "F16" | "BF16" | "I32";
 const BYTES: Record<StorageDType, number> = { F32: 4, F16: 2, BF16: 2, I32: 4 };
 /** Metadata key holding the hex SHA-256 of the data section, checked on read when present. */
 export const CHECKSUM_KEY = "sha256";
 const MAX_HEADER = 100_000_000;
 
+/** A safetensors file or byte buffer that cannot be read or written; the message names it. */
 export class SafetensorsError extends Error {
+  /** Makes the error, prefixing `message` with the file (or source) it concerns. */
   constructor(source: string, message: string) {
     super(`safetensors (${source}): ${message}`);
     this.name = "SafetensorsError";
   }
 }
 
+/** The contents of a safetensors file. */
 export interface SafetensorsFile {
+  /** The tensors by name (F16/BF16 widened to f32). */
   tensors: Record<string, HostArray>;
+  /** The header's `__metadata__` entries. */
   metadata: Record<string, string>;
   /** Storage dtype of each tensor as it was in the file. */
   dtypes: Record<string, StorageDType>;
@@ -223,6 +229,7 @@ export async function parseSafetensors(
   return { tensors, metadata, dtypes };
 }
 
+/** Options of `serializeSafetensors` and `writeSafetensors`. */
 export interface WriteOptions {
   /** Storage dtype for f32 tensors (default F32); i32 tensors are always I32. */
   floatDType?: "F32" | "F16" | "BF16";

@@ -8,14 +8,19 @@ import { answersMatch, extractAnswer, type TaskItem } from "../data/synthetic.ts
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { generate } from "./generate.ts";
 
+/** Exact-match results of a model on a list of task items. */
 export interface TaskScore {
+  /** correct / total. */
   accuracy: number;
+  /** Items whose extracted answer matched. */
   correct: number;
+  /** Items evaluated. */
   total: number;
   /** A few (query, generated, answer) triples for reports. */
   samples: { query: string; output: string; answer: string }[];
 }
 
+/** Greedily answers every item's prompt and scores the extracted answers by exact match. */
 export async function evaluateItems(
   cfg: ModelConfig,
   tok: Tokenizer,

@@ -14,7 +14,9 @@ import { readArrays } from "../device_array.ts";
 import { jit, type Jitted, toDevice } from "../jit.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 
+/** Options of `generate`. */
 export interface GenerateOptions {
+  /** Most tokens generated per prompt. */
   maxNewTokens: number;
   /** Rows decoded together (default 32). */
   batchSize?: number;

@@ -12,9 +12,13 @@ import { writeTextAtomic } from "../io/atomic.ts";
 import { readSafetensorsFile, writeSafetensors } from "../io/safetensors.ts";
 import { BpeTokenizer, type Tokenizer, tokenizerByName } from "../text/tokenizer.ts";
 
+/** A model folder's contents, as `loadModel` returns them. */
 export interface LoadedModel {
+  /** The model's sizes and settings, from config.json. */
   config: ModelConfig;
+  /** Parameters by Hugging Face name. */
   params: Record<string, HostArray>;
+  /** The model's tokenizer. */
   tokenizer: Tokenizer;
   /** Prompt template this model was trained with ("compact" for the shipped base). */
   template: string;

@@ -10,11 +10,15 @@ import type { HostArray } from "../../dsl/host_array.ts";
 import { writeTextAtomic } from "../io/atomic.ts";
 import { writeSafetensors } from "../io/safetensors.ts";
 
+/** LoRA adapter factors of several weights, with the rank and alpha PEFT records. */
 export interface LoraFactors {
   /** A [r, n] and B [m, r] per adapted weight name (HF name ending in ".weight"). */
   a: Record<string, HostArray>;
+  /** B [m, r] per adapted weight name. */
   b: Record<string, HostArray>;
+  /** The adapter rank r (PEFT's `r`). */
   rank: number;
+  /** PEFT's `lora_alpha`; the update is scaled by alpha / rank. */
   alpha: number;
 }
 

@@ -9,25 +9,40 @@ import {
   encode as gpt2Encode,
 } from "npm:gpt-tokenizer@3.4.0/encoding/r50k_base";
 
+/** Text ↔ token ids, with the special token ids a model needs. */
 export interface Tokenizer {
+  /** Which implementation: "byte", "gpt2" or "bpe". */
   readonly kind: string;
+  /** Number of token ids the model's embedding must cover. */
   readonly vocabSize: number;
+  /** Beginning-of-sequence id, if the tokenizer has one. */
   readonly bos?: number;
+  /** End-of-sequence id. */
   readonly eos: number;
+  /** Padding id. */
   readonly pad: number;
+  /** Token ids of `text` (no special tokens added). */
   encode(text: string): number[];
+  /** Text of `ids`, special tokens dropped. */
   decode(ids: readonly number[]): string;
 }
 
 /** Bytes 0–255 are themselves; specials follow. vocabSize is rounded up to a multiple of 4. */
 export class ByteTokenizer implements Tokenizer {
+  /** Always "byte". */
   readonly kind = "byte";
+  /** `<|bos|>`. */
   readonly bos = 256;
+  /** `<|eos|>`. */
   readonly eos = 257;
+  /** `<|pad|>`. */
   readonly pad = 258;
+  /** 256 bytes and 4 specials. */
   readonly vocabSize = 260;
+  /** Names of the special tokens 256…259, in id order. */
   static readonly SPECIALS = ["<|bos|>", "<|eos|>", "<|pad|>", "<|unused|>"];
 
+  /** The UTF-8 bytes of `text`. */
   encode(text: string): number[] {
     return Array.from(new TextEncoder().encode(text));
   }
@@ -40,16 +55,23 @@ export class ByteTokenizer implements Tokenizer {
 
 /** GPT-2's 50257-token BPE (r50k_base); eos = pad = <|endoftext|> (50256), as in HF. */
 export class Gpt2Tokenizer implements Tokenizer {
+  /** Always "gpt2". */
   readonly kind = "gpt2";
+  /** 50257. */
   readonly vocabSize = 50257;
+  /** `<|endoftext|>`. */
   readonly eos = 50256;
+  /** `<|endoftext|>`. */
   readonly pad = 50256;
+  /** `<|endoftext|>`. */
   readonly bos = 50256;
 
+  /** GPT-2 BPE token ids of `text`. */
   encode(text: string): number[] {
     return gpt2Encode(text);
   }
 
+  /** Text of `ids`, `<|endoftext|>` dropped. */
   decode(ids: readonly number[]): string {
     return gpt2Decode(ids.filter((i) => i !== this.eos));
   }
@@ -76,10 +98,15 @@ interface TokenizerJson {
 
 /** Byte-level BPE from a Hugging Face tokenizer.json. */
 export class BpeTokenizer implements Tokenizer {
+  /** Always "bpe". */
   readonly kind = "bpe";
+  /** One more than the largest id in the vocabulary (added tokens included). */
   readonly vocabSize: number;
+  /** The end-of-text added token (named, or found among the usual names). */
   readonly eos: number;
+  /** The padding added token, else `eos`. */
   readonly pad: number;
+  /** The beginning-of-text added token, if one is found. */
   readonly bos?: number;
   private readonly vocab: Map<string, number>;
   private readonly inverse: Map<number, string>;
@@ -89,6 +116,7 @@ export class BpeTokenizer implements Tokenizer {
   private readonly charBytes = new Map(this.byteChars.map((c, b) => [c, b]));
   private readonly cache = new Map<string, number[]>();
 
+  /** Loads a parsed tokenizer.json; `names` overrides which added tokens are eos, bos and pad. */
   constructor(json: TokenizerJson, names: { eos?: string; bos?: string; pad?: string } = {}) {
     const model = json.model;
     if (model?.type !== "BPE" || !model.vocab || !model.merges) {
@@ -117,6 +145,7 @@ export class BpeTokenizer implements Tokenizer {
     this.pad = find(names.pad, "<pad>", "<|pad|>") ?? eos;
   }
 
+  /** Ids of one pre-token (in byte-character form) after applying the merges, cached. */
   private bpe(word: string): number[] {
     const hit = this.cache.get(word);
     if (hit) return hit;
@@ -142,6 +171,7 @@ export class BpeTokenizer implements Tokenizer {
     return ids;
   }
 
+  /** Pre-tokenizes `text` GPT-2 style, then applies the BPE merges to each piece. */
   encode(text: string): number[] {
     const out: number[] = [];
     const bytes = new TextEncoder();
@@ -152,6 +182,7 @@ export class BpeTokenizer implements Tokenizer {
     return out;
   }
 
+  /** Text of `ids`; added special tokens and unknown ids are dropped. */
   decode(ids: readonly number[]): string {
     const bytes: number[] = [];
     for (const id of ids) {

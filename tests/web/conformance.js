@@ -71,6 +71,6 @@ async function run() {
   return results;
 }
 
-window.conformance = navigator.gpu
+globalThis.conformance = navigator.gpu
   ? run()
   : Promise.resolve({ skipped: "navigator.gpu is missing" });
