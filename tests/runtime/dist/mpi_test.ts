@@ -165,7 +165,8 @@ for (const [np, method, K] of cases) {
       const got = await readSafetensors(join(out, "params.safetensors"));
       for (const [name, w] of Object.entries(want.params)) {
         const d = maxDiff(got[name].data, w.data);
-        assert.ok(d < 2e-6, `${name}: |W_mpi − W_virtual| = ${d}`);
+        // Within tolerance across modes (the shard sums associate differently); see devices_test.
+        assert.ok(d < 2e-5, `${name}: |W_mpi − W_virtual| = ${d}`);
       }
       // The snapshot has mode "virtual"'s layout and values.
       const snap = await readSafetensors(join(out, "snapshot.safetensors"));
