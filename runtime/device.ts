@@ -86,8 +86,11 @@ export class Device {
     });
     if (!adapter) {
       throw new Error(
-        "no WebGPU adapter found; on a machine without a GPU install Mesa " +
-          "(apt-get install mesa-vulkan-drivers libvulkan1) or set DENO_WEBGPU_BACKEND=gl",
+        "Deno" in globalThis
+          ? "no WebGPU adapter found; on a machine without a GPU install Mesa " +
+            "(apt-get install mesa-vulkan-drivers libvulkan1) or set DENO_WEBGPU_BACKEND=gl"
+          : "no WebGPU adapter found: this browser exposes navigator.gpu but no usable GPU " +
+            "(check chrome://gpu; headless Chromium needs --enable-unsafe-webgpu)",
       );
     }
     const requiredLimits: Record<string, number> = {};

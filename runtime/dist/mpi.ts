@@ -122,7 +122,14 @@ function openFirst<S extends Deno.ForeignLibraryInterface>(
   for (const path of names) {
     try {
       return { lib: Deno.dlopen(path, syms), path };
-    } catch { /* try the next name */ }
+    } catch (e) {
+      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+        throw new MpiError(
+          `loading ${path} needs FFI permission: run with --allow-ffi (deno task train has it)`,
+        );
+      }
+      /* not installed under this name: try the next */
+    }
   }
   return undefined;
 }
@@ -220,7 +227,7 @@ export class Mpi {
           `MPI_Init_thread: ${path} provides thread level ${
             provided[0]
           }, not MPI_THREAD_MULTIPLE; ` +
-            "the non-blocking collectives need it",
+            "collectives run on two threads (the caller and the hang watchdog, or the non-blocking calls)",
         );
       }
     }

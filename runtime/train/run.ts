@@ -25,6 +25,7 @@ import { evaluateItems, type TaskScore } from "../models/evaluate.ts";
 import { loadModel, saveModel } from "../models/model_dir.ts";
 import { pissaToLora, saveLoraAdapter } from "../models/peft.ts";
 import { createTrainer } from "../trainer.ts";
+import { launcherSize } from "../dist/mpi.ts";
 import { barChart, lineChart } from "./charts.ts";
 import { loadLatestCheckpoint, saveCheckpoint } from "./checkpoints.ts";
 import type { RunConfig } from "./config.ts";
@@ -99,6 +100,13 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       train.push(...split.train);
       if (cfg.evalSize > 0) tests[task] = split.test;
     }
+  }
+  const launched = launcherSize();
+  if (launched !== undefined && launched > 1 && cfg.mode !== "mpi") {
+    throw new Error(
+      `this process is one of ${launched} ranks started by an MPI launcher, but --mode is ` +
+        `${cfg.mode}: every rank would train the whole job and write the same --out. Add --mode mpi`,
+    );
   }
   const encoded = train.map((ex) => encodeExample(tok, ex, model.template));
   const K = cfg.devices;
@@ -247,7 +255,11 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
           `loss became ${loss.find((v) => !Number.isFinite(v))} at step ${step} (shard losses ${
             loss.join(", ")
           }); ` +
-            `stopped with the last good checkpoint at step ${lastSaved} — lower --lr (now ${cfg.lr}) and resume`,
+            (lastSaved > 0
+              ? `stopped; the last good checkpoint is step ${lastSaved}. `
+              : "stopped before the first checkpoint. ") +
+            `Rerun with a lower --lr (now ${cfg.lr}); that changes the run's settings, so it ` +
+            `starts from step 0 (--resume continues only runs with identical settings)`,
         );
       }
       const rate = tokens / Math.max(elapsed, 1e-9);

@@ -188,7 +188,7 @@ Deno.test({
     assert.equal(r.code, 3);
     assert.match(
       r.stderr,
-      /loss became NaN at step 1 .*last good checkpoint at step 0.*lower --lr/,
+      /loss became NaN at step 1 .*stopped before the first checkpoint\. Rerun with a lower --lr/,
     );
   },
 });

@@ -297,3 +297,16 @@ Deno.test({
     await Deno.remove(root, { recursive: true });
   },
 });
+
+Deno.test({
+  name: "mpi: `deno task train` under mpirun without --mode mpi stops instead of training K copies",
+  ...opts,
+  fn: async () => {
+    const out = await Deno.makeTempDir();
+    const cli = new URL("../../../cli/train.ts", import.meta.url).pathname;
+    const run = await mpirunFile(2, cli, ["--mode", "virtual", "--steps", "1", "--out", out]);
+    assert.notEqual(run.code, 0);
+    assert.match(run.output, /one of 2 ranks started by an MPI launcher, but --mode is virtual/);
+    await Deno.remove(out, { recursive: true });
+  },
+});
