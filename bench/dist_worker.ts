@@ -5,6 +5,7 @@
  */
 
 import { MpiGroup } from "../runtime/dist/mpi_group.ts";
+import { Mpi } from "../runtime/dist/mpi.ts";
 import { createTrainer } from "../runtime/trainer.ts";
 import { type BenchProblem, benchProblem } from "./dist_problem.ts";
 
@@ -16,11 +17,13 @@ if (what === "collectives") {
   const buf = Float32Array.from({ length: n }, (_, i) => i % 97);
   const part = buf.subarray(0, n / group.size);
   const out = new Float32Array(n); // reused, as the C loop reuses its buffers
-  for (const op of ["allreduce", "allgather"]) {
+  const mpi = await Mpi.world();
+  for (const op of ["allreduce", "allreduce-native", "allgather"]) {
     let t0 = 0;
     for (let i = -5; i < iters; i++) { // 5 untimed warm-up calls, as in the C loop
       if (i === 0) await group.barrier(), t0 = performance.now();
       if (op === "allreduce") await group.allReduce(buf, "sum", out);
+      else if (op === "allreduce-native") out.set(buf), await mpi.allReduce(out, n, "f32", "sum");
       else await group.allGather(part, out);
     }
     const seconds = (performance.now() - t0) / 1000 / iters;

@@ -38,7 +38,9 @@ export interface MpiGroupOptions {
 
 const COLLECTIVES = [
   "MPI_Barrier",
+  "MPI_Allgather",
   "MPI_Allgatherv",
+  "MPI_Reduce_scatter_block",
   "MPI_Reduce_scatter",
   "MPI_Allreduce",
   "MPI_Bcast",

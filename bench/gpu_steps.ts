@@ -1,0 +1,55 @@
+/**
+ * Step time per mode on whatever WebGPU device this machine has (run on a GPU machine):
+ * `deno run -A bench/gpu_steps.ts`. The default run's step (shipped base, K = 4, 4 × 192 tokens
+ * per shard) for HD-PiSSA, DP-LoRA and full fine-tuning, modes virtual and devices.
+ */
+import { createTrainer, type Method } from "../runtime/trainer.ts";
+import { loadModel } from "../runtime/models/model_dir.ts";
+import { lmLoss } from "../dsl/nn/transformer.ts";
+import type { Tensor } from "../dsl/trace.ts";
+import type { HostArray } from "../dsl/host_array.ts";
+import type { LmBatch } from "../dsl/nn/transformer.ts";
+
+const model = await loadModel("models/base");
+const adapt = Object.keys(model.params).filter((n) => /_proj\.weight$/.test(n));
+const tok = (s: number): HostArray => ({
+  shape: [4, 192],
+  dtype: "i32",
+  data: Int32Array.from({ length: 768 }, (_, i) => (s * 31 + i * 7) % 256),
+});
+const shard = (s: number) => ({
+  ids: tok(s),
+  targets: tok(s + 1),
+  mask: { shape: [4, 192], dtype: "f32" as const, data: new Float32Array(768).fill(1) },
+});
+for (const method of ["hdpissa", "lora", "full"] as Method[]) {
+  for (const mode of ["virtual", "devices"] as const) {
+    const t0 = performance.now();
+    const t = await createTrainer({
+      loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(model.config, p, b),
+      params: model.params,
+      adapt,
+      method,
+      devices: 4,
+      rank: 4,
+      optimizer: { lr: 1e-3 },
+      mode,
+    });
+    const times: number[] = [];
+    for (let s = 0; s < 8; s++) {
+      const a = performance.now();
+      await t.step([shard(4 * s), shard(4 * s + 1), shard(4 * s + 2), shard(4 * s + 3)]);
+      if (s >= 2) times.push(performance.now() - a);
+    }
+    times.sort((x, y) => x - y);
+    console.log(
+      JSON.stringify({
+        method,
+        mode,
+        medianMs: +times[times.length >> 1].toFixed(1),
+        totalS: +((performance.now() - t0) / 1000).toFixed(1),
+        kernels: t.stats().kernelsPerStep,
+      }),
+    );
+  }
+}
