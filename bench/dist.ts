@@ -168,6 +168,10 @@ ${await bandwidth()}
 ### Step time and communication share vs K
 
 ${await stepTable()}
+
+In mode mpi the communication time includes waiting for the slowest rank: K ranks share this
+machine's ${cpu} cores, so it measures load imbalance as much as transfer. In mode devices the
+collective is a host-side copy.
 `;
 console.log(section);
 if (WRITE) {

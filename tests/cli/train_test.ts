@@ -8,14 +8,11 @@ import { join } from "node:path";
 import { initParams } from "../../dsl/nn/transformer.ts";
 import { readSafetensors } from "../../runtime/io/safetensors.ts";
 import { saveModel } from "../../runtime/models/model_dir.ts";
-import { TINY_BYTE_LLAMA } from "../helpers/tiny_models.ts";
+import { saveTinyByteModel, TINY_BYTE_LLAMA } from "../helpers/tiny_models.ts";
 
 const root = await Deno.makeTempDir({ prefix: "train-cli-" });
 const modelDir = join(root, "model");
-await saveModel(modelDir, TINY_BYTE_LLAMA, initParams(TINY_BYTE_LLAMA, 1), {
-  dsl_tokenizer: "byte",
-  dsl_template: "compact",
-});
+await saveTinyByteModel(modelDir);
 const CLI = new URL("../../cli/train.ts", import.meta.url).pathname;
 const BASE = [
   "--model",

@@ -1,6 +1,8 @@
 /** Tiny decoder configurations for tests (seconds on the CPU reference and on llvmpipe). */
 
 import type { ModelConfig } from "../../dsl/nn/config.ts";
+import { initParams } from "../../dsl/nn/transformer.ts";
+import { saveModel } from "../../runtime/models/model_dir.ts";
 
 export const TINY_LLAMA: ModelConfig = {
   family: "llama",
@@ -53,3 +55,11 @@ export const TINY_BYTE_LLAMA: ModelConfig = {
   eos: 257,
   pad: 258,
 };
+
+/** Writes TINY_BYTE_LLAMA (seed 1) as a Hugging Face model folder, the way the train CLI reads it. */
+export async function saveTinyByteModel(dir: string): Promise<void> {
+  await saveModel(dir, TINY_BYTE_LLAMA, initParams(TINY_BYTE_LLAMA, 1), {
+    dsl_tokenizer: "byte",
+    dsl_template: "compact",
+  });
+}

@@ -2,7 +2,8 @@
 // the bundle for this browser's WebGPU and compared with the CPU reference (`interpret`) in the
 // same page. Chrome's shader compiler (Tint) is stricter than Deno's (naga) in places; this page
 // is how the test suite sees it. The outcome is left in `window.conformance`.
-import * as H from "./hdpissa.js";
+// The bundle sits beside this page when served (a computed specifier: it is not there at check time).
+const H = await import(new URL("./hdpissa.js", import.meta.url).href);
 
 const a = H.array([[0.5, -1.25, 2], [3, -0.75, 0.1]]);
 const b = H.array([[1.5, 0.25, -2], [0.5, 2, -3]]);

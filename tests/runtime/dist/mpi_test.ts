@@ -11,9 +11,7 @@ import { join } from "node:path";
 import { readSafetensors } from "../../../runtime/io/safetensors.ts";
 import { createTrainer, type Method } from "../../../runtime/trainer.ts";
 import { distProblem } from "../../helpers/dist_problem.ts";
-import { initParams } from "../../../dsl/nn/transformer.ts";
-import { saveModel } from "../../../runtime/models/model_dir.ts";
-import { TINY_BYTE_LLAMA } from "../../helpers/tiny_models.ts";
+import { saveTinyByteModel } from "../../helpers/tiny_models.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const hasMpirun = (() => {
@@ -256,10 +254,7 @@ Deno.test({
   fn: async () => {
     const root = await Deno.makeTempDir({ prefix: "mpi-cli-" });
     const modelDir = join(root, "model");
-    await saveModel(modelDir, TINY_BYTE_LLAMA, initParams(TINY_BYTE_LLAMA, 1), {
-      dsl_tokenizer: "byte",
-      dsl_template: "compact",
-    });
+    await saveTinyByteModel(modelDir);
     const cli = new URL("../../../cli/train.ts", import.meta.url).pathname;
     const flags = (out: string, mode: string) => [
       ...["--model", modelDir, "--task", "addition", "--devices", "2", "--rank", "2"],
