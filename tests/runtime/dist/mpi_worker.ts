@@ -43,9 +43,18 @@ const params = await trainer.params();
 const names = Object.keys(params).sort();
 const bytes = names.flatMap((n) => Array.from(new Uint8Array(params[n].data.buffer)));
 const snapshot = await trainer.snapshot();
+/** This rank's IPv4 addresses (with --allow-sys), to show where a multi-host test placed it. */
+const addresses = (() => {
+  try {
+    return Deno.networkInterfaces().filter((i) => i.family === "IPv4").map((i) => i.address);
+  } catch {
+    return [];
+  }
+})();
 const result = {
   rank: trainer.rank,
   size: trainer.size,
+  addresses,
   hash: await sha256Hex(Uint8Array.from(bytes)),
   losses,
   stats: trainer.stats(),
