@@ -250,7 +250,8 @@ export class Mpi {
     const rank = out[0];
     check(fns.MPI_Comm_size(handles.comm, out), "MPI_Comm_size");
     const size = out[0];
-    const text = new Uint8Array(256), len = new Int32Array(1);
+    // MPI_MAX_LIBRARY_VERSION_STRING: 256 in OpenMPI, 8192 in MPICH.
+    const text = new Uint8Array(16384), len = new Int32Array(1);
     fns.MPI_Get_library_version(text, len);
     const version = new TextDecoder().decode(text.subarray(0, len[0])).split(/[\n\0,]/)[0].trim();
     const announced = launcherSize();

@@ -42,14 +42,14 @@ async function mpirunFile(
   path: string,
   args: string[],
   env: Record<string, string> = {},
+  launcher: "openmpi" | "mpich" = "openmpi",
 ): Promise<Launch> {
   const t0 = performance.now();
-  const cmd = new Deno.Command("mpirun", {
+  const cmd = new Deno.Command(launcher === "openmpi" ? "mpirun" : "mpirun.mpich", {
     args: [
-      "--allow-run-as-root",
-      "--oversubscribe",
-      "--bind-to",
-      "none",
+      ...(launcher === "openmpi"
+        ? ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none"]
+        : []),
       "-np",
       String(np),
       Deno.execPath(),
@@ -302,6 +302,71 @@ Deno.test({
     const run = await mpirunFile(2, cli, ["--mode", "virtual", "--steps", "1", "--out", out]);
     assert.notEqual(run.code, 0);
     assert.match(run.output, /one of 2 ranks started by an MPI launcher, but --mode is virtual/);
+    await Deno.remove(out, { recursive: true });
+  },
+});
+
+// MPICH: the same binding with int handles and MPI_IN_PLACE = -1 (HDPISSA_MPI_LIBRARY selects it).
+const hasMpich = (() => {
+  try {
+    Deno.statSync("/usr/bin/mpirun.mpich");
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const mpichEnv = { HDPISSA_MPI_LIBRARY: "libmpich.so.12" };
+const mpichOpts = { ...opts, ignore: !hasMpich && !required };
+
+Deno.test({
+  name: "mpich: collectives on 2 ranks — every size and dtype, identical sums",
+  ...mpichOpts,
+  fn: async () => {
+    const run = await mpirunFile(2, join(here, "collectives_worker.ts"), [], mpichEnv, "mpich");
+    assert.equal(run.code, 0, run.output);
+    const lines = run.output.split("\n").filter((l) => l.startsWith("{"));
+    assert.equal(lines.length, 2, run.output);
+    for (const l of lines) assert.match(JSON.parse(l).backend, /^mpich/);
+  },
+});
+
+Deno.test({
+  name: 'mpich: HD-PiSSA, K = 2 on 2 ranks — replicas bitwise equal, W = mode "virtual"',
+  ...mpichOpts,
+  fn: async () => {
+    const out = await Deno.makeTempDir({ prefix: "mpich-train-" });
+    const job = { method: "hdpissa", devices: 2, rank: 2, steps: 3, out, verifyEvery: 1 };
+    const run = await mpirunFile(
+      2,
+      join(here, "mpi_worker.ts"),
+      [JSON.stringify(job)],
+      mpichEnv,
+      "mpich",
+    );
+    assert.equal(run.code, 0, run.output);
+    const ranks = await readRanks(out, 2);
+    assert.equal(ranks[1].hash, ranks[0].hash);
+    const want = await virtualRun("hdpissa", 2);
+    const got = await readSafetensors(join(out, "params.safetensors"));
+    for (const [name, w] of Object.entries(want.params)) {
+      assert.ok(maxDiff(got[name].data, w.data) < 2e-5, name);
+    }
+    await Deno.remove(out, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "mpi: OpenMPI's mpirun with MPICH's library (a real launcher mismatch) fails loudly",
+  ...mpichOpts,
+  fn: async () => {
+    const out = await Deno.makeTempDir();
+    const job = { method: "hdpissa", devices: 2, rank: 2, steps: 1, out };
+    const run = await mpirunFile(2, join(here, "mpi_worker.ts"), [JSON.stringify(job)], mpichEnv);
+    assert.notEqual(run.code, 0);
+    assert.match(
+      run.output,
+      /the launcher started 2 ranks but libmpich\.so\.12 \(mpich\) reports a world of 1/,
+    );
     await Deno.remove(out, { recursive: true });
   },
 });
