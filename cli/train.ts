@@ -66,6 +66,9 @@ const fields = Object.keys(DEFAULT_RUN).concat([
   "commTimeout",
 ]);
 
+/** Keys a run folder's config.json records beside the settings. */
+const RECORD_ONLY = ["adaptedWeights", "configHash"];
+
 function parse(args: string[]): RunConfig {
   const options: Record<string, { type: "string" | "boolean" }> = {
     config: { type: "string" },
@@ -85,6 +88,8 @@ function parse(args: string[]): RunConfig {
   let cfg: Record<string, unknown> = { ...DEFAULT_RUN };
   if (typeof values.config === "string") {
     const file = JSON.parse(Deno.readTextFileSync(values.config));
+    // A run folder's config.json feeds back as is: its record-only keys are dropped.
+    for (const k of RECORD_ONLY) delete file[k];
     for (const k of Object.keys(file)) {
       if (!fields.includes(k)) {
         throw new ConfigError("config", `unknown field "${k}" in ${values.config}`);
@@ -154,6 +159,6 @@ if (import.meta.main) {
   } catch (e) {
     if (tty) console.log();
     console.error(`error: ${(e as Error).message}`);
-    Deno.exit(e instanceof NonFiniteLossError ? 3 : 1);
+    Deno.exit(e instanceof NonFiniteLossError ? 3 : e instanceof ConfigError ? 2 : 1);
   }
 }

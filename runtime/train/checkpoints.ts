@@ -29,7 +29,9 @@ export async function saveCheckpoint(dir: string, ckpt: Checkpoint, keep = 3): P
     data_position: String(ckpt.dataPosition),
     config_hash: ckpt.configHash,
   });
-  const steps = (await listSteps(dir)).sort((a, b) => b - a);
+  // Prune only checkpoints older than this one: higher steps in the folder belong to another run
+  // (other settings) and are not this run's to delete.
+  const steps = (await listSteps(dir)).filter((s) => s <= ckpt.snapshot.step).sort((a, b) => b - a);
   for (const old of steps.slice(keep)) await Deno.remove(fileFor(dir, old)).catch(() => {});
   return path;
 }

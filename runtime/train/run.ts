@@ -20,7 +20,7 @@ import {
   readJsonl,
   shard,
 } from "../data/instruct.ts";
-import { MULTITASK_SUITE, type TaskItem, taskSplits } from "../data/synthetic.ts";
+import { MULTITASK_SUITE, type TaskItem, TASKS, taskSplits } from "../data/synthetic.ts";
 import { evaluateItems, type TaskScore } from "../models/evaluate.ts";
 import { loadModel, saveModel } from "../models/model_dir.ts";
 import { pissaToLora, saveLoraAdapter } from "../models/peft.ts";
@@ -28,7 +28,7 @@ import { createTrainer } from "../trainer.ts";
 import { launcherSize } from "../dist/mpi.ts";
 import { barChart, lineChart } from "./charts.ts";
 import { loadLatestCheckpoint, saveCheckpoint } from "./checkpoints.ts";
-import type { RunConfig } from "./config.ts";
+import { ConfigError, type RunConfig } from "./config.ts";
 
 export interface RunIO {
   /** A line for the log (stderr on a terminal, stdout otherwise). */
@@ -94,6 +94,14 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   } else {
     // "multitask" mixes the suite: trainSize examples split evenly, each task scored on its own.
     const tasks = cfg.task === "multitask" ? MULTITASK_SUITE : [cfg.task];
+    const known = Object.keys(TASKS);
+    const unknown = tasks.find((t) => !known.includes(t));
+    if (unknown) {
+      throw new ConfigError(
+        "task",
+        `unknown task "${unknown}" (tasks: multitask, ${known.join(", ")})`,
+      );
+    }
     for (const task of tasks) {
       const sizes = { train: Math.ceil(cfg.trainSize / tasks.length), test: cfg.evalSize };
       const split = taskSplits(task, sizes, cfg.seed);
@@ -130,7 +138,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       cfg.adapt.includes(module);
   });
   if (adapt.length === 0) {
-    throw new Error(`--adapt: no 2-D weights named ${cfg.adapt.join(", ")} in ${cfg.model}`);
+    throw new ConfigError("adapt", `no 2-D weights named ${cfg.adapt.join(", ")} in ${cfg.model}`);
   }
   const trainer = await createTrainer({
     loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>

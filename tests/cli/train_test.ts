@@ -201,6 +201,9 @@ Deno.test({
       [["--method", "dora"], /--method: must be one of hdpissa, pissa, lora, full/],
       [["--bogus", "1"], /Unknown option '--bogus'/],
       [["--schedule", "step"], /--schedule: must be cosine, constant or linear/],
+      // Caught once the model and data are known: still configuration errors (exit 2).
+      [[...BASE, "--task", "chess"], /--task: unknown task "chess" \(tasks: multitask, /],
+      [[...BASE, "--adapt", "nope_proj"], /--adapt: no 2-D weights named nope_proj in /],
     ];
     for (const [args, pattern] of cases) {
       const r = await train([...args, "--out", join(root, "never")]);
@@ -250,5 +253,20 @@ Deno.test({
     const ckpts = [...Deno.readDirSync(join(out, "checkpoints"))].map((e) => e.name);
     assert.deepEqual(ckpts, [`step-${String(steps).padStart(8, "0")}.safetensors`]);
     assert.match(new TextDecoder().decode(stdout), /stopped at step \d+; checkpoint written/);
+  },
+});
+
+Deno.test({
+  name:
+    "train CLI: a run folder's config.json feeds back through --config and gives the same model",
+  sanitizeResources: false,
+  async fn() {
+    const first = join(root, "config-first"), again = join(root, "config-again");
+    const r1 = await train([...BASE, "--steps", "2", "--eval-size", "0", "--out", first]);
+    assert.equal(r1.code, 0, r1.stderr);
+    const r2 = await train(["--config", join(first, "config.json"), "--out", again]);
+    assert.equal(r2.code, 0, r2.stderr);
+    const [a, b] = [await weights(first), await weights(again)];
+    for (const name of Object.keys(a)) assert.deepEqual(b[name].data, a[name].data, name);
   },
 });
