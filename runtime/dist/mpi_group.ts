@@ -100,6 +100,21 @@ export class MpiGroup implements ProcessGroup {
     run: () => Promise<T>,
   ): Promise<T> {
     const t0 = performance.now();
+    const count = () => {
+      this.counters.calls++;
+      this.counters.bytesSent += bytes[0];
+      this.counters.bytesReceived += bytes[1];
+    };
+    if (!this.mpi.nonblocking) {
+      // Blocking calls: the watchdog thread keeps time, so no timer is armed here.
+      try {
+        const out = await run();
+        count();
+        return out;
+      } finally {
+        this.counters.seconds += (performance.now() - t0) / 1000;
+      }
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const watchdog = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -116,9 +131,7 @@ export class MpiGroup implements ProcessGroup {
     });
     try {
       const out = await Promise.race([run(), watchdog]);
-      this.counters.calls++;
-      this.counters.bytesSent += bytes[0];
-      this.counters.bytesReceived += bytes[1];
+      count();
       return out;
     } catch (e) {
       // The FFI thread is still blocked in MPI: only aborting the job ends it.
