@@ -1,6 +1,8 @@
 /**
  * `deno task pretrain`: trains the shipped base model from scratch on the offline corpus and
- * writes it to models/base (config.json, model.safetensors, training_log.jsonl, README.md).
+ * writes it to runs/pretrain (config.json, model.safetensors, training_log.jsonl); `--out models/base`
+ * replaces the shipped model, which the default leaves untouched.
+ * models/base` replaces the shipped model. The default leaves the shipped model untouched.
  * Deterministic: the same flags on the same adapter give the same weights.
  */
 
@@ -22,7 +24,7 @@ import { writeTextAtomic } from "../runtime/io/atomic.ts";
 const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
-    out: { type: "string", default: "models/base" },
+    out: { type: "string", default: "runs/pretrain" },
     steps: { type: "string", default: "1200" },
     batch: { type: "string", default: "16" },
     lr: { type: "string", default: "3e-3" },
