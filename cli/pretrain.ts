@@ -2,7 +2,6 @@
  * `deno task pretrain`: trains the shipped base model from scratch on the offline corpus and
  * writes it to runs/pretrain (config.json, model.safetensors, training_log.jsonl); `--out models/base`
  * replaces the shipped model, which the default leaves untouched.
- * models/base` replaces the shipped model. The default leaves the shipped model untouched.
  * Deterministic: the same flags on the same adapter give the same weights.
  */
 
