@@ -33,6 +33,8 @@ const HELP = `deno task train [--config run.json] [flags]
   --adapt a,b,…                      module names to adapt (default all attention and MLP projections)
   --mode virtual|devices|mpi         where the K shards run (default ${DEFAULT_RUN.mode}): one device,
                                      K devices in this process, or one process per rank under mpirun
+  --svd exact|randomized             adapter initialisation: exact SVD on the host, or randomised
+                                     (Halko) on the device for large matrices (default exact)
   --verify-replicas-every N          distributed modes: hash W on every replica every N steps
   --comm-timeout S                   mode mpi: stop the job if a peer is silent for S s (default 600)
   --out DIR                          run folder (default ${DEFAULT_RUN.out})

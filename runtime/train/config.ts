@@ -34,6 +34,8 @@ export interface RunConfig {
   checkpointEvery: number;
   /** Adapt these module names (default: every attention and MLP projection). */
   adapt: string[];
+  /** How adapters are initialised from W: exact SVD (host, f64) or randomised (device). */
+  svd: "exact" | "randomized";
   /** Distributed modes: compare hashes of W across replicas every N steps (debug). */
   verifyReplicasEvery?: number;
   /** Mode "mpi": seconds a collective may wait for a peer before the job stops. */
@@ -57,6 +59,7 @@ export const DEFAULT_RUN: RunConfig = {
   trainSize: 4000,
   evalSize: 64,
   mode: "virtual",
+  svd: "exact",
   out: "runs/default",
   resume: false,
   seed: 0,
@@ -119,6 +122,9 @@ export function validateRun(c: RunConfig): RunConfig {
   }
   if (!(c.warmup >= 0 && c.warmup < 1)) {
     throw new ConfigError("warmup", `must be in [0, 1) (got ${c.warmup})`);
+  }
+  if (!["exact", "randomized"].includes(c.svd)) {
+    throw new ConfigError("svd", `must be exact or randomized (got ${c.svd})`);
   }
   if (!["virtual", "devices", "mpi"].includes(c.mode)) {
     throw new ConfigError("mode", `must be virtual, devices or mpi (got ${c.mode})`);

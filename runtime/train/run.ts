@@ -151,6 +151,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     alpha: cfg.alpha,
     optimizer: { lr: schedule(resolved) },
     mode: cfg.mode,
+    svd: { method: cfg.svd, seed: cfg.seed },
     seed: cfg.seed,
     verifyReplicasEvery: cfg.verifyReplicasEvery,
     collectiveTimeoutMs: cfg.commTimeout ? cfg.commTimeout * 1000 : undefined,

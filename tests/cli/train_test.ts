@@ -201,6 +201,7 @@ Deno.test({
       [["--method", "dora"], /--method: must be one of hdpissa, pissa, lora, full/],
       [["--bogus", "1"], /Unknown option '--bogus'/],
       [["--schedule", "step"], /--schedule: must be cosine, constant or linear/],
+      [["--svd", "approx"], /--svd: must be exact or randomized \(got approx\)/],
       // Caught once the model and data are known: still configuration errors (exit 2).
       [[...BASE, "--task", "chess"], /--task: unknown task "chess" \(tasks: multitask, /],
       [[...BASE, "--adapt", "nope_proj"], /--adapt: no 2-D weights named nope_proj in /],
@@ -262,10 +263,13 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const first = join(root, "config-first"), again = join(root, "config-again");
-    const r1 = await train([...BASE, "--steps", "2", "--eval-size", "0", "--out", first]);
+    const r1 = await train([
+      ...[...BASE, "--steps", "2", "--eval-size", "0", "--svd", "randomized", "--out", first],
+    ]);
     assert.equal(r1.code, 0, r1.stderr);
     const r2 = await train(["--config", join(first, "config.json"), "--out", again]);
     assert.equal(r2.code, 0, r2.stderr);
+    assert.equal(JSON.parse(await Deno.readTextFile(join(again, "config.json"))).svd, "randomized");
     const [a, b] = [await weights(first), await weights(again)];
     for (const name of Object.keys(a)) assert.deepEqual(b[name].data, a[name].data, name);
   },
