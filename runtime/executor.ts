@@ -108,7 +108,9 @@ export class Executable {
         layout: this.pipelines[i].getBindGroupLayout(0),
         entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
       });
-      if (this.bindGroups.size > 256) this.bindGroups.clear();
+      // Bounded, but large enough for every kernel of a few calls: a program with more kernels
+      // than the bound would otherwise rebuild all its bind groups on every call.
+      if (this.bindGroups.size > 4 * this.program.kernels.length + 256) this.bindGroups.clear();
       this.bindGroups.set(key, group);
     }
     pass.setPipeline(this.pipelines[i]);
