@@ -76,6 +76,12 @@ Deno.test("docs/getting-started.md: the first script runs as written and its los
   const source = blocks.map((b) => b.replaceAll('"./mod.ts"', mod)).join("\n") +
     "\nconsole.log(JSON.stringify(Object.keys(g)));\n";
   await Deno.writeTextFile(`${dir}/first.ts`, source);
+  const check = await new Deno.Command(Deno.execPath(), {
+    args: ["check", `${dir}/first.ts`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(check.code, 0, new TextDecoder().decode(check.stderr)); // the doc's code type-checks
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-read", "--allow-env", `${dir}/first.ts`],
     env: { NO_COLOR: "1" },
@@ -88,5 +94,39 @@ Deno.test("docs/getting-started.md: the first script runs as written and its los
   assert.equal(losses.length, 5, text);
   assert.ok(losses[4] < losses[0], text);
   assert.match(text, /\["head","hidden"\]/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("docs/training.md: the fine-tuning script runs as written and its saved model loads back", async () => {
+  const doc = await Deno.readTextFile(`${root}docs/training.md`);
+  const block = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1])
+    .find((b) => b.includes('loadModel("models/base")'));
+  assert.ok(block, "the script block is missing");
+  const dir = await Deno.makeTempDir();
+  const out = `${dir}/my-model`;
+  const source = block.replaceAll('"./mod.ts"', JSON.stringify(`${root}mod.ts`))
+    .replaceAll('"runs/my-model"', JSON.stringify(out)) +
+    `\nconst back = await loadModel(${
+      JSON.stringify(out)
+    });\nconsole.log("reloaded", back.config.layers);\n`;
+  await Deno.writeTextFile(`${dir}/script.ts`, source);
+  const check = await new Deno.Command(Deno.execPath(), {
+    args: ["check", `${dir}/script.ts`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(check.code, 0, new TextDecoder().decode(check.stderr));
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-write", "--allow-env", `${dir}/script.ts`],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(run.stdout);
+  assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+  assert.equal([...text.matchAll(/^\d \[/gm)].length, 4, text);
+  assert.match(text, /→/);
+  assert.match(text, /reloaded 4/);
   await Deno.remove(dir, { recursive: true });
 });

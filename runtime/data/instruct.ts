@@ -77,6 +77,12 @@ export function collate(
   const targets = new Int32Array(b * length).fill(pad);
   const mask = new Float32Array(b * length);
   examples.forEach((ex, row) => {
+    if (!Array.isArray(ex?.tokens)) {
+      throw new TypeError(
+        `collate: example ${row} has no tokens; encode examples first with ` +
+          "encodeExample(tokenizer, { query, response }, template)",
+      );
+    }
     const n = Math.min(ex.tokens.length - 1, length);
     for (let t = 0; t < n; t++) {
       ids[row * length + t] = ex.tokens[t];

@@ -115,12 +115,22 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
     tokenizer = new BpeTokenizer(JSON.parse(await Deno.readTextFile(join(dir, "tokenizer.json"))));
   } else if (config.family === "gpt2" && config.vocab === 50257) {
     tokenizer = tokenizerByName("gpt2");
-  } else throw new Error(`${dir}: no tokenizer.json (and config.json names no dsl_tokenizer)`);
+  } else {
+    throw new Error(
+      `${dir}: no tokenizer.json (and config.json names no dsl_tokenizer); when saving with ` +
+        `saveModel, pass the tokenizer in config.json's extras, e.g. { dsl_tokenizer: "byte", ` +
+        `dsl_template: "compact" } (a loaded model's hfConfig holds them)`,
+    );
+  }
   const template = typeof hfConfig.dsl_template === "string" ? hfConfig.dsl_template : "alpaca";
   return { config, params, tokenizer, template, hfConfig };
 }
 
-/** Writes config.json and model.safetensors (atomically); `extra` goes into config.json. */
+/**
+ * Writes config.json and model.safetensors (atomically); `extra` goes into config.json. A folder
+ * without tokenizer files needs `dsl_tokenizer` (and `dsl_template`) there for `loadModel` to read
+ * it back: pass the `dsl_*` keys of the loaded model's `hfConfig`.
+ */
 export async function saveModel(
   dir: string,
   config: ModelConfig,

@@ -62,6 +62,12 @@ export async function saveLoraAdapter(
   factors: LoraFactors,
   opts: { baseModel?: string; fanInFanOut?: boolean; initLoraWeights?: boolean | string } = {},
 ): Promise<void> {
+  if (!factors?.a || !factors?.b || !(factors.rank > 0)) {
+    throw new TypeError(
+      "saveLoraAdapter: factors must be { a, b, rank, alpha }: pass (await trainer.adapters()).trained " +
+        "for LoRA, or pissaToLora(trained, initial) for PiSSA",
+    );
+  }
   await Deno.mkdir(dir, { recursive: true });
   const tensors: Record<string, HostArray> = {};
   const targets = new Set<string>();
