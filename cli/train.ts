@@ -130,6 +130,8 @@ if (import.meta.main) {
     console.error("\ninterrupt: writing a checkpoint after this step (Ctrl-C again to quit now)");
   };
   Deno.addSignalListener("SIGINT", onSigint);
+  // Under mpirun a Ctrl-C reaches the ranks as SIGTERM: the same graceful stop.
+  Deno.addSignalListener("SIGTERM", onSigint);
   const tty = Deno.stdout.isTerminal();
   const encoder = new TextEncoder();
   let lastLine = 0;

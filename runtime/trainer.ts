@@ -187,6 +187,10 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       steps = snap.step;
     },
     gatherScalars: (values) => Promise.resolve([...values]),
-    close: () => Promise.resolve(),
+    barrier: () => Promise.resolve(),
+    close() {
+      destroyTree(live);
+      return Promise.resolve();
+    },
   };
 }

@@ -303,7 +303,12 @@ export interface Trainer {
    * rank must call; it is not counted in `bytesCommunicated`. Other modes return `values`.
    */
   gatherScalars(values: number[]): Promise<number[]>;
-  /** Ends the job's collectives (mode "mpi": MPI_Finalize); call once training is over. */
+  /**
+   * Waits for every rank (mode "mpi"; immediate otherwise). `timeoutMs: Infinity` waits without the
+   * collective timeout: for work one rank does alone, such as rank 0's evaluation.
+   */
+  barrier(opts?: { timeoutMs?: number }): Promise<void>;
+  /** Ends the job's collectives (mode "mpi": MPI_Finalize) and frees the device state. */
   close(): Promise<void>;
 }
 

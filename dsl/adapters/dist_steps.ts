@@ -172,6 +172,13 @@ export function dpApplyReduced(
   ) => {
     const trained = trainedRecord(params, adapters, adapt);
     const keys = Object.keys(trained);
+    const total = keys.reduce((n, k) => n + size(trained[k].shape), 0);
+    if (reduced.shape.length !== 1 || reduced.shape[0] !== total) {
+      throw new DslError(
+        "dpApplyReduced",
+        `expected ${total} packed gradients, got [${reduced.shape}]`,
+      );
+    }
     const grads = unpackTensors(reduced, keys.map((k) => trained[k].shape));
     const updated = adamOnRecord(
       trained,

@@ -45,8 +45,11 @@ export interface ProcessGroup {
   ): Promise<T>;
   /** Root's `buf` on every rank (in place). */
   broadcast<T extends CommArray>(buf: T, root?: number): Promise<T>;
-  /** Resolves once every rank has reached it. */
-  barrier(): Promise<void>;
+  /**
+   * Waits for every rank. `timeoutMs` overrides the collective timeout for this call (Infinity:
+   * none, for waits on work one rank does alone, such as rank 0's evaluation or checkpoint).
+   */
+  barrier(opts?: { timeoutMs?: number }): Promise<void>;
   /** Traffic and time spent in collectives so far. */
   readonly counters: CommCounters;
   /** Stops every rank of the job with `message` (exit status `code`). */
@@ -76,7 +79,7 @@ export class SelfGroup implements ProcessGroup {
     return Promise.resolve(buf);
   }
   /** Resolves at once. */
-  barrier(): Promise<void> {
+  barrier(_opts?: { timeoutMs?: number }): Promise<void> {
     return Promise.resolve();
   }
   /** One process: nothing else to stop, so the error propagates to the caller. */

@@ -150,7 +150,8 @@ function openFirst<S extends Deno.ForeignLibraryInterface>(
 
 /** The world size the launcher announced in the environment, if any. */
 export function launcherSize(): number | undefined {
-  for (const v of ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"]) {
+  // World sizes only (MPI_LOCALNRANKS counts one node's ranks, not the job's).
+  for (const v of ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]) {
     const s = Deno.env.get(v);
     if (s !== undefined && /^\d+$/.test(s)) return Number(s);
   }

@@ -78,6 +78,7 @@ export class MpiGroup implements ProcessGroup {
     };
     this.watchdog.postMessage(init);
     this.mpi.watch = (name) => {
+      if (!Number.isFinite(this.timeoutMs)) return () => {}; // an untimed wait
       this.deadline[1] = Math.max(0, COLLECTIVES.indexOf(name));
       this.deadline[0] = Date.now() + this.timeoutMs;
       return () => (this.deadline[0] = 0);
@@ -95,6 +96,21 @@ export class MpiGroup implements ProcessGroup {
   }
 
   private async guarded<T>(
+    name: string,
+    bytes: [number, number],
+    run: () => Promise<T>,
+    timeoutMs = this.timeoutMs,
+  ): Promise<T> {
+    const saved = this.timeoutMs;
+    this.timeoutMs = timeoutMs;
+    try {
+      return await this.guardedWith(name, bytes, run);
+    } finally {
+      this.timeoutMs = saved;
+    }
+  }
+
+  private async guardedWith<T>(
     name: string,
     bytes: [number, number],
     run: () => Promise<T>,
@@ -117,6 +133,7 @@ export class MpiGroup implements ProcessGroup {
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const watchdog = new Promise<never>((_, reject) => {
+      if (!Number.isFinite(this.timeoutMs)) return;
       timer = setTimeout(
         () =>
           reject(
@@ -145,9 +162,7 @@ export class MpiGroup implements ProcessGroup {
 
   allGather<T extends CommArray>(local: T, out?: T): Promise<T> {
     const P = this.size;
-    if (local.length * P > MAX_COUNT) {
-      throw new RangeError(`allGather: ${local.length}×${P} elements exceed MPI's int count`);
-    }
+    if (local.length * P > MAX_COUNT) return this.allGatherChunked(local, out);
     const result = out ?? new (local.constructor as { new (n: number): T })(local.length * P);
     if (result.length !== local.length * P) {
       throw new RangeError(
@@ -159,6 +174,27 @@ export class MpiGroup implements ProcessGroup {
       await this.mpi.allGatherV(local, result, Array(P).fill(local.length), datatypeOf(local));
       return result;
     });
+  }
+
+  /**
+   * An all-gather whose total exceeds MPI's int counts (2³¹ − 1 elements): pieces small enough for
+   * one call each, placed rank-major into the result.
+   */
+  private async allGatherChunked<T extends CommArray>(local: T, out?: T): Promise<T> {
+    const P = this.size, n = local.length;
+    const Ctor = local.constructor as { new (n: number): T };
+    const result = out ?? new Ctor(n * P);
+    const piece = Math.floor(MAX_COUNT / P);
+    const staging = new Ctor(piece * P);
+    for (let at = 0; at < n; at += piece) {
+      const len = Math.min(piece, n - at);
+      const got = await this.allGather(
+        local.subarray(at, at + len) as T,
+        staging.subarray(0, len * P) as T,
+      );
+      for (let p = 0; p < P; p++) result.set(got.subarray(p * len, (p + 1) * len), p * n + at);
+    }
+    return result;
   }
 
   /** Reduce-scatter then all-gather: each block is summed once, on its owner, then shared. */
@@ -202,8 +238,8 @@ export class MpiGroup implements ProcessGroup {
     });
   }
 
-  barrier(): Promise<void> {
-    return this.guarded("barrier", [0, 0], () => this.mpi.barrier());
+  barrier(opts: { timeoutMs?: number } = {}): Promise<void> {
+    return this.guarded("barrier", [0, 0], () => this.mpi.barrier(), opts.timeoutMs);
   }
 
   abort(message: string, code = 1): never {

@@ -114,25 +114,29 @@ async function configSummary(cfg: TrainerConfig): Promise<Rec<unknown>> {
   const names = Object.keys(cfg.params).sort();
   const enc = new TextEncoder();
   const shapes = names.map((n) => `${n}:${cfg.params[n].dtype}[${cfg.params[n].shape}]`).join(";");
-  const bytes = new Uint8Array(names.reduce((s, n) => s + cfg.params[n].data.byteLength, 0));
-  let at = 0;
-  for (const n of names) {
+  // Each tensor hashed on its own, then the digests: no model-sized copy per rank.
+  const digests = await Promise.all(names.map(async (n) => {
     const d = cfg.params[n].data;
-    bytes.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at), at += d.byteLength;
-  }
+    return await sha256Hex(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  }));
   const o = cfg.optimizer;
+  const schedule = typeof o.lr === "number"
+    ? String(o.lr)
+    : Array.from({ length: 1000 }, (_, t) => (o.lr as (t: number) => number)(t)).join(",");
   return {
     method: cfg.method,
     devices: cfg.devices,
     rank: cfg.rank,
     alpha: cfg.alpha ?? null,
     lr: typeof o.lr === "number" ? o.lr : "schedule",
+    lrSchedule: (await sha256Hex(enc.encode(schedule))).slice(0, 16),
+    verifyReplicasEvery: cfg.verifyReplicasEvery ?? null,
     adam: [o.beta1 ?? 0.9, o.beta2 ?? 0.999, o.eps ?? 1e-8, o.weightDecay ?? 0].join(","),
     svd: JSON.stringify(cfg.svd ?? null),
     seed: cfg.seed ?? 0,
     adapt: (await sha256Hex(enc.encode(cfg.adapt.join(",")))).slice(0, 16),
     shapes: (await sha256Hex(enc.encode(shapes))).slice(0, 16),
-    weights: (await sha256Hex(bytes)).slice(0, 16),
+    weights: (await sha256Hex(enc.encode(digests.join(",")))).slice(0, 16),
   };
 }
 
@@ -184,20 +188,53 @@ async function sharedInit<T extends Rec<HostArray>>(
   shapes: (name: string) => Rec<number[]>,
   init: (name: string) => Promise<T>,
 ): Promise<Rec<T>> {
+  // Each rank first factors all the matrices it owns (in parallel across ranks), then waits for
+  // the slowest without the collective timeout (an exact SVD of a large W takes minutes), then the
+  // results are broadcast in order.
+  const made = new Map<string, T>();
+  for (const [i, name] of adapt.entries()) {
+    if (i % group.size === group.rank) made.set(name, await init(name));
+  }
+  if (group.size > 1) await group.barrier({ timeoutMs: Infinity });
   const out: Rec<T> = {};
   for (const [i, name] of adapt.entries()) {
     const owner = i % group.size;
-    const made = owner === group.rank ? await init(name) : undefined;
+    const mine = made.get(name);
     const result: Rec<HostArray> = {};
     for (const [key, shape] of Object.entries(shapes(name))) {
-      const data = made
-        ? (made[key].data as Float32Array)
+      const data = mine
+        ? (mine[key].data as Float32Array)
         : new Float32Array(shape.reduce((a, b) => a * b, 1));
       result[key] = f32(shape, group.size > 1 ? await group.broadcast(data, owner) : data);
     }
     out[name] = result as T;
   }
   return out;
+}
+
+/**
+ * Shards [k0, k0 + k)'s fixed slices from the concatenated ones: a [k, r, n] (rows of A_cat) and
+ * b [k, m, r] (columns of B_cat, transposed on the host).
+ */
+function shardSlicesHost(
+  aCat: HostArray,
+  bCat: HostArray,
+  r: number,
+  k0: number,
+  k: number,
+): { a: HostArray; b: HostArray } {
+  const [kr, cols] = aCat.shape;
+  const m = bCat.shape[0];
+  const K = kr / r;
+  const a = leading(f32([K, r, cols], aCat.data as Float32Array), k0, k);
+  const t = new Float32Array(k * m * r);
+  const src = bCat.data as Float32Array;
+  for (let s = 0; s < k; s++) {
+    for (let row = 0; row < m; row++) {
+      for (let c = 0; c < r; c++) t[(s * m + row) * r + c] = src[row * K * r + (k0 + s) * r + c];
+    }
+  }
+  return { a, b: f32([k, m, r], t) };
 }
 
 export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Trainer> {
@@ -219,6 +256,14 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   const kl = mode === "devices" ? 1 : K / P; // shards per replica
   const replicasTotal = localReplicas * P;
   const firstShard = (i: number) => (group.rank * localReplicas + i) * kl;
+  /** Replica i's own slices (what phase 1 projects on), from the concatenated A_cat, B_cat. */
+  const localSlices = (aCat: Rec<HostArray>, bCat: Rec<HostArray>, i: number) => {
+    const a: Rec<HostArray> = {}, b: Rec<HostArray> = {};
+    for (const n of Object.keys(aCat)) {
+      ({ a: a[n], b: b[n] } = shardSlicesHost(aCat[n], bCat[n], r, firstShard(i), kl));
+    }
+    return { a, b };
+  };
   const hyper = adamHyper(cfg);
   const lrAt = learningRate(cfg);
   const scale = (cfg.alpha ?? r) / r;
@@ -243,29 +288,15 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
     const aCat = Object.fromEntries(adapt.map((n) => [n, init[n].aCat]));
     const bCat = Object.fromEntries(adapt.map((n) => [n, init[n].bCat]));
     trees = (i) => {
-      const k0 = firstShard(i);
       const state: Rec<Tree | HostArray> = { mA: {}, vA: {}, mB: {}, vB: {}, step: zeros([]) };
-      const a: Rec<HostArray> = {}, b: Rec<HostArray> = {};
       for (const n of adapt) {
         const [m, cols] = dims(n);
         (state.mA as Tree)[n] = zeros([kl, r, cols]), (state.vA as Tree)[n] = zeros([kl, r, cols]);
         (state.mB as Tree)[n] = zeros([kl, m, r]), (state.vB as Tree)[n] = zeros([kl, m, r]);
-        a[n] = leading(f32([K, r, cols], aCat[n].data as Float32Array), k0, kl);
-        // B's columns k·r… as [k, m, r]: transpose of [m, K, r] on the host.
-        const t = new Float32Array(kl * m * r);
-        const src = bCat[n].data as Float32Array;
-        for (let s = 0; s < kl; s++) {
-          for (let row = 0; row < m; row++) {
-            for (let c = 0; c < r; c++) {
-              t[(s * m + row) * r + c] = src[row * K * r + (k0 + s) * r + c];
-            }
-          }
-        }
-        b[n] = f32([kl, m, r], t);
       }
       return {
         live: { params: { ...cfg.params }, slices: { aCat, bCat }, state },
-        local: { a, b },
+        local: localSlices(aCat, bCat, i),
       };
     };
     makePhases = (device) => ({
@@ -337,7 +368,10 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   }
 
   let steps = 0;
+  /** Steps taken by this trainer object (a restore sets `steps`, not this): for per-step means. */
+  let sessionSteps = 0;
   let kernels = 0;
+  let phase2Counted = false;
   const totals = { sent: 0, received: 0, compute: 0, comm: 0, overlap: 0, lastSent: 0 };
   const hd = cfg.method === "hdpissa";
   const adapterMethod = cfg.method === "lora" || cfg.method === "pissa";
@@ -372,8 +406,9 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
       : adapterMethod
       ? [rep.live.params, rep.live.adapters, rep.live.state, lr, combined]
       : [rep.live.params, rep.live.state, lr, combined];
-    if (rep === replicas[0] && steps === 0) {
+    if (rep === replicas[0] && !phase2Counted) {
       kernels += (await rep.phase2.program(...args)).kernels.length;
+      phase2Counted = true;
     }
     const out = await rep.phase2.onDevice(...args) as Rec<Tree>;
     if (hd) rep.live.params = out as unknown as Tree;
@@ -402,7 +437,12 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
 
   const verify = async () => {
     const digests = await Promise.all(replicas.map(async (rep) => {
-      const host = await toHost(rep.live.params) as Rec<HostArray>;
+      // What every replica must hold alike: W, and the trained factors of LoRA/PiSSA (HD-PiSSA's
+      // Adam state is per shard by design).
+      const shared = adapterMethod
+        ? { params: rep.live.params, adapters: rep.live.adapters }
+        : rep.live.params;
+      const host = snapshotTensors(await toHost(shared));
       const names = Object.keys(host).sort();
       const parts = names.map((n) =>
         new Uint8Array(host[n].data.buffer, host[n].data.byteOffset, host[n].data.byteLength)
@@ -457,7 +497,7 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
       totals.received += bytes;
       totals.compute += (t1 - t0 + t3 - t2) / 1000;
       totals.comm += mode === "mpi" ? group.counters.seconds - before.seconds : (t2 - t1) / 1000;
-      steps++;
+      steps++, sessionSteps++;
       if (cfg.verifyReplicasEvery && steps % cfg.verifyReplicasEvery === 0) await verify();
       return { loss: outs.flatMap((o) => o.losses) };
     },
@@ -483,10 +523,10 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
       };
     },
     stats: () => {
-      const per = (x: number) => (steps ? x / steps : 0);
+      const per = (x: number) => (sessionSteps ? x / sessionSteps : 0);
       return {
         step: steps,
-        bytesCommunicated: steps ? totals.lastSent : costModelBytes(cfg),
+        bytesCommunicated: sessionSteps ? totals.lastSent : costModelBytes(cfg),
         kernelsPerStep: kernels,
         bytesSent: per(totals.sent),
         bytesReceived: per(totals.received),
@@ -515,20 +555,43 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
             }
           }
         }
-        const uploaded = await toDevice(restoredTree(rep.live, mine), rep.device);
+        const uploaded = await toDevice(restoredTree(rep.live, mine), rep.device) as Rec<Tree>;
         destroyTree(rep.live);
-        rep.live = uploaded as Rec<Tree>;
+        rep.live = uploaded;
+        if (hd) {
+          // Phase 1 must project on the restored slices, not on this process's own SVD (another
+          // device's randomised SVD, or a sign flip, gives a different but equally valid basis).
+          const slices = snap.tensors;
+          const aCat: Rec<HostArray> = {}, bCat: Rec<HostArray> = {};
+          for (const n of adapt) {
+            aCat[n] = slices[`slices/aCat/${n}`], bCat[n] = slices[`slices/bCat/${n}`];
+          }
+          const local = await toDevice(localSlices(aCat, bCat, i), rep.device) as Tree;
+          if (rep.local) destroyTree(rep.local);
+          rep.local = local;
+        }
       }
       steps = snap.step;
     },
     async gatherScalars(values) {
       const before = { ...group.counters };
       const all = await group.allGather(Float64Array.from(values));
-      // Control traffic: kept out of the step's communication figures.
-      Object.assign(group.counters, { ...before, seconds: group.counters.seconds });
+      // Control traffic: kept out of the step's figures (bytes and time alike).
+      Object.assign(group.counters, before);
       return Array.from(all);
     },
-    close: () => group.finalize(),
+    async barrier(opts) {
+      await group.barrier(opts);
+    },
+    async close() {
+      for (const rep of replicas) {
+        destroyTree(rep.live);
+        if (rep.local) destroyTree(rep.local);
+        if (mode === "devices") rep.device.destroy();
+      }
+      replicas.length = 0;
+      await group.finalize();
+    },
   };
 }
 

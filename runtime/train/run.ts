@@ -164,6 +164,21 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   const myShards = Array.from({ length: perRank }, (_, i) => trainer.rank * perRank + i);
   if (leader) await Deno.mkdir(cfg.out, { recursive: true });
   const log = (line: string) => leader && io.log(line);
+  // Every rank must run the same job: a different --steps, --checkpoint-every or --resume would
+  // make the ranks' collectives disagree (a hang or corrupt data, not an error).
+  if (trainer.size > 1) {
+    const mine = [parseInt(configHash.slice(0, 12), 16), cfg.checkpointEvery, total, +cfg.resume];
+    const all = await trainer.gatherScalars(mine);
+    if (all.some((v, i) => v !== mine[i % mine.length])) {
+      throw new ConfigError(
+        "mode",
+        `the ${trainer.size} ranks were started with different run settings (config hash, ` +
+          `--checkpoint-every, --steps/--epochs or --resume): every rank must run the same command`,
+      );
+    }
+  }
+  /** Rank 0 alone evaluates and writes files: the others wait for it without the timeout. */
+  const waitForLeader = () => trainer.barrier({ timeoutMs: Infinity });
   const sampler = new BatchSampler(encoded.length, cfg.seed);
   const ckptDir = join(cfg.out, "checkpoints");
   const metricsPath = join(cfg.out, "metrics.jsonl");
@@ -215,6 +230,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     if (!before) before = await evaluate(model.params, "before");
     await writeTextAtomic(statePath, text({ before }));
   }
+  await waitForLeader();
 
   const metrics = leader ? await Deno.open(metricsPath, { append: true, create: true }) : undefined;
   const started = performance.now();
@@ -227,6 +243,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     if (leader) {
       await saveCheckpoint(ckptDir, { snapshot, dataPosition: step * perStep, configHash });
     }
+    await waitForLeader();
     lastSaved = step;
   };
   try {

@@ -76,3 +76,24 @@ Deno.test("devices: replicas whose W differs stop training with the replicas' ha
       /diverged after step 7: SHA-256 prefixes by replica 0=ab12, 1=ab12, 2=ff00/.test(e.message),
   );
 });
+
+Deno.test("devices: restore projects on the snapshot's slices, not on this process's own SVD", async () => {
+  // A singular pair's sign is arbitrary: flip it in a snapshot (an equally valid SVD) and both
+  // modes must continue alike from it.
+  const K = 2, r = 2;
+  const { config, batches } = distProblem({ method: "hdpissa", devices: K, rank: r, steps: 3 });
+  const source = await createTrainer(config);
+  await source.step(batches[0]);
+  const snap = await source.snapshot();
+  const name = config.adapt[0];
+  const a = snap.tensors[`slices/aCat/${name}`], b = snap.tensors[`slices/bCat/${name}`];
+  const [kr, n] = a.shape, m = b.shape[0];
+  for (let j = 0; j < n; j++) a.data[j] = -a.data[j]; // row 0 of A_cat
+  for (let i = 0; i < m; i++) b.data[i * kr] = -b.data[i * kr]; // column 0 of B_cat
+  const virtual = await createTrainer(config),
+    devices = await createTrainer({ ...config, mode: "devices" });
+  await virtual.restore(snap), await devices.restore(snap);
+  for (const batch of batches.slice(1)) await virtual.step(batch), await devices.step(batch);
+  const [pv, pd] = [await virtual.params(), await devices.params()];
+  for (const k of config.adapt) assert.ok(maxDiff(pv[k].data, pd[k].data) < 2e-5, k);
+});

@@ -370,3 +370,48 @@ Deno.test({
     await Deno.remove(out, { recursive: true });
   },
 });
+
+Deno.test({
+  name:
+    "mpi: ranks waiting on rank 0's work alone (an untimed barrier) do not trip the collective timeout",
+  ...opts,
+  fn: async () => {
+    const { run, out } = await trainUnderMpi(2, "hdpissa", 2, {
+      fault: "leader-busy",
+      timeoutMs: 1000,
+    });
+    assert.equal(run.code, 0, run.output);
+    const ranks = await readRanks(out, 2);
+    assert.equal(ranks[1].hash, ranks[0].hash);
+    await Deno.remove(out, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "mpi: `deno task train` ranks started with different --checkpoint-every stop at start-up (MPMD launch)",
+  ...opts,
+  fn: async () => {
+    const root = await Deno.makeTempDir({ prefix: "mpi-mpmd-" });
+    const modelDir = join(root, "model");
+    await saveTinyByteModel(modelDir);
+    const cli = new URL("../../../cli/train.ts", import.meta.url).pathname;
+    const rank = (every: string) => [
+      ...["-np", "1", Deno.execPath(), "run", "--allow-read", "--allow-write", "--allow-env"],
+      ...["--allow-ffi", cli, "--model", modelDir, "--task", "addition", "--devices", "2"],
+      ...["--rank", "2", "--batch", "2", "--max-len", "48", "--train-size", "32"],
+      ...["--eval-size", "0", "--mode", "mpi", "--steps", "2", "--checkpoint-every", every],
+      ...["--out", join(root, "out")],
+    ];
+    const out = await new Deno.Command("mpirun", {
+      args: ["--allow-run-as-root", "--oversubscribe", ...rank("1"), ":", ...rank("2")],
+      env: { NO_COLOR: "1", XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.notEqual(out.code, 0);
+    assert.match(text, /ranks were started with different run settings/, text);
+    await Deno.remove(root, { recursive: true });
+  },
+});

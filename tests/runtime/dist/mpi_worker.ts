@@ -13,8 +13,12 @@ import { type DistProblem, distProblem } from "../../helpers/dist_problem.ts";
 
 const job = JSON.parse(Deno.args[0]) as DistProblem & {
   out: string;
-  /** "die": rank 1 exits after step 1; "hang": rank 1 stops calling collectives; "mismatch": rank 1 uses another rank r. */
-  fault?: "die" | "hang" | "mismatch";
+  /**
+   * "die": rank 1 exits after step 1; "hang": rank 1 stops calling collectives; "mismatch": rank 1
+   * uses another rank r; "leader-busy": after step 1 rank 0 works alone for 2.5 s while the others
+   * wait at an untimed barrier (must not trip the timeout).
+   */
+  fault?: "die" | "hang" | "mismatch" | "leader-busy";
   timeoutMs?: number;
   verifyEvery?: number;
 };
@@ -35,6 +39,10 @@ for (const [s, all] of batches.entries()) {
   if (s === 1 && trainer.rank === 1 && job.fault === "die") Deno.exit(3);
   if (s === 1 && trainer.rank === 1 && job.fault === "hang") {
     await new Promise(() => setInterval(() => {}, 1000)); // alive, never joins a collective
+  }
+  if (s === 1 && job.fault === "leader-busy") {
+    if (trainer.rank === 0) await new Promise((r) => setTimeout(r, 2500));
+    await trainer.barrier({ timeoutMs: Infinity });
   }
   const mine = all.slice(trainer.rank * per, (trainer.rank + 1) * per);
   losses.push((await trainer.step(mine)).loss);
