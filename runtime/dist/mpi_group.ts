@@ -11,8 +11,6 @@ const newCounters = (): CommCounters => ({ calls: 0, bytesSent: 0, bytesReceived
 
 export class CollectiveTimeoutError extends Error {}
 
-const MAX_COUNT = 2 ** 31 - 1;
-
 function datatypeOf(a: CommArray): MpiDatatype {
   return a instanceof Float32Array
     ? "f32"
@@ -48,6 +46,8 @@ const COLLECTIVES = [
 
 /** MPI_COMM_WORLD with counters and the watchdog. */
 export class MpiGroup implements ProcessGroup {
+  /** The most elements one MPI call may carry (int counts); lowered by tests of the chunking. */
+  static maxCount = 2 ** 31 - 1;
   readonly counters = newCounters();
   private watchdog: Worker | undefined;
   private readonly deadline = new Float64Array(new SharedArrayBuffer(16));
@@ -162,7 +162,7 @@ export class MpiGroup implements ProcessGroup {
 
   allGather<T extends CommArray>(local: T, out?: T): Promise<T> {
     const P = this.size;
-    if (local.length * P > MAX_COUNT) return this.allGatherChunked(local, out);
+    if (local.length * P > MpiGroup.maxCount) return this.allGatherChunked(local, out);
     const result = out ?? new (local.constructor as { new (n: number): T })(local.length * P);
     if (result.length !== local.length * P) {
       throw new RangeError(
@@ -184,7 +184,7 @@ export class MpiGroup implements ProcessGroup {
     const P = this.size, n = local.length;
     const Ctor = local.constructor as { new (n: number): T };
     const result = out ?? new Ctor(n * P);
-    const piece = Math.floor(MAX_COUNT / P);
+    const piece = Math.floor(MpiGroup.maxCount / P);
     const staging = new Ctor(piece * P);
     for (let at = 0; at < n; at += piece) {
       const len = Math.min(piece, n - at);
@@ -205,7 +205,9 @@ export class MpiGroup implements ProcessGroup {
   ): Promise<T> {
     const P = this.size;
     const n = local.length;
-    if (n > MAX_COUNT) throw new RangeError(`allReduce: ${n} elements exceed MPI's int count`);
+    if (n > MpiGroup.maxCount) {
+      throw new RangeError(`allReduce: ${n} elements exceed MPI's int count`);
+    }
     if (op === "mean" && !(local instanceof Float32Array)) {
       throw new TypeError("allReduce: mean of integers");
     }
