@@ -7,17 +7,26 @@ import assert from "node:assert/strict";
 
 const root = new URL("../", import.meta.url).pathname;
 
-async function runExample(file: string, permissions: string[], args: string[] = []) {
+/** Runs `deno <args>` from the repository root; asserts success and returns stdout. */
+async function deno(args: string[]): Promise<string> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, `${root}examples/${file}`, ...args],
+    args,
     cwd: root,
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).output();
   const text = new TextDecoder().decode(out.stdout);
-  assert.equal(out.code, 0, `${file}: ${new TextDecoder().decode(out.stderr)}\n${text}`);
+  assert.equal(
+    out.code,
+    0,
+    `deno ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}\n${text}`,
+  );
   return text;
+}
+
+function runExample(file: string, permissions: string[], args: string[] = []) {
+  return deno(["run", ...permissions, `${root}examples/${file}`, ...args]);
 }
 
 const READ = ["--allow-read", "--allow-env"];
@@ -76,20 +85,8 @@ Deno.test("docs/getting-started.md: the first script runs as written and its los
   const source = blocks.map((b) => b.replaceAll('"./mod.ts"', mod)).join("\n") +
     "\nconsole.log(JSON.stringify(Object.keys(g)));\n";
   await Deno.writeTextFile(`${dir}/first.ts`, source);
-  const check = await new Deno.Command(Deno.execPath(), {
-    args: ["check", `${dir}/first.ts`],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(check.code, 0, new TextDecoder().decode(check.stderr)); // the doc's code type-checks
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", `${dir}/first.ts`],
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  await deno(["check", `${dir}/first.ts`]); // the doc's code type-checks
+  const text = await deno(["run", "--allow-read", "--allow-env", `${dir}/first.ts`]);
   const losses = [...text.matchAll(/^(\d+) \[ ([\d.]+), ([\d.]+) \]/gm)].map((m) => +m[2] + +m[3]);
   assert.equal(losses.length, 5, text);
   assert.ok(losses[4] < losses[0], text);
@@ -110,21 +107,14 @@ Deno.test("docs/training.md: the fine-tuning script runs as written and its save
       JSON.stringify(out)
     });\nconsole.log("reloaded", back.config.layers);\n`;
   await Deno.writeTextFile(`${dir}/script.ts`, source);
-  const check = await new Deno.Command(Deno.execPath(), {
-    args: ["check", `${dir}/script.ts`],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(check.code, 0, new TextDecoder().decode(check.stderr));
-  const run = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", `${dir}/script.ts`],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(run.stdout);
-  assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+  await deno(["check", `${dir}/script.ts`]);
+  const text = await deno([
+    "run",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    `${dir}/script.ts`,
+  ]);
   assert.equal([...text.matchAll(/^\d \[/gm)].length, 4, text);
   assert.match(text, /→/);
   assert.match(text, /reloaded 4/);

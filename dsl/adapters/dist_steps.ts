@@ -24,6 +24,7 @@ import {
   type HdPissaState,
   meanShardGrads,
   type ShardLoss,
+  shardSlices,
   unflattenAdapters,
 } from "./steps.ts";
 
@@ -64,19 +65,33 @@ export function unpackTensors(flat: Tensor, shapes: readonly (readonly number[])
 }
 
 /**
- * HD-PiSSA phase 1 for this replica's k shards: `slices.a` [k, r, n], `slices.b` [k, m, r] are
- * its fixed slices. `deltas` packs, per adapted matrix in `adapt` order, ΔA [k, r, n] then ΔB
- * [k, m, r].
+ * HD-PiSSA phase 1 for shards [firstShard, firstShard + count) of K: their fixed slices are taken
+ * from the concatenated `aCat` [K·r, n], `bCat` [m, K·r] inside the program (as mode "virtual"
+ * does for all K), so they always match the slices phase 2 applies. `deltas` packs, per adapted
+ * matrix in `adapt` order, ΔA [count, r, n] then ΔB [count, m, r].
  */
-export function hdpissaLocalStep(loss: ShardLoss, adapt: readonly string[], hyper: AdamHyper) {
+export function hdpissaLocalStep(
+  loss: ShardLoss,
+  adapt: readonly string[],
+  hyper: AdamHyper,
+  rank: number,
+  firstShard: number,
+  count: number,
+) {
   return (
     params: Rec<Tensor>,
-    slices: { a: Rec<Tensor>; b: Rec<Tensor> },
+    slices: { aCat: Rec<Tensor>; bCat: Rec<Tensor> },
     state: HdPissaState<Tensor>,
     lr: Tensor,
     shards: unknown,
   ) => {
-    const d = hdpissaShardDeltas(loss, adapt, hyper, params, slices, state, lr, shards);
+    const all = shardSlices(slices, rank);
+    const mine = { a: {} as Rec<Tensor>, b: {} as Rec<Tensor> };
+    for (const n of adapt) {
+      mine.a[n] = slice(all.a[n], [firstShard], [firstShard + count]);
+      mine.b[n] = slice(all.b[n], [firstShard], [firstShard + count]);
+    }
+    const d = hdpissaShardDeltas(loss, adapt, hyper, params, mine, state, lr, shards);
     const deltas = packTensors(adapt.flatMap((n) => [d.dA[n], d.dB[n]]));
     return { deltas, state: d.state, losses: d.losses };
   };

@@ -63,13 +63,6 @@ function collectives<H extends "pointer" | "i32", S extends string>(
       result: "i32",
       nonblocking,
     },
-    // (sendbuf, recvbuf, recvcount, datatype, op, comm)
-    [name("MPI_Reduce_scatter_block")]: {
-      name: "MPI_Reduce_scatter_block",
-      parameters: ["pointer", "pointer", "i32", h, h, h],
-      result: "i32",
-      nonblocking,
-    },
     // (sendbuf, recvbuf, recvcounts[], datatype, op, comm)
     [name("MPI_Reduce_scatter")]: {
       name: "MPI_Reduce_scatter",
@@ -277,15 +270,23 @@ export class Mpi {
    * is guarded by `watch` (a watchdog on another thread) instead of a timer.
    */
   nonblocking = false;
-  /** Called before a blocking collective; the returned function after it. */
-  watch: (name: string) => () => void = () => () => {};
+  /**
+   * Called before a blocking collective (with the call's own time limit, if it has one); the
+   * returned function after it.
+   */
+  watch: (name: string, timeoutMs?: number) => () => void = () => () => {};
 
   /** Runs the collective `fn` after every collective issued before it (program order). */
   private serial(fn: string, ...args: unknown[]): Promise<void> {
+    return this.serialWithin(undefined, fn, ...args);
+  }
+
+  /** `serial` with a time limit for this call (undefined: the watchdog's default). */
+  private serialWithin(timeoutMs: number | undefined, fn: string, ...args: unknown[]) {
     if (this.finalized) return Promise.reject(new MpiError(`${fn}: MPI is finalized`));
     const call = async () => {
       if (this.nonblocking) return await this.fns[`${fn}_nb`](...args) as number;
-      const done = this.watch(fn);
+      const done = this.watch(fn, timeoutMs);
       try {
         return this.fns[fn](...args) as number;
       } finally {
@@ -380,8 +381,9 @@ export class Mpi {
     );
   }
 
-  barrier() {
-    return this.serial("MPI_Barrier", this.handles.comm);
+  /** `timeoutMs` overrides the watchdog's limit for this call (Infinity: none). */
+  barrier(timeoutMs?: number) {
+    return this.serialWithin(timeoutMs, "MPI_Barrier", this.handles.comm);
   }
 
   wtime(): number {

@@ -38,7 +38,6 @@ const COLLECTIVES = [
   "MPI_Barrier",
   "MPI_Allgather",
   "MPI_Allgatherv",
-  "MPI_Reduce_scatter_block",
   "MPI_Reduce_scatter",
   "MPI_Allreduce",
   "MPI_Bcast",
@@ -52,7 +51,7 @@ export class MpiGroup implements ProcessGroup {
   private watchdog: Worker | undefined;
   private readonly deadline = new Float64Array(new SharedArrayBuffer(16));
 
-  private constructor(private readonly mpi: Mpi, private timeoutMs: number) {}
+  private constructor(private readonly mpi: Mpi, private readonly timeoutMs: number) {}
 
   static async open(opts: MpiGroupOptions = {}): Promise<MpiGroup> {
     const mpi = await Mpi.world({ library: opts.library });
@@ -77,10 +76,10 @@ export class MpiGroup implements ProcessGroup {
       timeoutMs: this.timeoutMs,
     };
     this.watchdog.postMessage(init);
-    this.mpi.watch = (name) => {
-      if (!Number.isFinite(this.timeoutMs)) return () => {}; // an untimed wait
+    this.mpi.watch = (name, timeoutMs = this.timeoutMs) => {
+      if (!Number.isFinite(timeoutMs)) return () => {}; // an untimed wait
       this.deadline[1] = Math.max(0, COLLECTIVES.indexOf(name));
-      this.deadline[0] = Date.now() + this.timeoutMs;
+      this.deadline[0] = Date.now() + timeoutMs;
       return () => (this.deadline[0] = 0);
     };
   }
@@ -95,25 +94,15 @@ export class MpiGroup implements ProcessGroup {
     return `${this.mpi.flavor} (${this.mpi.version})`;
   }
 
+  /**
+   * Runs one collective with its byte and time accounting; in non-blocking mode a timer stops the
+   * job after `timeoutMs` (blocking calls are timed by the watchdog thread instead).
+   */
   private async guarded<T>(
     name: string,
     bytes: [number, number],
     run: () => Promise<T>,
     timeoutMs = this.timeoutMs,
-  ): Promise<T> {
-    const saved = this.timeoutMs;
-    this.timeoutMs = timeoutMs;
-    try {
-      return await this.guardedWith(name, bytes, run);
-    } finally {
-      this.timeoutMs = saved;
-    }
-  }
-
-  private async guardedWith<T>(
-    name: string,
-    bytes: [number, number],
-    run: () => Promise<T>,
   ): Promise<T> {
     const t0 = performance.now();
     const count = () => {
@@ -133,17 +122,17 @@ export class MpiGroup implements ProcessGroup {
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const watchdog = new Promise<never>((_, reject) => {
-      if (!Number.isFinite(this.timeoutMs)) return;
+      if (!Number.isFinite(timeoutMs)) return;
       timer = setTimeout(
         () =>
           reject(
             new CollectiveTimeoutError(
               `rank ${this.rank}/${this.size}: ${name} did not complete within ${
-                (this.timeoutMs / 1000).toFixed(0)
+                (timeoutMs / 1000).toFixed(0)
               } s — a peer rank died, hangs, or is far behind. Stopping the job; the last checkpoint is intact.`,
             ),
           ),
-        this.timeoutMs,
+        timeoutMs,
       );
     });
     try {
@@ -241,7 +230,7 @@ export class MpiGroup implements ProcessGroup {
   }
 
   barrier(opts: { timeoutMs?: number } = {}): Promise<void> {
-    return this.guarded("barrier", [0, 0], () => this.mpi.barrier(), opts.timeoutMs);
+    return this.guarded("barrier", [0, 0], () => this.mpi.barrier(opts.timeoutMs), opts.timeoutMs);
   }
 
   abort(message: string, code = 1): never {

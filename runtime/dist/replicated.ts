@@ -71,8 +71,6 @@ interface Replica {
   device: Device;
   /** Everything that persists across steps, in mode "virtual"'s layout (state: this replica's shards). */
   live: Rec<Tree>;
-  /** HD-PiSSA: this replica's fixed slices a [k, r, n], b [k, m, r]. */
-  local?: Tree;
   phase1: Jitted;
   phase2: Jitted;
 }
@@ -107,6 +105,19 @@ function concatF32(parts: Float32Array[]): Float32Array {
 }
 
 /**
+ * SHA-256 (hex) of a record of tensors: each tensor hashed on its own, then the digests in name
+ * order, so no model-sized copy is made.
+ */
+async function tensorsDigest(tensors: Rec<HostArray>): Promise<string> {
+  const names = Object.keys(tensors).sort();
+  const digests = await Promise.all(names.map((n) => {
+    const d = tensors[n].data;
+    return sha256Hex(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  }));
+  return await sha256Hex(new TextEncoder().encode(digests.join(",")));
+}
+
+/**
  * What must agree between ranks: a short summary whose heavy parts (names, shapes, weights) are
  * hashed. Compared field by field at start-up so a mismatch names what differs.
  */
@@ -114,11 +125,6 @@ async function configSummary(cfg: TrainerConfig): Promise<Rec<unknown>> {
   const names = Object.keys(cfg.params).sort();
   const enc = new TextEncoder();
   const shapes = names.map((n) => `${n}:${cfg.params[n].dtype}[${cfg.params[n].shape}]`).join(";");
-  // Each tensor hashed on its own, then the digests: no model-sized copy per rank.
-  const digests = await Promise.all(names.map(async (n) => {
-    const d = cfg.params[n].data;
-    return await sha256Hex(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-  }));
   const o = cfg.optimizer;
   const schedule = typeof o.lr === "number"
     ? String(o.lr)
@@ -136,7 +142,7 @@ async function configSummary(cfg: TrainerConfig): Promise<Rec<unknown>> {
     seed: cfg.seed ?? 0,
     adapt: (await sha256Hex(enc.encode(cfg.adapt.join(",")))).slice(0, 16),
     shapes: (await sha256Hex(enc.encode(shapes))).slice(0, 16),
-    weights: (await sha256Hex(enc.encode(digests.join(",")))).slice(0, 16),
+    weights: (await tensorsDigest(cfg.params)).slice(0, 16),
   };
 }
 
@@ -212,31 +218,6 @@ async function sharedInit<T extends Rec<HostArray>>(
   return out;
 }
 
-/**
- * Shards [k0, k0 + k)'s fixed slices from the concatenated ones: a [k, r, n] (rows of A_cat) and
- * b [k, m, r] (columns of B_cat, transposed on the host).
- */
-function shardSlicesHost(
-  aCat: HostArray,
-  bCat: HostArray,
-  r: number,
-  k0: number,
-  k: number,
-): { a: HostArray; b: HostArray } {
-  const [kr, cols] = aCat.shape;
-  const m = bCat.shape[0];
-  const K = kr / r;
-  const a = leading(f32([K, r, cols], aCat.data as Float32Array), k0, k);
-  const t = new Float32Array(k * m * r);
-  const src = bCat.data as Float32Array;
-  for (let s = 0; s < k; s++) {
-    for (let row = 0; row < m; row++) {
-      for (let c = 0; c < r; c++) t[(s * m + row) * r + c] = src[row * K * r + (k0 + s) * r + c];
-    }
-  }
-  return { a, b: f32([k, m, r], t) };
-}
-
 export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Trainer> {
   const mode = cfg.mode as "devices" | "mpi";
   const K = cfg.devices, r = cfg.rank;
@@ -256,14 +237,6 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   const kl = mode === "devices" ? 1 : K / P; // shards per replica
   const replicasTotal = localReplicas * P;
   const firstShard = (i: number) => (group.rank * localReplicas + i) * kl;
-  /** Replica i's own slices (what phase 1 projects on), from the concatenated A_cat, B_cat. */
-  const localSlices = (aCat: Rec<HostArray>, bCat: Rec<HostArray>, i: number) => {
-    const a: Rec<HostArray> = {}, b: Rec<HostArray> = {};
-    for (const n of Object.keys(aCat)) {
-      ({ a: a[n], b: b[n] } = shardSlicesHost(aCat[n], bCat[n], r, firstShard(i), kl));
-    }
-    return { a, b };
-  };
   const hyper = adamHyper(cfg);
   const lrAt = learningRate(cfg);
   const scale = (cfg.alpha ?? r) / r;
@@ -272,8 +245,9 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   const devices = mode === "devices" ? await openDevices(K) : [await gpu()];
 
   // Host-side initial state, identical on every replica except the per-shard parts.
-  let trees: (device: number) => { live: Rec<Tree>; local?: Tree };
-  let makePhases: (device: Device) => { phase1: Jitted; phase2: Jitted };
+  let trees: (device: number) => { live: Rec<Tree> };
+  /** The two compiled phases for replica `i` on `device`. */
+  let makePhases: (device: Device, i: number) => { phase1: Jitted; phase2: Jitted };
   if (cfg.method === "hdpissa") {
     const init = await sharedInit(
       group,
@@ -287,20 +261,20 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
     );
     const aCat = Object.fromEntries(adapt.map((n) => [n, init[n].aCat]));
     const bCat = Object.fromEntries(adapt.map((n) => [n, init[n].bCat]));
-    trees = (i) => {
+    trees = () => {
       const state: Rec<Tree | HostArray> = { mA: {}, vA: {}, mB: {}, vB: {}, step: zeros([]) };
       for (const n of adapt) {
         const [m, cols] = dims(n);
         (state.mA as Tree)[n] = zeros([kl, r, cols]), (state.vA as Tree)[n] = zeros([kl, r, cols]);
         (state.mB as Tree)[n] = zeros([kl, m, r]), (state.vB as Tree)[n] = zeros([kl, m, r]);
       }
-      return {
-        live: { params: { ...cfg.params }, slices: { aCat, bCat }, state },
-        local: localSlices(aCat, bCat, i),
-      };
+      return { live: { params: { ...cfg.params }, slices: { aCat, bCat }, state } };
     };
-    makePhases = (device) => ({
-      phase1: jit(hdpissaLocalStep(cfg.loss, adapt, hyper), { device, donate: [2] }),
+    makePhases = (device, i) => ({
+      phase1: jit(hdpissaLocalStep(cfg.loss, adapt, hyper, r, firstShard(i), kl), {
+        device,
+        donate: [2],
+      }),
       phase2: jit(hdpissaApplyGathered(adapt, r, replicasTotal, kl), { device, donate: [0] }),
     });
   } else if (cfg.method === "full") {
@@ -362,8 +336,7 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
     replicas.push({
       device,
       live: await toDevice(t.live, device) as Rec<Tree>,
-      local: t.local ? await toDevice(t.local, device) as Tree : undefined,
-      ...makePhases(device),
+      ...makePhases(device, i),
     });
   }
 
@@ -379,7 +352,7 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   /** Phase-1 arguments and the live keys its outputs replace. */
   const phase1Args = (rep: Replica, lr: HostArray, batch: unknown): unknown[] =>
     hd
-      ? [rep.live.params, rep.local, rep.live.state, lr, batch]
+      ? [rep.live.params, rep.live.slices, rep.live.state, lr, batch]
       : adapterMethod
       ? [rep.live.params, rep.live.adapters, batch]
       : [rep.live.params, batch];
@@ -442,21 +415,11 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
       const shared = adapterMethod
         ? { params: rep.live.params, adapters: rep.live.adapters }
         : rep.live.params;
-      const host = snapshotTensors(await toHost(shared));
-      const names = Object.keys(host).sort();
-      const parts = names.map((n) =>
-        new Uint8Array(host[n].data.buffer, host[n].data.byteOffset, host[n].data.byteLength)
-      );
-      const all = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-      let at = 0;
-      for (const p of parts) all.set(p, at), at += p.length;
-      return new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+      return await tensorsDigest(snapshotTensors(await toHost(shared)));
     }));
-    const local = new Uint8Array(32 * digests.length);
-    digests.forEach((d, i) => local.set(d, 32 * i));
-    const all = await group.allGather(local);
-    const hex = (i: number) =>
-      Array.from(all.subarray(32 * i, 32 * i + 8), (b) => b.toString(16).padStart(2, "0")).join("");
+    // Each replica's hex digest, 64 ASCII bytes, gathered from every process.
+    const all = await group.allGather(new TextEncoder().encode(digests.join("")));
+    const hex = (i: number) => new TextDecoder().decode(all.subarray(64 * i, 64 * i + 16));
     checkReplicaDigests(Array.from({ length: replicasTotal }, (_, i) => hex(i)), steps);
   };
 
@@ -558,18 +521,6 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
         const uploaded = await toDevice(restoredTree(rep.live, mine), rep.device) as Rec<Tree>;
         destroyTree(rep.live);
         rep.live = uploaded;
-        if (hd) {
-          // Phase 1 must project on the restored slices, not on this process's own SVD (another
-          // device's randomised SVD, or a sign flip, gives a different but equally valid basis).
-          const slices = snap.tensors;
-          const aCat: Rec<HostArray> = {}, bCat: Rec<HostArray> = {};
-          for (const n of adapt) {
-            aCat[n] = slices[`slices/aCat/${n}`], bCat[n] = slices[`slices/bCat/${n}`];
-          }
-          const local = await toDevice(localSlices(aCat, bCat, i), rep.device) as Tree;
-          if (rep.local) destroyTree(rep.local);
-          rep.local = local;
-        }
       }
       steps = snap.step;
     },
@@ -586,7 +537,6 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
     async close() {
       for (const rep of replicas) {
         destroyTree(rep.live);
-        if (rep.local) destroyTree(rep.local);
         if (mode === "devices") rep.device.destroy();
       }
       replicas.length = 0;
