@@ -58,6 +58,11 @@ export interface FusionOptions {
   maxStorageBuffers: number;
   /** false: one kernel per primitive (the op-by-op baseline). */
   fuse?: boolean;
+  /**
+   * Longest row a row-wise kernel may loop over (its phases loop over the row several times, and
+   * the device bounds the loop iterations of one invocation).
+   */
+  maxRowLength?: number;
 }
 
 const VIEW_OPS = new Set(["reshape", "transpose", "broadcast", "slice", "pad", "concat", "gather"]);
@@ -147,14 +152,14 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   }
   if (opts.fuse === false) {
     return graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n)).map((root) =>
-      describeKernel([root], buffers)
+      describeKernel([root], buffers, opts.maxRowLength)
     );
   }
 
   // Materialise until every kernel obeys the rules; each round fixes all violations it finds.
   for (let round = 0; round < graph.nodes.length + 2; round++) {
     const roots = graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n));
-    const walks = roots.map((r) => walkKernel([r], buffers));
+    const walks = roots.map((r) => walkKernel([r], buffers, opts.maxRowLength));
     const fixes = new Set<Node>();
     walks.forEach((w, i) => {
       if (w.violation) fixes.add(w.violation);
@@ -182,7 +187,10 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     fixes.forEach((n) => buffers.add(n));
   }
   const roots = graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n));
-  return mergeElementwise(roots.map((r) => describeKernel([r], buffers)), opts.maxStorageBuffers);
+  return mergeElementwise(
+    roots.map((r) => describeKernel([r], buffers, opts.maxRowLength)),
+    opts.maxStorageBuffers,
+  );
 }
 
 interface Walk {
@@ -204,7 +212,11 @@ type Mode = "full" | "other" | "operand" | "rowOuter";
  * index (the output index, or inside a reduction's prologue the full input index); `other` after
  * a view; `operand` inside a matmul operand.
  */
-function walkKernel(roots: readonly Node[], buffers: Set<Node>): Walk {
+function walkKernel(
+  roots: readonly Node[],
+  buffers: Set<Node>,
+  maxRowLength = Infinity,
+): Walk {
   const w: Walk = {
     rowReductions: [],
     fused: new Set(),
@@ -234,6 +246,7 @@ function walkKernel(roots: readonly Node[], buffers: Set<Node>): Walk {
     const rowLength = axes.reduce((p, a) => p * fullShape[a], 1);
     const rows = fullShape.reduce((p, d) => p * d, 1) / Math.max(1, rowLength);
     if (rowLength > MAX_SERIAL_ROW && rows < MIN_ROWS) return [];
+    if (rowLength > maxRowLength) return [];
     const found: Node[] = [];
     const seen = new Set<Node>();
     const search = (x: Node) => {
@@ -376,8 +389,8 @@ function heaviestFusedInput(root: Node, w: Walk, buffers: Set<Node>, max: number
   return best;
 }
 
-function describeKernel(roots: Node[], buffers: Set<Node>): KernelPlan {
-  const w = walkKernel(roots, buffers);
+function describeKernel(roots: Node[], buffers: Set<Node>, maxRowLength?: number): KernelPlan {
+  const w = walkKernel(roots, buffers, maxRowLength);
   if (w.violation) throw new Error(`internal: fusion left a violation at ${w.violation.op}`);
   const anchorKind = w.anchor ? wgslKind(w.anchor) : undefined;
   const kind: KernelKind = anchorKind === "reduce"

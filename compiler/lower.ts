@@ -1,6 +1,6 @@
 /** Lowering: Graph → Program (optimise, fuse, plan memory, generate WGSL per kernel). */
 
-import type { Graph, Node } from "../dsl/mod.ts";
+import { DslError, formatAval, type Graph, type Node } from "../dsl/mod.ts";
 import {
   type CodegenOptions,
   generateElementwise,
@@ -11,8 +11,9 @@ import {
   type KernelContext,
 } from "./codegen/kernels.ts";
 import { type KernelPlan, planFusion } from "./fusion.ts";
-import { planMemory } from "./memory_plan.ts";
+import { type BufferSlot, planMemory } from "./memory_plan.ts";
 import { optimize } from "./passes/mod.ts";
+import { splitLargeWork, type SplitSizes } from "./passes/split.ts";
 import { type Kernel, Program } from "./program.ts";
 
 /** Options of `lower`: device limits, fusion and donation, and codegen overrides. */
@@ -25,6 +26,12 @@ export interface LowerOptions extends Partial<CodegenOptions> {
   donate?: ReadonlySet<number>;
   /** Run `optimize` first (default true). */
   optimize?: boolean;
+  /** The device's maxStorageBufferBindingSize (bytes one kernel may bind of a buffer). */
+  maxBindingBytes?: number;
+  /** The device's maxBufferSize. */
+  maxBufferBytes?: number;
+  /** Overrides of the sizes the split pass derives from `maxLoopIterations`. */
+  split?: Partial<SplitSizes>;
 }
 
 /** The codegen settings `lower` uses where `LowerOptions` does not override them. */
@@ -35,7 +42,25 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulRowBlock: 32,
   matmulColumnGroups: 8,
   matmulWorkgroup: [8, 1],
+  maxWorkgroupsPerDimension: 65535,
+  maxLoopIterations: Infinity,
 };
+
+/**
+ * Split sizes for a device running at most `loopBudget` loop iterations per invocation: each
+ * stays well inside it with room for the loops a kernel adds around it (row phases, several
+ * outputs per invocation); the caps apply on every device, since one invocation looping over
+ * millions of elements is slow anywhere.
+ */
+export function splitSizesFor(loopBudget: number): SplitSizes {
+  const within = (cap: number, share: number) =>
+    Math.max(2, Math.min(cap, Math.floor((loopBudget - 1) / share)));
+  return {
+    reduceChunk: within(2048, 8),
+    matmulChunk: within(16384, 2),
+    scatterChunk: within(16384, 4),
+  };
+}
 
 function kernelName(plan: KernelPlan): string {
   const ops = plan.fused.map((n) => n.op);
@@ -47,11 +72,18 @@ const VIEWS = new Set(["reshape", "broadcast", "transpose", "slice", "pad", "con
 
 /** Compiles a graph to a Program: optimise, fuse into kernels, plan buffers, generate WGSL. */
 export function lower(graph: Graph, opts: LowerOptions): Program {
-  const g = opts.optimize === false ? graph : optimize(graph);
-  const plans = planFusion(g, { maxStorageBuffers: opts.maxStorageBuffers, fuse: opts.fuse });
+  const codegen: CodegenOptions = { ...DEFAULT_CODEGEN, ...opts };
+  const budget = codegen.maxLoopIterations;
+  const optimized = opts.optimize === false ? graph : optimize(graph);
+  const g = splitLargeWork(optimized, { ...splitSizesFor(budget), ...opts.split });
+  const plans = planFusion(g, {
+    maxStorageBuffers: opts.maxStorageBuffers,
+    fuse: opts.fuse,
+    maxRowLength: Math.floor((budget - 1) / 8),
+  });
   const memory = planMemory(g, plans, { donate: opts.donate, reuse: opts.fuse !== false });
   const buffers = new Set<Node>(memory.slotOf.keys());
-  const codegen: CodegenOptions = { ...DEFAULT_CODEGEN, ...opts };
+  checkBufferSizes(memory.slots, memory.slotOf, opts);
   const ctx: KernelContext = {
     buffers,
     slotOf: (n) => {
@@ -68,10 +100,10 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     matmul: generateMatmul,
     scatter: generateScatter,
   };
-  const kernels: Kernel[] = plans.filter((p) => p.roots[0].size > 0).map((plan) => {
-    const gen = generators[plan.kind](plan, ctx, codegen);
-    return {
-      name: kernelName(plan),
+  const kernels: Kernel[] = plans.filter((p) => p.roots[0].size > 0).flatMap((plan) => {
+    const gens = [generators[plan.kind](plan, ctx, codegen)].flat();
+    return gens.map((gen) => ({
+      name: kernelName(plan) + (gen.part ? `_${gen.part}` : ""),
       kind: plan.kind,
       ops: plan.fused.map((n) => n.op),
       bindings: gen.slots.length,
@@ -80,12 +112,26 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       dispatch: gen.dispatch,
       workgroupSize: gen.workgroupSize,
       output: plan.roots.map((r) => `${r.dtype}[${r.shape.join(",")}]`).join(" "),
-    };
+      loopIterations: gen.loopIterations,
+    }));
   });
   for (const k of kernels) {
     if (k.bindings > opts.maxStorageBuffers) {
       throw new Error(
         `lower: kernel ${k.name} binds ${k.bindings} buffers (limit ${opts.maxStorageBuffers})`,
+      );
+    }
+    if (k.loopIterations >= budget) {
+      throw new Error(
+        `lower: kernel ${k.name} runs ${k.loopIterations} loop iterations per invocation; the ` +
+          `device ends an invocation after ${budget}`,
+      );
+    }
+    const overDim = k.dispatch.find((d) => d > codegen.maxWorkgroupsPerDimension);
+    if (overDim !== undefined) {
+      throw new Error(
+        `lower: kernel ${k.name} dispatches ${overDim} workgroups in one dimension (device ` +
+          `maxComputeWorkgroupsPerDimension ${codegen.maxWorkgroupsPerDimension})`,
       );
     }
   }
@@ -97,4 +143,33 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     g.outputs.map((n) => memory.slotOf.get(n)!),
     memory.peakBytes,
   );
+}
+
+/**
+ * Every buffer must fit the device's binding and buffer size limits; a tensor that does not is
+ * named, with its bytes and the limit, instead of surfacing as an invalid bind group.
+ */
+function checkBufferSizes(
+  slots: readonly BufferSlot[],
+  slotOf: ReadonlyMap<Node, number>,
+  opts: LowerOptions,
+): void {
+  const limits: [string, number | undefined][] = [
+    ["maxStorageBufferBindingSize", opts.maxBindingBytes],
+    ["maxBufferSize", opts.maxBufferBytes],
+  ];
+  for (const [name, limit] of limits) {
+    if (limit === undefined) continue;
+    const slot = slots.find((s) => s.bytes > limit);
+    if (!slot) continue;
+    const nodes = [...slotOf].filter(([, s]) => s === slot.id).map(([n]) => n);
+    const what = nodes.map((n) => `${n.op === "input" ? "input" : n.op} ${formatAval(n)}`);
+    throw new DslError(
+      "lower",
+      `${what.join(" / ")} needs ${slot.bytes} bytes in one buffer; the device allows ` +
+        `${limit} (${name}). Reduce the batch, sequence length or model width, or shard the ` +
+        "tensor",
+      nodes.map(formatAval),
+    );
+  }
 }

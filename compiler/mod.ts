@@ -1,7 +1,7 @@
 /** The compiler: IR passes (and, with the WebGPU issue, fusion, memory planning and WGSL). */
 
 export * from "./passes/mod.ts";
-export { DEFAULT_CODEGEN, lower, type LowerOptions } from "./lower.ts";
+export { DEFAULT_CODEGEN, lower, type LowerOptions, splitSizesFor } from "./lower.ts";
 export type { CodegenOptions } from "./codegen/kernels.ts";
 export { type Kernel, Program } from "./program.ts";
 export {

@@ -27,6 +27,8 @@ export interface Kernel {
   workgroupSize: [number, number, number];
   /** Output aval, for the listing. */
   output: string;
+  /** Most loop iterations one invocation runs (checked against the device's loop budget). */
+  loopIterations: number;
 }
 
 /** A compiled function: its (optimised) graph, kernels in launch order, and buffer slots. */

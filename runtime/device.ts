@@ -38,8 +38,14 @@ export interface DeviceInfo {
   isFallbackAdapter: boolean;
   /** Enabled features, sorted. */
   features: string[];
-  /** The granted limits (the adapter's maxima). */
+  /** The granted limits (the adapter's maxima, or lower where `DeviceOptions.limits` says). */
   limits: DeviceLimits;
+  /**
+   * Loop iterations one invocation may run in total, measured at open (Infinity when the probe
+   * found no bound). Mesa's llvmpipe and lavapipe end an invocation silently after 65,535; the
+   * compiler keeps every kernel under it.
+   */
+  maxLoopIterations: number;
 }
 
 /** Options of `Device.open` and `gpu`. */
@@ -48,6 +54,61 @@ export interface DeviceOptions {
   powerPreference?: "low-power" | "high-performance";
   /** Cap the storage buffers per kernel below the device's (to test the fusion limit). */
   maxStorageBuffers?: number;
+  /**
+   * Limits to report below the granted ones, so that the compiler plans for a smaller device
+   * (tests run every split path at small sizes this way).
+   */
+  limits?: Partial<DeviceLimits> & { maxLoopIterations?: number };
+}
+
+/** Iterations of the loop-budget probe: a bound above this counts as none. */
+const LOOP_PROBE = 1 << 20;
+
+/**
+ * Runs one invocation of a counting loop of LOOP_PROBE iterations and reads back how many ran:
+ * fewer means the driver bounds loops (gallivm's loop limiter, shared by all loops of a shader).
+ */
+async function probeLoopBudget(device: GPUDevice): Promise<number> {
+  const code = `@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(1)
+fn main() {
+  var c = 0u;
+  for (var i = 0u; i < ${LOOP_PROBE}u; i++) { c = c + 1u; }
+  out[0] = c;
+}`;
+  const pipeline = await device.createComputePipelineAsync({
+    layout: "auto",
+    compute: {
+      module: device.createShaderModule({ code, label: "loop probe" }),
+      entryPoint: "main",
+    },
+  });
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+  const out = device.createBuffer({ size: 4, usage });
+  const read = device.createBuffer({
+    size: 4,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: out } }],
+    }),
+  );
+  pass.dispatchWorkgroups(1);
+  pass.end();
+  encoder.copyBufferToBuffer(out, 0, read, 0, 4);
+  device.queue.submit([encoder.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const ran = new Uint32Array(read.getMappedRange().slice(0))[0];
+  read.unmap();
+  out.destroy();
+  read.destroy();
+  return ran >= LOOP_PROBE ? Infinity : ran;
 }
 
 let nextDeviceId = 0;
@@ -103,8 +164,13 @@ export class Device {
     const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
     const limits = {} as DeviceLimits;
     for (const name of LIMIT_NAMES) {
-      limits[name] = (device.limits as unknown as Record<string, number>)[name];
+      const granted = (device.limits as unknown as Record<string, number>)[name];
+      limits[name] = Math.min(granted, opts.limits?.[name] ?? Infinity);
     }
+    const loopBudget = Math.min(
+      await probeLoopBudget(device),
+      opts.limits?.maxLoopIterations ?? Infinity,
+    );
     const ai = adapter.info;
     const info: DeviceInfo = {
       description: ai.description || ai.device || "unknown",
@@ -114,6 +180,7 @@ export class Device {
         false,
       features: [...device.features].sort(),
       limits,
+      maxLoopIterations: loopBudget,
     };
     const maxStorage = Math.min(
       limits.maxStorageBuffersPerShaderStage,

@@ -15,7 +15,7 @@ import {
   type TreeDef,
   unflattenTree,
 } from "../dsl/mod.ts";
-import { type CodegenOptions, lower, type Program } from "../compiler/mod.ts";
+import { type CodegenOptions, lower, type LowerOptions, type Program } from "../compiler/mod.ts";
 import { type Device, gpu } from "./device.ts";
 import { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
 import { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
@@ -102,6 +102,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     const program = lower(graph, {
       maxStorageBuffers: device.maxStorageBuffers,
       ...codegenFor(device),
+      ...loweringLimitsFor(device),
       ...opts.codegen,
       fuse: opts.fuse,
       donate: donatedLeaves,
@@ -177,6 +178,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     }
     return lower(graph, {
       ...codegenFor(device),
+      ...loweringLimitsFor(device),
       ...opts.codegen,
       maxStorageBuffers: device.maxStorageBuffers,
       fuse: opts.fuse,
@@ -202,6 +204,17 @@ export function codegenFor(device: Device): Partial<CodegenOptions> {
   return device.info.isFallbackAdapter
     ? { maxWorkgroups: 64, matmulRowBlock: 32, matmulColumnGroups: 4, matmulWorkgroup: [8, 1] }
     : { maxWorkgroups: 65535, matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] };
+}
+
+/** The device limits the compiler plans every kernel and buffer against. */
+export function loweringLimitsFor(device: Device): Partial<LowerOptions> {
+  const { limits, maxLoopIterations } = device.info;
+  return {
+    maxWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
+    maxLoopIterations,
+    maxBindingBytes: limits.maxStorageBufferBindingSize,
+    maxBufferBytes: limits.maxBufferSize,
+  };
 }
 
 /**

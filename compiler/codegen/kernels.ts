@@ -8,6 +8,13 @@
  * - matmul: each invocation owns a TM×TN register tile, operands read through their views;
  * - scatter: each invocation owns one column of the operand, so duplicate indices never race and
  *   the accumulation order matches the CPU reference; in place, it touches only updated rows.
+ *
+ * Every template respects the device's dispatch limits: grid-stride kernels spread their
+ * workgroups over a 2-D/3-D grid past `maxComputeWorkgroupsPerDimension`, and tile kernels fold an
+ * oversized grid into one flat workgroup index. Each reports the most loop iterations one
+ * invocation runs (`loopIterations`), which `lower` checks against the device's loop budget
+ * (llvmpipe/lavapipe end an invocation after 65,535 iterations in total, without an error); the
+ * split pass (`compiler/passes/split.ts`) keeps each loop short enough for that.
  */
 
 import { swapsLastTwo } from "../views.ts";
@@ -22,6 +29,10 @@ export interface GeneratedKernel {
   slots: number[];
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
+  /** Most loop iterations (of all loops together) that one invocation runs. */
+  loopIterations: number;
+  /** What this kernel does for its plan, when the plan needs more than one (e.g. "copy"). */
+  part?: string;
 }
 
 /** Tuning knobs of the WGSL kernel templates (workgroup sizes, tiles, vectorisation). */
@@ -38,6 +49,13 @@ export interface CodegenOptions {
   matmulColumnGroups: number;
   /** Workgroup of the vectorised matmul kernels (columns, rows). */
   matmulWorkgroup: [number, number];
+  /** The device's maxComputeWorkgroupsPerDimension. */
+  maxWorkgroupsPerDimension: number;
+  /**
+   * Loop iterations one invocation may run in total (Infinity when the device sets no bound;
+   * 65,535 on Mesa's llvmpipe and lavapipe, which stop the invocation silently past it).
+   */
+  maxLoopIterations: number;
 }
 
 export interface KernelContext {
@@ -89,15 +107,51 @@ function finish(
   body: string[],
   dispatch: [number, number, number],
   workgroupSize: [number, number, number],
+  loopIterations: number,
 ): GeneratedKernel {
+  const builtins = [
+    "@builtin(global_invocation_id) gid: vec3<u32>",
+    "@builtin(num_workgroups) nwg: vec3<u32>",
+    // Only kernels spread over a multi-dimensional grid re-derive their ids from these.
+    ...(body.some((l) => /\b(wid|lid)\./.test(l))
+      ? ["@builtin(workgroup_id) wid: vec3<u32>", "@builtin(local_invocation_id) lid: vec3<u32>"]
+      : []),
+  ];
   const wgsl = `${header(b, plan.roots, ctx, body)}
 @compute @workgroup_size(${workgroupSize.join(", ")})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn main(${builtins.join(", ")}) {
 ${body.map((l) => "  " + l).join("\n")}
 }
 `;
-  return { wgsl, slots: [...b.bindingOfSlot.keys(), ...b.outputSlots], dispatch, workgroupSize };
+  return {
+    wgsl,
+    slots: [...b.bindingOfSlot.keys(), ...b.outputSlots],
+    dispatch,
+    workgroupSize,
+    loopIterations,
+  };
 }
+
+/**
+ * A physical dispatch of at least `groups` workgroups within `maxPerDim` per dimension (x first,
+ * then y, then z).
+ */
+export function spreadWorkgroups(groups: number, maxPerDim: number): [number, number, number] {
+  if (groups <= maxPerDim) return [Math.max(1, groups), 1, 1];
+  const rows = Math.ceil(groups / maxPerDim);
+  if (rows <= maxPerDim) return [maxPerDim, rows, 1];
+  const layers = Math.ceil(rows / maxPerDim);
+  if (layers > maxPerDim) {
+    throw new Error(
+      `codegen: ${groups} workgroups exceed the device's grid of ${maxPerDim}³ ` +
+        "(maxComputeWorkgroupsPerDimension)",
+    );
+  }
+  return [maxPerDim, maxPerDim, layers];
+}
+
+/** The flat workgroup index of a dispatch spread over several dimensions (WGSL, u32). */
+const FLAT_WORKGROUP = "((wid.z * nwg.y + wid.y) * nwg.x + wid.x)";
 
 /** Emits `head`, then the statements of `inner` (a new scope) indented, then `}`. */
 function block(b: KernelBuilder, head: string, inner: () => void): void {
@@ -108,17 +162,85 @@ function block(b: KernelBuilder, head: string, inner: () => void): void {
   b.line("}");
 }
 
-/** A grid-stride loop over `count` items; returns the dispatch size. */
+/**
+ * A grid-stride loop over `count` items, each running `perItem` loop iterations of its own;
+ * returns the dispatch and the loop iterations per invocation. Enough workgroups are launched that
+ * no invocation exceeds the device's loop budget, spread over y and z past the per-dimension cap.
+ */
 function gridStride(
   b: KernelBuilder,
   count: number,
   opts: CodegenOptions,
+  perItem: number,
   emit: (i: string) => void,
-): [number, number, number] {
-  const groups = Math.max(1, Math.min(Math.ceil(count / WORKGROUP), opts.maxWorkgroups));
-  b.line(`let stride = i32(nwg.x) * ${WORKGROUP}i;`);
-  block(b, `for (var i = i32(gid.x); i < ${count}i; i += stride) {`, () => emit("i"));
-  return [groups, 1, 1];
+): { dispatch: [number, number, number]; loopIterations: number } {
+  const itemsPerInvocation = Math.floor((opts.maxLoopIterations - 1) / (perItem + 1));
+  if (itemsPerInvocation < 1) {
+    throw new Error(
+      `codegen: one item needs ${perItem} loop iterations; the device runs at most ` +
+        `${opts.maxLoopIterations} per invocation`,
+    );
+  }
+  const all = Math.ceil(count / WORKGROUP);
+  const needed = Math.ceil(Math.ceil(count / itemsPerInvocation) / WORKGROUP);
+  const gridCap = opts.maxWorkgroupsPerDimension ** 3;
+  const groups = Math.max(1, Math.min(all, Math.max(opts.maxWorkgroups, needed), gridCap));
+  const dispatch = spreadWorkgroups(groups, opts.maxWorkgroupsPerDimension);
+  const threads = dispatch[0] * dispatch[1] * dispatch[2] * WORKGROUP;
+  if (count + threads > 2 ** 31 - 1) {
+    throw new Error(`codegen: ${count} items overflow a 32-bit grid-stride index`);
+  }
+  if (dispatch[1] === 1 && dispatch[2] === 1) {
+    b.line(`let stride = i32(nwg.x) * ${WORKGROUP}i;`);
+    block(b, `for (var i = i32(gid.x); i < ${count}i; i += stride) {`, () => emit("i"));
+  } else {
+    b.line(`let stride = i32(nwg.x * nwg.y * nwg.z) * ${WORKGROUP}i;`);
+    b.line(`let first = i32(${FLAT_WORKGROUP}) * ${WORKGROUP}i + i32(lid.x);`);
+    block(b, `for (var i = first; i < ${count}i; i += stride) {`, () => emit("i"));
+  }
+  return { dispatch, loopIterations: Math.ceil(count / threads) * (perItem + 1) };
+}
+
+/** `finish` for a kernel whose body is one `gridStride` loop. */
+function finishGridStride(
+  b: KernelBuilder,
+  plan: KernelPlan,
+  ctx: KernelContext,
+  grid: { dispatch: [number, number, number]; loopIterations: number },
+): GeneratedKernel {
+  const body = b.closeScope();
+  return finish(b, plan, ctx, body, grid.dispatch, [WORKGROUP, 1, 1], grid.loopIterations);
+}
+
+/**
+ * Maps a logical grid of workgroups onto the device: as it is when every dimension fits, else
+ * folded into one flat index over a spread dispatch, from which `gid` is re-derived inside a
+ * nested block (WGSL cannot redeclare a parameter in the function's own scope).
+ */
+function tileGrid(
+  logical: [number, number, number],
+  workgroup: [number, number, number],
+  opts: CodegenOptions,
+  body: string[],
+): { dispatch: [number, number, number]; body: string[] } {
+  const max = opts.maxWorkgroupsPerDimension;
+  if (logical.every((d) => d <= max)) return { dispatch: logical, body };
+  const [x, y] = logical;
+  const total = logical[0] * logical[1] * logical[2];
+  const [wx, wy] = workgroup;
+  return {
+    dispatch: spreadWorkgroups(total, max),
+    body: [
+      `let flat_wg = ${FLAT_WORKGROUP};`,
+      `if (flat_wg >= ${total}u) { return; }`,
+      "{",
+      `  let gid = vec3<u32>((flat_wg % ${x}u) * ${wx}u + lid.x, ((flat_wg / ${x}u) % ${y}u) * ${wy}u + lid.y, flat_wg / ${
+        x * y
+      }u);`,
+      ...body.map((l) => "  " + l),
+      "}",
+    ],
+  };
 }
 
 /** Merges an outer index (non-reduced axes) and a row index (reduced axes) into a full index. */
@@ -168,6 +290,16 @@ function reduceLoop(b: KernelBuilder, red: Node, outer: readonly string[]): stri
   return red.op === "argmax" ? arg : acc;
 }
 
+/** Elements one reduction loops over. */
+function reducedCount(red: Node): number {
+  return reducedAxes(red).reduce((p, a) => p * red.inputs[0].shape[a], 1);
+}
+
+/** Loop iterations of the row phases of `plan` (one loop per row reduction). */
+function rowPhaseIterations(plan: KernelPlan): number {
+  return plan.rowReductions.reduce((n, red) => n + reducedCount(red), 0);
+}
+
 /** Computes each row reduction at `outer` and seeds its value for the code that follows. */
 function rowPhases(b: KernelBuilder, plan: KernelPlan, outer: readonly string[]): void {
   for (const red of plan.rowReductions) b.seed(red, outer, reduceLoop(b, red, outer));
@@ -191,10 +323,10 @@ export function generateElementwise(
 ): GeneratedKernel {
   const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
   const shape = plan.roots[0].shape;
-  const dispatch = gridStride(b, plan.roots[0].size, opts, (i) => {
+  const grid = gridStride(b, plan.roots[0].size, opts, 0, (i) => {
     storeRoots(b, plan.roots, b.unravel(i, shape), i);
   });
-  return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
+  return finishGridStride(b, plan, ctx, grid);
 }
 
 export function generateRowwise(
@@ -209,7 +341,8 @@ export function generateRowwise(
   const rowShape = axes.map((a) => shape[a]);
   const rows = outerShape.reduce((p, d) => p * d, 1);
   const rowLength = rowShape.reduce((p, d) => p * d, 1);
-  const dispatch = gridStride(b, rows, opts, (i) => {
+  const perRow = rowPhaseIterations(plan) + rowLength;
+  const grid = gridStride(b, rows, opts, perRow, (i) => {
     const outer = b.unravel(i, outerShape);
     rowPhases(b, plan, outer);
     block(b, `for (var w = 0i; w < ${rowLength}i; w++) {`, () => {
@@ -217,7 +350,7 @@ export function generateRowwise(
       storeRoots(b, plan.roots, full, b.bind(b.flatten(full, shape)));
     });
   });
-  return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
+  return finishGridStride(b, plan, ctx, grid);
 }
 
 export function generateReduce(
@@ -228,14 +361,15 @@ export function generateReduce(
   const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
   const root = plan.roots[0];
   const anchor = plan.anchor!;
-  const dispatch = gridStride(b, root.size, opts, (i) => {
+  const perOutput = rowPhaseIterations(plan) + reducedCount(anchor);
+  const grid = gridStride(b, root.size, opts, perOutput, (i) => {
     // The root may differ from the anchor by size-1 axes: same flat index, own multi-index.
     const anchorIndex = b.unravel(i, anchor.shape);
     rowPhases(b, plan, anchorIndex);
     b.seed(anchor, anchorIndex, reduceLoop(b, anchor, anchorIndex));
     storeRoots(b, plan.roots, b.unravel(i, root.shape), i);
   });
-  return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
+  return finishGridStride(b, plan, ctx, grid);
 }
 
 /**
@@ -364,12 +498,14 @@ function fastMatmul(
     });
     accs.forEach((row, i) => row.forEach((c, j) => store(i, j, c)));
   }
-  const dispatch: [number, number, number] = [
+  const logical: [number, number, number] = [
     Math.ceil(Math.ceil(N / (4 * groups)) / WG),
     Math.ceil(Math.ceil(M / TM) / WGY),
     batch,
   ];
-  return finish(b, plan, ctx, b.closeScope(), dispatch, [WG, WGY, 1]);
+  const grid = tileGrid(logical, [WG, WGY, 1], opts, b.closeScope());
+  const loops = nn && !(A !== undefined && !A.transposed && K % 4 === 0) ? K : Math.ceil(K / 4);
+  return finish(b, plan, ctx, grid.body, grid.dispatch, [WG, WGY, 1], loops);
 }
 
 export function generateMatmul(
@@ -421,19 +557,38 @@ export function generateMatmul(
       });
     })
   );
-  const dispatch: [number, number, number] = [
+  const logical: [number, number, number] = [
     Math.ceil(Math.ceil(N / TN) / wx),
     Math.ceil(Math.ceil(M / TM) / wy),
     batch,
   ];
-  return finish(b, plan, ctx, b.closeScope(), dispatch, [wx, wy, 1]);
+  const grid = tileGrid(logical, [wx, wy, 1], opts, b.closeScope());
+  return finish(b, plan, ctx, grid.body, grid.dispatch, [wx, wy, 1], K);
 }
 
+/** Copies the scatter's operand into its output: the first half of a scatter split in two. */
+function scatterCopy(plan: KernelPlan, ctx: KernelContext, opts: CodegenOptions): GeneratedKernel {
+  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const root = plan.roots[0];
+  const grid = gridStride(b, root.size, opts, 0, (i) => {
+    b.line(`out0[${i}] = ${b.valueAt(root.inputs[0], b.unravel(i, root.shape))};`);
+  });
+  return { ...finishGridStride(b, plan, ctx, grid), part: "copy" };
+}
+
+/** Operands larger than this are copied by a kernel of their own, in parallel over all elements. */
+const SCATTER_FUSED_COPY_MAX = 1 << 20;
+
+/**
+ * One or two kernels: when the operand is not updated in place and is large (or its rows would
+ * push one invocation past the loop budget), a parallel copy kernel runs first and the scatter
+ * kernel then adds into the copy.
+ */
 export function generateScatter(
   plan: KernelPlan,
   ctx: KernelContext,
   opts: CodegenOptions,
-): GeneratedKernel {
+): GeneratedKernel[] {
   const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
   const root = plan.roots[0];
   const [operand, indices, updates] = root.inputs;
@@ -444,10 +599,13 @@ export function generateScatter(
   const count = indices.shape.reduce((p, d) => p * d, 1);
   // In place (the memory plan gave the result the operand's buffer): no copy, only the updates.
   const inPlace = ctx.buffers.has(operand) && ctx.slotOf(operand) === ctx.slotOf(root);
-  const dispatch = gridStride(b, columns, opts, (i) => {
+  const separateCopy = !inPlace &&
+    (root.size > SCATTER_FUSED_COPY_MAX || n + count + 2 >= opts.maxLoopIterations);
+  const fusedCopy = !inPlace && !separateCopy;
+  const grid = gridStride(b, columns, opts, (fusedCopy ? n : 0) + count, (i) => {
     const pos = b.unravel(i, [...outer, ...inner]);
     const o = pos.slice(0, outer.length), q = pos.slice(outer.length);
-    if (!inPlace) {
+    if (fusedCopy) {
       block(b, `for (var r = 0i; r < ${n}i; r++) {`, () => {
         const index = [...o, "r", ...q];
         b.line(`out0[${b.flatten(index, root.shape)}] = ${b.valueAt(operand, index)};`);
@@ -462,5 +620,6 @@ export function generateScatter(
       b.line(`out0[${dst}] = out0[${dst}] + ${upd};`);
     });
   });
-  return finish(b, plan, ctx, b.closeScope(), dispatch, [WORKGROUP, 1, 1]);
+  const scatter = finishGridStride(b, plan, ctx, grid);
+  return separateCopy ? [scatterCopy(plan, ctx, opts), scatter] : [scatter];
 }

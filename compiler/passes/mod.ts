@@ -8,6 +8,7 @@ import { reassociateMatmuls } from "./reassociate.ts";
 
 export { eliminateCommonSubexpressions, eliminateDeadCode, foldConstants, reassociateMatmuls };
 export { splatValue } from "./fold.ts";
+export { chunking, splitLargeWork, type SplitSizes, summationLength } from "./split.ts";
 export { type Emitter, type NodeRewrite, rewriteGraph } from "./rewrite.ts";
 
 /**

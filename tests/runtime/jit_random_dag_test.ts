@@ -26,6 +26,7 @@ import {
   interpret,
   jit,
   type JitOptions,
+  type Kernel,
   type Tensor,
 } from "../../mod.ts";
 import { arbExpr, buildExpr, type Expr, PROGRAM_SHAPE } from "../helpers/random_program.ts";
@@ -116,6 +117,11 @@ export interface Dag {
   inputs: number[][];
   instrs: Instr[];
   outputs: number[];
+  /**
+   * Inputs with an axis past 65,535: matmuls multiply by a constant (no huge products), and a
+   * take reads 65,536 or more indices (so its gradient is a large scatter-add).
+   */
+  large?: boolean;
 }
 
 const nat = fc.nat(1000);
@@ -183,12 +189,12 @@ function broadcastable(a: readonly number[], b: readonly number[]): boolean {
 export function buildDag(dag: Dag, ...xs: Tensor[]): { first: Tensor; rest: Tensor[] } {
   const pool: Tensor[] = [...xs];
   const pick = (i: number) => pool[pool.length - 1 - (i % pool.length)]; // recent values favoured
-  for (const ins of dag.instrs) pool.push(step(ins, pool, pick));
+  for (const ins of dag.instrs) pool.push(step(ins, pool, pick, dag.large ?? false));
   const outs = dag.outputs.map(pick);
   return { first: pool[pool.length - 1], rest: outs };
 }
 
-function step(ins: Instr, pool: Tensor[], pick: (i: number) => Tensor): Tensor {
+function step(ins: Instr, pool: Tensor[], pick: (i: number) => Tensor, large: boolean): Tensor {
   const a = pick(ins.a);
   switch (ins.k) {
     case "unary":
@@ -215,7 +221,7 @@ function step(ins: Instr, pool: Tensor[], pick: (i: number) => Tensor): Tensor {
       const k = a.shape[a.ndim - 1];
       // A pool value whose contraction axis fits (batch dims broadcast), else a constant.
       const b = pool.find((t, i) =>
-        i >= ins.b % pool.length && t.ndim >= 1 &&
+        !large && i >= ins.b % pool.length && t.ndim >= 1 &&
         t.shape[t.ndim === 1 ? 0 : t.ndim - 2] === k &&
         broadcastable(a.shape.slice(0, -2), t.shape.slice(0, -2))
       ) ?? seeded([k, 1 + (ins.b % 4)], ins.b);
@@ -223,9 +229,18 @@ function step(ins: Instr, pool: Tensor[], pick: (i: number) => Tensor): Tensor {
     }
     case "take": {
       if (a.ndim === 0) return dsl.neg(a);
-      const axis = ins.p[0] % a.ndim;
+      const others = (ax: number) => a.size / Math.max(1, a.shape[ax]);
+      // Large programs take 65,536+ indices along an axis whose complement is small (the result
+      // stays of the input's order of size), preferring the largest axis.
+      const largest = a.shape.indexOf(Math.max(...a.shape));
+      const axis = large && others(largest) <= 8 ? largest : ins.p[0] % a.ndim;
       const d = a.shape[axis];
-      const idx = ins.p.slice(1).map((v) => (v % (2 * d)) - d); // negative indices too
+      const idx = large && others(axis) <= 8
+        ? Array.from(
+          { length: 65_536 + ins.p[1] * 7 },
+          (_, i) => ((i * 7919 + ins.p[2]) % (2 * d)) - d,
+        )
+        : ins.p.slice(1).map((v) => (v % (2 * d)) - d); // negative indices too
       return dsl.take(a, idx, axis);
     }
     case "view":
@@ -273,22 +288,32 @@ function view(ins: Extract<Instr, { k: "view" }>, a: Tensor, b: Tensor): Tensor 
   }
 }
 
-Deno.test("jit random DAGs with several outputs: values, gradients, fused = unfused", async () => {
+/** A DAG with random f32 inputs of its input shapes. */
+function withInputs(dags: fc.Arbitrary<Dag>, inputs = (s: number[], _i: number) => arbF32(s)) {
+  return dags.chain((dag) => fc.tuple(fc.constant(dag), fc.tuple(...dag.inputs.map(inputs))));
+}
+
+/** checkProgram on random DAGs and on the gradient of a loss of their outputs. */
+async function checkDags(
+  dags: fc.Arbitrary<[Dag, HostArray[]]>,
+  label: string,
+  numRuns: number,
+  opts: JitOptions = {},
+) {
   await checkAsyncProperty(
-    fc.asyncProperty(
-      arbDag.chain((dag) =>
-        fc.tuple(fc.constant(dag), fc.tuple(...dag.inputs.map((s) => arbF32(s))))
-      ),
-      async ([dag, xs]) => {
-        const f = (...ts: Tensor[]) => buildDag(dag, ...ts);
-        const describe = () => JSON.stringify(dag);
-        await checkProgram(f, xs, "dag", describe);
-        const argnums = xs.map((_, i) => i);
-        await checkProgram(grad(lossOf(f), { argnums }), xs, "grad of dag", describe);
-      },
-    ),
-    { numRuns: 30 },
+    fc.asyncProperty(dags, async ([dag, xs]) => {
+      const f = (...ts: Tensor[]) => buildDag(dag, ...ts);
+      const describe = () => JSON.stringify(dag);
+      await checkProgram(f, xs, label, describe, opts);
+      const argnums = xs.map((_, i) => i);
+      await checkProgram(grad(lossOf(f), { argnums }), xs, `grad of ${label}`, describe, opts);
+    }),
+    { numRuns },
   );
+}
+
+Deno.test("jit random DAGs with several outputs: values, gradients, fused = unfused", async () => {
+  await checkDags(withInputs(arbDag), "dag", 30);
 });
 
 Deno.test("jit a shared intermediate read by reductions, matmuls, views and outputs", async () => {
@@ -365,4 +390,127 @@ Deno.test({
     const x = seeded([2, 2], 1), w = seeded([2, 2], 2), y = seeded([2, 2], 3);
     await checkProgram(f, [x, w, y], "merged outputs", () => "u·u + exp(y)");
   },
+});
+
+/** DAGs over inputs with one axis of 65,536 to 120,000 (and at most 3 more small ones). */
+const arbLargeDag: fc.Arbitrary<Dag> = fc.record({
+  inputs: fc.tuple(
+    fc.integer({ min: 65_536, max: 120_000 }),
+    fc.integer({ min: 1, max: 3 }),
+    fc.boolean(),
+  ).map(([big, small, first]) => [first ? [big, small] : [small, big], [small, 1]]),
+  instrs: fc.array(arbInstr, { minLength: 3, maxLength: 7 }),
+  outputs: fc.array(nat, { minLength: 1, maxLength: 2 }),
+  large: fc.constant(true),
+});
+
+Deno.test("jit random DAGs with an axis past 65,535: values, gradients, fused = unfused", async () => {
+  const dags = withInputs(arbLargeDag, (s, i) => fc.constant(seeded(s, i)));
+  await checkDags(dags, "large dag", 5);
+});
+
+/**
+ * A device that reports a loop budget of 64 iterations per invocation and 4 workgroups per grid
+ * dimension: reductions split at 7 elements, contractions at 31, scatters at 15 updates, rows of
+ * row-wise kernels at 7, and every grid spreads over y and z, so CI runs each split path.
+ */
+const SMALL_DEVICE = { maxLoopIterations: 64, maxComputeWorkgroupsPerDimension: 4 };
+
+Deno.test("jit on a device with lowered loop and grid limits: split paths, values hold", async () => {
+  const device = await gpu({ limits: SMALL_DEVICE });
+  const fixed: [string, Fn, HostArray[]][] = [
+    ["sum/max/argmax over 500", (x: Tensor) => [dsl.sum(x), dsl.max(x), dsl.argmax(x, 0)], [
+      seeded([500], 1),
+    ]],
+    ["sums along each axis", (x: Tensor) => [dsl.sum(x, 0), dsl.sum(x, 1), dsl.mean(x, [0, 2])], [
+      seeded([30, 20, 3], 2),
+    ]],
+    ["softmax and layerNorm rows of 40", (x: Tensor) => [dsl.softmax(x), dsl.layerNorm(x)], [
+      seeded([5, 40], 3),
+    ]],
+    ["matmul with K = 100", (a: Tensor, b: Tensor) => dsl.matmul(a, b), [
+      seeded([6, 100], 4),
+      seeded([100, 5], 5),
+    ]],
+    ["batched matmul over 40 batches", (a: Tensor, b: Tensor) => dsl.matmul(a, b), [
+      seeded([40, 3, 4], 6),
+      seeded([40, 4, 2], 7),
+    ]],
+    ["elementwise over 20,000", (x: Tensor) => dsl.tanh(dsl.mul(x, 3)), [seeded([20_000], 8)]],
+  ];
+  const kernels: Kernel[] = [];
+  for (const [label, f, args] of fixed) {
+    kernels.push(...(await jit(f, { device }).lower(...args)).kernels);
+    await checkProgram(f, args, label, () => label, { device });
+    await checkProgram(
+      grad(lossOf(f), { argnums: args.map((_, i) => i) }),
+      args,
+      `grad ${label}`,
+      () => label,
+      {
+        device,
+      },
+    );
+  }
+  // A scatter-add of 50 updates (a chain of 4 kernels) onto 60 rows (copied by its own kernel).
+  const scatter = grad((t: Tensor, ix: Tensor) =>
+    dsl.sum(dsl.mul(dsl.take(t, ix, 0), seeded([50, 2], 9)))
+  );
+  const idx: HostArray = {
+    shape: [50],
+    dtype: "i32",
+    data: Int32Array.from({ length: 50 }, (_, i) => (i * 13) % 60 - 20),
+  };
+  const table = seeded([60, 2], 10);
+  assertTreeMatches(
+    await jit(scatter, { device })(table, idx),
+    interpret(scatter, table, idx),
+    "exact",
+    "scatter",
+  );
+  const program = await jit(scatter, { device }).lower(table, idx);
+  kernels.push(...program.kernels);
+  // Every split path ran: reduction trees, split-K, no row-wise kernel past 7, a spread grid, a
+  // scatter chain with its copy kernel; and nothing exceeds the lowered limits.
+  const count = (p: (k: Kernel) => boolean) => kernels.filter(p).length;
+  const paths = {
+    tree: count((k) => k.kind === "reduce" && k.ops.includes("pad")),
+    splitK: count((k) => k.kind === "matmul" && /f32\[\d+,6,5\]/.test(k.output)),
+    rowwise: count((k) => k.kind === "rowwise"),
+    spread: count((k) => k.dispatch[1] > 1 || k.dispatch[2] > 1),
+    scatters: count((k) => k.kind === "scatter" && !k.name.endsWith("_copy")),
+    copies: count((k) => k.name.endsWith("_copy")),
+  };
+  const want = { tree: 4, splitK: 1, rowwise: 0, spread: 1, scatters: 4, copies: 1 };
+  for (const [key, n] of Object.entries(want)) {
+    const got = paths[key as keyof typeof paths];
+    if (key === "rowwise" ? got !== 0 : got < n) {
+      throw new Error(
+        `split path ${key}: ${got} kernels (want ${key === "rowwise" ? 0 : `≥ ${n}`})`,
+      );
+    }
+  }
+  for (const k of kernels) {
+    if (k.loopIterations >= 64 || k.dispatch.some((d) => d > 4)) {
+      throw new Error(`kernel ${k.name} exceeds the lowered limits\n${String(program)}`);
+    }
+  }
+  await checkDags(withInputs(arbDag), "small-device dag", 10, { device });
+  device.destroy();
+});
+
+Deno.test("lowering names a tensor larger than the device's binding limit", async () => {
+  const device = await gpu({ limits: { maxStorageBufferBindingSize: 4096 } });
+  const f = (x: Tensor) => dsl.exp(x);
+  let message = "";
+  try {
+    await jit(f, { device })(seeded([32, 40], 1));
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  for (const part of ["f32[32,40]", "5120 bytes", "4096", "maxStorageBufferBindingSize"]) {
+    if (!message.includes(part)) throw new Error(`missing "${part}" in: ${message}`);
+  }
+  await jit(f, { device })(seeded([32, 32], 1)); // 4096 bytes fit
+  device.destroy();
 });
