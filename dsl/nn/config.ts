@@ -29,6 +29,11 @@ export interface ModelConfig {
   ropeTheta: number;
   /** The output projection reuses the token embedding matrix. */
   tieEmbeddings: boolean;
+  /**
+   * Llama family: which attention projections have a bias. Qwen2 has q/k/v biases ("qkv");
+   * Llama's `attention_bias: true` gives all four ("qkvo"). Absent: none.
+   */
+  attentionBias?: "qkv" | "qkvo";
   /** Beginning-of-sequence token id, if the config names one. */
   bos?: number;
   /** End-of-sequence token id, if the config names one. */
@@ -68,6 +73,10 @@ export function configFromHf(json: Json): ModelConfig {
       ropeTheta: num(json, "rope_theta", 10000),
       tieEmbeddings: json.tie_word_embeddings === true,
     };
+    // Qwen2's q/k/v projections always have biases (its modeling code hard-codes them); Llama
+    // and Mistral configs may ask for biases on all four with attention_bias.
+    if (type === "qwen2") cfg.attentionBias = "qkv";
+    else if (json.attention_bias === true) cfg.attentionBias = "qkvo";
   } else if (type === "gpt2") {
     const width = num(json, "n_embd");
     cfg = {
@@ -115,9 +124,10 @@ export function configToHf(cfg: ModelConfig): Json {
       ...ids,
     };
   }
+  const qwen2 = cfg.attentionBias === "qkv";
   return {
-    model_type: "llama",
-    architectures: ["LlamaForCausalLM"],
+    model_type: qwen2 ? "qwen2" : "llama",
+    architectures: [qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
     vocab_size: cfg.vocab,
     hidden_size: cfg.width,
     num_hidden_layers: cfg.layers,
@@ -130,6 +140,7 @@ export function configToHf(cfg: ModelConfig): Json {
     hidden_act: "silu",
     tie_word_embeddings: cfg.tieEmbeddings,
     torch_dtype: "float32",
+    ...(qwen2 ? {} : { attention_bias: cfg.attentionBias === "qkvo" }),
     ...ids,
   };
 }
@@ -150,6 +161,15 @@ export function validateConfig(cfg: ModelConfig): ModelConfig {
       "modelConfig",
       `heads ${cfg.heads} must be a multiple of kvHeads ${cfg.kvHeads}`,
     );
+  }
+  if (cfg.attentionBias !== undefined) {
+    if (cfg.family !== "llama" || !["qkv", "qkvo"].includes(cfg.attentionBias)) {
+      throw new DslError(
+        "modelConfig",
+        `attentionBias must be "qkv" or "qkvo" on a llama-family model (got ${cfg.attentionBias} ` +
+          `on ${cfg.family})`,
+      );
+    }
   }
   if (cfg.family === "llama" && (cfg.width / cfg.heads) % 2 !== 0) {
     throw new DslError(

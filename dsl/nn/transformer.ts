@@ -43,6 +43,12 @@ export function parameterShapes(cfg: ModelConfig): Record<string, number[]> {
       out[p + "self_attn.k_proj.weight"] = [cfg.kvHeads * head, d];
       out[p + "self_attn.v_proj.weight"] = [cfg.kvHeads * head, d];
       out[p + "self_attn.o_proj.weight"] = [d, cfg.heads * head];
+      if (cfg.attentionBias) {
+        out[p + "self_attn.q_proj.bias"] = [cfg.heads * head];
+        out[p + "self_attn.k_proj.bias"] = [cfg.kvHeads * head];
+        out[p + "self_attn.v_proj.bias"] = [cfg.kvHeads * head];
+        if (cfg.attentionBias === "qkvo") out[p + "self_attn.o_proj.bias"] = [d];
+      }
       out[p + "post_attention_layernorm.weight"] = [d];
       out[p + "mlp.gate_proj.weight"] = [f, d];
       out[p + "mlp.up_proj.weight"] = [f, d];
@@ -123,13 +129,16 @@ function llamaHidden(
   let h = embedding(get(p, "model.embed_tokens.weight"), ids);
   for (let i = 0; i < cfg.layers; i++) {
     const w = (n: string) => get(p, `model.layers.${i}.${n}`);
+    const bias = (proj: string) =>
+      cfg.attentionBias?.includes(proj[0]) ? w(`self_attn.${proj}.bias`) : null;
     const x = rmsNorm(h, w("input_layernorm.weight"), cfg.normEps);
     const heads = (name: string, n: number) =>
-      splitHeads(linear(x, w(`self_attn.${name}.weight`)), n);
+      splitHeads(linear(x, w(`self_attn.${name}.weight`), bias(name)), n);
     const q = rotate(heads("q_proj", cfg.heads), cos, sin);
     const k = rotate(heads("k_proj", cfg.kvHeads), cos, sin);
     const v = heads("v_proj", cfg.kvHeads);
-    h = add(h, linear(mergeHeads(plan.attend(i, q, k, v)), w("self_attn.o_proj.weight")));
+    const attended = mergeHeads(plan.attend(i, q, k, v));
+    h = add(h, linear(attended, w("self_attn.o_proj.weight"), bias("o_proj")));
     const y = rmsNorm(h, w("post_attention_layernorm.weight"), cfg.normEps);
     h = add(
       h,

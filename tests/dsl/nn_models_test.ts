@@ -12,7 +12,7 @@ import {
 import type { Tensor } from "../../dsl/trace.ts";
 import { assertClose } from "../helpers/arrays.ts";
 import { referenceLogits } from "../helpers/reference_lm.ts";
-import { TINY_GPT2, TINY_LLAMA } from "../helpers/tiny_models.ts";
+import { TINY_GPT2, TINY_LLAMA, TINY_QWEN2 } from "../helpers/tiny_models.ts";
 
 const ids = (rows: number[][]): HostArray => ({
   shape: [rows.length, rows[0].length],
@@ -37,8 +37,19 @@ function perturbed(cfg: ModelConfig, seed: number): Record<string, HostArray> {
   return p;
 }
 
-for (const cfg of [TINY_LLAMA, TINY_GPT2, { ...TINY_LLAMA, tieEmbeddings: true, kvHeads: 4 }]) {
-  const label = `${cfg.family} (kv ${cfg.kvHeads}/${cfg.heads}, tied ${cfg.tieEmbeddings})`;
+const LLAMA_ALL_BIASES: ModelConfig = { ...TINY_LLAMA, attentionBias: "qkvo" };
+for (
+  const cfg of [
+    TINY_LLAMA,
+    TINY_GPT2,
+    { ...TINY_LLAMA, tieEmbeddings: true, kvHeads: 4 },
+    TINY_QWEN2,
+    LLAMA_ALL_BIASES,
+  ]
+) {
+  const biases = cfg.attentionBias ? `, ${cfg.attentionBias} biases` : "";
+  const label =
+    `${cfg.family} (kv ${cfg.kvHeads}/${cfg.heads}, tied ${cfg.tieEmbeddings}${biases})`;
   Deno.test(`nn ${label}: logits equal an independent loop implementation of the HF equations`, () => {
     const params = perturbed(cfg, 5);
     const batch = [[1, 5, 9, 2, 14, 3, 3, 0], [7, 7, 1, 0, 12, 11, 4, 6]];
@@ -89,9 +100,37 @@ Deno.test("nn: lmLoss is the masked mean cross-entropy (uniform logits give log 
 });
 
 Deno.test("nn config: HF config.json round trip and parameter names", () => {
-  for (const cfg of [TINY_LLAMA, TINY_GPT2]) {
+  for (const cfg of [TINY_LLAMA, TINY_GPT2, TINY_QWEN2, LLAMA_ALL_BIASES]) {
     assert.deepEqual(configFromHf(configToHf(cfg)), cfg);
   }
+  // Qwen2 checkpoints name q/k/v biases (never o_proj's); Llama's attention_bias adds all four.
+  assert.equal(configToHf(TINY_QWEN2).model_type, "qwen2");
+  const qwen = parameterShapes(TINY_QWEN2);
+  assert.deepEqual(qwen["model.layers.0.self_attn.q_proj.bias"], [16]);
+  assert.deepEqual(qwen["model.layers.0.self_attn.k_proj.bias"], [4]);
+  assert.deepEqual(qwen["model.layers.1.self_attn.v_proj.bias"], [4]);
+  assert.equal(qwen["model.layers.0.self_attn.o_proj.bias"], undefined);
+  assert.deepEqual(parameterShapes(LLAMA_ALL_BIASES)["model.layers.1.self_attn.o_proj.bias"], [16]);
+  assert.equal(parameterShapes(TINY_LLAMA)["model.layers.0.self_attn.q_proj.bias"], undefined);
+  assert.equal(
+    configFromHf({ ...configToHf(TINY_LLAMA), model_type: "mistral" }).attentionBias,
+    undefined,
+  );
+  // Qwen2.5-0.5B's published size: 494,032,768 parameters (tied, 14 heads / 2 KV heads).
+  const qwen05 = configFromHf({
+    model_type: "qwen2",
+    hidden_size: 896,
+    intermediate_size: 4864,
+    num_hidden_layers: 24,
+    num_attention_heads: 14,
+    num_key_value_heads: 2,
+    vocab_size: 151936,
+    max_position_embeddings: 32768,
+    rope_theta: 1000000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: true,
+  });
+  assert.equal(parameterCount(qwen05), 494_032_768);
   const shapes = parameterShapes(TINY_LLAMA);
   assert.deepEqual(shapes["model.layers.1.self_attn.k_proj.weight"], [8, 16]);
   assert.deepEqual(shapes["model.layers.0.mlp.down_proj.weight"], [16, 24]);

@@ -94,7 +94,13 @@ export function referenceLogits(
     let h: Mat = ids.map((i) => [...emb[i]]);
     for (let l = 0; l < cfg.layers; l++) {
       const pre = `model.layers.${l}.`;
-      const lin = (x: Mat, n: string) => mm(x, transpose(w(pre + n)));
+      // nn.Linear: x·Wᵀ (+ b when the checkpoint has the bias: Qwen2's q/k/v, Llama's
+      // attention_bias).
+      const lin = (x: Mat, n: string) => {
+        const y = mm(x, transpose(w(pre + n)));
+        const b = pre + n.replace(/\.weight$/, ".bias");
+        return p[b] ? addRow(y, g(b)) : y;
+      };
       const x = rmsNorm(h, g(pre + "input_layernorm.weight"), cfg.normEps);
       const q = rope(lin(x, "self_attn.q_proj.weight"), cfg.heads, cfg.ropeTheta);
       const k = rope(lin(x, "self_attn.k_proj.weight"), cfg.kvHeads, cfg.ropeTheta);

@@ -21,6 +21,15 @@ export const TINY_LLAMA: ModelConfig = {
   pad: 19,
 };
 
+/** Qwen2-shaped: grouped-query attention, biases on q/k/v (not o), tied embeddings. */
+export const TINY_QWEN2: ModelConfig = {
+  ...TINY_LLAMA,
+  kvHeads: 1,
+  tieEmbeddings: true,
+  ropeTheta: 1_000_000,
+  attentionBias: "qkv",
+};
+
 export const TINY_GPT2: ModelConfig = {
   family: "gpt2",
   vocab: 20,

@@ -9,7 +9,7 @@ import { writeSafetensors } from "../../../runtime/io/safetensors.ts";
 import { jit } from "../../../runtime/jit.ts";
 import { loadModel, saveModel } from "../../../runtime/models/model_dir.ts";
 import { assertClose } from "../../helpers/arrays.ts";
-import { TINY_GPT2, TINY_LLAMA } from "../../helpers/tiny_models.ts";
+import { TINY_GPT2, TINY_LLAMA, TINY_QWEN2 } from "../../helpers/tiny_models.ts";
 
 const batch: HostArray = {
   shape: [2, 6],
@@ -98,8 +98,9 @@ Deno.test("models: a checkpoint that does not match its config is rejected, nami
   await Deno.remove(dir, { recursive: true });
 });
 
-for (const cfg of [TINY_LLAMA, TINY_GPT2]) {
-  Deno.test(`models (${cfg.family}): the compiled WebGPU forward matches the CPU reference`, async () => {
+for (const cfg of [TINY_LLAMA, TINY_GPT2, TINY_QWEN2]) {
+  const name = cfg.attentionBias ? "qwen2" : cfg.family;
+  Deno.test(`models (${name}): the compiled WebGPU forward matches the CPU reference`, async () => {
     const params = initParams(cfg, 2);
     for (const a of Object.values(params)) {
       if (a.shape.length === 2) a.data.forEach((v, i) => (a.data[i] = v * 20));
@@ -118,3 +119,38 @@ const TINY_BPE = {
   },
   added_tokens: [{ id: 5, content: "<|endoftext|>", special: true }],
 };
+
+Deno.test("models: a Qwen2 folder (HF names, q/k/v biases, BF16, model_type qwen2) loads and runs", async () => {
+  const dir = await Deno.makeTempDir();
+  const params = initParams(TINY_QWEN2, 4);
+  // Non-zero biases, exactly representable in BF16 (so the comparison below is exact).
+  for (const [name, a] of Object.entries(params)) {
+    a.data.forEach((v, i) => {
+      const x = name.endsWith(".bias") ? ((i % 7) - 3) / 8 : v;
+      a.data[i] = new Float32Array(
+        new Uint32Array([new Uint32Array(Float32Array.of(x).buffer)[0] & 0xffff0000]).buffer,
+      )[0];
+    });
+  }
+  await writeSafetensors(join(dir, "model.safetensors"), params, {}, { floatDType: "BF16" });
+  const hf = configToHf(TINY_QWEN2);
+  assert.equal(hf.model_type, "qwen2");
+  await Deno.writeTextFile(
+    join(dir, "config.json"),
+    JSON.stringify({ ...hf, dsl_tokenizer: "byte" }),
+  );
+  const model = await loadModel(dir);
+  assert.deepEqual(model.config, TINY_QWEN2);
+  assert.deepEqual(
+    model.params["model.layers.1.self_attn.k_proj.bias"],
+    params["model.layers.1.self_attn.k_proj.bias"],
+  );
+  assert.deepEqual(logits(model.config, model.params).data, logits(TINY_QWEN2, params).data);
+  // The biases matter: dropping them changes the logits.
+  const noBias = { ...TINY_QWEN2, attentionBias: undefined };
+  const stripped = Object.fromEntries(
+    Object.entries(params).filter(([n]) => !n.endsWith("proj.bias")),
+  );
+  assert.notDeepEqual(logits(noBias, stripped).data, logits(TINY_QWEN2, params).data);
+  await Deno.remove(dir, { recursive: true });
+});
