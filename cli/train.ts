@@ -12,7 +12,7 @@ import {
   type RunConfig,
   validateRun,
 } from "../runtime/train/config.ts";
-import { NonFiniteLossError, runTraining } from "../runtime/train/run.ts";
+import { NonFiniteLossError, type RunPhase, runTraining } from "../runtime/train/run.ts";
 
 const HELP = `deno task train [--config run.json] [flags]
 
@@ -33,13 +33,17 @@ const HELP = `deno task train [--config run.json] [flags]
   --adapt a,b,…                      module names to adapt (default all attention and MLP projections)
   --mode virtual|devices|mpi         where the K shards run (default ${DEFAULT_RUN.mode}): one device,
                                      K devices in this process, or one process per rank under mpirun
-  --svd exact|randomized             adapter initialisation: exact SVD on the host, or randomised
-                                     (Halko) on the device for large matrices (default exact)
+  --svd auto|exact|randomized        adapter initialisation: exact SVD on the host, randomised
+                                     (Halko) on the device, or auto: exact where m·n·min(m,n) ≤ 512³,
+                                     randomised top-(K·r + 10) otherwise (default auto; printed)
   --verify-replicas-every N          distributed modes: hash W on every replica every N steps
   --comm-timeout S                   mode mpi: stop the job if a peer is silent for S s (default 600)
   --out DIR                          run folder (default ${DEFAULT_RUN.out})
   --checkpoint-every N               steps between checkpoints (default ${DEFAULT_RUN.checkpointEvery})
   --resume                           continue from the newest valid checkpoint in --out
+  --dry-run                          print the step's memory plan (weights, adapter state, batch,
+                                     activation peak, largest buffer), its matmul work and a probed
+                                     step time, then stop (mode virtual; writes nothing)
   --seed s                           seed for data order and initialisation (default ${DEFAULT_RUN.seed})
 `;
 
@@ -66,6 +70,7 @@ const fields = Object.keys(DEFAULT_RUN).concat([
   "data",
   "verifyReplicasEvery",
   "commTimeout",
+  "dryRun",
 ]);
 
 /** Keys a run folder's config.json records beside the settings. */
@@ -76,7 +81,8 @@ function parse(args: string[]): RunConfig {
     config: { type: "string" },
     help: { type: "boolean" },
   };
-  for (const f of fields) options[kebab(f)] = { type: f === "resume" ? "boolean" : "string" };
+  const flags = ["resume", "dryRun"];
+  for (const f of fields) options[kebab(f)] = { type: flags.includes(f) ? "boolean" : "string" };
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({ args, options, strict: true }));
@@ -124,8 +130,18 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   let stop = false;
+  let phase: RunPhase = "loading the model";
   const onSigint = () => {
     if (stop) Deno.exit(130);
+    if (phase !== "training") {
+      // Nothing to save before training; after it, the last step's checkpoint is on disk.
+      const after = phase === "final evaluation" || phase === "writing the run folder";
+      console.error(
+        `\ninterrupt during ${phase}: stopped` +
+          (after ? ` (training finished; its checkpoint is in ${cfg.out}/checkpoints)` : ""),
+      );
+      Deno.exit(130);
+    }
     stop = true;
     console.error("\ninterrupt: writing a checkpoint after this step (Ctrl-C again to quit now)");
   };
@@ -153,8 +169,10 @@ if (import.meta.main) {
         }
       },
       stopRequested: () => stop,
+      phase: (name) => (phase = name),
     });
     if (tty) console.log();
+    if (result.dryRun) Deno.exit(0);
     if (!result.stopped && result.leader !== false) {
       console.log(await Deno.readTextFile(`${cfg.out}/summary.md`));
       console.log(`run folder: ${cfg.out}`);

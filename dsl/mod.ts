@@ -50,7 +50,14 @@ export * from "./optim.ts";
 /** Layers and decoder models (Llama, GPT-2) as pure functions of named parameter records. */
 export * as nn from "./nn/mod.ts";
 export type { LmBatch, ModelConfig, ModelFamily } from "./nn/mod.ts";
-export { orthogonalityError, reconstructionError, type Svd, svd, svdOf } from "./linalg/svd.ts";
+export {
+  orthogonalityError,
+  reconstructionError,
+  type Svd,
+  svd,
+  svdOf,
+  type SvdOptions,
+} from "./linalg/svd.ts";
 export {
   effectiveRank,
   type LayerTypeRank,

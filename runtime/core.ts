@@ -40,6 +40,8 @@ export {
   type TrainerSnapshot,
   type TrainerStats,
 } from "./trainer.ts";
+export { type SvdMethod, svdMethodFor } from "./trainer_common.ts";
+export type { StepPlan } from "./step_plan.ts";
 export {
   type CommArray,
   type CommCounters,

@@ -8,5 +8,6 @@ export * from "./data/synthetic.ts";
 export { corpusSplit, loadSpeeches, normalizeText, type Speech } from "./data/corpus.ts";
 export { evaluationWindows, PretrainStream } from "./data/pretrain_data.ts";
 export { type LoadedModel, loadModel, saveModel } from "./models/model_dir.ts";
+export { type DeviceInitOptions, initParamsOnDevice } from "./models/init.ts";
 export { pissaToLora, saveLoraAdapter } from "./models/peft.ts";
 export { evaluateItems, type TaskScore } from "./models/evaluate.ts";

@@ -14,7 +14,9 @@ import {
   type HdPissaState,
   hdpissaStep,
 } from "../dsl/adapters/steps.ts";
-import type { DeviceArray } from "./device_array.ts";
+import { type DeviceArray, isDeviceArray } from "./device_array.ts";
+import { flattenTree } from "../dsl/pytree.ts";
+import { planOf } from "./step_plan.ts";
 import { jit, type Jitted, toDevice, toHost } from "./jit.ts";
 import { createReplicatedTrainer } from "./dist/replicated.ts";
 import {
@@ -80,6 +82,8 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   let run: (lr: HostArray, batch: Record<string, HostArray>) => Promise<DeviceArray>;
   let dense: () => Promise<Record<string, HostArray>>;
   let adapters: () => Promise<AdapterExport | undefined> = () => Promise.resolve(undefined);
+  /** The compiled step and the names of its state arguments (set by the method's branch). */
+  let compiled!: { f: Jitted; args: string[] };
   const runStep = async (
     f: Jitted,
     args: string[],
@@ -106,6 +110,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       state.mB[name] = zeros([K, m, r]), state.vB[name] = zeros([K, m, r]);
     }
     const f = jit(hdpissaStep(cfg.loss, adapt, r, hyper), { donate: [0, 2] });
+    compiled = { f, args: ["params", "slices", "state"] };
     live = await toDevice({ params, slices: { aCat, bCat }, state }) as Record<string, Tree>;
     run = (lr, batch) =>
       runStep(f, ["params", "slices", "state"], { params: "params", state: "state" }, lr, batch);
@@ -114,6 +119,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     const state: DpState<HostArray> = { m: {}, v: {}, step: zeros([]) };
     adapt.forEach((name, i) => (state.m[name] = zeros(dims[i]), state.v[name] = zeros(dims[i])));
     const f = jit(fullDpStep(cfg.loss, adapt, hyper), { donate: [0, 1] });
+    compiled = { f, args: ["params", "state"] };
     live = await toDevice({ params, state }) as Record<string, Tree>;
     run = (lr, batch) =>
       runStep(f, ["params", "state"], { params: "params", state: "state" }, lr, batch);
@@ -136,6 +142,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       state.m[`${name}#b`] = zeros([m, r]), state.v[`${name}#b`] = zeros([m, r]);
     }
     const f = jit(adapterDpStep(cfg.loss, adapt, scale, hyper), { donate: [1, 2] });
+    compiled = { f, args: ["params", "adapters", "state"] };
     live = await toDevice({ params, adapters: { a, b }, state, initial: { a, b } }) as Record<
       string,
       Tree
@@ -177,6 +184,14 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     params: () => dense(),
     adapters: () => adapters(),
     stats: () => ({ step: steps, bytesCommunicated: bytes, kernelsPerStep: kernels }),
+    async plan(shards) {
+      const batch = stackShards(shards, K);
+      const { f, args } = compiled;
+      const program = await f.program(...args.map((k) => live[k]), lrAt(steps), batch);
+      const leaves = (x: unknown) => flattenTree(x, isDeviceArray, "plan")[0].length;
+      const state = args.slice(1).reduce((n, k) => n + leaves(live[k]), 0);
+      return planOf(program, [leaves(live.params), state]);
+    },
     async snapshot() {
       return { step: steps, tensors: snapshotTensors(await toHost(live)) };
     },

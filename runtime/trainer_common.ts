@@ -13,6 +13,7 @@ import type { Tensor } from "../dsl/trace.ts";
 import type { Device } from "./device.ts";
 import { jit } from "./jit.ts";
 import { randomizedSvd } from "./linalg/rsvd.ts";
+import type { StepPlan } from "./step_plan.ts";
 import type { LoraFactors } from "./models/peft.ts";
 
 /** The fine-tuning method: HD-PiSSA, or a data-parallel PiSSA, LoRA or full baseline. */
@@ -44,8 +45,11 @@ export interface TrainerConfig {
   };
   /** Where shards run: all on one device ("virtual", default), one device each, or MPI ranks. */
   mode?: "virtual" | "devices" | "mpi";
-  /** The initial SVD: exact on the host (default) or randomised with `niter` power iterations. */
-  svd?: { method: "exact" | "randomized"; niter?: number; seed?: number };
+  /**
+   * The initial SVD: exact on the host, randomised with `niter` power iterations, or "auto"
+   * (default): exact where that is cheap, randomised otherwise (`svdMethodFor`).
+   */
+  svd?: { method: SvdMethod; niter?: number; seed?: number };
   /** Seed of LoRA's initialisation (and of the randomised SVD when it has none). */
   seed?: number;
   /** Distributed modes: hash W on every replica every N steps and stop on any difference. */
@@ -121,8 +125,8 @@ export function validate(cfg: TrainerConfig): void {
   if (timeout !== undefined && !(timeout > 0 && Number.isFinite(timeout))) {
     fail("collectiveTimeoutMs", `must be a positive number of milliseconds (got ${timeout})`);
   }
-  if (cfg.svd && cfg.svd.method !== "exact" && cfg.svd.method !== "randomized") {
-    fail("svd.method", `must be "exact" or "randomized" (got ${cfg.svd.method})`);
+  if (cfg.svd && !SVD_METHODS.includes(cfg.svd.method)) {
+    fail("svd.method", `must be "auto", "exact" or "randomized" (got ${cfg.svd.method})`);
   }
   if (cfg.svd?.niter !== undefined && !(Number.isInteger(cfg.svd.niter) && cfg.svd.niter >= 0)) {
     fail("svd.niter", `must be an integer ≥ 0 (got ${cfg.svd.niter})`);
@@ -220,12 +224,38 @@ export function costModelBytes(cfg: TrainerConfig): number {
       : (2 * (K - 1) / K) * r * sumMN);
 }
 
+/** How the initial SVD is computed: see `svdMethodFor`. */
+export type SvdMethod = "auto" | "exact" | "randomized";
+export const SVD_METHODS: readonly SvdMethod[] = ["auto", "exact", "randomized"];
+
+/** Sketch columns the randomised SVD adds beyond the wanted k (its default oversampling). */
+const OVERSAMPLE = 10;
+/** m·n·min(m, n) up to which "auto" takes the exact SVD: 512³, about a second on one core. */
+const EXACT_AUTO_MAX = 512 ** 3;
+
+/**
+ * The SVD "auto" picks for the leading `k` triplets of an m×n matrix: exact (Golub–Kahan on the
+ * host, f64) when its cost m·n·min(m, n) is at most 512³ or when k plus oversampling is half the
+ * spectrum or more; otherwise randomised top-(k + 10) with power iterations on the device.
+ */
+export function svdMethodFor(
+  method: SvdMethod,
+  shape: readonly number[],
+  k: number,
+): "exact" | "randomized" {
+  if (method !== "auto") return method;
+  const [m, n] = shape;
+  const small = Math.min(m, n);
+  return m * n * small <= EXACT_AUTO_MAX || k + OVERSAMPLE >= small / 2 ? "exact" : "randomized";
+}
+
 /** The leading `k` singular triplets of W: exact (host, f64) or randomised (device products). */
 export async function leadingFactors(cfg: TrainerConfig, w: HostArray, k: number): Promise<Svd> {
-  return cfg.svd?.method === "randomized"
+  return svdMethodFor(cfg.svd?.method ?? "auto", w.shape, k) === "randomized"
     ? await randomizedSvd(w, Math.min(k, ...w.shape), {
-      niter: cfg.svd.niter ?? 4,
-      seed: cfg.svd.seed ?? cfg.seed ?? 0,
+      niter: cfg.svd?.niter ?? 4,
+      oversample: OVERSAMPLE,
+      seed: cfg.svd?.seed ?? cfg.seed ?? 0,
     })
     : svdOf(w);
 }
@@ -290,6 +320,11 @@ export interface Trainer {
   adapters(): Promise<AdapterExport | undefined>;
   /** Counters of the steps taken so far. */
   stats(): TrainerStats;
+  /**
+   * Mode "virtual": the device memory and work of a step on these shards, from its compiled
+   * program, without running it (`deno task train --dry-run`).
+   */
+  plan?(shards: Record<string, HostArray>[]): Promise<StepPlan>;
   /**
    * Everything needed to continue exactly: weights, adapter slices or factors, optimizer state, the
    * step count. Tensor names are pytree paths ("state/mA/…").

@@ -208,6 +208,11 @@ function splitScatter(b: Builder, node: Node, inputs: readonly Node[], chunk: nu
 
 /** Rewrites reductions, contractions and scatters larger than `sizes` allows (see above). */
 export function splitLargeWork(graph: Graph, sizes: SplitSizes): Graph {
+  for (const [name, v] of Object.entries(sizes)) {
+    if (!(Number.isInteger(v) && v >= 2) && v !== Infinity) {
+      throw new Error(`splitLargeWork: ${name} must be an integer ≥ 2 (got ${v})`);
+    }
+  }
   return rewriteGraph(graph, (node, inputs, emitter) => {
     const b = new Builder(emitter);
     switch (node.op) {

@@ -219,29 +219,49 @@ export function lmLoss(cfg: ModelConfig, params: Params<Tensor>, batch: LmBatch<
   return crossEntropy(forward(cfg, params, batch.ids), batch.targets, { mask: batch.mask });
 }
 
+/** How `initParams` fills one tensor: a constant, or N(0, std²) from its own key. */
+export interface InitSpec {
+  /** Hugging Face name. */
+  name: string;
+  /** The tensor's shape. */
+  shape: number[];
+  /** The constant every element takes (norm weights 1, biases 0), or undefined for normal. */
+  constant?: number;
+  /** Standard deviation of the normal entries. */
+  std: number;
+  /** The tensor's key is foldIn(prngKey(seed), index). */
+  index: number;
+}
+
 /**
- * Fresh parameters: N(0, 0.02) weights (GPT-2's residual projections scaled by 1/√(2·layers), as
- * in its paper), unit norms, zero biases. Each tensor's key is folded in from its position, so the
- * result depends only on (config, seed).
+ * The initialisation of every parameter: N(0, 0.02) weights (GPT-2's residual projections scaled
+ * by 1/√(2·layers), as in its paper), unit norms, zero biases. Each tensor's key is folded in from
+ * its position, so the values depend only on (config, seed).
+ */
+export function initSpecs(cfg: ModelConfig): InitSpec[] {
+  return Object.entries(parameterShapes(cfg)).map(([name, shape], index) => {
+    const std = name.endsWith("c_proj.weight") ? 0.02 / Math.sqrt(2 * cfg.layers) : 0.02;
+    const constant = /norm|ln_/.test(name)
+      ? (name.endsWith(".bias") ? 0 : 1)
+      : name.endsWith(".bias")
+      ? 0
+      : undefined;
+    return { name, shape, constant, std, index };
+  });
+}
+
+/**
+ * Fresh parameters (`initSpecs`) on the CPU reference. It evaluates the PRNG element by element:
+ * minutes for a 100M-parameter model, where `initParamsOnDevice` (runtime) takes seconds.
  */
 export function initParams(cfg: ModelConfig, seed: number): Params<HostArray> {
-  const shapes = parameterShapes(cfg);
   const out: Params<HostArray> = {};
   const key = prngKey(seed);
-  Object.entries(shapes).forEach(([name, shape], index) => {
+  for (const { name, shape, constant, std, index } of initSpecs(cfg)) {
     const size = shape.reduce((a, b) => a * b, 1);
-    if (/norm|ln_/.test(name)) {
-      const data = new Float32Array(size).fill(name.endsWith(".bias") ? 0 : 1);
-      out[name] = { shape, dtype: "f32", data };
-    } else if (name.endsWith(".bias")) {
-      out[name] = { shape, dtype: "f32", data: new Float32Array(size) };
-    } else {
-      const std = name.endsWith("c_proj.weight") ? 0.02 / Math.sqrt(2 * cfg.layers) : 0.02;
-      out[name] = interpret(
-        (k: Tensor) => mul(normal(foldIn(k, index), shape), std),
-        key,
-      ) as HostArray;
-    }
-  });
+    out[name] = constant !== undefined
+      ? { shape, dtype: "f32", data: new Float32Array(size).fill(constant) }
+      : interpret((k: Tensor) => mul(normal(foldIn(k, index), shape), std), key) as HostArray;
+  }
   return out;
 }

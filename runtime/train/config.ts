@@ -34,12 +34,17 @@ export interface RunConfig {
   checkpointEvery: number;
   /** Adapt these module names (default: every attention and MLP projection). */
   adapt: string[];
-  /** How adapters are initialised from W: exact SVD (host, f64) or randomised (device). */
-  svd: "exact" | "randomized";
+  /**
+   * How adapters are initialised from W: exact SVD (host, f64), randomised (device), or "auto":
+   * exact where cheap, randomised otherwise (the choice is printed).
+   */
+  svd: "auto" | "exact" | "randomized";
   /** Distributed modes: compare hashes of W across replicas every N steps (debug). */
   verifyReplicasEvery?: number;
   /** Mode "mpi": seconds a collective may wait for a peer before the job stops. */
   commTimeout?: number;
+  /** Plan and probe the step (memory, work, step time), then stop without training. */
+  dryRun?: boolean;
 }
 
 export const DEFAULT_RUN: RunConfig = {
@@ -59,7 +64,7 @@ export const DEFAULT_RUN: RunConfig = {
   trainSize: 4000,
   evalSize: 64,
   mode: "virtual",
-  svd: "exact",
+  svd: "auto",
   out: "runs/default",
   resume: false,
   seed: 0,
@@ -123,8 +128,8 @@ export function validateRun(c: RunConfig): RunConfig {
   if (!(c.warmup >= 0 && c.warmup < 1)) {
     throw new ConfigError("warmup", `must be in [0, 1) (got ${c.warmup})`);
   }
-  if (!["exact", "randomized"].includes(c.svd)) {
-    throw new ConfigError("svd", `must be exact or randomized (got ${c.svd})`);
+  if (!["auto", "exact", "randomized"].includes(c.svd)) {
+    throw new ConfigError("svd", `must be auto, exact or randomized (got ${c.svd})`);
   }
   if (!["virtual", "devices", "mpi"].includes(c.mode)) {
     throw new ConfigError("mode", `must be virtual, devices or mpi (got ${c.mode})`);

@@ -25,6 +25,8 @@ import { evaluateItems, type TaskScore } from "../models/evaluate.ts";
 import { loadModel, saveModel } from "../models/model_dir.ts";
 import { pissaToLora, saveLoraAdapter } from "../models/peft.ts";
 import { createTrainer } from "../trainer.ts";
+import type { Trainer } from "../trainer_common.ts";
+import { type SvdMethod, svdMethodFor } from "../trainer_common.ts";
 import { launcherSize } from "../dist/mpi.ts";
 import { barChart, lineChart } from "./charts.ts";
 import { loadLatestCheckpoint, saveCheckpoint } from "./checkpoints.ts";
@@ -39,7 +41,24 @@ export interface RunIO {
   ): void;
   /** Set to true (e.g. by SIGINT) to checkpoint and stop after the current step. */
   stopRequested?(): boolean;
+  /**
+   * The phase the run enters: "loading the model", "preparing the data", "the initial SVD and
+   * compilation", "evaluation before training", "training", "final evaluation", "writing the run
+   * folder". Only "training" stops gracefully (at a step, with a checkpoint); a caller may stop
+   * the process outright in any other phase.
+   */
+  phase?(name: RunPhase): void;
 }
+
+/** The phases of `runTraining`, in order (see `RunIO.phase`). */
+export type RunPhase =
+  | "loading the model"
+  | "preparing the data"
+  | "the initial SVD and compilation"
+  | "evaluation before training"
+  | "training"
+  | "final evaluation"
+  | "writing the run folder";
 
 export class NonFiniteLossError extends Error {}
 
@@ -48,6 +67,8 @@ export type Scores = Record<string, TaskScore>;
 
 export interface RunResult {
   steps: number;
+  /** `--dry-run`: planned and probed, nothing trained or written. */
+  dryRun?: boolean;
   before?: Scores;
   after?: Scores;
   stopped: boolean;
@@ -83,7 +104,9 @@ function schedule(cfg: RunConfig) {
 
 export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult> {
   const t0 = performance.now();
+  io.phase?.("loading the model");
   const model = await loadModel(cfg.model);
+  io.phase?.("preparing the data");
   const tok = model.tokenizer;
   // Data: a JSONL file, or a synthetic task (which also gives the evaluation split).
   let train: Example[] = [];
@@ -130,6 +153,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       mode: undefined,
       verifyReplicasEvery: undefined,
       commTimeout: undefined,
+      dryRun: undefined,
     })),
   )).slice(0, 16);
   const adapt = Object.keys(model.params).filter((n) => {
@@ -140,6 +164,14 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   if (adapt.length === 0) {
     throw new ConfigError("adapt", `no 2-D weights named ${cfg.adapt.join(", ")} in ${cfg.model}`);
   }
+  // PiSSA-family adapters start from an SVD: say which one each matrix gets (rank 0 only).
+  const firstRank = (Deno.env.get("OMPI_COMM_WORLD_RANK") ?? Deno.env.get("PMI_RANK") ?? "0") ===
+    "0";
+  if ((cfg.method === "hdpissa" || cfg.method === "pissa") && firstRank) {
+    const wanted = cfg.method === "hdpissa" ? K * cfg.rank : cfg.rank;
+    io.log(svdChoice(cfg.svd, adapt.map((n) => model.params[n].shape), wanted));
+  }
+  io.phase?.("the initial SVD and compilation");
   const trainer = await createTrainer({
     loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
       lmLoss(model.config, p, b),
@@ -162,7 +194,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   const leader = trainer.rank === 0;
   const perRank = K / trainer.size;
   const myShards = Array.from({ length: perRank }, (_, i) => trainer.rank * perRank + i);
-  if (leader) await Deno.mkdir(cfg.out, { recursive: true });
+  if (leader && !cfg.dryRun) await Deno.mkdir(cfg.out, { recursive: true });
   const log = (line: string) => leader && io.log(line);
   // Every rank must run the same job: a different --steps, --checkpoint-every or --resume would
   // make the ranks' collectives disagree (a hang or corrupt data, not an error).
@@ -180,6 +212,13 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   /** Rank 0 alone evaluates and writes files: the others wait for it without the timeout. */
   const waitForLeader = () => trainer.barrier({ timeoutMs: Infinity });
   const sampler = new BatchSampler(encoded.length, cfg.seed);
+  const shardsAt = (step: number) => {
+    const indices = sampler.take(step * perStep, perStep);
+    return myShards.map((k) =>
+      collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad)
+    );
+  };
+  if (cfg.dryRun) return await dryRun(trainer, shardsAt(0), total, log, t0);
   const ckptDir = join(cfg.out, "checkpoints");
   const metricsPath = join(cfg.out, "metrics.jsonl");
   const statePath = join(cfg.out, "run_state.json");
@@ -226,12 +265,14 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     }
     return Object.keys(scores).length ? scores : undefined;
   };
+  io.phase?.("evaluation before training");
   if (leader) {
     if (!before) before = await evaluate(model.params, "before");
     await writeTextAtomic(statePath, text({ before }));
   }
   await waitForLeader();
 
+  io.phase?.("training");
   const metrics = leader ? await Deno.open(metricsPath, { append: true, create: true }) : undefined;
   const started = performance.now();
   let tokens = 0;
@@ -249,10 +290,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   try {
     stepsAtStart = step;
     while (step < total) {
-      const indices = sampler.take(step * perStep, perStep);
-      const shards = myShards.map((k) =>
-        collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad)
-      );
+      const shards = shardsAt(step);
       const lr = schedule(resolved)(step);
       const { loss: mine } = await trainer.step(shards).catch((e) => {
         throw explainDeviceMemory(e, cfg);
@@ -309,8 +347,10 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     return { steps: step, before, stopped, seconds: (performance.now() - t0) / 1000, leader };
   }
 
+  io.phase?.("final evaluation");
   const finalParams = await trainer.params();
   const after = await evaluate(finalParams, "after");
+  io.phase?.("writing the run folder");
   await saveModel(join(cfg.out, "model"), model.config, finalParams, {
     ...Object.fromEntries(Object.entries(model.hfConfig).filter(([k]) => k.startsWith("dsl_"))),
   });
@@ -443,4 +483,57 @@ export function explainDeviceMemory(e: unknown, cfg: RunConfig): unknown {
       `--max-len (now ${cfg.maxLen}) × --devices (now ${cfg.devices}); adapter state with --rank (now ${cfg.rank}). ` +
       `Reduce --batch or --max-len first.`,
   );
+}
+
+/** One line saying which SVD initialises the adapters, per matrix shape. */
+function svdChoice(method: SvdMethod, shapes: readonly number[][], k: number): string {
+  const groups = new Map<string, number>();
+  for (const [m, n] of shapes) {
+    const how = svdMethodFor(method, [m, n], k) === "exact"
+      ? "exact (Golub–Kahan, host f64)"
+      : `randomised top-${k} (+10 oversampling, 4 power iterations, device)`;
+    const key = `${how} for ${m}×${n}`;
+    groups.set(key, (groups.get(key) ?? 0) + 1);
+  }
+  return `svd ${method}: ` + [...groups].map(([key, count]) => `${key} ×${count}`).join("; ");
+}
+
+/**
+ * `--dry-run`: the step's memory and work from its compiled program, then a probe (one warm-up
+ * step, one timed) for the step time; nothing is written.
+ */
+async function dryRun(
+  trainer: Trainer,
+  shards: Record<string, HostArray>[],
+  steps: number,
+  log: (line: string) => void,
+  t0: number,
+): Promise<RunResult> {
+  if (!trainer.plan) {
+    throw new ConfigError("dryRun", "plans mode virtual's step: run it with --mode virtual");
+  }
+  const plan = await trainer.plan(shards);
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  log(
+    `dry run: weights ${mib(plan.parameterBytes)}, adapter and optimizer state ` +
+      `${mib(plan.adapterStateBytes)}, batch ${mib(plan.batchBytes)}, activations at the peak ` +
+      `${mib(plan.activationPeakBytes)}; ${mib(plan.totalBytes)} in all at the peak`,
+  );
+  log(`largest buffer: ${plan.largestBuffer.what}, ${mib(plan.largestBuffer.bytes)}`);
+  log(
+    `matmul work per step: ${(plan.matmulFlops / 1e9).toFixed(3)} GFLOP in ${plan.kernels} ` +
+      "kernels",
+  );
+  // The first step warms up (drivers finish compiling at the first dispatch); the second is timed.
+  await trainer.step(shards);
+  const p0 = performance.now();
+  await trainer.step(shards);
+  const seconds = (performance.now() - p0) / 1000;
+  log(
+    `estimated step time ${seconds.toFixed(3)} s (one timed step; ${
+      (plan.matmulFlops / seconds / 1e9).toFixed(1)
+    } GFLOP/s): ${steps} steps ≈ ${(seconds * steps / 60).toFixed(1)} min`,
+  );
+  await trainer.close();
+  return { steps: 0, stopped: false, dryRun: true, seconds: (performance.now() - t0) / 1000 };
 }

@@ -201,7 +201,7 @@ Deno.test({
       [["--method", "dora"], /--method: must be one of hdpissa, pissa, lora, full/],
       [["--bogus", "1"], /Unknown option '--bogus'/],
       [["--schedule", "step"], /--schedule: must be cosine, constant or linear/],
-      [["--svd", "approx"], /--svd: must be exact or randomized \(got approx\)/],
+      [["--svd", "approx"], /--svd: must be auto, exact or randomized \(got approx\)/],
       // Caught once the model and data are known: still configuration errors (exit 2).
       [[...BASE, "--task", "chess"], /--task: unknown task "chess" \(tasks: multitask, /],
       [[...BASE, "--adapt", "nope_proj"], /--adapt: no 2-D weights named nope_proj in /],
@@ -272,5 +272,57 @@ Deno.test({
     assert.equal(JSON.parse(await Deno.readTextFile(join(again, "config.json"))).svd, "randomized");
     const [a, b] = [await weights(first), await weights(again)];
     for (const name of Object.keys(a)) assert.deepEqual(b[name].data, a[name].data, name);
+  },
+});
+
+Deno.test({
+  name:
+    "train CLI: SIGTERM before training (SVD, compilation, evaluation) stops within 2 s, saying where",
+  sanitizeResources: false,
+  async fn() {
+    const out = join(root, "early-stop");
+    const child = command([...BASE, "--steps", "50", "--eval-size", "8", "--out", out]).spawn();
+    // The SVD choice is printed right before the SVD and the compilation start.
+    const reader = child.stdout.getReader();
+    let seen = "";
+    while (!/svd auto: exact/.test(seen)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the run ended before its SVD:\n${seen}`);
+      seen += new TextDecoder().decode(value);
+    }
+    const sent = performance.now();
+    child.kill("SIGTERM");
+    reader.releaseLock();
+    const { code, stderr } = await child.output();
+    const seconds = (performance.now() - sent) / 1000;
+    const message = new TextDecoder().decode(stderr);
+    assert.equal(code, 130, message);
+    assert.ok(seconds < 2, `took ${seconds.toFixed(2)} s to stop`);
+    assert.match(
+      message,
+      /interrupt during (the initial SVD and compilation|evaluation before training): stopped/,
+    );
+    const ckpts = await Array.fromAsync(Deno.readDir(join(out, "checkpoints"))).catch(() => []);
+    assert.equal(ckpts.length, 0, "no checkpoint before training");
+  },
+});
+
+Deno.test({
+  name:
+    "train CLI: --dry-run prints the memory plan, the work and a probed step time, writes nothing",
+  sanitizeResources: false,
+  async fn() {
+    const out = join(root, "dry-run");
+    const r = await train([...BASE, "--dry-run", "--out", out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /dry run: weights [\d.]+ MiB, adapter and optimizer state [\d.]+ MiB, batch [\d.]+ MiB, activations at the peak [\d.]+ MiB; [\d.]+ MiB in all at the peak/,
+    );
+    assert.match(r.stdout, /largest buffer: .+, [\d.]+ MiB/);
+    assert.match(r.stdout, /matmul work per step: [\d.]+ GFLOP in \d+ kernels/);
+    assert.match(r.stdout, /estimated step time [\d.]+ s .*: 150 steps ≈ [\d.]+ min/);
+    assert.doesNotMatch(r.stdout, /accuracy/);
+    await assert.rejects(Deno.stat(out), Deno.errors.NotFound);
   },
 });

@@ -118,3 +118,61 @@ Deno.test("rankByLayerType groups matrices by module name and measures W_T − W
   assert.equal(q.maxRank, 3);
   assert.equal(report.find((r) => r.layerType === "up_proj")!.maxRank, 0);
 });
+
+/** Matrices that reach every branch of the Golub–Kahan iteration (zero and tiny diagonal entries,
+ * repeated and graded singular values, rank deficiency), with the Jacobi SVD as the oracle. */
+const hardMatrix = fc.record({
+  m: fc.integer({ min: 1, max: 24 }),
+  n: fc.integer({ min: 1, max: 24 }),
+  kind: fc.constantFrom("random", "graded", "repeated", "sparse", "lowRank", "bidiagonal"),
+  seed: fc.integer(),
+}).map(({ m, n, kind, seed }) => {
+  let x = seed >>> 0 || 1;
+  const rand = () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 31) - 1;
+  const a = new Float64Array(m * n);
+  const k = Math.min(m, n);
+  if (kind === "bidiagonal" || kind === "sparse") {
+    // Diagonal and superdiagonal entries, some exactly zero and some tiny.
+    for (let i = 0; i < k; i++) {
+      const pick = (v: number) => (v < -0.6 ? 0 : v < -0.4 ? 1e-300 * v : v);
+      a[i * n + i] = pick(rand());
+      if (i + 1 < n) a[i * n + i + 1] = pick(rand());
+      if (kind === "sparse" && i + 2 < n) a[i * n + i + 2] = pick(rand());
+    }
+  } else {
+    const rank = kind === "lowRank" ? Math.max(1, Math.floor(k / 3)) : k;
+    const sigma = (c: number) =>
+      kind === "graded" ? 10 ** (-c) : kind === "repeated" ? (c < k / 2 ? 2 : 1) : 1;
+    const u = Array.from({ length: m * rank }, rand), v = Array.from({ length: n * rank }, rand);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let c = 0; c < rank; c++) s += u[i * rank + c] * sigma(c) * v[j * rank + c];
+        a[i * n + j] = kind === "random" ? rand() : s;
+      }
+    }
+  }
+  return { m, n, a };
+});
+
+Deno.test("svd: Golub–Kahan agrees with one-sided Jacobi on hard matrices (property)", () => {
+  checkProperty(
+    fc.property(hardMatrix, ({ m, n, a }) => {
+      const f = svd(a, m, n);
+      const j = svd(a, m, n, { method: "jacobi" });
+      const k = Math.min(m, n);
+      const top = Math.max(j.s[0], 1e-300);
+      for (let i = 0; i < k; i++) {
+        assert.ok(
+          Math.abs(f.s[i] - j.s[i]) <= 1e-13 * top + 1e-300,
+          `σ${i}: ${f.s[i]} vs ${j.s[i]}`,
+        );
+        if (i > 0) assert.ok(f.s[i - 1] >= f.s[i] && f.s[i] >= 0, "descending, non-negative");
+      }
+      assert.ok(reconstructionError(a, f) < 1e-13, `reconstruction ${reconstructionError(a, f)}`);
+      assert.ok(orthogonalityError(f.u, m, k) < 1e-12, "U orthonormal");
+      assert.ok(orthogonalityError(f.v, n, k) < 1e-12, "V orthonormal");
+    }),
+    { numRuns: 200 },
+  );
+});

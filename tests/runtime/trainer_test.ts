@@ -16,6 +16,24 @@ import { TINY_LLAMA } from "../helpers/tiny_models.ts";
 type P = Record<string, Tensor>;
 const regression = (p: P, b: { x: Tensor; y: Tensor }) => mean(square(sub(linear(b.x, p.w), b.y)));
 
+/** A trainer of `regression` adapting `w`. */
+const regressionTrainer = (
+  params: Record<string, HostArray>,
+  method: Method,
+  K: number,
+  r: number,
+  lr: number,
+) =>
+  createTrainer({
+    loss: regression,
+    params,
+    adapt: ["w"],
+    method,
+    devices: K,
+    rank: r,
+    optimizer: { lr },
+  });
+
 /** Row-major f64 matrix helpers. */
 const mm = (a: Float64Array, b: Float64Array, m: number, k: number, n: number) => {
   const out = new Float64Array(m * n);
@@ -165,15 +183,7 @@ for (const method of ["hdpissa", "pissa", "full"] as Method[]) {
     const [m, n, K, r, lr] = [7, 6, 3, 2, 0.02];
     const params = { w: randomArray([m, n], 9), other: randomArray([3], 1) };
     const batches = regressionBatches(K, 4, m, n);
-    const trainer = await createTrainer({
-      loss: regression,
-      params,
-      adapt: ["w"],
-      method,
-      devices: K,
-      rank: r,
-      optimizer: { lr },
-    });
+    const trainer = await regressionTrainer(params, method, K, r, lr);
     const want = referenceRun(method, regression, params, "w", batches, { K, r, lr });
     for (let s = 0; s < batches.length; s++) {
       const { loss } = await trainer.step(batches[s]);
@@ -268,15 +278,7 @@ Deno.test("trainer: accumulated update rank — HD-PiSSA reaches 2·K·r, DP-PiS
   const batches = regressionBatches(K, 25, m, n);
   const ranks: Record<string, number> = {};
   for (const method of ["hdpissa", "pissa", "lora"] as Method[]) {
-    const trainer = await createTrainer({
-      loss: regression,
-      params,
-      adapt: ["w"],
-      method,
-      devices: K,
-      rank: r,
-      optimizer: { lr: 0.02 },
-    });
+    const trainer = await regressionTrainer(params, method, K, r, 0.02);
     for (const b of batches) await trainer.step(b);
     const w = (await trainer.params()).w;
     const delta: HostArray = { ...w, data: w.data.map((v, i) => v - params.w.data[i]) };
@@ -345,15 +347,7 @@ Deno.test("trainer: at init the model is the base model bit for bit (HD-PiSSA, f
 Deno.test("trainer: HD-PiSSA's update lies in span(U_Kr) ⊕ span(V_Kr) up to second-order terms", async () => {
   const [m, n, K, r] = [14, 12, 2, 2];
   const params = { w: randomArray([m, n], 17) };
-  const t = await createTrainer({
-    loss: regression,
-    params,
-    adapt: ["w"],
-    method: "hdpissa",
-    devices: K,
-    rank: r,
-    optimizer: { lr: 0.005 },
-  });
+  const t = await regressionTrainer(params, "hdpissa", K, r, 0.005);
   for (const b of regressionBatches(K, 5, m, n)) await t.step(b);
   const w = (await t.params()).w;
   const delta = Float64Array.from(w.data, (v, i) => v - params.w.data[i]);
@@ -414,4 +408,27 @@ Deno.test("trainer: snapshot/restore continues bit for bit (every method)", asyn
     optimizer: { lr: 0.1 },
   });
   await assert.rejects(t.restore({ step: 1, tensors: {} }), /snapshot lacks/);
+});
+
+Deno.test("trainer.plan: a step's weights, adapter state, batch and matmul work, before it runs", async () => {
+  const [m, n, K, r, rows] = [12, 10, 2, 2, 6];
+  const params = { w: randomArray([m, n], 1), u: randomArray([3], 2) };
+  const shards = Array.from({ length: K }, (_, k) => ({
+    x: randomArray([rows, n], 10 + k),
+    y: randomArray([rows, m], 20 + k),
+  }));
+  const trainer = await regressionTrainer(params, "hdpissa", K, r, 0.01);
+  const plan = await trainer.plan!(shards);
+  assert.equal(trainer.stats().step, 0, "planning runs nothing");
+  assert.equal(plan.parameterBytes, 4 * (m * n + 3));
+  // A_cat [K·r, n], B_cat [m, K·r], Adam moments of ΔA [K, r, n] and ΔB [K, m, r], the step count.
+  assert.equal(plan.adapterStateBytes, 4 * (3 * K * r * (m + n)) + 4);
+  assert.equal(plan.batchBytes, 4 * K * rows * (n + m) + 4); // + the learning rate
+  // The forward x·Wᵀ per shard at least (its backward and the projections add more).
+  assert.ok(plan.matmulFlops >= 2 * K * rows * m * n, `${plan.matmulFlops}`);
+  assert.ok(plan.totalBytes >= plan.parameterBytes + plan.adapterStateBytes + plan.batchBytes);
+  assert.ok(plan.activationPeakBytes > 0 && plan.kernels > 0);
+  await trainer.step(shards);
+  assert.equal((await trainer.plan!(shards)).kernels, trainer.stats().kernelsPerStep);
+  await trainer.close();
 });

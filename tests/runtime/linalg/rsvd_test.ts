@@ -85,6 +85,6 @@ Deno.test("randomized SVD in the trainer: HD-PiSSA slices agree with the exact S
       optimizer: { lr: 1 },
       svd: { method: "lanczos" as "exact" },
     }),
-    /svd\.method: must be "exact" or "randomized"/,
+    /svd\.method: must be "auto", "exact" or "randomized"/,
   );
 });
