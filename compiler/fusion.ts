@@ -59,6 +59,11 @@ export interface FusionOptions {
   /** false: one kernel per primitive (the op-by-op baseline). */
   fuse?: boolean;
   /**
+   * Bindings a buffer node takes (default 1): more when it is larger than the device lets one
+   * binding be and is bound in windows.
+   */
+  bindingsOf?: (n: Node) => number;
+  /**
    * Longest row a row-wise kernel may loop over (its phases loop over the row several times, and
    * the device bounds the loop iterations of one invocation).
    */
@@ -157,13 +162,18 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   }
 
   // Materialise until every kernel obeys the rules; each round fixes all violations it finds.
+  const weight = (nodes: Iterable<Node>) => {
+    let n = 0;
+    for (const x of nodes) n += opts.bindingsOf?.(x) ?? 1;
+    return n;
+  };
   for (let round = 0; round < graph.nodes.length + 2; round++) {
     const roots = graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n));
     const walks = roots.map((r) => walkKernel([r], buffers, opts.maxRowLength));
     const fixes = new Set<Node>();
     walks.forEach((w, i) => {
       if (w.violation) fixes.add(w.violation);
-      else if (w.reads.size + 1 > opts.maxStorageBuffers) {
+      else if (weight(w.reads) + weight([roots[i]]) > opts.maxStorageBuffers) {
         fixes.add(heaviestFusedInput(roots[i], w, buffers, opts.maxStorageBuffers));
       }
     });
@@ -190,6 +200,7 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   return mergeElementwise(
     roots.map((r) => describeKernel([r], buffers, opts.maxRowLength)),
     opts.maxStorageBuffers,
+    weight,
   );
 }
 
@@ -383,7 +394,8 @@ function heaviestFusedInput(root: Node, w: Walk, buffers: Set<Node>, max: number
   if (!best || bestCount <= 1) {
     throw new Error(
       `fusion: ${root.op} alone reads ${w.reads.size} buffers; the device allows ${max} ` +
-        "storage buffers per kernel (output included)",
+        "storage bindings per kernel (output included; a buffer over the binding size takes " +
+        "one per window)",
     );
   }
   return best;
@@ -419,7 +431,11 @@ function describeKernel(roots: Node[], buffers: Set<Node>, maxRowLength?: number
  * Rule 8: merges an elementwise kernel into a later one of the same shape when nothing between
  * them reads its output and the later one reads it (if at all) only at the same index.
  */
-function mergeElementwise(kernels: KernelPlan[], maxBuffers: number): KernelPlan[] {
+function mergeElementwise(
+  kernels: KernelPlan[],
+  maxBuffers: number,
+  weight: (nodes: Iterable<Node>) => number,
+): KernelPlan[] {
   const out: KernelPlan[] = [];
   for (const k of kernels) {
     let merged = false;
@@ -432,7 +448,7 @@ function mergeElementwise(kernels: KernelPlan[], maxBuffers: number): KernelPlan
       if (mergeable) {
         const roots = [...prev.roots, ...k.roots];
         const reads = [...new Set([...prev.reads, ...k.reads])].filter((n) => !roots.includes(n));
-        if (reads.length + roots.length <= maxBuffers) {
+        if (weight(reads) + weight(roots) <= maxBuffers) {
           const identity = (n: Node) =>
             (!prev.reads.includes(n) || prev.identityReads.has(n)) &&
             (!k.reads.includes(n) || k.identityReads.has(n));

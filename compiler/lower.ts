@@ -1,8 +1,10 @@
 /** Lowering: Graph → Program (optimise, fuse, plan memory, generate WGSL per kernel). */
 
 import { DslError, formatAval, type Graph, type Node } from "../dsl/mod.ts";
+import { type BindingLayout, windowCount } from "./codegen/builder.ts";
 import {
   type CodegenOptions,
+  type GeneratedKernel,
   generateElementwise,
   generateMatmul,
   generateReduce,
@@ -26,8 +28,13 @@ export interface LowerOptions extends Partial<CodegenOptions> {
   donate?: ReadonlySet<number>;
   /** Run `optimize` first (default true). */
   optimize?: boolean;
-  /** The device's maxStorageBufferBindingSize (bytes one kernel may bind of a buffer). */
+  /**
+   * The device's maxStorageBufferBindingSize: a buffer larger than this is bound as several
+   * windows (bindings at offsets into it), each at most this large.
+   */
   maxBindingBytes?: number;
+  /** The device's minStorageBufferOffsetAlignment (windows start at multiples of it). */
+  bindingAlignment?: number;
   /** The device's maxBufferSize. */
   maxBufferBytes?: number;
   /** Overrides of the sizes the split pass derives from `maxLoopIterations`. */
@@ -76,10 +83,12 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
   const budget = codegen.maxLoopIterations;
   const optimized = opts.optimize === false ? graph : optimize(graph);
   const g = splitLargeWork(optimized, { ...splitSizesFor(budget), ...opts.split });
+  const layout = windowLayout(opts);
   const plans = planFusion(g, {
     maxStorageBuffers: opts.maxStorageBuffers,
     fuse: opts.fuse,
     maxRowLength: Math.floor((budget - 1) / 8),
+    bindingsOf: (n) => windowCount(n.size, layout),
   });
   const memory = planMemory(g, plans, { donate: opts.donate, reuse: opts.fuse !== false });
   const buffers = new Set<Node>(memory.slotOf.keys());
@@ -92,6 +101,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       return s;
     },
     slotDtype: (s) => memory.slots[s].element,
+    layout: layout && { ...layout, elementsOf: (s) => memory.slots[s].bytes / 4 },
   };
   const generators = {
     elementwise: generateElementwise,
@@ -108,6 +118,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       ops: plan.fused.map((n) => n.op),
       bindings: gen.slots.length,
       slots: gen.slots,
+      ranges: bindingRanges(gen, memory.slots, layout),
       wgsl: gen.wgsl,
       dispatch: gen.dispatch,
       workgroupSize: gen.workgroupSize,
@@ -145,19 +156,51 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
   );
 }
 
+/** Windows of `maxBindingBytes` (rounded down to the alignment), or none when unbounded. */
+function windowLayout(opts: LowerOptions): BindingLayout | undefined {
+  if (opts.maxBindingBytes === undefined || !Number.isFinite(opts.maxBindingBytes)) {
+    return undefined;
+  }
+  const align = Math.max(4, opts.bindingAlignment ?? 256);
+  const windowBytes = Math.floor(opts.maxBindingBytes / align) * align;
+  if (windowBytes < 4) {
+    throw new Error(`lower: maxBindingBytes ${opts.maxBindingBytes} < alignment`);
+  }
+  return { windowElements: windowBytes / 4, elementsOf: () => 0 };
+}
+
+/** The byte range of each binding of a kernel that binds some buffer in windows. */
+function bindingRanges(
+  gen: GeneratedKernel,
+  slots: readonly BufferSlot[],
+  layout: BindingLayout | undefined,
+): ([number, number] | undefined)[] | undefined {
+  if (
+    !layout ||
+    gen.windows.every((w, i) => w === 0 && slots[gen.slots[i]].bytes <= 4 * layout.windowElements)
+  ) {
+    return undefined;
+  }
+  const windowBytes = 4 * layout.windowElements;
+  return gen.slots.map((slot, i) => {
+    const bytes = Math.max(4, slots[slot].bytes);
+    if (bytes <= windowBytes) return undefined;
+    const offset = gen.windows[i] * windowBytes;
+    return [offset, Math.min(windowBytes, bytes - offset)];
+  });
+}
+
 /**
- * Every buffer must fit the device's binding and buffer size limits; a tensor that does not is
- * named, with its bytes and the limit, instead of surfacing as an invalid bind group.
+ * Every buffer must fit the device's buffer size limit (a buffer over the binding limit is bound in
+ * windows); a tensor that does not fit is named, with its bytes and the limit, instead of
+ * surfacing as an invalid buffer.
  */
 function checkBufferSizes(
   slots: readonly BufferSlot[],
   slotOf: ReadonlyMap<Node, number>,
   opts: LowerOptions,
 ): void {
-  const limits: [string, number | undefined][] = [
-    ["maxStorageBufferBindingSize", opts.maxBindingBytes],
-    ["maxBufferSize", opts.maxBufferBytes],
-  ];
+  const limits: [string, number | undefined][] = [["maxBufferSize", opts.maxBufferBytes]];
   for (const [name, limit] of limits) {
     if (limit === undefined) continue;
     const slot = slots.find((s) => s.bytes > limit);

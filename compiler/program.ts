@@ -19,6 +19,11 @@ export interface Kernel {
   bindings: number;
   /** Buffer slots bound, in binding order; the last is written. */
   slots: number[];
+  /**
+   * Byte range [offset, size] of each binding, where a buffer larger than the device's binding
+   * limit is bound in windows (undefined: every binding is a whole buffer).
+   */
+  ranges?: ([number, number] | undefined)[];
   /** The compute shader source. */
   wgsl: string;
   /** Workgroups dispatched in x, y, z. */

@@ -106,7 +106,11 @@ export class Executable {
     if (!group) {
       group = this.device.gpu.createBindGroup({
         layout: this.pipelines[i].getBindGroupLayout(0),
-        entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+        entries: buffers.map((buffer, binding) => {
+          const range = k.ranges?.[binding];
+          const resource = range ? { buffer, offset: range[0], size: range[1] } : { buffer };
+          return { binding, resource };
+        }),
       });
       // Bounded, but large enough for every kernel of a few calls: a program with more kernels
       // than the bound would otherwise rebuild all its bind groups on every call.

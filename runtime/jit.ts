@@ -213,6 +213,7 @@ export function loweringLimitsFor(device: Device): Partial<LowerOptions> {
     maxWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
     maxLoopIterations,
     maxBindingBytes: limits.maxStorageBufferBindingSize,
+    bindingAlignment: limits.minStorageBufferOffsetAlignment,
     maxBufferBytes: limits.maxBufferSize,
   };
 }

@@ -25,12 +25,31 @@ export function strides(shape: readonly number[]): number[] {
   return s;
 }
 
+/**
+ * How a buffer slot is bound: whole, or as consecutive windows of `windowElements` elements when
+ * it is larger than the device lets one binding be (each window is a binding of its own, at an
+ * offset into the same buffer).
+ */
+export interface BindingLayout {
+  /** Elements per window (a multiple of the offset alignment). */
+  windowElements: number;
+  /** Elements of the slot's buffer. */
+  elementsOf(slot: number): number;
+}
+
+/** Number of bindings (windows) a buffer of `elements` takes under `layout`. */
+export function windowCount(elements: number, layout: BindingLayout | undefined): number {
+  return layout ? Math.max(1, Math.ceil(elements / layout.windowElements)) : 1;
+}
+
 export class KernelBuilder {
   private readonly scopes: { lines: string[]; memo: Map<string, string> }[] = [];
   private counter = 0;
   readonly helpers = new Map<string, string>();
-  /** Binding slot → binding index in this kernel (the output is the last binding). */
+  /** Binding slot → the first binding index of its windows in this kernel (reads only). */
   readonly bindingOfSlot = new Map<number, number>();
+  /** Bindings taken by reads so far (windows included). */
+  private readBindings = 0;
   /** Read-only slots declared as array<vec4<f32>> (for vectorised matmul loads). */
   readonly vec4Slots = new Set<number>();
   /** Slots of the roots (the kernel's outputs), bound after the reads as out0, out1, … */
@@ -42,6 +61,8 @@ export class KernelBuilder {
     private readonly slotOf: (n: Node) => number,
     /** The nodes this kernel computes (buffers, but computed here rather than read). */
     roots: readonly Node[],
+    /** Windowed bindings of buffers over the device's binding size (none: all whole). */
+    readonly layout?: BindingLayout,
   ) {
     this.roots = new Set(roots);
     this.outputSlots = roots.map(slotOf);
@@ -124,17 +145,86 @@ export class KernelBuilder {
     });
   }
 
-  /** WGSL name of the storage binding for a buffer node (registering it). */
-  bufferName(node: Node): string {
+  /** Windows (bindings) of a slot: 1 unless it is larger than one binding may be. */
+  windowsOf(slot: number): number {
+    return windowCount(this.layout?.elementsOf(slot) ?? 0, this.layout);
+  }
+
+  /** Whether `node`'s buffer is bound whole (a single binding), so it can be indexed directly. */
+  isWhole(node: Node): boolean {
+    return this.windowsOf(this.slotOf(node)) === 1;
+  }
+
+  /** WGSL names of the storage bindings (windows) of a buffer node, registering a read. */
+  bufferNames(node: Node): string[] {
     const slot = this.slotOf(node);
+    const windows = this.windowsOf(slot);
     const o = this.outputSlots.indexOf(slot);
-    if (o >= 0) return `out${o}`;
+    if (o >= 0) return this.outputNames(o);
     let b = this.bindingOfSlot.get(slot);
     if (b === undefined) {
-      b = this.bindingOfSlot.size;
+      b = this.readBindings;
       this.bindingOfSlot.set(slot, b);
+      this.readBindings += windows;
     }
-    return `b${b}`;
+    return Array.from({ length: windows }, (_, w) => `b${b! + w}`);
+  }
+
+  /** WGSL name of the storage binding for a buffer bound whole (registering it). */
+  bufferName(node: Node): string {
+    const names = this.bufferNames(node);
+    if (names.length !== 1) throw new Error(`codegen: ${node.op} is bound in windows`);
+    return names[0];
+  }
+
+  /** Names of output `k`'s bindings: out{k}, or out{k}_{w} per window. */
+  outputNames(k: number): string[] {
+    const windows = this.windowsOf(this.outputSlots[k]);
+    return windows === 1 ? [`out${k}`] : Array.from({ length: windows }, (_, w) => `out${k}_${w}`);
+  }
+
+  /**
+   * A load of element `flat` of a buffer of `elements` bound as `names` (windows selected by the
+   * index: every window is read at a clamped, in-bounds index and the right value selected).
+   */
+  load(names: readonly string[], flat: string, elements: number): string {
+    if (names.length === 1) return `${names[0]}[${flat}]`;
+    const f = this.bind(flat);
+    const w = this.layout!.windowElements;
+    let value = "";
+    names.forEach((name, j) => {
+      const last = Math.min(w, elements - j * w) - 1;
+      const at = j === 0 ? `min(${f}, ${last}i)` : `clamp(${f} - ${j * w}i, 0i, ${last}i)`;
+      const read = this.bind(`${name}[${at}]`);
+      value = j === 0 ? read : `select(${value}, ${read}, ${f} >= ${j * w}i)`;
+    });
+    return value;
+  }
+
+  /** A store of `value` into element `flat` of output `k`. */
+  store(k: number, flat: string, value: string): void {
+    const names = this.outputNames(k);
+    if (names.length === 1) {
+      this.line(`${names[0]}[${flat}] = ${value};`);
+      return;
+    }
+    const f = this.bind(flat);
+    const w = this.layout!.windowElements;
+    names.forEach((name, j) => {
+      const guard = j === 0
+        ? `if (${f} < ${w}i) {`
+        : j === names.length - 1
+        ? "} else {"
+        : `} else if (${f} < ${(j + 1) * w}i) {`;
+      this.line(guard);
+      this.line(`  ${name}[${j === 0 ? f : `${f} - ${j * w}i`}] = ${value};`);
+    });
+    this.line("}");
+  }
+
+  /** Total read bindings (windows included). */
+  get readBindingCount(): number {
+    return this.readBindings;
   }
 
   /** The value of `node` at a multi-index, as a WGSL expression of its dtype. */
@@ -144,11 +234,10 @@ export class KernelBuilder {
     if (known !== undefined) return known;
     let value: string;
     if (this.buffers.has(node) && !this.roots.has(node)) {
-      const name = this.bufferName(node);
       const flat = this.flatten(index, node.shape);
       const raw = this.vec4Slots.has(this.slotOf(node))
-        ? `${name}[${this.bind(flat)} / 4i][${this.bind(flat)} % 4i]`
-        : `${name}[${flat}]`;
+        ? `${this.bufferName(node)}[${this.bind(flat)} / 4i][${this.bind(flat)} % 4i]`
+        : this.load(this.bufferNames(node), flat, node.size);
       value = this.bind(node.dtype === "bool" ? `(${raw} != 0i)` : raw);
     } else if (isSplat(node)) {
       value = this.splatLiteral(node);

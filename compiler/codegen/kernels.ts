@@ -21,12 +21,14 @@ import { swapsLastTwo } from "../views.ts";
 import type { Node } from "../../dsl/mod.ts";
 import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
-import { KernelBuilder, storageType } from "./builder.ts";
+import { type BindingLayout, KernelBuilder, storageType, windowCount } from "./builder.ts";
 
 export interface GeneratedKernel {
   wgsl: string;
-  /** Slots bound, in binding order; the last `roots.length` are the outputs (read_write). */
+  /** Slots bound, in binding order (a slot bound in windows once per window); outputs last. */
   slots: number[];
+  /** The window of each binding (0 for a buffer bound whole). */
+  windows: number[];
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
   /** Most loop iterations (of all loops together) that one invocation runs. */
@@ -62,6 +64,13 @@ export interface KernelContext {
   buffers: ReadonlySet<Node>;
   slotOf: (n: Node) => number;
   slotDtype: (slot: number) => string;
+  /** Windowed bindings of buffers larger than one binding may be (absent: all bound whole). */
+  layout?: BindingLayout;
+}
+
+/** A builder for `plan`'s kernel in `ctx`. */
+function builderFor(plan: KernelPlan, ctx: KernelContext): KernelBuilder {
+  return new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots, ctx.layout);
 }
 
 const WORKGROUP = 64;
@@ -86,16 +95,21 @@ function header(
   };
   [...b.helpers.keys()].forEach(addHelper);
   if (body.some((l) => l.includes("f32_bits("))) addHelper("f32_bits");
-  for (const [slot, binding] of b.bindingOfSlot) {
+  for (const [slot, first] of b.bindingOfSlot) {
     const element = b.vec4Slots.has(slot) ? "vec4<f32>" : ctx.slotDtype(slot);
-    lines.push(`@group(0) @binding(${binding}) var<storage, read> b${binding}: array<${element}>;`);
+    for (let w = first; w < first + b.windowsOf(slot); w++) {
+      lines.push(`@group(0) @binding(${w}) var<storage, read> b${w}: array<${element}>;`);
+    }
   }
+  let binding = b.readBindingCount;
   roots.forEach((r, k) => {
-    lines.push(
-      `@group(0) @binding(${b.bindingOfSlot.size + k}) var<storage, read_write> out${k}: array<${
-        storageType(r.dtype)
-      }>;`,
-    );
+    for (const name of b.outputNames(k)) {
+      lines.push(
+        `@group(0) @binding(${binding++}) var<storage, read_write> ${name}: array<${
+          storageType(r.dtype)
+        }>;`,
+      );
+    }
   });
   return lines.join("\n");
 }
@@ -123,9 +137,16 @@ fn main(${builtins.join(", ")}) {
 ${body.map((l) => "  " + l).join("\n")}
 }
 `;
+  const slots: number[] = [], windows: number[] = [];
+  const bindWindows = (slot: number) => {
+    for (let w = 0; w < b.windowsOf(slot); w++) slots.push(slot), windows.push(w);
+  };
+  [...b.bindingOfSlot].sort((x, y) => x[1] - y[1]).forEach(([slot]) => bindWindows(slot));
+  b.outputSlots.forEach(bindWindows);
   return {
     wgsl,
-    slots: [...b.bindingOfSlot.keys(), ...b.outputSlots],
+    slots,
+    windows,
     dispatch,
     workgroupSize,
     loopIterations,
@@ -313,7 +334,7 @@ function storeRoots(
 ) {
   // All values first: an output may reuse the buffer another output still reads (in place).
   const values = roots.map((root) => b.valueAt(root, index));
-  roots.forEach((root, k) => b.line(`out${k}[${flat}] = ${b.storeValue(values[k], root.dtype)};`));
+  roots.forEach((root, k) => b.store(k, flat, b.storeValue(values[k], root.dtype)));
 }
 
 export function generateElementwise(
@@ -321,7 +342,7 @@ export function generateElementwise(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel {
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const b = builderFor(plan, ctx);
   const shape = plan.roots[0].shape;
   const grid = gridStride(b, plan.roots[0].size, opts, 0, (i) => {
     storeRoots(b, plan.roots, b.unravel(i, shape), i);
@@ -334,7 +355,7 @@ export function generateRowwise(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel {
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const b = builderFor(plan, ctx);
   const shape = plan.roots[0].shape;
   const axes = plan.rowAxes;
   const outerShape = shape.filter((_, d) => !axes.includes(d));
@@ -358,7 +379,7 @@ export function generateReduce(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel {
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const b = builderFor(plan, ctx);
   const root = plan.roots[0];
   const anchor = plan.anchor!;
   const perOutput = rowPhaseIterations(plan) + reducedCount(anchor);
@@ -412,12 +433,16 @@ function fastMatmul(
   const B = bufferOperand(bOp, ctx);
   const A = bufferOperand(a, ctx);
   if (!B) return undefined;
+  // vec4 loads index a buffer directly: every buffer involved must be bound whole.
+  const windowed = (n: Node) =>
+    windowCount(ctx.layout?.elementsOf(ctx.slotOf(n)) ?? 0, ctx.layout) > 1;
+  if (windowed(B.node) || windowed(root) || (A && windowed(A.node))) return undefined;
   const nn = !B.transposed && N % 4 === 0;
   const nt = B.transposed && K % 4 === 0 && A !== undefined && !A.transposed;
   if (!nn && !nt) return undefined;
   // Other reads of these buffers (an epilogue's) go through the vec4 view too.
   const vecNodes = nt ? [B.node, A!.node] : [B.node];
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const b = builderFor(plan, ctx);
   const [WG, WGY] = opts.matmulWorkgroup;
   // Big tiles for big matrices only: llvmpipe compiles huge unrolled bodies slowly, and a small
   // matrix needs enough invocations to fill the workgroups.
@@ -515,7 +540,7 @@ export function generateMatmul(
 ): GeneratedKernel {
   const fast = fastMatmul(plan, ctx, opts);
   if (fast) return fast;
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const b = builderFor(plan, ctx);
   const root = plan.roots[0];
   const mm = plan.anchor!;
   const [a, bm] = mm.inputs;
@@ -568,10 +593,10 @@ export function generateMatmul(
 
 /** Copies the scatter's operand into its output: the first half of a scatter split in two. */
 function scatterCopy(plan: KernelPlan, ctx: KernelContext, opts: CodegenOptions): GeneratedKernel {
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const b = builderFor(plan, ctx);
   const root = plan.roots[0];
   const grid = gridStride(b, root.size, opts, 0, (i) => {
-    b.line(`out0[${i}] = ${b.valueAt(root.inputs[0], b.unravel(i, root.shape))};`);
+    b.store(0, i, b.valueAt(root.inputs[0], b.unravel(i, root.shape)));
   });
   return { ...finishGridStride(b, plan, ctx, grid), part: "copy" };
 }
@@ -589,7 +614,7 @@ export function generateScatter(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel[] {
-  const b = new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots);
+  const b = builderFor(plan, ctx);
   const root = plan.roots[0];
   const [operand, indices, updates] = root.inputs;
   const axis = root.params.axis as number;
@@ -608,7 +633,7 @@ export function generateScatter(
     if (fusedCopy) {
       block(b, `for (var r = 0i; r < ${n}i; r++) {`, () => {
         const index = [...o, "r", ...q];
-        b.line(`out0[${b.flatten(index, root.shape)}] = ${b.valueAt(operand, index)};`);
+        b.store(0, b.flatten(index, root.shape), b.valueAt(operand, index));
       });
     }
     block(b, `for (var u = 0i; u < ${count}i; u++) {`, () => {
@@ -617,7 +642,8 @@ export function generateScatter(
       const row = b.bind(`clamp(select(${raw}, ${raw} + ${n}i, ${raw} < 0i), 0i, ${n - 1}i)`);
       const upd = b.valueAt(updates, [...o, ...tIndex, ...q]);
       const dst = b.bind(b.flatten([...o, row, ...q], root.shape));
-      b.line(`out0[${dst}] = out0[${dst}] + ${upd};`);
+      const current = b.load(b.outputNames(0), dst, root.size);
+      b.store(0, dst, `${current} + ${upd}`);
     });
   });
   const scatter = finishGridStride(b, plan, ctx, grid);
