@@ -174,7 +174,7 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     walks.forEach((w, i) => {
       if (w.violation) fixes.add(w.violation);
       else if (weight(w.reads) + weight([roots[i]]) > opts.maxStorageBuffers) {
-        fixes.add(heaviestFusedInput(roots[i], w, buffers, opts.maxStorageBuffers));
+        fixes.add(heaviestFusedInput(roots[i], w, buffers, opts.maxStorageBuffers, weight));
       }
     });
     if (fixes.size === 0) {
@@ -371,8 +371,17 @@ function walkKernel(
   return w;
 }
 
-/** The fused node (not the root) whose sub-expression reads the most distinct buffers. */
-function heaviestFusedInput(root: Node, w: Walk, buffers: Set<Node>, max: number): Node {
+/**
+ * The fused node (not the root) whose materialisation saves the most bindings: the bindings its
+ * sub-expression reads, less the ones its own buffer would take.
+ */
+function heaviestFusedInput(
+  root: Node,
+  w: Walk,
+  buffers: Set<Node>,
+  max: number,
+  weight: (nodes: Iterable<Node>) => number,
+): Node {
   const memo = new Map<Node, Set<Node>>();
   const readsOf = (n: Node): Set<Node> => {
     if (buffers.has(n)) return new Set([n]);
@@ -388,10 +397,10 @@ function heaviestFusedInput(root: Node, w: Walk, buffers: Set<Node>, max: number
   let bestCount = -1;
   for (const n of w.fused) {
     if (n === root || isSplat(n)) continue;
-    const c = readsOf(n).size;
+    const c = weight(readsOf(n)) - weight([n]);
     if (c > bestCount) [best, bestCount] = [n, c];
   }
-  if (!best || bestCount <= 1) {
+  if (!best || bestCount <= 0) {
     throw new Error(
       `fusion: ${root.op} alone reads ${w.reads.size} buffers; the device allows ${max} ` +
         "storage bindings per kernel (output included; a buffer over the binding size takes " +
