@@ -38,8 +38,14 @@ export async function checkAsyncProperty<T>(
 ): Promise<void> {
   const numRuns = Math.max(1, Math.round((opts.numRuns ?? 5) * RUN_SCALE));
   try {
-    // Shrinking recompiles a kernel per step: cap it so a failure reports in seconds.
-    await fc.assert(property, { seed: SEED, numRuns, interruptAfterTimeLimit: 60_000 });
+    // Shrinking recompiles a kernel per step: cap the run at 60 s so a failure reports in time;
+    // a run cut short fails (it checked fewer cases than asked).
+    await fc.assert(property, {
+      seed: SEED,
+      numRuns,
+      interruptAfterTimeLimit: 60_000,
+      markInterruptAsFailure: true,
+    });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     const cause = e instanceof Error && e.cause instanceof Error ? `\n${e.cause.message}` : "";
