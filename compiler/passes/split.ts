@@ -9,7 +9,7 @@
  *   bounded by (C + P)·u·Σ|x| instead of R·u·Σ|x| (docs/dsl.md). The partials run in parallel,
  *   where one invocation used to loop over the whole extent.
  * - **Matmul contractions** longer than `matmulChunk` are split-K: P partial products over
- *   slices of K, then a sum over P.
+ *   consecutive slices of K, added in order.
  * - **Scatter-adds** of more than `scatterChunk` updates become a chain of scatter-adds over
  *   consecutive slices of the updates: the accumulation order (row-major over the updates) and so
  *   the result are exactly those of one scatter-add.
@@ -169,20 +169,23 @@ function splitReduction(b: Builder, node: Node, input: Node, chunk: number): Nod
   return b.reshape(out, node.shape);
 }
 
-/** a·b with K > chunk as Σ_p a[..., p-th K slice]·b[p-th K slice, ...] (split-K). */
+/**
+ * a·b with K > chunk as Σ_p a[…, K slice p]·b[K slice p, …] over consecutive slices, added in
+ * order (split-K). No padding; a slice of `a` that the matmul kernel must copy is a buffer of its
+ * own, freed after its product, so the copies never exceed one slice at a time.
+ */
 function splitMatmul(b: Builder, [x, y]: readonly Node[], chunk: number) {
   const rank = x.shape.length;
   const k = x.shape[rank - 1];
   if (k <= chunk) return undefined;
-  const p = Math.ceil(k / chunk), c = Math.ceil(k / p);
-  const batch = x.shape.slice(0, -2);
-  const [m, n] = [x.shape[rank - 2], y.shape[rank - 1]];
-  const xs = b.reshape(b.padEnd(x, rank - 1, c * p - k, 0), [...batch, m, p, c]);
-  const nb = batch.length;
-  const perm = [...batch.map((_, i) => i), nb + 1, nb, nb + 2]; // [...B, P, M, C]
-  const ys = b.reshape(b.padEnd(y, rank - 2, c * p - k, 0), [...batch, p, c, n]);
-  const partial = b.op("matmul", [b.transpose(xs, perm), ys]); // [...B, P, M, N]
-  return b.op("sum", [partial], { axes: [nb] });
+  const c = Math.ceil(k / Math.ceil(k / chunk));
+  let sum: Node | undefined;
+  for (let s = 0; s < k; s += c) {
+    const e = Math.min(k, s + c);
+    const part = b.op("matmul", [b.slice(x, rank - 1, s, e), b.slice(y, rank - 2, s, e)]);
+    sum = sum ? b.op("add", [sum, part]) : part;
+  }
+  return sum;
 }
 
 /** scatterAdd with more than `chunk` updates as a chain over consecutive slices of them. */
