@@ -1,7 +1,7 @@
 /** Lowering: Graph → Program (optimise, fuse, plan memory, generate WGSL per kernel). */
 
 import { DslError, formatAval, type Graph, type Node } from "../dsl/mod.ts";
-import { type BindingLayout, windowCount } from "./codegen/builder.ts";
+import { windowCount } from "./codegen/builder.ts";
 import {
   type CodegenOptions,
   type GeneratedKernel,
@@ -83,12 +83,12 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
   const budget = codegen.maxLoopIterations;
   const optimized = opts.optimize === false ? graph : optimize(graph);
   const g = splitLargeWork(optimized, { ...splitSizesFor(budget), ...opts.split });
-  const layout = windowLayout(opts);
+  const windowElements = bindingWindow(opts);
   const plans = planFusion(g, {
     maxStorageBuffers: opts.maxStorageBuffers,
     fuse: opts.fuse,
     maxRowLength: Math.floor((budget - 1) / 8),
-    bindingsOf: (n) => windowCount(n.size, layout),
+    bindingsOf: (n) => windowCount(n.size, windowElements),
   });
   const memory = planMemory(g, plans, { donate: opts.donate, reuse: opts.fuse !== false });
   const buffers = new Set<Node>(memory.slotOf.keys());
@@ -101,7 +101,9 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       return s;
     },
     slotDtype: (s) => memory.slots[s].element,
-    layout: layout && { ...layout, elementsOf: (s) => memory.slots[s].bytes / 4 },
+    layout: windowElements === undefined
+      ? undefined
+      : { windowElements, elementsOf: (s) => memory.slots[s].bytes / 4 },
   };
   const generators = {
     elementwise: generateElementwise,
@@ -118,7 +120,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       ops: plan.fused.map((n) => n.op),
       bindings: gen.slots.length,
       slots: gen.slots,
-      ranges: bindingRanges(gen, memory.slots, layout),
+      ranges: bindingRanges(gen, memory.slots, windowElements),
       wgsl: gen.wgsl,
       dispatch: gen.dispatch,
       workgroupSize: gen.workgroupSize,
@@ -156,8 +158,8 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
   );
 }
 
-/** Windows of `maxBindingBytes` (rounded down to the alignment), or none when unbounded. */
-function windowLayout(opts: LowerOptions): BindingLayout | undefined {
+/** Elements per binding window (`maxBindingBytes` rounded down to the alignment), if bounded. */
+function bindingWindow(opts: LowerOptions): number | undefined {
   if (opts.maxBindingBytes === undefined || !Number.isFinite(opts.maxBindingBytes)) {
     return undefined;
   }
@@ -166,22 +168,18 @@ function windowLayout(opts: LowerOptions): BindingLayout | undefined {
   if (windowBytes < 4) {
     throw new Error(`lower: maxBindingBytes ${opts.maxBindingBytes} < alignment`);
   }
-  return { windowElements: windowBytes / 4, elementsOf: () => 0 };
+  return windowBytes / 4;
 }
 
 /** The byte range of each binding of a kernel that binds some buffer in windows. */
 function bindingRanges(
   gen: GeneratedKernel,
   slots: readonly BufferSlot[],
-  layout: BindingLayout | undefined,
+  windowElements: number | undefined,
 ): ([number, number] | undefined)[] | undefined {
-  if (
-    !layout ||
-    gen.windows.every((w, i) => w === 0 && slots[gen.slots[i]].bytes <= 4 * layout.windowElements)
-  ) {
-    return undefined;
-  }
-  const windowBytes = 4 * layout.windowElements;
+  if (windowElements === undefined) return undefined;
+  const windowBytes = 4 * windowElements;
+  if (gen.slots.every((slot) => slots[slot].bytes <= windowBytes)) return undefined;
   return gen.slots.map((slot, i) => {
     const bytes = Math.max(4, slots[slot].bytes);
     if (bytes <= windowBytes) return undefined;

@@ -37,9 +37,9 @@ export interface BindingLayout {
   elementsOf(slot: number): number;
 }
 
-/** Number of bindings (windows) a buffer of `elements` takes under `layout`. */
-export function windowCount(elements: number, layout: BindingLayout | undefined): number {
-  return layout ? Math.max(1, Math.ceil(elements / layout.windowElements)) : 1;
+/** Number of bindings a buffer of `elements` takes in windows of `windowElements` (none: 1). */
+export function windowCount(elements: number, windowElements: number | undefined): number {
+  return windowElements ? Math.max(1, Math.ceil(elements / windowElements)) : 1;
 }
 
 export class KernelBuilder {
@@ -147,7 +147,7 @@ export class KernelBuilder {
 
   /** Windows (bindings) of a slot: 1 unless it is larger than one binding may be. */
   windowsOf(slot: number): number {
-    return windowCount(this.layout?.elementsOf(slot) ?? 0, this.layout);
+    return windowCount(this.layout?.elementsOf(slot) ?? 0, this.layout?.windowElements);
   }
 
   /** Whether `node`'s buffer is bound whole (a single binding), so it can be indexed directly. */

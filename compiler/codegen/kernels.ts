@@ -435,7 +435,7 @@ function fastMatmul(
   if (!B) return undefined;
   // vec4 loads index a buffer directly: every buffer involved must be bound whole.
   const windowed = (n: Node) =>
-    windowCount(ctx.layout?.elementsOf(ctx.slotOf(n)) ?? 0, ctx.layout) > 1;
+    windowCount(ctx.layout?.elementsOf(ctx.slotOf(n)) ?? 0, ctx.layout?.windowElements) > 1;
   if (windowed(B.node) || windowed(root) || (A && windowed(A.node))) return undefined;
   const nn = !B.transposed && N % 4 === 0;
   const nt = B.transposed && K % 4 === 0 && A !== undefined && !A.transposed;
