@@ -198,19 +198,15 @@ function checkBufferSizes(
   slotOf: ReadonlyMap<Node, number>,
   opts: LowerOptions,
 ): void {
-  const limits: [string, number | undefined][] = [["maxBufferSize", opts.maxBufferBytes]];
-  for (const [name, limit] of limits) {
-    if (limit === undefined) continue;
-    const slot = slots.find((s) => s.bytes > limit);
-    if (!slot) continue;
-    const nodes = [...slotOf].filter(([, s]) => s === slot.id).map(([n]) => n);
-    const what = nodes.map((n) => `${n.op === "input" ? "input" : n.op} ${formatAval(n)}`);
-    throw new DslError(
-      "lower",
-      `${what.join(" / ")} needs ${slot.bytes} bytes in one buffer; the device allows ` +
-        `${limit} (${name}). Reduce the batch, sequence length or model width, or shard the ` +
-        "tensor",
-      nodes.map(formatAval),
-    );
-  }
+  const limit = opts.maxBufferBytes;
+  const slot = limit === undefined ? undefined : slots.find((s) => s.bytes > limit);
+  if (!slot) return;
+  const nodes = [...slotOf].filter(([, s]) => s === slot.id).map(([n]) => n);
+  const what = nodes.map((n) => `${n.op === "input" ? "input" : n.op} ${formatAval(n)}`);
+  throw new DslError(
+    "lower",
+    `${what.join(" / ")} needs ${slot.bytes} bytes in one buffer; the device allows ${limit} ` +
+      "(maxBufferSize). Reduce the batch, sequence length or model width, or shard the tensor",
+    nodes.map(formatAval),
+  );
 }

@@ -22,7 +22,7 @@ export interface DeviceInitOptions {
 
 /**
  * `initParams(cfg, seed)` generated on the device, in row chunks that each fit the device's
- * storage-binding limit. The same bits on every run with a given device and driver; against the
+ * buffer size (the compiler binds a chunk over the binding size in windows). The same bits on every run with a given device and driver; against the
  * CPU reference `initParams` the normal entries agree to the device's accuracy of log, cos and sqrt
  * (a few ULPs), the constants exactly.
  */
@@ -32,8 +32,7 @@ export async function initParamsOnDevice(
   opts: DeviceInitOptions = {},
 ): Promise<Record<string, HostArray>> {
   const device = opts.device ?? await gpu();
-  const { maxStorageBufferBindingSize, maxBufferSize } = device.info.limits;
-  const maxElements = Math.floor(Math.min(maxStorageBufferBindingSize, maxBufferSize) / 4);
+  const maxElements = Math.floor(device.info.limits.maxBufferSize / 4);
   const key = prngKey(seed);
   const programs = new Map<string, Jitted>();
   const out: Record<string, HostArray> = {};

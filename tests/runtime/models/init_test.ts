@@ -33,9 +33,9 @@ for (const cfg of [TINY_GPT2, TINY_QWEN2]) {
   });
 }
 
-Deno.test("initParamsOnDevice splits a tensor over the binding limit into row chunks, same bits", async () => {
-  // 256 bytes per binding: the 20×16 embedding (1,280 bytes) takes 5 chunks of 4 rows.
-  const small = await gpu({ limits: { maxStorageBufferBindingSize: 256 } });
+Deno.test("initParamsOnDevice splits a tensor over the buffer size into row chunks, same bits", async () => {
+  // 256-byte buffers: the 20×16 embedding (1,280 bytes) takes 5 chunks of 4 rows.
+  const small = await gpu({ limits: { maxBufferSize: 256 } });
   const chunked = await initParamsOnDevice(TINY_GPT2, 5, { device: small });
   const whole = await initParamsOnDevice(TINY_GPT2, 5);
   assert.deepEqual(chunked, whole);
