@@ -4,13 +4,18 @@
  * per shard) for HD-PiSSA, DP-LoRA and full fine-tuning, modes virtual and devices.
  */
 import { createTrainer, type Method } from "../runtime/trainer.ts";
-import { loadModel } from "../runtime/models/model_dir.ts";
+import { readSafetensorsFile } from "../runtime/io/safetensors.ts";
+import { configFromHf } from "../dsl/nn/config.ts";
 import { lmLoss } from "../dsl/nn/transformer.ts";
 import type { Tensor } from "../dsl/trace.ts";
 import type { HostArray } from "../dsl/host_array.ts";
 import type { LmBatch } from "../dsl/nn/transformer.ts";
 
-const model = await loadModel("models/base");
+// Read directly (not through loadModel): no tokenizer, so no npm packages on the GPU machine.
+const model = {
+  config: configFromHf(JSON.parse(await Deno.readTextFile("models/base/config.json"))),
+  params: (await readSafetensorsFile("models/base/model.safetensors")).tensors,
+};
 const adapt = Object.keys(model.params).filter((n) => /_proj\.weight$/.test(n));
 const tok = (s: number): HostArray => ({
   shape: [4, 192],

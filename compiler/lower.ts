@@ -12,6 +12,7 @@ import {
   generateScatter,
   type KernelContext,
 } from "./codegen/kernels.ts";
+import { tiledMatmul } from "./codegen/matmul_tiled.ts";
 import { type KernelPlan, planFusion } from "./fusion.ts";
 import { type BufferSlot, planMemory } from "./memory_plan.ts";
 import { optimize } from "./passes/mod.ts";
@@ -49,6 +50,8 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulRowBlock: 32,
   matmulColumnGroups: 8,
   matmulWorkgroup: [8, 1],
+  matmulTilings: [],
+  matmulMinWorkgroups: 1,
   maxWorkgroupsPerDimension: 65535,
   maxLoopIterations: Infinity,
 };
@@ -109,7 +112,8 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     elementwise: generateElementwise,
     rowwise: generateRowwise,
     reduce: generateReduce,
-    matmul: generateMatmul,
+    matmul: (p: KernelPlan, c: KernelContext, o: CodegenOptions) =>
+      tiledMatmul(p, c, o) ?? generateMatmul(p, c, o),
     scatter: generateScatter,
   };
   const kernels: Kernel[] = plans.filter((p) => p.roots[0].size > 0).flatMap((plan) => {

@@ -3,6 +3,12 @@
 export * from "./passes/mod.ts";
 export { DEFAULT_CODEGEN, lower, type LowerOptions, splitSizesFor } from "./lower.ts";
 export type { CodegenOptions } from "./codegen/kernels.ts";
+export {
+  chooseTiling,
+  type MatmulTiling,
+  tilingCost,
+  tilingProblem,
+} from "./codegen/matmul_tiled.ts";
 export { type Kernel, Program } from "./program.ts";
 export {
   type FusionOptions,

@@ -17,7 +17,15 @@ export {
 } from "./device.ts";
 export { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
 export { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
-export { jit, type JitOptions, type Jitted, toDevice, toHost } from "./jit.ts";
+export {
+  codegenFor,
+  GPU_MATMUL_TILINGS,
+  jit,
+  type JitOptions,
+  type Jitted,
+  toDevice,
+  toHost,
+} from "./jit.ts";
 export {
   parseSafetensors,
   SafetensorsError,

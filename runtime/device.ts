@@ -159,7 +159,7 @@ export class Device {
       const v = (adapter.limits as unknown as Record<string, number>)[name];
       if (typeof v === "number") requiredLimits[name] = v;
     }
-    const wanted: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
+    const wanted = ["shader-f16", "timestamp-query", "subgroups"] as GPUFeatureName[];
     const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
     const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
     const limits = {} as DeviceLimits;

@@ -15,7 +15,14 @@ import {
   type TreeDef,
   unflattenTree,
 } from "../dsl/mod.ts";
-import { type CodegenOptions, lower, type LowerOptions, type Program } from "../compiler/mod.ts";
+import {
+  type CodegenOptions,
+  lower,
+  type LowerOptions,
+  type MatmulTiling,
+  type Program,
+  tilingProblem,
+} from "../compiler/mod.ts";
 import { type Device, gpu } from "./device.ts";
 import { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
 import { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
@@ -197,13 +204,39 @@ function countLeaves(def: TreeDef): number {
 }
 
 /**
+ * Shared-memory matmul tilings a discrete GPU chooses from, largest first: 128² tiles with 8×8
+ * register blocks for large products, 64² with 4×4 for mid-sized ones, 32² where a larger tile
+ * would leave the device short of workgroups.
+ */
+export const GPU_MATMUL_TILINGS: readonly MatmulTiling[] = [
+  { tileM: 128, tileN: 128, tileK: 16, threadM: 8, threadN: 8 },
+  { tileM: 128, tileN: 128, tileK: 8, threadM: 8, threadN: 8 },
+  { tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
+  { tileM: 32, tileN: 32, tileK: 16, threadM: 4, threadN: 4 },
+];
+
+/**
  * Code-generator tunables per kind of device. A CPU adapter (llvmpipe/lavapipe) runs few, huge
- * invocations best (≈1 µs per workgroup, big register tiles); a GPU wants many small ones.
+ * invocations best (≈1 µs per workgroup, big register tiles, no workgroup memory); a GPU wants
+ * many small ones and shared-memory matmul tiles, those its limits allow.
  */
 export function codegenFor(device: Device): Partial<CodegenOptions> {
-  return device.info.isFallbackAdapter
-    ? { maxWorkgroups: 64, matmulRowBlock: 32, matmulColumnGroups: 4, matmulWorkgroup: [8, 1] }
-    : { maxWorkgroups: 65535, matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] };
+  if (device.info.isFallbackAdapter) {
+    return {
+      maxWorkgroups: 64,
+      matmulRowBlock: 32,
+      matmulColumnGroups: 4,
+      matmulWorkgroup: [8, 1],
+    };
+  }
+  return {
+    maxWorkgroups: 65535,
+    matmulRowBlock: 4,
+    matmulColumnGroups: 1,
+    matmulWorkgroup: [16, 16],
+    matmulTilings: GPU_MATMUL_TILINGS.filter((t) => !tilingProblem(t, device.info.limits)),
+    matmulMinWorkgroups: 128,
+  };
 }
 
 /** The device limits the compiler plans every kernel and buffer against. */

@@ -50,6 +50,8 @@ export class KernelBuilder {
   readonly bindingOfSlot = new Map<number, number>();
   /** Bindings taken by reads so far (windows included). */
   private readBindings = 0;
+  /** Module-scope declarations of the kernel (workgroup memory). */
+  readonly moduleDecls: string[] = [];
   /** Read-only slots declared as array<vec4<f32>> (for vectorised matmul loads). */
   readonly vec4Slots = new Set<number>();
   /** Slots of the roots (the kernel's outputs), bound after the reads as out0, out1, … */

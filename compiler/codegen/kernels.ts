@@ -22,6 +22,7 @@ import type { Node } from "../../dsl/mod.ts";
 import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
 import { type BindingLayout, KernelBuilder, storageType, windowCount } from "./builder.ts";
+import type { MatmulTiling } from "./matmul_tiled.ts";
 
 export interface GeneratedKernel {
   wgsl: string;
@@ -51,6 +52,13 @@ export interface CodegenOptions {
   matmulColumnGroups: number;
   /** Workgroup of the vectorised matmul kernels (columns, rows). */
   matmulWorkgroup: [number, number];
+  /**
+   * Shared-memory matmul tilings to choose from, largest first (empty: register-tile kernels
+   * only, the choice on CPU adapters).
+   */
+  matmulTilings: MatmulTiling[];
+  /** A tiling is chosen only if it still gives this many workgroups (else a smaller one). */
+  matmulMinWorkgroups: number;
   /** The device's maxComputeWorkgroupsPerDimension. */
   maxWorkgroupsPerDimension: number;
   /**
@@ -69,7 +77,7 @@ export interface KernelContext {
 }
 
 /** A builder for `plan`'s kernel in `ctx`. */
-function builderFor(plan: KernelPlan, ctx: KernelContext): KernelBuilder {
+export function builderFor(plan: KernelPlan, ctx: KernelContext): KernelBuilder {
   return new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots, ctx.layout);
 }
 
@@ -81,7 +89,7 @@ function header(
   ctx: KernelContext,
   body: readonly string[],
 ): string {
-  const lines: string[] = [];
+  const lines: string[] = [...b.moduleDecls];
   const done = new Set<string>();
   const addHelper = (name: string) => {
     if (done.has(name)) return;
@@ -114,7 +122,7 @@ function header(
   return lines.join("\n");
 }
 
-function finish(
+export function finish(
   b: KernelBuilder,
   plan: KernelPlan,
   ctx: KernelContext,
@@ -172,10 +180,10 @@ export function spreadWorkgroups(groups: number, maxPerDim: number): [number, nu
 }
 
 /** The flat workgroup index of a dispatch spread over several dimensions (WGSL, u32). */
-const FLAT_WORKGROUP = "((wid.z * nwg.y + wid.y) * nwg.x + wid.x)";
+export const FLAT_WORKGROUP = "((wid.z * nwg.y + wid.y) * nwg.x + wid.x)";
 
 /** Emits `head`, then the statements of `inner` (a new scope) indented, then `}`. */
-function block(b: KernelBuilder, head: string, inner: () => void): void {
+export function block(b: KernelBuilder, head: string, inner: () => void): void {
   b.line(head);
   b.openScope();
   inner();
@@ -326,7 +334,7 @@ function rowPhases(b: KernelBuilder, plan: KernelPlan, outer: readonly string[])
   for (const red of plan.rowReductions) b.seed(red, outer, reduceLoop(b, red, outer));
 }
 
-function storeRoots(
+export function storeRoots(
   b: KernelBuilder,
   roots: readonly Node[],
   index: readonly string[],
@@ -397,7 +405,7 @@ export function generateReduce(
  * The buffer under `x` when `x` is that buffer read whole (through reshapes, which keep the
  * row-major layout), possibly under a last-two-axes transpose.
  */
-function bufferOperand(
+export function bufferOperand(
   x: Node,
   ctx: KernelContext,
 ): { node: Node; transposed: boolean } | undefined {

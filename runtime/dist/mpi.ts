@@ -257,7 +257,10 @@ export class Mpi {
           } or set HDPISSA_MPI_LIBRARY to the library of your mpirun`,
       );
     }
-    return Promise.resolve(new Mpi(flavor, path, version, rank, size, fns, handles));
+    const mpi = new Mpi(flavor, path, version, rank, size, fns, handles);
+    // A script that never calls close() must still finalize, or mpirun reports an abnormal end.
+    globalThis.addEventListener("unload", () => mpi.finalizeAtExit());
+    return Promise.resolve(mpi);
   }
 
   private get inPlace(): Deno.PointerValue {
@@ -394,6 +397,20 @@ export class Mpi {
   abort(code: number): never {
     this.fns.MPI_Abort(this.handles.comm, code);
     Deno.exit(code);
+  }
+
+  /**
+   * MPI_Finalize at process exit (the `unload` event), when `finalize` was never called. The
+   * event loop has drained by then, so no collective is in flight. Not on a failing exit
+   * (`Deno.exit(code ≠ 0)`): the peers may never reach MPI_Finalize, and the launcher must see
+   * the failure.
+   */
+  private finalizeAtExit(): void {
+    if (this.finalized || Deno.exitCode !== 0) return;
+    this.finalized = true;
+    const flag = new Int32Array(1);
+    this.fns.MPI_Finalized(flag);
+    if (!flag[0]) this.fns.MPI_Finalize();
   }
 
   /** MPI_Finalize once all collectives have finished (idempotent). */

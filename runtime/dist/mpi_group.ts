@@ -3,6 +3,7 @@
  * counters and the watchdog that stops the job when a collective hangs.
  */
 
+import { Worker as NodeWorker } from "node:worker_threads";
 import { Mpi, type MpiDatatype } from "./mpi.ts";
 import type { WatchdogInit } from "./watchdog_worker.ts";
 import { type CommArray, type CommCounters, evenCounts, type ProcessGroup } from "./collectives.ts";
@@ -48,7 +49,7 @@ export class MpiGroup implements ProcessGroup {
   /** The most elements one MPI call may carry (int counts); lowered by tests of the chunking. */
   static maxCount = 2 ** 31 - 1;
   readonly counters = newCounters();
-  private watchdog: Worker | undefined;
+  private watchdog: NodeWorker | undefined;
   private readonly deadline = new Float64Array(new SharedArrayBuffer(16));
 
   private constructor(private readonly mpi: Mpi, private readonly timeoutMs: number) {}
@@ -63,9 +64,10 @@ export class MpiGroup implements ProcessGroup {
 
   /** Blocking calls: a thread that aborts the job when a collective outlives its deadline. */
   private startWatchdog(): void {
-    this.watchdog = new Worker(new URL("./watchdog_worker.ts", import.meta.url), {
-      type: "module",
-    });
+    // A node:worker_threads worker, unref'd: unlike a Web Worker it does not keep the process
+    // alive, so a script that never calls close() still exits (and MPI_Finalize runs at exit).
+    this.watchdog = new NodeWorker(new URL("./watchdog_worker.ts", import.meta.url));
+    this.watchdog.unref();
     const init: WatchdogInit = {
       slots: this.deadline.buffer as SharedArrayBuffer,
       names: COLLECTIVES,

@@ -1,5 +1,6 @@
 /**
- * The collectives' watchdog for blocking MPI calls: runs on its own thread (a Web Worker), so it
+ * The collectives' watchdog for blocking MPI calls: runs on its own thread (a worker_threads
+ * worker, unref'd by the main thread so that it never keeps the process alive), so it
  * keeps time while the main thread waits inside MPI. The main thread writes a deadline into shared
  * memory before each blocking collective and clears it after; past the deadline this thread prints
  * what hung and calls MPI_Abort, which ends every rank of the job (MPI_THREAD_MULTIPLE allows the
@@ -19,10 +20,9 @@ export interface WatchdogInit {
 
 const MPICH_COMM_WORLD = 0x44000000;
 
-// The worker's global scope (typed loosely: the package avoids triple-slash lib directives).
-const scope = globalThis as unknown as { onmessage: (e: MessageEvent<WatchdogInit>) => void };
-scope.onmessage = (e) => {
-  const init = e.data;
+import { parentPort } from "node:worker_threads";
+
+parentPort?.once("message", (init: WatchdogInit) => {
   const slots = new Float64Array(init.slots);
   setInterval(() => {
     const deadline = slots[0];
@@ -51,4 +51,4 @@ scope.onmessage = (e) => {
       lib.symbols.MPI_Abort(MPICH_COMM_WORLD, 75);
     }
   }, 100);
-};
+});

@@ -5,9 +5,11 @@
  */
 
 import * as dsl from "../../mod.ts";
-import { type CodegenOptions, interpret, jit } from "../../mod.ts";
+import { type CodegenOptions, gpu, interpret, jit } from "../../mod.ts";
 import type { HostArray, Tensor } from "../../mod.ts";
+import assert from "node:assert/strict";
 import { assertClose } from "../helpers/arrays.ts";
+import { checkAsyncProperty, fc } from "./jit_helpers.ts";
 import { randomArray } from "../helpers/models.ts";
 
 type Case = [string, (a: Tensor, b: Tensor) => Tensor, number[], number[]];
@@ -37,6 +39,41 @@ const cases: Case[] = [
   ["batch broadcast", (a, b) => dsl.matmul(a, b), [4, 3, 8], [8, 4]],
   ["matrix-vector", (a, b) => dsl.matmul(a, b), [7, 9], [9]],
   ["epilogue reads B again", (a, b) => dsl.add(dsl.matmul(a, b), b), [16, 16], [16, 16]],
+  ["several tiles each way, odd sizes", (a, b) => dsl.matmul(a, b), [70, 37], [37, 50]],
+  ["NN, several tiles, sizes that divide them (vec4 tile loads)", (a, b) => dsl.matmul(a, b), [
+    64,
+    32,
+  ], [32, 48]],
+  [
+    "NT, several tiles, sizes that divide them, epilogue reads A",
+    (a, b) => dsl.add(dsl.matmul(a, dsl.transpose(b)), dsl.sum(a, 1, { keepDims: true })),
+    [32, 64],
+    [48, 64],
+  ],
+  [
+    "TN, several tiles, sizes that divide them",
+    (a, b) => dsl.matmul(dsl.transpose(a), b),
+    [32, 64],
+    [32, 32],
+  ],
+  [
+    "batched NN over several tiles that divide the sizes",
+    (a, b) => dsl.matmul(a, b),
+    [3, 32, 16],
+    [3, 16, 32],
+  ],
+  [
+    "TN: Aᵀ·B over several tiles",
+    (a, b) => dsl.matmul(dsl.transpose(a), b),
+    [45, 38],
+    [45, 21],
+  ],
+  [
+    "NT over several tiles, prologue and epilogue",
+    (a, b) => dsl.relu(dsl.matmul(dsl.mul(a, 2), dsl.transpose(b))),
+    [33, 29],
+    [40, 29],
+  ],
 ];
 
 // The tunables a CPU adapter gets, those a GPU gets, and the generic kernel alone.
@@ -44,6 +81,14 @@ const configs: [string, Partial<CodegenOptions>][] = [
   ["cpu tiles", { matmulRowBlock: 32, matmulColumnGroups: 8 }],
   ["gpu tiles", { matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] }],
   ["generic", { vectorizedMatmul: false }],
+  // Shared-memory tiles (the discrete-GPU kernel), small enough that these shapes span several.
+  ["shared 16×16×8", {
+    matmulTilings: [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }],
+  }],
+  [
+    "shared 32×16×4, 8×4 per invocation",
+    { matmulTilings: [{ tileM: 32, tileN: 16, tileK: 4, threadM: 8, threadN: 4 }] },
+  ],
 ];
 
 for (const [name, f, sa, sb] of cases) {
@@ -51,6 +96,13 @@ for (const [name, f, sa, sb] of cases) {
     const a = randomArray(sa, 11), b = randomArray(sb, 12);
     const want = interpret(f, a, b) as HostArray;
     for (const [label, codegen] of configs) {
+      const program = await jit(f, { codegen }).lower(a, b);
+      const shared = program.kernels.some((k) => k.wgsl.includes("var<workgroup>"));
+      // Thin outputs (under half a tile) keep the register-tile kernels; these span several tiles.
+      if (codegen.matmulTilings && name.includes("several tiles")) {
+        assert.ok(shared, `${name} (${label}) should use the shared-memory kernel`);
+      }
+      if (!codegen.matmulTilings) assert.ok(!shared, `${name} (${label}): no shared memory`);
       const got = (await jit(f, { codegen })(a, b)) as HostArray;
       // f32 sums of ≤ 20 products of values in [-1, 1], FMA or not: a few ulps of the sum.
       assertClose(got, want, { rtol: 1e-5, atol: 1e-5, label: `${name} (${label})` });
@@ -71,4 +123,62 @@ Deno.test("integer matmul is exact", async () => {
   };
   const f = (x: Tensor, y: Tensor) => dsl.matmul(x, y);
   assertClose(await jit(f)(a, b), interpret(f, a, b), { rtol: 0, atol: 0 });
+});
+
+Deno.test("shared-memory matmul matches the reference on random shapes, layouts and tilings", async () => {
+  const tilings = [
+    { tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 },
+    { tileM: 32, tileN: 16, tileK: 4, threadM: 8, threadN: 4 },
+    { tileM: 16, tileN: 32, tileK: 16, threadM: 4, threadN: 8 },
+  ];
+  await checkAsyncProperty(
+    fc.asyncProperty(
+      fc.record({
+        m: fc.integer({ min: 16, max: 48 }),
+        n: fc.integer({ min: 16, max: 48 }),
+        k: fc.integer({ min: 8, max: 40 }),
+        batch: fc.integer({ min: 1, max: 3 }),
+        ta: fc.boolean(),
+        tb: fc.boolean(),
+        tiling: fc.constantFrom(...tilings),
+        seed: fc.integer({ min: 0, max: 1000 }),
+      }),
+      async ({ m, n, k, batch, ta, tb, tiling, seed }) => {
+        const a = randomArray([batch, ...(ta ? [k, m] : [m, k])], seed);
+        const b = randomArray([batch, ...(tb ? [n, k] : [k, n])], seed + 1);
+        const swap = (x: Tensor) => dsl.transpose(x, [0, 2, 1]);
+        const f = (x: Tensor, y: Tensor) => dsl.matmul(ta ? swap(x) : x, tb ? swap(y) : y);
+        const jitted = jit(f, { codegen: { matmulTilings: [tiling] } });
+        const program = await jitted.lower(a, b);
+        assert.ok(program.kernels.some((k) => k.wgsl.includes("var<workgroup>")));
+        const got = await jitted(a, b);
+        assertClose(got as HostArray, interpret(f, a, b) as HostArray, { rtol: 1e-5, atol: 1e-5 });
+      },
+    ),
+    { numRuns: 25 },
+  );
+});
+
+Deno.test("shared-memory matmul over a grid folded past the per-dimension limit, windowed operands", async () => {
+  // 9 × 5 workgroups with at most 4 per dimension: the kernel folds them into one flat index. A
+  // 4 KiB binding limit binds A (13 KiB) and the output (41 KiB) as windows, read through views.
+  const device = await gpu({ limits: { maxStorageBufferBindingSize: 4096 } });
+  const f = (x: Tensor, y: Tensor) => dsl.matmul(x, dsl.transpose(y));
+  const a = randomArray([140, 24], 5), b = randomArray([75, 24], 6);
+  const codegen = {
+    matmulTilings: [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }],
+    maxWorkgroupsPerDimension: 4,
+  };
+  const program = await jit(f, { codegen, device }).lower(a, b);
+  const kernel = program.kernels.find((k) => k.wgsl.includes("var<workgroup>"))!;
+  assert.ok(kernel.wgsl.includes("flat_wg"));
+  assert.ok(kernel.ranges?.some((r) => r !== undefined), "some operand is bound in windows");
+  assertClose(
+    await jit(f, { codegen, device })(a, b) as HostArray,
+    interpret(f, a, b) as HostArray,
+    {
+      rtol: 1e-5,
+      atol: 1e-5,
+    },
+  );
 });

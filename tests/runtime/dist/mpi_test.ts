@@ -415,3 +415,13 @@ Deno.test({
     await Deno.remove(root, { recursive: true });
   },
 });
+
+Deno.test({
+  name: "mpi: a script that never calls close() still finalizes at exit; mpirun reports success",
+  ...opts,
+  fn: async () => {
+    const { run } = await trainUnderMpi(2, "hdpissa", 2, { steps: 1, skipClose: true });
+    assert.equal(run.code, 0, run.output);
+    assert.doesNotMatch(run.output, /abnormal|did not call .?finalize|MPI_Finalize/i, run.output);
+  },
+});

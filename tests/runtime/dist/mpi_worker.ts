@@ -21,6 +21,8 @@ const job = JSON.parse(Deno.args[0]) as DistProblem & {
   fault?: "die" | "hang" | "mismatch" | "leader-busy";
   timeoutMs?: number;
   verifyEvery?: number;
+  /** Exit without trainer.close() (MPI_Finalize must then run at exit). */
+  skipClose?: boolean;
 };
 const rankEnv = Number(Deno.env.get("OMPI_COMM_WORLD_RANK") ?? Deno.env.get("PMI_RANK") ?? 0);
 const { config, batches } = distProblem({
@@ -72,4 +74,4 @@ if (trainer.rank === 0) {
   await writeSafetensors(`${job.out}/params.safetensors`, params);
   await writeSafetensors(`${job.out}/snapshot.safetensors`, snapshot.tensors);
 }
-await trainer.close();
+if (!job.skipClose) await trainer.close();
