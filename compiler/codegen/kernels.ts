@@ -401,6 +401,19 @@ export function generateReduce(
   return finishGridStride(b, plan, ctx, grid);
 }
 
+/** A (batched) matmul's sizes: output M×N, contraction K, and the batch axes. */
+export function matmulDims(mm: Node) {
+  const r = mm.shape.length;
+  const batchShape = mm.shape.slice(0, r - 2);
+  return {
+    M: mm.shape[r - 2],
+    N: mm.shape[r - 1],
+    K: mm.inputs[0].shape[r - 1],
+    batchShape,
+    batch: batchShape.reduce((p, d) => p * d, 1),
+  };
+}
+
 /**
  * The buffer under `x` when `x` is that buffer read whole (through reshapes, which keep the
  * row-major layout), possibly under a last-two-axes transpose.
@@ -423,7 +436,7 @@ export function bufferOperand(
  * - NN (B row-major, N % 4 = 0): acc[r] += A[r,k] · B[k, c..c+4] (vec4 FMA; A through any view);
  * - NT (B = Wᵀ, K % 4 = 0, A row-major): acc[r][j] += dot(A[r, k..k+4], W[c+j, k..k+4]).
  * Large per-invocation tiles without shared memory are what llvmpipe runs fastest
- * (perf-notes.md); a shared-memory variant for discrete GPUs is future work.
+ * (perf-notes.md); discrete GPUs get the shared-memory kernel (matmul_tiled.ts) where it applies.
  */
 function fastMatmul(
   plan: KernelPlan,
@@ -434,10 +447,7 @@ function fastMatmul(
   const mm = plan.anchor!;
   if (mm.dtype !== "f32" || !opts.vectorizedMatmul) return undefined;
   const [a, bOp] = mm.inputs;
-  const r = mm.shape.length;
-  const [M, N, K] = [mm.shape[r - 2], mm.shape[r - 1], a.shape[r - 1]];
-  const batchShape = mm.shape.slice(0, r - 2);
-  const batch = batchShape.reduce((p, d) => p * d, 1);
+  const { M, N, K, batchShape, batch } = matmulDims(mm);
   const B = bufferOperand(bOp, ctx);
   const A = bufferOperand(a, ctx);
   if (!B) return undefined;
@@ -552,10 +562,7 @@ export function generateMatmul(
   const root = plan.roots[0];
   const mm = plan.anchor!;
   const [a, bm] = mm.inputs;
-  const r = mm.shape.length;
-  const [M, N, K] = [mm.shape[r - 2], mm.shape[r - 1], a.shape[r - 1]];
-  const batchShape = mm.shape.slice(0, r - 2);
-  const batch = batchShape.reduce((p, d) => p * d, 1);
+  const { M, N, K, batchShape, batch } = matmulDims(mm);
   const TM = Math.min(opts.matmulTile.rows, M), TN = Math.min(opts.matmulTile.cols, N);
   const [wx, wy] = opts.matmulTile.workgroup;
   const t = storageType(mm.dtype);

@@ -23,6 +23,7 @@ import {
   FLAT_WORKGROUP,
   type GeneratedKernel,
   type KernelContext,
+  matmulDims,
   spreadWorkgroups,
   storeRoots,
 } from "./kernels.ts";
@@ -99,10 +100,7 @@ export function tiledMatmul(
   const mm = plan.anchor!;
   if (mm.dtype !== "f32") return undefined;
   const [a, bm] = mm.inputs;
-  const r = mm.shape.length;
-  const [M, N, K] = [mm.shape[r - 2], mm.shape[r - 1], a.shape[r - 1]];
-  const batchShape = mm.shape.slice(0, r - 2);
-  const batch = batchShape.reduce((p, d) => p * d, 1);
+  const { M, N, K, batchShape, batch } = matmulDims(mm);
   const tiling = chooseTiling(M, N, batch, opts);
   if (!tiling || K < tiling.tileK / 2) return undefined;
   const { tileM: BM, tileN: BN, tileK: BK, threadM: TM, threadN: TN } = tiling;
