@@ -76,12 +76,14 @@ export interface TrainerStats {
   bytesSent?: number;
   /** Distributed modes: bytes this rank received per step (mean over the steps taken). */
   bytesReceived?: number;
-  /** Seconds per step computing on the device(s), in collectives, and both at once. */
+  /**
+   * Seconds per step computing on the device(s). The phases run one after another (the
+   * collective waits for the Adam step, phase 2 for the collective), so this and
+   * `communicationSeconds` add up to the step and never overlap.
+   */
   computeSeconds?: number;
   /** Seconds per step with a collective in flight. */
   communicationSeconds?: number;
-  /** Seconds per step computing and communicating at once. */
-  overlapSeconds?: number;
   /** Replicas (devices) in the whole job and in this process. */
   replicas?: number;
   /** Replicas (devices) in this process. */

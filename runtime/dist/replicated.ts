@@ -345,7 +345,7 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   let sessionSteps = 0;
   let kernels = 0;
   let phase2Counted = false;
-  const totals = { sent: 0, received: 0, compute: 0, comm: 0, overlap: 0, lastSent: 0 };
+  const totals = { sent: 0, received: 0, compute: 0, comm: 0, lastSent: 0 };
   const hd = cfg.method === "hdpissa";
   const adapterMethod = cfg.method === "lora" || cfg.method === "pissa";
 
@@ -495,7 +495,6 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
         bytesReceived: per(totals.received),
         computeSeconds: per(totals.compute),
         communicationSeconds: per(totals.comm),
-        overlapSeconds: per(totals.overlap),
         replicas: replicasTotal,
         localReplicas,
       };

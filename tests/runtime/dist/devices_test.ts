@@ -97,3 +97,24 @@ Deno.test("devices: restore projects on the snapshot's slices, not on this proce
   const [pv, pd] = [await virtual.params(), await devices.params()];
   for (const k of config.adapt) assert.ok(maxDiff(pv[k].data, pd[k].data) < 2e-5, k);
 });
+
+Deno.test("devices: compute and communication seconds are measured, disjoint, within the step's wall time", async () => {
+  const K = 2;
+  const { config, batches } = distProblem({ method: "hdpissa", devices: K, rank: 2, steps: 3 });
+  const devices = await createTrainer({ ...config, mode: "devices" });
+  let wall = 0;
+  for (const b of batches) {
+    const t0 = performance.now();
+    await devices.step(b);
+    wall += (performance.now() - t0) / 1000;
+  }
+  const s = devices.stats();
+  assert.ok(s.computeSeconds! > 0 && s.communicationSeconds! > 0, JSON.stringify(s));
+  // Per-step means: the phases run one after another, so their sum fits in the mean step.
+  assert.ok(
+    s.computeSeconds! + s.communicationSeconds! <= wall / batches.length,
+    JSON.stringify(s),
+  );
+  assert.ok(!("overlapSeconds" in s));
+  await devices.close();
+});
