@@ -44,6 +44,8 @@ const HELP = `deno task train [--config run.json] [flags]
   --dry-run                          print the step's memory plan (weights, adapter state, batch,
                                      activation peak, largest buffer), its matmul work and a probed
                                      step time, then stop (mode virtual; writes nothing)
+  --checkpoint-activations           recompute each decoder block's activations in the backward
+                                     pass: a lower activation peak for one more forward pass
   --seed s                           seed for data order and initialisation (default ${DEFAULT_RUN.seed})
 `;
 
@@ -71,6 +73,7 @@ const fields = Object.keys(DEFAULT_RUN).concat([
   "verifyReplicasEvery",
   "commTimeout",
   "dryRun",
+  "checkpointActivations",
 ]);
 
 /** Keys a run folder's config.json records beside the settings. */
@@ -81,7 +84,7 @@ function parse(args: string[]): RunConfig {
     config: { type: "string" },
     help: { type: "boolean" },
   };
-  const flags = ["resume", "dryRun"];
+  const flags = ["resume", "dryRun", "checkpointActivations"];
   for (const f of fields) options[kebab(f)] = { type: flags.includes(f) ? "boolean" : "string" };
   let values: Record<string, string | boolean | undefined>;
   try {

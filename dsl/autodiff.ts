@@ -8,6 +8,7 @@
  * a VJP rule (comparisons, argmax, iota) cut the flow.
  */
 
+import { checkpointRegion, recomputeRegion } from "./checkpoint.ts";
 import { DslError } from "./errors.ts";
 import { formatAval, type Graph, type Node } from "./graph.ts";
 import * as lax from "./lax.ts";
@@ -39,6 +40,10 @@ export function backwardPass(
   };
   for (const [n, ct] of seeds) if (active.has(n)) accumulate(n, ct);
 
+  // Checkpointed regions are recomputed when the backward pass first reaches them.
+  const recomputed = new Map<Node, Tensor>();
+  const replayed = new Set<readonly Node[]>();
+  const valueOf = (n: Node) => recomputed.get(n) ?? env.get(n)!;
   for (let i = graph.nodes.length - 1; i >= 0; i--) {
     const node = graph.nodes[i];
     const ct = cotangents.get(node);
@@ -47,9 +52,14 @@ export function backwardPass(
     if (!rule) continue;
     const needs = node.inputs.map((x) => active.has(x));
     if (!needs.some(Boolean)) continue;
+    const region = checkpointRegion(node);
+    if (region && !replayed.has(region)) {
+      replayed.add(region);
+      for (const [n, t] of recomputeRegion(region, valueOf)) recomputed.set(n, t);
+    }
     const inputCts = rule(ct, {
-      inputs: node.inputs.map((x) => env.get(x)!),
-      output: env.get(node)!,
+      inputs: node.inputs.map(valueOf),
+      output: valueOf(node),
       params: node.params,
       needs,
     });

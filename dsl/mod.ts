@@ -38,6 +38,7 @@ export { type ArgSpec, Tensor, type Trace } from "./trace.ts";
 export { trace } from "./trace_function.ts";
 export { evaluateGraph, interpret, interpretF64 } from "./interpret.ts";
 export { grad, type GradOptions, jvp, valueAndGrad, vjp } from "./autodiff.ts";
+export { checkpoint } from "./checkpoint.ts";
 export type { TensorLike } from "./ops/coerce.ts";
 export * from "./ops/elementwise.ts";
 export * from "./ops/reduce.ts";

@@ -3,6 +3,7 @@
  * keyed by Hugging Face names, so a checkpoint's tensors are the parameters as they are.
  */
 
+import { checkpoint } from "../checkpoint.ts";
 import { DslError } from "../errors.ts";
 import type { HostArray } from "../host_array.ts";
 import { interpret } from "../interpret.ts";
@@ -119,37 +120,70 @@ function rotaryFor(cfg: ModelConfig, plan: AttentionPlan, t: number): [Tensor, T
   return [at(tables[0]), at(tables[1])];
 }
 
+/** Options of `forward` and `lmLoss`. */
+export interface ForwardOptions {
+  /**
+   * Recompute each decoder block's activations in the backward pass instead of keeping them
+   * (`checkpoint`): the step's peak memory holds one block's intermediates, for one more forward
+   * pass. Values and gradients are unchanged.
+   */
+  checkpointBlocks?: boolean;
+}
+
+/** `block` run as is, or checkpointed. */
+function blockRunner(opts: ForwardOptions): (block: (h: Tensor) => Tensor, h: Tensor) => Tensor {
+  return opts.checkpointBlocks ? (block, h) => checkpoint(block)(h) : (block, h) => block(h);
+}
+
 function llamaHidden(
   cfg: ModelConfig,
   p: Params<Tensor>,
   ids: Tensor,
   plan: AttentionPlan,
+  opts: ForwardOptions,
 ): Tensor {
   const [cos, sin] = rotaryFor(cfg, plan, ids.shape[1]);
+  const run = blockRunner(opts);
   let h = embedding(get(p, "model.embed_tokens.weight"), ids);
-  for (let i = 0; i < cfg.layers; i++) {
-    const w = (n: string) => get(p, `model.layers.${i}.${n}`);
-    const bias = (proj: string) =>
-      cfg.attentionBias?.includes(proj[0]) ? w(`self_attn.${proj}.bias`) : null;
-    const x = rmsNorm(h, w("input_layernorm.weight"), cfg.normEps);
-    const heads = (name: string, n: number) =>
-      splitHeads(linear(x, w(`self_attn.${name}.weight`), bias(name)), n);
-    const q = rotate(heads("q_proj", cfg.heads), cos, sin);
-    const k = rotate(heads("k_proj", cfg.kvHeads), cos, sin);
-    const v = heads("v_proj", cfg.kvHeads);
-    const attended = mergeHeads(plan.attend(i, q, k, v));
-    h = add(h, linear(attended, w("self_attn.o_proj.weight"), bias("o_proj")));
-    const y = rmsNorm(h, w("post_attention_layernorm.weight"), cfg.normEps);
-    h = add(
-      h,
-      swiglu(y, w("mlp.gate_proj.weight"), w("mlp.up_proj.weight"), w("mlp.down_proj.weight")),
-    );
-  }
+  for (let i = 0; i < cfg.layers; i++) h = run((h) => llamaBlock(cfg, p, plan, i, h, cos, sin), h);
   return rmsNorm(h, get(p, "model.norm.weight"), cfg.normEps);
 }
 
-function gpt2Hidden(cfg: ModelConfig, p: Params<Tensor>, ids: Tensor, plan: AttentionPlan): Tensor {
-  const [b, t] = ids.shape;
+function llamaBlock(
+  cfg: ModelConfig,
+  p: Params<Tensor>,
+  plan: AttentionPlan,
+  i: number,
+  h: Tensor,
+  cos: Tensor,
+  sin: Tensor,
+): Tensor {
+  const w = (n: string) => get(p, `model.layers.${i}.${n}`);
+  const bias = (proj: string) =>
+    cfg.attentionBias?.includes(proj[0]) ? w(`self_attn.${proj}.bias`) : null;
+  const x = rmsNorm(h, w("input_layernorm.weight"), cfg.normEps);
+  const heads = (name: string, n: number) =>
+    splitHeads(linear(x, w(`self_attn.${name}.weight`), bias(name)), n);
+  const q = rotate(heads("q_proj", cfg.heads), cos, sin);
+  const k = rotate(heads("k_proj", cfg.kvHeads), cos, sin);
+  const v = heads("v_proj", cfg.kvHeads);
+  const attended = mergeHeads(plan.attend(i, q, k, v));
+  h = add(h, linear(attended, w("self_attn.o_proj.weight"), bias("o_proj")));
+  const y = rmsNorm(h, w("post_attention_layernorm.weight"), cfg.normEps);
+  return add(
+    h,
+    swiglu(y, w("mlp.gate_proj.weight"), w("mlp.up_proj.weight"), w("mlp.down_proj.weight")),
+  );
+}
+
+function gpt2Hidden(
+  cfg: ModelConfig,
+  p: Params<Tensor>,
+  ids: Tensor,
+  plan: AttentionPlan,
+  opts: ForwardOptions,
+): Tensor {
+  const t = ids.shape[1];
   const wpe = get(p, "transformer.wpe.weight");
   if (plan.positions === null && t > cfg.context) {
     throw new DslError("gpt2", `sequence length ${t} exceeds the context ${cfg.context}`);
@@ -158,19 +192,8 @@ function gpt2Hidden(cfg: ModelConfig, p: Params<Tensor>, ids: Tensor, plan: Atte
     ? slice(wpe, [0, 0], [t, cfg.width])
     : take(wpe, plan.positions, 0);
   let h = add(embedding(get(p, "transformer.wte.weight"), ids), positions);
-  for (let i = 0; i < cfg.layers; i++) {
-    const w = (n: string) => get(p, `transformer.h.${i}.${n}`);
-    const x = layerNorm(h, w("ln_1.weight"), w("ln_1.bias"), cfg.normEps);
-    const qkv = conv1d(x, w("attn.c_attn.weight"), w("attn.c_attn.bias"));
-    const part = (j: number) =>
-      splitHeads(slice(qkv, [0, 0, j * cfg.width], [b, t, (j + 1) * cfg.width]), cfg.heads);
-    const attn = mergeHeads(plan.attend(i, part(0), part(1), part(2)));
-    h = add(h, conv1d(attn, w("attn.c_proj.weight"), w("attn.c_proj.bias")));
-    const y = layerNorm(h, w("ln_2.weight"), w("ln_2.bias"), cfg.normEps);
-    const fc = { weight: w("mlp.c_fc.weight"), bias: w("mlp.c_fc.bias") };
-    const proj = { weight: w("mlp.c_proj.weight"), bias: w("mlp.c_proj.bias") };
-    h = add(h, mlpGelu(y, fc, proj, "conv1d"));
-  }
+  const run = blockRunner(opts);
+  for (let i = 0; i < cfg.layers; i++) h = run((h) => gpt2Block(cfg, p, plan, i, h), h);
   return layerNorm(
     h,
     get(p, "transformer.ln_f.weight"),
@@ -179,12 +202,34 @@ function gpt2Hidden(cfg: ModelConfig, p: Params<Tensor>, ids: Tensor, plan: Atte
   );
 }
 
+function gpt2Block(
+  cfg: ModelConfig,
+  p: Params<Tensor>,
+  plan: AttentionPlan,
+  i: number,
+  h: Tensor,
+): Tensor {
+  const [b, t] = h.shape;
+  const w = (n: string) => get(p, `transformer.h.${i}.${n}`);
+  const x = layerNorm(h, w("ln_1.weight"), w("ln_1.bias"), cfg.normEps);
+  const qkv = conv1d(x, w("attn.c_attn.weight"), w("attn.c_attn.bias"));
+  const part = (j: number) =>
+    splitHeads(slice(qkv, [0, 0, j * cfg.width], [b, t, (j + 1) * cfg.width]), cfg.heads);
+  const attn = mergeHeads(plan.attend(i, part(0), part(1), part(2)));
+  h = add(h, conv1d(attn, w("attn.c_proj.weight"), w("attn.c_proj.bias")));
+  const y = layerNorm(h, w("ln_2.weight"), w("ln_2.bias"), cfg.normEps);
+  const fc = { weight: w("mlp.c_fc.weight"), bias: w("mlp.c_fc.bias") };
+  const proj = { weight: w("mlp.c_proj.weight"), bias: w("mlp.c_proj.bias") };
+  return add(h, mlpGelu(y, fc, proj, "conv1d"));
+}
+
 /** Next-token logits [B, T, vocab] for token ids [B, T] (i32). */
 export function forward(
   cfg: ModelConfig,
   params: Params<Tensor>,
   ids: TensorLike,
   plan: AttentionPlan = CAUSAL,
+  opts: ForwardOptions = {},
 ): Tensor {
   const tokens = asTensor(ids, "forward");
   if (tokens.dtype !== "i32" || tokens.ndim !== 2) {
@@ -194,8 +239,8 @@ export function forward(
     );
   }
   const h = cfg.family === "llama"
-    ? llamaHidden(cfg, params, tokens, plan)
-    : gpt2Hidden(cfg, params, tokens, plan);
+    ? llamaHidden(cfg, params, tokens, plan, opts)
+    : gpt2Hidden(cfg, params, tokens, plan, opts);
   const head = !cfg.tieEmbeddings
     ? "lm_head.weight"
     : cfg.family === "llama"
@@ -215,8 +260,15 @@ export interface LmBatch<T> {
 }
 
 /** Mean next-token cross-entropy over the masked positions. */
-export function lmLoss(cfg: ModelConfig, params: Params<Tensor>, batch: LmBatch<Tensor>): Tensor {
-  return crossEntropy(forward(cfg, params, batch.ids), batch.targets, { mask: batch.mask });
+export function lmLoss(
+  cfg: ModelConfig,
+  params: Params<Tensor>,
+  batch: LmBatch<Tensor>,
+  opts: ForwardOptions = {},
+): Tensor {
+  return crossEntropy(forward(cfg, params, batch.ids, CAUSAL, opts), batch.targets, {
+    mask: batch.mask,
+  });
 }
 
 /** How `initParams` fills one tensor: a constant, or N(0, std²) from its own key. */

@@ -84,3 +84,19 @@ definePrimitive({
   },
   wgsl: elementwiseWgsl(([x]) => x),
 });
+
+/**
+ * Identity that stops the compiler from identifying a recomputed value with the original one
+ * (`checkpoint`): no pass folds it, so the nodes computed from it stay distinct. Gradients pass.
+ */
+definePrimitive({
+  name: "checkpointBarrier",
+  abstractEval([x]) {
+    return { shape: x.shape, dtype: x.dtype };
+  },
+  vjp: (ct) => [ct],
+  evaluate([x], _p, ctx) {
+    return mapElements([x], x.dtype, ctx, (v) => v);
+  },
+  wgsl: elementwiseWgsl(([x]) => x),
+});

@@ -45,6 +45,8 @@ export interface RunConfig {
   commTimeout?: number;
   /** Plan and probe the step (memory, work, step time), then stop without training. */
   dryRun?: boolean;
+  /** Recompute each decoder block's activations in the backward pass (less memory). */
+  checkpointActivations?: boolean;
 }
 
 export const DEFAULT_RUN: RunConfig = {

@@ -154,6 +154,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       verifyReplicasEvery: undefined,
       commTimeout: undefined,
       dryRun: undefined,
+      checkpointActivations: undefined,
     })),
   )).slice(0, 16);
   const adapt = Object.keys(model.params).filter((n) => {
@@ -174,7 +175,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   io.phase?.("the initial SVD and compilation");
   const trainer = await createTrainer({
     loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
-      lmLoss(model.config, p, b),
+      lmLoss(model.config, p, b, { checkpointBlocks: cfg.checkpointActivations }),
     params: model.params,
     adapt,
     method: cfg.method,

@@ -118,6 +118,8 @@ const UNARY: UnaryCase[] = [
   { name: "relu", op: (x) => ops.relu(x), tol: EXACT },
   { name: "sign", op: (x) => ops.sign(x), tol: EXACT },
   { name: "stopGradient", op: (x) => ops.stopGradient(x), tol: EXACT },
+  // The primitive under `checkpoint` (no op of its own): an identity the compiler keeps.
+  { name: "checkpointBarrier", op: (x) => bind("checkpointBarrier", [x]), tol: EXACT },
   { name: "isFinite", op: (x) => ops.isFinite(x), tol: EXACT },
   { name: "logicalNot", op: (x) => ops.logicalNot(x), tol: EXACT },
   { name: "exp", op: (x) => ops.exp(x), tol: TRANSCENDENTAL },
