@@ -49,11 +49,20 @@ export class Program {
     readonly peakBytes: number,
   ) {}
 
+  /**
+   * Compute pipelines the program needs: its distinct WGSL texts (kernels with the same text share
+   * one pipeline, compiled once per device). This, not the kernel count, is what compile time
+   * scales with.
+   */
+  get pipelineCount(): number {
+    return new Set(this.kernels.map((k) => k.wgsl)).size;
+  }
+
   /** One line per kernel: name, fused primitives, bindings, dispatch size. */
   toString(): string {
     const mib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
     const lines = [
-      `Program: ${this.kernels.length} kernel(s), ${this.slots.length} buffer(s), peak ${
+      `Program: ${this.kernels.length} kernel(s) (${this.pipelineCount} pipeline(s)), ${this.slots.length} buffer(s), peak ${
         mib(this.peakBytes)
       }`,
     ];

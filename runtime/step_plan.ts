@@ -25,6 +25,8 @@ export interface StepPlan {
   matmulFlops: number;
   /** Kernels the step dispatches. */
   kernels: number;
+  /** Distinct compute pipelines among them (what compilation scales with). */
+  pipelines: number;
 }
 
 /**
@@ -61,5 +63,6 @@ export function planOf(program: Program, groups: [number, number]): StepPlan {
     },
     matmulFlops,
     kernels: program.kernels.length,
+    pipelines: program.pipelineCount,
   };
 }

@@ -523,7 +523,7 @@ async function dryRun(
   log(`largest buffer: ${plan.largestBuffer.what}, ${mib(plan.largestBuffer.bytes)}`);
   log(
     `matmul work per step: ${(plan.matmulFlops / 1e9).toFixed(3)} GFLOP in ${plan.kernels} ` +
-      "kernels",
+      `kernels (${plan.pipelines} distinct pipelines to compile)`,
   );
   // The first step warms up (drivers finish compiling at the first dispatch); the second is timed.
   await trainer.step(shards);

@@ -320,7 +320,11 @@ Deno.test({
       /dry run: weights [\d.]+ MiB, adapter and optimizer state [\d.]+ MiB, batch [\d.]+ MiB, activations at the peak [\d.]+ MiB; [\d.]+ MiB in all at the peak/,
     );
     assert.match(r.stdout, /largest buffer: .+, [\d.]+ MiB/);
-    assert.match(r.stdout, /matmul work per step: [\d.]+ GFLOP in \d+ kernels/);
+    const work = r.stdout.match(
+      /matmul work per step: [\d.]+ GFLOP in (\d+) kernels \((\d+) distinct pipelines to compile\)/,
+    );
+    assert.ok(work, r.stdout);
+    assert.ok(+work[2] > 0 && +work[2] < +work[1], "repeated layers share pipelines");
     assert.match(r.stdout, /estimated step time [\d.]+ s .*: 150 steps ≈ [\d.]+ min/);
     assert.doesNotMatch(r.stdout, /accuracy/);
     await assert.rejects(Deno.stat(out), Deno.errors.NotFound);

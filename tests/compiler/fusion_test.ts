@@ -146,3 +146,26 @@ Deno.test("the Program listing names kernels, fused ops, bindings and dispatch",
   );
   assert.match(p.dump(), /@compute @workgroup_size/);
 });
+
+Deno.test("kernels of the same code share one pipeline: pipelineCount counts distinct WGSL", () => {
+  // Three layers of identical shapes: three kernels (different buffers), one text to compile.
+  const p = kernels(
+    (x: Tensor, w1: Tensor, w2: Tensor, w3: Tensor) =>
+      [w1, w2, w3].reduce((h, w) => dsl.tanh(dsl.matmul(h, w)), x),
+    spec(8, 16),
+    spec(16, 16),
+    spec(16, 16),
+    spec(16, 16),
+  );
+  assert.equal(p.kernels.length, 3);
+  assert.equal(p.pipelineCount, 1);
+  assert.match(String(p), /^Program: 3 kernel\(s\) \(1 pipeline\(s\)\)/);
+  // A different shape is different code.
+  const q = kernels(
+    (x: Tensor, w1: Tensor, w2: Tensor) => dsl.tanh(dsl.matmul(dsl.tanh(dsl.matmul(x, w1)), w2)),
+    spec(8, 16),
+    spec(16, 16),
+    spec(16, 12),
+  );
+  assert.equal(q.pipelineCount, 2);
+});
