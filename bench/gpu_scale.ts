@@ -58,7 +58,7 @@ if (import.meta.main) {
   const trainer = await createTrainer({
     loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(cfg, p, b),
     params,
-    adapt: Object.keys(params).filter((n) => ADAPTED.test(n) && !/lm_head|wte|wpe/.test(n)),
+    adapt: Object.keys(params).filter((n) => ADAPTED.test(n)),
     method: method as Method,
     devices: K,
     rank: 4,

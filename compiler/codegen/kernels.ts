@@ -21,7 +21,7 @@ import { swapsLastTwo } from "../views.ts";
 import type { Node } from "../../dsl/mod.ts";
 import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
-import { type BindingLayout, KernelBuilder, storageType, windowCount } from "./builder.ts";
+import { type BindingLayout, KernelBuilder, storageType } from "./builder.ts";
 import type { MatmulTiling } from "./matmul_tiled.ts";
 
 export interface GeneratedKernel {
@@ -451,16 +451,14 @@ function fastMatmul(
   const B = bufferOperand(bOp, ctx);
   const A = bufferOperand(a, ctx);
   if (!B) return undefined;
+  const b = builderFor(plan, ctx);
   // vec4 loads index a buffer directly: every buffer involved must be bound whole.
-  const windowed = (n: Node) =>
-    windowCount(ctx.layout?.elementsOf(ctx.slotOf(n)) ?? 0, ctx.layout?.windowElements) > 1;
-  if (windowed(B.node) || windowed(root) || (A && windowed(A.node))) return undefined;
+  if (!b.isWhole(B.node) || !b.isWhole(root) || (A && !b.isWhole(A.node))) return undefined;
   const nn = !B.transposed && N % 4 === 0;
   const nt = B.transposed && K % 4 === 0 && A !== undefined && !A.transposed;
   if (!nn && !nt) return undefined;
   // Other reads of these buffers (an epilogue's) go through the vec4 view too.
   const vecNodes = nt ? [B.node, A!.node] : [B.node];
-  const b = builderFor(plan, ctx);
   const [WG, WGY] = opts.matmulWorkgroup;
   // Big tiles for big matrices only: llvmpipe compiles huge unrolled bodies slowly, and a small
   // matrix needs enough invocations to fill the workgroups.

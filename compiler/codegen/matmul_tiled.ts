@@ -13,7 +13,6 @@
 
 import type { Node } from "../../dsl/mod.ts";
 import type { KernelPlan } from "../fusion.ts";
-import { windowCount } from "./builder.ts";
 import {
   block,
   bufferOperand,
@@ -145,10 +144,8 @@ export function tiledMatmul(
   // a bound; where the operand is also a buffer bound whole, each load is one vec4.
   const exact = M % BM === 0 && N % BN === 0 && K % BK === 0;
   const A = bufferOperand(a, ctx), B = bufferOperand(bm, ctx);
-  const whole = (n: Node) =>
-    windowCount(ctx.layout?.elementsOf(ctx.slotOf(n)) ?? 0, ctx.layout?.windowElements) === 1;
-  const vectorA = exact && A !== undefined && whole(A.node) && whole(root);
-  const vectorB = exact && B !== undefined && whole(B.node) && whole(root);
+  const vectorA = exact && A !== undefined && b.isWhole(A.node) && b.isWhole(root);
+  const vectorB = exact && B !== undefined && b.isWhole(B.node) && b.isWhole(root);
   if (vectorA) b.vec4Slots.add(ctx.slotOf(A!.node));
   if (vectorB) b.vec4Slots.add(ctx.slotOf(B!.node));
   const batchFlat = b.bind(b.flatten(bIndex, batchShape));
