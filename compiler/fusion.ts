@@ -68,6 +68,11 @@ export interface FusionOptions {
    * the device bounds the loop iterations of one invocation).
    */
   maxRowLength?: number;
+  /**
+   * Read a transposed right operand (x·Wᵀ) in place whenever the NT kernel can (the contraction
+   * a multiple of 4): the choice on CPU adapters, whose NT kernel outruns NN (no copy either).
+   */
+  ntInPlace?: boolean;
 }
 
 const VIEW_OPS = new Set(["reshape", "transpose", "broadcast", "slice", "pad", "concat", "gather"]);
@@ -148,10 +153,16 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
       if (n.op !== "matmul") continue;
       const [a, b] = n.inputs;
       if (!isLayoutPreserving(a, plain)) buffers.add(a);
-      // A transposed right operand (x·Wᵀ) is read in place by the NT kernel when the product
-      // has few rows (decoding: copying a whole cache to multiply one row would dominate).
+      // A transposed right operand (x·Wᵀ) is read in place by the NT kernel when copying it
+      // would cost more than it saves: the product has few rows (decoding: copying a whole cache
+      // to multiply one row would dominate), the copy's rows could not be read as vec4 (an odd
+      // vocabulary), W is over the binding limit (a tied LM head: the NT kernel reads the table
+      // in parts, the copy would be windowed), or the device runs NT faster anyway.
       const rows = n.shape[n.shape.length - 2];
-      const nt = swapsLastTwo(b) && isLayoutPreserving(b.inputs[0], plain) && rows < 32;
+      const cols = n.shape[n.shape.length - 1], k = b.shape[b.shape.length - 2];
+      const inPlace = rows < 32 || (k % 4 === 0 && (cols % 4 !== 0 || opts.ntInPlace)) ||
+        (opts.bindingsOf?.(b) ?? 1) > 1;
+      const nt = swapsLastTwo(b) && isLayoutPreserving(b.inputs[0], plain) && inPlace;
       if (!isLayoutPreserving(b, plain) && !nt) buffers.add(b);
     }
   }

@@ -13,6 +13,7 @@ import {
   type KernelContext,
 } from "./codegen/kernels.ts";
 import { tiledMatmul } from "./codegen/matmul_tiled.ts";
+import { vec4Matmul } from "./codegen/matmul_vec4.ts";
 import { type KernelPlan, planFusion } from "./fusion.ts";
 import { type BufferSlot, planMemory } from "./memory_plan.ts";
 import { optimize } from "./passes/mod.ts";
@@ -50,6 +51,8 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulRowBlock: 32,
   matmulColumnGroups: 8,
   matmulWorkgroup: [8, 1],
+  matmulNtTile: { rows: 8, cols: 4 },
+  matmulNtInPlace: false,
   matmulTilings: [],
   matmulMinWorkgroups: 1,
   maxWorkgroupsPerDimension: 65535,
@@ -92,6 +95,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     fuse: opts.fuse,
     maxRowLength: Math.floor((budget - 1) / 8),
     bindingsOf: (n) => windowCount(n.size, windowElements),
+    ntInPlace: codegen.matmulNtInPlace,
   });
   const memory = planMemory(g, plans, { donate: opts.donate, reuse: opts.fuse !== false });
   const buffers = new Set<Node>(memory.slotOf.keys());
@@ -104,16 +108,19 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       return s;
     },
     slotDtype: (s) => memory.slots[s].element,
-    layout: windowElements === undefined
-      ? undefined
-      : { windowElements, elementsOf: (s) => memory.slots[s].bytes / 4 },
+    layout: windowElements === undefined ? undefined : {
+      windowElements,
+      // A multiple of the device's alignment and of a vec4 (powers of two).
+      alignElements: Math.max(16, opts.bindingAlignment ?? 256) / 4,
+      elementsOf: (s) => memory.slots[s].bytes / 4,
+    },
   };
   const generators = {
     elementwise: generateElementwise,
     rowwise: generateRowwise,
     reduce: generateReduce,
     matmul: (p: KernelPlan, c: KernelContext, o: CodegenOptions) =>
-      tiledMatmul(p, c, o) ?? generateMatmul(p, c, o),
+      tiledMatmul(p, c, o) ?? vec4Matmul(p, c, o) ?? generateMatmul(p, c, o),
     scatter: generateScatter,
   };
   const kernels: Kernel[] = plans.filter((p) => p.roots[0].size > 0).flatMap((plan) => {
@@ -124,6 +131,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       ops: plan.fused.map((n) => n.op),
       bindings: gen.slots.length,
       slots: gen.slots,
+      written: gen.written,
       ranges: bindingRanges(gen, memory.slots, windowElements),
       wgsl: gen.wgsl,
       dispatch: gen.dispatch,
@@ -187,7 +195,7 @@ function bindingRanges(
   return gen.slots.map((slot, i) => {
     const bytes = Math.max(4, slots[slot].bytes);
     if (bytes <= windowBytes) return undefined;
-    const offset = gen.windows[i] * windowBytes;
+    const offset = gen.offsets[i] * 4;
     return [offset, Math.min(windowBytes, bytes - offset)];
   });
 }

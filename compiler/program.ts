@@ -17,8 +17,10 @@ export interface Kernel {
   ops: string[];
   /** Number of storage buffers bound (the output included). */
   bindings: number;
-  /** Buffer slots bound, in binding order; the last is written. */
+  /** Buffer slots bound, in binding order; the written ones last. */
   slots: number[];
+  /** Buffer slots the kernel writes. */
+  written: number[];
   /**
    * Byte range [offset, size] of each binding, where a buffer larger than the device's binding
    * limit is bound in windows (undefined: every binding is a whole buffer).

@@ -124,13 +124,25 @@ export class Executable {
 
   /**
    * Runs each kernel alone and waits for it: wall time per kernel, minus the cost of an empty
-   * submit-and-wait measured alongside (for finding hot kernels; inputs are not donated).
+   * submit-and-wait measured alongside (for finding hot kernels). Inputs are left unchanged: those
+   * the program would overwrite in place are copied first.
    */
   async profile(
     inputs: readonly ProgramInput[],
   ): Promise<KernelTiming[]> {
     const gpu = this.device.gpu;
-    const { slotBuffer, created } = this.bindSlots(inputs);
+    const { slotBuffer, created, fresh } = this.bindSlots(inputs);
+    // Donated inputs the program overwrites in place are profiled on copies: the caller's
+    // arrays stay as they were.
+    const copies = gpu.createCommandEncoder({ label: "profile copies" });
+    const written = new Set(this.program.kernels.flatMap((k) => k.written));
+    for (const s of this.program.slots) {
+      if (s.kind !== "input" || !written.has(s.id)) continue;
+      const copy = fresh(s.bytes, "profiled input");
+      copies.copyBufferToBuffer(slotBuffer.get(s.id)!, 0, copy, 0, Math.max(4, s.bytes));
+      slotBuffer.set(s.id, copy);
+    }
+    gpu.queue.submit([copies.finish()]);
     const timeOne = async (i: number | null) => {
       const encoder = gpu.createCommandEncoder();
       const pass = encoder.beginComputePass();

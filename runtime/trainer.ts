@@ -192,6 +192,10 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       const state = args.slice(1).reduce((n, k) => n + leaves(live[k]), 0);
       return planOf(program, [leaves(live.params), state]);
     },
+    async profile(shards) {
+      const { f, args } = compiled;
+      return await f.profile(...args.map((k) => live[k]), lrAt(steps), stackShards(shards, K));
+    },
     async snapshot() {
       return { step: steps, tensors: snapshotTensors(await toHost(live)) };
     },

@@ -14,6 +14,7 @@ import type { Device } from "./device.ts";
 import { jit } from "./jit.ts";
 import { randomizedSvd } from "./linalg/rsvd.ts";
 import type { StepPlan } from "./step_plan.ts";
+import type { KernelTiming } from "./executor.ts";
 import type { LoraFactors } from "./models/peft.ts";
 
 /** The fine-tuning method: HD-PiSSA, or a data-parallel PiSSA, LoRA or full baseline. */
@@ -327,6 +328,11 @@ export interface Trainer {
    * program, without running it (`deno task train --dry-run`).
    */
   plan?(shards: Record<string, HostArray>[]): Promise<StepPlan>;
+  /**
+   * Mode "virtual": each kernel of a step on these shards run alone and timed (for finding hot
+   * kernels); the state is read, never updated.
+   */
+  profile?(shards: Record<string, HostArray>[]): Promise<KernelTiming[]>;
   /**
    * Everything needed to continue exactly: weights, adapter slices or factors, optimizer state, the
    * step count. Tensor names are pytree paths ("state/mA/…").

@@ -33,6 +33,8 @@ export function strides(shape: readonly number[]): number[] {
 export interface BindingLayout {
   /** Elements per window (a multiple of the offset alignment). */
   windowElements: number;
+  /** Elements of the device's binding offset alignment (a range binding starts at a multiple). */
+  alignElements: number;
   /** Elements of the slot's buffer. */
   elementsOf(slot: number): number;
 }
@@ -52,6 +54,12 @@ export class KernelBuilder {
   private readBindings = 0;
   /** Module-scope declarations of the kernel (workgroup memory). */
   readonly moduleDecls: string[] = [];
+  /**
+   * Read slots bound as one range instead of all their windows: slot → first element of the
+   * range (a kernel that reads only a contiguous part of a windowed buffer, such as one part of
+   * a matmul over a vocabulary-sized table).
+   */
+  readonly rangeBase = new Map<number, number>();
   /** Read-only slots declared as array<vec4<f32>> (for vectorised matmul loads). */
   readonly vec4Slots = new Set<number>();
   /** Slots of the roots (the kernel's outputs), bound after the reads as out0, out1, … */
@@ -152,6 +160,43 @@ export class KernelBuilder {
     return windowCount(this.layout?.elementsOf(slot) ?? 0, this.layout?.windowElements);
   }
 
+  /** Bindings of a read or written slot in this kernel: its windows, or 1 when bound as a range. */
+  bindingsOf(slot: number): number {
+    return this.rangeBase.has(slot) ? 1 : this.windowsOf(slot);
+  }
+
+  /** Element offset of each binding of `slot` into its buffer (windows, or the range's base). */
+  bindingOffsets(slot: number): number[] {
+    const base = this.rangeBase.get(slot);
+    if (base !== undefined) return [base];
+    const w = this.layout?.windowElements ?? 0;
+    return Array.from({ length: this.windowsOf(slot) }, (_, i) => i * w);
+  }
+
+  /**
+   * Binds `node`'s buffer so that elements [lo, hi) can be indexed directly: whole when it fits
+   * one binding, else as one range starting at an aligned offset at or below `lo`. Returns the
+   * binding's name and the element its index 0 stands for, or undefined when [lo, hi) is wider
+   * than a binding may be or the buffer is already bound another way in this kernel.
+   */
+  rangeName(node: Node, lo: number, hi: number): { name: string; base: number } | undefined {
+    const slot = this.slotOf(node);
+    if (this.windowsOf(slot) === 1) return { name: this.bufferName(node), base: 0 };
+    if (this.outputSlots.includes(slot)) return undefined;
+    const { windowElements, alignElements } = this.layout!;
+    const base = Math.floor(lo / alignElements) * alignElements;
+    const known = this.rangeBase.get(slot);
+    if (known !== undefined) {
+      const fits = lo >= known && hi <= known + windowElements;
+      return fits ? { name: `b${this.bindingOfSlot.get(slot)}`, base: known } : undefined;
+    }
+    if (this.bindingOfSlot.has(slot) || hi - base > windowElements) return undefined;
+    const b = this.readBindings++;
+    this.bindingOfSlot.set(slot, b);
+    this.rangeBase.set(slot, base);
+    return { name: `b${b}`, base };
+  }
+
   /** Whether `node`'s buffer is bound whole (a single binding), so it can be indexed directly. */
   isWhole(node: Node): boolean {
     return this.windowsOf(this.slotOf(node)) === 1;
@@ -161,6 +206,7 @@ export class KernelBuilder {
   bufferNames(node: Node): string[] {
     const slot = this.slotOf(node);
     const windows = this.windowsOf(slot);
+    if (this.rangeBase.has(slot)) throw new Error(`codegen: ${node.op} is bound as a range`);
     const o = this.outputSlots.indexOf(slot);
     if (o >= 0) return this.outputNames(o);
     let b = this.bindingOfSlot.get(slot);
@@ -236,9 +282,16 @@ export class KernelBuilder {
     if (known !== undefined) return known;
     let value: string;
     if (this.buffers.has(node) && !this.roots.has(node)) {
-      const flat = this.flatten(index, node.shape);
-      const raw = this.vec4Slots.has(this.slotOf(node))
-        ? `${this.bufferName(node)}[${this.bind(flat)} / 4i][${this.bind(flat)} % 4i]`
+      const slot = this.slotOf(node);
+      const base = this.rangeBase.get(slot);
+      const flat = base === undefined
+        ? this.flatten(index, node.shape)
+        : `(${this.flatten(index, node.shape)} - ${base}i)`;
+      const name = base === undefined ? undefined : `b${this.bindingOfSlot.get(slot)}`;
+      const raw = this.vec4Slots.has(slot)
+        ? `${name ?? this.bufferName(node)}[${this.bind(flat)} / 4i][${this.bind(flat)} % 4i]`
+        : name !== undefined
+        ? `${name}[${flat}]`
         : this.load(this.bufferNames(node), flat, node.size);
       value = this.bind(node.dtype === "bool" ? `(${raw} != 0i)` : raw);
     } else if (isSplat(node)) {

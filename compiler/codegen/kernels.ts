@@ -17,7 +17,7 @@
  * split pass (`compiler/passes/split.ts`) keeps each loop short enough for that.
  */
 
-import { swapsLastTwo } from "../views.ts";
+import { contiguousSliceStart, swapsLastTwo } from "../views.ts";
 import type { Node } from "../../dsl/mod.ts";
 import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
@@ -28,8 +28,10 @@ export interface GeneratedKernel {
   wgsl: string;
   /** Slots bound, in binding order (a slot bound in windows once per window); outputs last. */
   slots: number[];
-  /** The window of each binding (0 for a buffer bound whole). */
-  windows: number[];
+  /** Element offset of each binding into its buffer (0 for a buffer bound whole). */
+  offsets: number[];
+  /** Slots the kernel writes (its outputs). */
+  written: number[];
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
   /** Most loop iterations (of all loops together) that one invocation runs. */
@@ -50,6 +52,10 @@ export interface CodegenOptions {
   matmulRowBlock: number;
   /** vec4 column groups per invocation of the vectorised NN matmul. */
   matmulColumnGroups: number;
+  /** Rows × columns per invocation of the vectorised NT matmul (x·Wᵀ; columns a multiple of 4). */
+  matmulNtTile: { rows: number; cols: number };
+  /** Read x·Wᵀ's W in place with the NT kernel wherever it applies (else W is copied for NN). */
+  matmulNtInPlace: boolean;
   /** Workgroup of the vectorised matmul kernels (columns, rows). */
   matmulWorkgroup: [number, number];
   /**
@@ -105,7 +111,7 @@ function header(
   if (body.some((l) => l.includes("f32_bits("))) addHelper("f32_bits");
   for (const [slot, first] of b.bindingOfSlot) {
     const element = b.vec4Slots.has(slot) ? "vec4<f32>" : ctx.slotDtype(slot);
-    for (let w = first; w < first + b.windowsOf(slot); w++) {
+    for (let w = first; w < first + b.bindingsOf(slot); w++) {
       lines.push(`@group(0) @binding(${w}) var<storage, read> b${w}: array<${element}>;`);
     }
   }
@@ -145,16 +151,17 @@ fn main(${builtins.join(", ")}) {
 ${body.map((l) => "  " + l).join("\n")}
 }
 `;
-  const slots: number[] = [], windows: number[] = [];
+  const slots: number[] = [], offsets: number[] = [];
   const bindWindows = (slot: number) => {
-    for (let w = 0; w < b.windowsOf(slot); w++) slots.push(slot), windows.push(w);
+    for (const offset of b.bindingOffsets(slot)) slots.push(slot), offsets.push(offset);
   };
   [...b.bindingOfSlot].sort((x, y) => x[1] - y[1]).forEach(([slot]) => bindWindows(slot));
   b.outputSlots.forEach(bindWindows);
   return {
     wgsl,
     slots,
-    windows,
+    offsets,
+    written: [...new Set(b.outputSlots)],
     dispatch,
     workgroupSize,
     loopIterations,
@@ -246,7 +253,7 @@ function finishGridStride(
  * folded into one flat index over a spread dispatch, from which `gid` is re-derived inside a
  * nested block (WGSL cannot redeclare a parameter in the function's own scope).
  */
-function tileGrid(
+export function tileGrid(
   logical: [number, number, number],
   workgroup: [number, number, number],
   opts: CodegenOptions,
@@ -415,138 +422,25 @@ export function matmulDims(mm: Node) {
 }
 
 /**
- * The buffer under `x` when `x` is that buffer read whole (through reshapes, which keep the
- * row-major layout), possibly under a last-two-axes transpose.
+ * The buffer under `x` when `x` reads a contiguous block of that buffer in row-major order: the
+ * buffer, reshapes of it, or a slice of a contiguous block (rows of a table) at element `offset`;
+ * possibly under a last-two-axes transpose.
  */
 export function bufferOperand(
   x: Node,
   ctx: KernelContext,
-): { node: Node; transposed: boolean } | undefined {
-  const base = (n: Node): Node | undefined =>
-    ctx.buffers.has(n) ? n : n.op === "reshape" ? base(n.inputs[0]) : undefined;
-  const direct = base(x);
-  if (direct) return { node: direct, transposed: false };
-  const source = x.op === "transpose" && swapsLastTwo(x) ? base(x.inputs[0]) : undefined;
-  return source ? { node: source, transposed: true } : undefined;
-}
-
-/**
- * Vectorised matmul when the operands are buffers laid out for vec4 loads (the common x·W and
- * x·Wᵀ of linear layers). Each invocation owns TM rows × 4 columns:
- * - NN (B row-major, N % 4 = 0): acc[r] += A[r,k] · B[k, c..c+4] (vec4 FMA; A through any view);
- * - NT (B = Wᵀ, K % 4 = 0, A row-major): acc[r][j] += dot(A[r, k..k+4], W[c+j, k..k+4]).
- * Large per-invocation tiles without shared memory are what llvmpipe runs fastest
- * (perf-notes.md); discrete GPUs get the shared-memory kernel (matmul_tiled.ts) where it applies.
- */
-function fastMatmul(
-  plan: KernelPlan,
-  ctx: KernelContext,
-  opts: CodegenOptions,
-): GeneratedKernel | undefined {
-  const root = plan.roots[0];
-  const mm = plan.anchor!;
-  if (mm.dtype !== "f32" || !opts.vectorizedMatmul) return undefined;
-  const [a, bOp] = mm.inputs;
-  const { M, N, K, batchShape, batch } = matmulDims(mm);
-  const B = bufferOperand(bOp, ctx);
-  const A = bufferOperand(a, ctx);
-  if (!B) return undefined;
-  const b = builderFor(plan, ctx);
-  // vec4 loads index a buffer directly: every buffer involved must be bound whole.
-  if (!b.isWhole(B.node) || !b.isWhole(root) || (A && !b.isWhole(A.node))) return undefined;
-  const nn = !B.transposed && N % 4 === 0;
-  const nt = B.transposed && K % 4 === 0 && A !== undefined && !A.transposed;
-  if (!nn && !nt) return undefined;
-  // Other reads of these buffers (an epilogue's) go through the vec4 view too.
-  const vecNodes = nt ? [B.node, A!.node] : [B.node];
-  const [WG, WGY] = opts.matmulWorkgroup;
-  // Big tiles for big matrices only: llvmpipe compiles huge unrolled bodies slowly, and a small
-  // matrix needs enough invocations to fill the workgroups.
-  const TM = Math.min(nn ? opts.matmulRowBlock : 8, Math.max(4, Math.ceil(M / 8)), M);
-  const groups = nn ? Math.max(1, Math.min(opts.matmulColumnGroups, Math.floor(N / (4 * WG)))) : 1;
-  vecNodes.forEach((n) => b.vec4Slots.add(ctx.slotOf(n)));
-  const bName = b.bufferName(B.node);
-  b.line(`let col0 = i32(gid.x) * ${4 * groups}i;`);
-  b.line(`let row0 = i32(gid.y) * ${TM}i;`);
-  b.line(`if (col0 >= ${N}i || row0 >= ${M}i || i32(gid.z) >= ${batch}i) { return; }`);
-  const bIndex = b.unravel("i32(gid.z)", batchShape);
-  const batchFlat = b.bind(b.flatten(bIndex, batchShape));
-  const rows = Array.from(
-    { length: TM },
-    (_, i) => b.bind(M % TM === 0 ? `(row0 + ${i}i)` : `min(row0 + ${i}i, ${M - 1}i)`),
-  );
-  const store = (i: number, j: number, value: string) => {
-    block(b, `if (row0 + ${i}i < ${M}i && col0 + ${j}i < ${N}i) {`, () => {
-      const index = [...bIndex, `(row0 + ${i}i)`, `(col0 + ${j}i)`];
-      b.seed(mm, index, value);
-      storeRoots(b, [root], index, b.flatten(index, root.shape));
-    });
+): { node: Node; transposed: boolean; offset: number } | undefined {
+  const base = (n: Node): { node: Node; offset: number } | undefined => {
+    if (ctx.buffers.has(n)) return { node: n, offset: 0 };
+    if (n.op === "reshape") return base(n.inputs[0]);
+    const start = n.op === "slice" ? contiguousSliceStart(n) : undefined;
+    const inner = start === undefined ? undefined : base(n.inputs[0]);
+    return inner && { node: inner.node, offset: inner.offset + start! };
   };
-  if (nn) {
-    // TM rows × (4·G) columns: G vec4 accumulators per row, G vec4 loads of B per k. When A is
-    // row-major too, k advances by 4 with one vec4 load of A per row.
-    const G = groups;
-    const accs = rows.map((_, i) => Array.from({ length: G }, (_, g) => `acc${i}_${g}`));
-    accs.flat().forEach((c) => b.line(`var ${c} = vec4<f32>(0.0f);`));
-    const aVec = A !== undefined && !A.transposed && K % 4 === 0;
-    if (aVec) vecNodes.push(A!.node), b.vec4Slots.add(ctx.slotOf(A!.node));
-    const colsFit = N % (4 * G) === 0;
-    const bLoad = (k: string, g: number) => {
-      const at = `${batchFlat} * ${(K * N) / 4}i + ${k} * ${N / 4}i + col0 / 4i + ${g}i`;
-      return b.bind(`${bName}[${colsFit ? at : `min(${at}, ${(batch * K * N) / 4 - 1}i)`}]`);
-    };
-    const step = aVec ? 4 : 1;
-    block(b, `for (var k = 0i; k < ${K}i; k += ${step}i) {`, () => {
-      if (!aVec) {
-        const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
-        rows.forEach((row, i) => {
-          const av = b.bind(`vec4<f32>(${b.valueAt(a, [...bIndex, row, "k"])})`);
-          bv.forEach((v, g) => b.line(`${accs[i][g]} = fma(${av}, ${v}, ${accs[i][g]});`));
-        });
-        return;
-      }
-      const aName = b.bufferName(A!.node);
-      const bv = [0, 1, 2, 3].map((q) =>
-        Array.from({ length: G }, (_, g) => bLoad(q === 0 ? "k" : `(k + ${q}i)`, g))
-      );
-      rows.forEach((row, i) => {
-        const a4 = b.bind(`${aName}[${batchFlat} * ${(M * K) / 4}i + ${row} * ${K / 4}i + k / 4i]`);
-        ["x", "y", "z", "w"].forEach((q, j) =>
-          bv[j].forEach((v, g) =>
-            b.line(`${accs[i][g]} = fma(vec4<f32>(${a4}.${q}), ${v}, ${accs[i][g]});`)
-          )
-        );
-      });
-    });
-    accs.forEach((row, i) =>
-      row.forEach((c, g) =>
-        ["x", "y", "z", "w"].forEach((q, j) => store(i, 4 * g + j, `${c}.${q}`))
-      )
-    );
-  } else {
-    const aName = b.bufferName(A!.node);
-    const cols = [0, 1, 2, 3].map((j) => b.bind(`min(col0 + ${j}i, ${N - 1}i)`));
-    const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
-    accs.flat().forEach((c) => b.line(`var ${c} = 0.0f;`));
-    block(b, `for (var k = 0i; k < ${K / 4}i; k++) {`, () => {
-      const wv = cols.map((c) =>
-        b.bind(`${bName}[${batchFlat} * ${(N * K) / 4}i + ${c} * ${K / 4}i + k]`)
-      );
-      rows.forEach((row, i) => {
-        const av = b.bind(`${aName}[${batchFlat} * ${(M * K) / 4}i + ${row} * ${K / 4}i + k]`);
-        wv.forEach((w, j) => b.line(`${accs[i][j]} = ${accs[i][j]} + dot(${av}, ${w});`));
-      });
-    });
-    accs.forEach((row, i) => row.forEach((c, j) => store(i, j, c)));
-  }
-  const logical: [number, number, number] = [
-    Math.ceil(Math.ceil(N / (4 * groups)) / WG),
-    Math.ceil(Math.ceil(M / TM) / WGY),
-    batch,
-  ];
-  const grid = tileGrid(logical, [WG, WGY, 1], opts, b.closeScope());
-  const loops = nn && !(A !== undefined && !A.transposed && K % 4 === 0) ? K : Math.ceil(K / 4);
-  return finish(b, plan, ctx, grid.body, grid.dispatch, [WG, WGY, 1], loops);
+  const direct = base(x);
+  if (direct) return { ...direct, transposed: false };
+  const source = x.op === "transpose" && swapsLastTwo(x) ? base(x.inputs[0]) : undefined;
+  return source ? { ...source, transposed: true } : undefined;
 }
 
 export function generateMatmul(
@@ -554,8 +448,6 @@ export function generateMatmul(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel {
-  const fast = fastMatmul(plan, ctx, opts);
-  if (fast) return fast;
   const b = builderFor(plan, ctx);
   const root = plan.roots[0];
   const mm = plan.anchor!;

@@ -144,8 +144,8 @@ export function tiledMatmul(
   // a bound; where the operand is also a buffer bound whole, each load is one vec4.
   const exact = M % BM === 0 && N % BN === 0 && K % BK === 0;
   const A = bufferOperand(a, ctx), B = bufferOperand(bm, ctx);
-  const vectorA = exact && A !== undefined && b.isWhole(A.node) && b.isWhole(root);
-  const vectorB = exact && B !== undefined && b.isWhole(B.node) && b.isWhole(root);
+  const vectorA = exact && A?.offset === 0 && b.isWhole(A.node) && b.isWhole(root);
+  const vectorB = exact && B?.offset === 0 && b.isWhole(B.node) && b.isWhole(root);
   if (vectorA) b.vec4Slots.add(ctx.slotOf(A!.node));
   if (vectorB) b.vec4Slots.add(ctx.slotOf(B!.node));
   const batchFlat = b.bind(b.flatten(bIndex, batchShape));

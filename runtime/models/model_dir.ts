@@ -129,19 +129,21 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
 /**
  * Writes config.json and model.safetensors (atomically); `extra` goes into config.json. A folder
  * without tokenizer files needs `dsl_tokenizer` (and `dsl_template`) there for `loadModel` to read
- * it back: pass the `dsl_*` keys of the loaded model's `hfConfig`.
+ * it back: pass the `dsl_*` keys of the loaded model's `hfConfig`. `floatDType` is the storage
+ * dtype of the weights (default F32; BF16 as Qwen and Llama checkpoints are published).
  */
 export async function saveModel(
   dir: string,
   config: ModelConfig,
   params: Record<string, HostArray>,
   extra: Record<string, unknown> = {},
+  floatDType: "F32" | "F16" | "BF16" = "F32",
 ): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const hf = { ...configToHf(config), ...extra };
   await writeSafetensors(join(dir, "model.safetensors"), params, {
     format: "pt",
     config: JSON.stringify(hf),
-  });
+  }, { floatDType });
   await writeTextAtomic(join(dir, "config.json"), JSON.stringify(hf, null, 2) + "\n");
 }

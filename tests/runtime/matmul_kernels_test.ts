@@ -69,6 +69,12 @@ const cases: Case[] = [
     [45, 21],
   ],
   [
+    "NT read in place (odd column count), several tiles",
+    (a, b) => dsl.matmul(a, dsl.transpose(b)),
+    [37, 28],
+    [41, 28],
+  ],
+  [
     "NT over several tiles, prologue and epilogue",
     (a, b) => dsl.relu(dsl.matmul(dsl.mul(a, 2), dsl.transpose(b))),
     [33, 29],
@@ -78,7 +84,12 @@ const cases: Case[] = [
 
 // The tunables a CPU adapter gets, those a GPU gets, and the generic kernel alone.
 const configs: [string, Partial<CodegenOptions>][] = [
-  ["cpu tiles", { matmulRowBlock: 32, matmulColumnGroups: 8 }],
+  ["cpu tiles", {
+    matmulRowBlock: 32,
+    matmulColumnGroups: 8,
+    matmulNtTile: { rows: 16, cols: 16 },
+    matmulNtInPlace: true,
+  }],
   ["gpu tiles", { matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] }],
   ["generic", { vectorizedMatmul: false }],
   // Shared-memory tiles (the discrete-GPU kernel), small enough that these shapes span several.
@@ -181,4 +192,40 @@ Deno.test("shared-memory matmul over a grid folded past the per-dimension limit,
       atol: 1e-5,
     },
   );
+});
+
+Deno.test("vec4 matmul reads operands over the binding limit in parts, each binding a range", async () => {
+  // A 16 KiB binding limit (4,096 f32): a 300-row table is bound in windows. The vec4 kernel
+  // instead runs one kernel per block of the output, each binding only the range it reads.
+  const device = await gpu({ limits: { maxStorageBufferBindingSize: 16384 } });
+  const codegen: Partial<CodegenOptions> = {
+    matmulRowBlock: 32,
+    matmulColumnGroups: 4,
+    matmulNtTile: { rows: 16, cols: 16 },
+  };
+  const cases: [string, (x: Tensor, y: Tensor) => Tensor, number[], number[], boolean][] = [
+    // A tied LM head: x·Wᵀ with W over the limit, in blocks of W's rows (output columns).
+    ["x·Wᵀ, W in row blocks", (x, w) => dsl.matmul(x, dsl.transpose(w)), [40, 32], [300, 32], true],
+    // Its backward: dy·W, split-K (loop budget 201) into slices of W's rows, one range each.
+    ["dy·W split-K, W sliced", (x, w) => dsl.matmul(x, w), [40, 300], [300, 32], false],
+    // A over the limit, read as vec4 in row blocks; the output is windowed too.
+    ["A·W, A in row blocks", (x, w) => dsl.tanh(dsl.matmul(x, w)), [300, 32], [32, 16], true],
+  ];
+  for (const [name, f, sa, sb, parts] of cases) {
+    const a = randomArray(sa, 21), b = randomArray(sb, 22);
+    const opts = { codegen: { ...codegen, maxLoopIterations: 201 }, device };
+    const program = await jit(f, opts).lower(a, b);
+    const matmuls = program.kernels.filter((k) => k.ops.includes("matmul"));
+    assert.ok(matmuls.every((k) => k.wgsl.includes("vec4<f32>")), `${name}: vec4 kernels`);
+    assert.ok(
+      matmuls.some((k) => k.ranges?.some((r) => r !== undefined && r[0] % 16384 !== 0)),
+      `${name}: a range that is not a window`,
+    );
+    assert.equal(matmuls.some((k) => k.name.includes("_part")), parts, `${name}: parts`);
+    assertClose(await jit(f, opts)(a, b) as HostArray, interpret(f, a, b) as HostArray, {
+      rtol: 1e-5,
+      atol: 1e-5,
+      label: name,
+    });
+  }
 });

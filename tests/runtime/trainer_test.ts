@@ -432,3 +432,20 @@ Deno.test("trainer.plan: a step's weights, adapter state, batch and matmul work,
   assert.equal((await trainer.plan!(shards)).kernels, trainer.stats().kernelsPerStep);
   await trainer.close();
 });
+
+Deno.test("trainer.profile: every kernel of the step timed alone; the state is left as it was", async () => {
+  const [m, n, K, r, rows] = [12, 10, 2, 2, 6];
+  const params = { w: randomArray([m, n], 1), u: randomArray([3], 2) };
+  const shards = Array.from({ length: K }, (_, k) => ({
+    x: randomArray([rows, n], 10 + k),
+    y: randomArray([rows, m], 20 + k),
+  }));
+  const trainer = await regressionTrainer(params, "hdpissa", K, r, 0.01);
+  const before = await trainer.params();
+  const timings = await trainer.profile!(shards);
+  assert.equal(timings.length, (await trainer.plan!(shards)).kernels);
+  assert.ok(timings.every((t) => t.ms >= 0 && t.wgsl.includes("@compute") && t.ops.length > 0));
+  assert.equal(trainer.stats().step, 0);
+  assert.deepEqual(await trainer.params(), before, "profiling updates nothing");
+  await trainer.close();
+});

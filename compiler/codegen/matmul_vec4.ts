@@ -1,0 +1,226 @@
+/**
+ * The register-tile matmul that CPU adapters run fastest (perf-notes.md: large per-invocation
+ * tiles, vec4 loads, no workgroup memory), used where operand layouts allow vec4 loads:
+ * - NN (B row-major, N % 4 = 0): acc[r] += A[r,k] · B[k, c..c+4] (vec4 FMA; A through any view);
+ * - NT (B = Wᵀ, K % 4 = 0, A row-major): acc[r][j] += dot(A[r, k..k+4], W[c+j, k..k+4]).
+ *
+ * An operand read as vec4 indexes its buffer directly, so it must be one binding. One larger than
+ * a binding may be (a vocabulary-sized embedding table under a tied LM head) is read in parts:
+ * one kernel per block of output columns (NT, the table's rows) or rows (A), each binding only
+ * the range of the buffer its block reads. Discrete GPUs get the shared-memory kernel
+ * (matmul_tiled.ts) where it applies.
+ */
+
+import type { Node } from "../../dsl/mod.ts";
+import type { KernelPlan } from "../fusion.ts";
+import { windowCount } from "./builder.ts";
+import {
+  block,
+  bufferOperand,
+  builderFor,
+  type CodegenOptions,
+  finish,
+  type GeneratedKernel,
+  type KernelContext,
+  matmulDims,
+  storeRoots,
+  tileGrid,
+} from "./kernels.ts";
+
+/** Most kernels one matmul is split into before the generic kernel is preferred. */
+const MAX_PARTS = 64;
+
+/** Output rows [m0, m1) × columns [n0, n1) of one kernel of a matmul. */
+interface Part {
+  m0: number;
+  m1: number;
+  n0: number;
+  n1: number;
+}
+
+type Operand = NonNullable<ReturnType<typeof bufferOperand>>;
+
+/** Splits [0, total) into blocks of at most `size` (a multiple of `step` where size allows). */
+function blocks(total: number, size: number, step: number): [number, number][] {
+  const s = size >= total ? total : Math.max(1, size >= step ? size - (size % step) : size);
+  const out: [number, number][] = [];
+  for (let i = 0; i < total; i += s) out.push([i, Math.min(total, i + s)]);
+  return out;
+}
+
+/** The operand nodes between a matmul input and its buffer (views read as index arithmetic). */
+function operandChain(x: Node, buffer: Node): Set<Node> {
+  const chain = new Set<Node>();
+  for (let n = x; n !== buffer; n = n.inputs[0]) chain.add(n);
+  return chain;
+}
+
+/** The vec4 register-tile kernel(s) of a matmul plan, or undefined where layouts do not allow. */
+export function vec4Matmul(
+  plan: KernelPlan,
+  ctx: KernelContext,
+  opts: CodegenOptions,
+): GeneratedKernel[] | undefined {
+  const mm = plan.anchor!;
+  if (mm.dtype !== "f32" || !opts.vectorizedMatmul) return undefined;
+  const [a, bOp] = mm.inputs;
+  const { M, N, K, batch } = matmulDims(mm);
+  const B = bufferOperand(bOp, ctx);
+  const A = bufferOperand(a, ctx);
+  if (!B) return undefined;
+  const nn = !B.transposed && N % 4 === 0 && B.offset % 4 === 0;
+  const nt = B.transposed && K % 4 === 0 && A !== undefined && !A.transposed &&
+    A.offset % 4 === 0 && B.offset % 4 === 0;
+  if (!nn && !nt) return undefined;
+  const aVec = A !== undefined && !A.transposed && K % 4 === 0 && A.offset % 4 === 0;
+  const layout = ctx.layout;
+  const whole = (n: Node) =>
+    windowCount(layout?.elementsOf(ctx.slotOf(n)) ?? 0, layout?.windowElements) === 1;
+  // A range binding starts at an aligned offset at or below the first element it must reach.
+  const span = layout ? layout.windowElements - layout.alignElements + 1 : Infinity;
+  const ranged = [B, ...(aVec ? [A!] : [])].filter((o) => !whole(o.node));
+  // A ranged buffer is bound once, so nothing else in the kernel may read it elsewhere.
+  for (const o of ranged) {
+    const chain = operandChain(o === B ? bOp : a, o.node);
+    const other = plan.fused.some((n) => !chain.has(n) && n !== mm && n.inputs.includes(o.node));
+    if (other || (A && B.node === A.node)) return undefined;
+  }
+  let rowBlocks: [number, number][] = [[0, M]], colBlocks: [number, number][] = [[0, N]];
+  if (!whole(B.node)) {
+    if (nn ? batch * K * N > span : batch !== 1) return undefined;
+    if (nt) colBlocks = blocks(N, Math.floor(span / K), 4);
+  }
+  if (aVec && !whole(A!.node)) {
+    if (batch !== 1) return undefined;
+    rowBlocks = blocks(M, Math.floor(span / K), opts.matmulRowBlock);
+  }
+  if (rowBlocks.length * colBlocks.length > MAX_PARTS) return undefined;
+  const parts = rowBlocks.flatMap(([m0, m1]) => colBlocks.map(([n0, n1]) => ({ m0, m1, n0, n1 })));
+  const kernels = parts.map((p) => vec4Part(plan, ctx, opts, { A, B, aVec, nn }, p));
+  if (kernels.some((k) => k === undefined)) return undefined;
+  if (kernels.length > 1) kernels.forEach((k, i) => (k!.part = `part${i}`));
+  return kernels as GeneratedKernel[];
+}
+
+/** One kernel of `vec4Matmul`: the output block `p`. */
+function vec4Part(
+  plan: KernelPlan,
+  ctx: KernelContext,
+  opts: CodegenOptions,
+  ops: { A: Operand | undefined; B: Operand; aVec: boolean; nn: boolean },
+  p: Part,
+): GeneratedKernel | undefined {
+  const root = plan.roots[0];
+  const mm = plan.anchor!;
+  const a = mm.inputs[0];
+  const { A, B, aVec, nn } = ops;
+  const { M, N, K, batchShape, batch } = matmulDims(mm);
+  const b = builderFor(plan, ctx);
+  const rowsP = p.m1 - p.m0, colsP = p.n1 - p.n0;
+  // The elements of each vec4 buffer this block reads: all of B for NN; the block's rows of W
+  // (NT) or of A.
+  const bRange = nn
+    ? [B.offset, B.offset + batch * K * N]
+    : [B.offset + p.n0 * K, B.offset + p.n1 * K];
+  const bBind = b.rangeName(B.node, bRange[0], bRange[1]);
+  const aBind = aVec ? b.rangeName(A!.node, A!.offset + p.m0 * K, A!.offset + p.m1 * K) : undefined;
+  if (!bBind || (aVec && !aBind)) return undefined;
+  const vecNodes = [B.node, ...(aVec ? [A!.node] : [])];
+  vecNodes.forEach((n) => b.vec4Slots.add(ctx.slotOf(n)));
+  // Quarter-element offsets of each operand's first element inside its binding.
+  const bOff = (B.offset - bBind.base) / 4;
+  const aOff = aBind ? (A!.offset - aBind.base) / 4 : 0;
+  const [WG, WGY] = opts.matmulWorkgroup;
+  // Big tiles for big matrices only: llvmpipe compiles huge unrolled bodies slowly, and a small
+  // matrix needs enough invocations to fill the workgroups.
+  const TM = Math.min(
+    nn ? opts.matmulRowBlock : opts.matmulNtTile.rows,
+    Math.max(4, Math.ceil(rowsP / 8)),
+    rowsP,
+  );
+  const groups = nn
+    ? Math.max(1, Math.min(opts.matmulColumnGroups, Math.floor(colsP / (4 * WG))))
+    : Math.max(1, Math.floor(opts.matmulNtTile.cols / 4));
+  b.line(`let col0 = ${p.n0}i + i32(gid.x) * ${4 * groups}i;`);
+  b.line(`let row0 = ${p.m0}i + i32(gid.y) * ${TM}i;`);
+  b.line(`if (col0 >= ${p.n1}i || row0 >= ${p.m1}i || i32(gid.z) >= ${batch}i) { return; }`);
+  const bIndex = b.unravel("i32(gid.z)", batchShape);
+  const batchFlat = b.bind(b.flatten(bIndex, batchShape));
+  const rows = Array.from(
+    { length: TM },
+    (_, i) => b.bind(rowsP % TM === 0 ? `(row0 + ${i}i)` : `min(row0 + ${i}i, ${p.m1 - 1}i)`),
+  );
+  const store = (i: number, j: number, value: string) => {
+    block(b, `if (row0 + ${i}i < ${p.m1}i && col0 + ${j}i < ${p.n1}i) {`, () => {
+      const index = [...bIndex, `(row0 + ${i}i)`, `(col0 + ${j}i)`];
+      b.seed(mm, index, value);
+      storeRoots(b, [root], index, b.flatten(index, root.shape));
+    });
+  };
+  const aRow = (row: string) =>
+    `${aBind!.name}[${aOff}i + ${batchFlat} * ${(M * K) / 4}i + ${row} * ${K / 4}i + k`;
+  if (nn) {
+    // TM rows × (4·G) columns: G vec4 accumulators per row, G vec4 loads of B per k. When A is
+    // row-major too, k advances by 4 with one vec4 load of A per row.
+    const G = groups;
+    const accs = rows.map((_, i) => Array.from({ length: G }, (_, g) => `acc${i}_${g}`));
+    accs.flat().forEach((c) => b.line(`var ${c} = vec4<f32>(0.0f);`));
+    const colsFit = colsP % (4 * G) === 0;
+    const bLoad = (k: string, g: number) => {
+      const at = `${batchFlat} * ${(K * N) / 4}i + ${k} * ${N / 4}i + col0 / 4i + ${g}i`;
+      const clamped = colsFit ? at : `min(${at}, ${(batch * K * N) / 4 - 1}i)`;
+      return b.bind(`${bBind.name}[${bOff}i + ${clamped}]`);
+    };
+    block(b, `for (var k = 0i; k < ${K}i; k += ${aVec ? 4 : 1}i) {`, () => {
+      if (!aVec) {
+        const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
+        rows.forEach((row, i) => {
+          const av = b.bind(`vec4<f32>(${b.valueAt(a, [...bIndex, row, "k"])})`);
+          bv.forEach((v, g) => b.line(`${accs[i][g]} = fma(${av}, ${v}, ${accs[i][g]});`));
+        });
+        return;
+      }
+      const bv = [0, 1, 2, 3].map((q) =>
+        Array.from({ length: G }, (_, g) => bLoad(q === 0 ? "k" : `(k + ${q}i)`, g))
+      );
+      rows.forEach((row, i) => {
+        const a4 = b.bind(`${aRow(row)} / 4i]`);
+        ["x", "y", "z", "w"].forEach((q, j) =>
+          bv[j].forEach((v, g) =>
+            b.line(`${accs[i][g]} = fma(vec4<f32>(${a4}.${q}), ${v}, ${accs[i][g]});`)
+          )
+        );
+      });
+    });
+    accs.forEach((row, i) =>
+      row.forEach((c, g) =>
+        ["x", "y", "z", "w"].forEach((q, j) => store(i, 4 * g + j, `${c}.${q}`))
+      )
+    );
+  } else {
+    const cols = Array.from(
+      { length: 4 * groups },
+      (_, j) => b.bind(`min(col0 + ${j}i, ${p.n1 - 1}i)`),
+    );
+    const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
+    accs.flat().forEach((c) => b.line(`var ${c} = 0.0f;`));
+    block(b, `for (var k = 0i; k < ${K / 4}i; k++) {`, () => {
+      const wv = cols.map((c) =>
+        b.bind(`${bBind.name}[${bOff}i + ${batchFlat} * ${(N * K) / 4}i + ${c} * ${K / 4}i + k]`)
+      );
+      rows.forEach((row, i) => {
+        const av = b.bind(`${aRow(row)}]`);
+        wv.forEach((w, j) => b.line(`${accs[i][j]} = ${accs[i][j]} + dot(${av}, ${w});`));
+      });
+    });
+    accs.forEach((row, i) => row.forEach((c, j) => store(i, j, c)));
+  }
+  const logical: [number, number, number] = [
+    Math.ceil(Math.ceil(colsP / (4 * groups)) / WG),
+    Math.ceil(Math.ceil(rowsP / TM) / WGY),
+    batch,
+  ];
+  const grid = tileGrid(logical, [WG, WGY, 1], opts, b.closeScope());
+  const loops = nn && !aVec ? K : Math.ceil(K / 4);
+  return finish(b, plan, ctx, grid.body, grid.dispatch, [WG, WGY, 1], loops);
+}
