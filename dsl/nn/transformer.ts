@@ -7,7 +7,8 @@ import { checkpoint } from "../checkpoint.ts";
 import { DslError } from "../errors.ts";
 import type { HostArray } from "../host_array.ts";
 import { interpret } from "../interpret.ts";
-import { add, mul } from "../ops/elementwise.ts";
+import { add, cast, div, maximum, mul } from "../ops/elementwise.ts";
+import { sum } from "../ops/reduce.ts";
 import { crossEntropy, layerNorm, rmsNorm } from "../ops/nn.ts";
 import { reshape, slice, take } from "../ops/shape.ts";
 import { foldIn, normal, prngKey } from "../random.ts";
@@ -128,6 +129,11 @@ export interface ForwardOptions {
    * pass. Values and gradients are unchanged.
    */
   checkpointBlocks?: boolean;
+  /**
+   * `lmLoss`: most logits computed at once (default `LOSS_CHUNK_LOGITS`); more positions than
+   * that are scored in blocks. The loss is the same up to the summation order.
+   */
+  lossChunkLogits?: number;
 }
 
 /** `block` run as is, or checkpointed. */
@@ -238,16 +244,38 @@ export function forward(
       `token ids must be i32 [batch, length], got ${tokens.dtype}[${tokens.shape}]`,
     );
   }
-  const h = cfg.family === "llama"
+  return linear(hiddenStates(cfg, params, tokens, plan, opts), headWeight(cfg, params));
+}
+
+/** The final hidden states [B, T, width] the LM head reads. */
+function hiddenStates(
+  cfg: ModelConfig,
+  params: Params<Tensor>,
+  tokens: Tensor,
+  plan: AttentionPlan,
+  opts: ForwardOptions,
+): Tensor {
+  return cfg.family === "llama"
     ? llamaHidden(cfg, params, tokens, plan, opts)
     : gpt2Hidden(cfg, params, tokens, plan, opts);
+}
+
+/** The LM head's [vocab, width] weight: its own, or the tied embedding. */
+function headWeight(cfg: ModelConfig, params: Params<Tensor>): Tensor {
   const head = !cfg.tieEmbeddings
     ? "lm_head.weight"
     : cfg.family === "llama"
     ? "model.embed_tokens.weight"
     : "transformer.wte.weight";
-  return linear(h, get(params, head));
+  return get(params, head);
 }
+
+/**
+ * Most logits one block of `lmLoss` computes at once: 2²² f32 (16 MiB), so that a block stays
+ * inside the 128 MiB binding every WebGPU device grants even when the trainer's step runs 8
+ * shards side by side (vmap), and is never bound in windows.
+ */
+export const LOSS_CHUNK_LOGITS = 1 << 22;
 
 /** A language-model batch: inputs, next-token targets, and a 0/1 loss mask, all [B, T]. */
 export interface LmBatch<T> {
@@ -266,9 +294,35 @@ export function lmLoss(
   batch: LmBatch<Tensor>,
   opts: ForwardOptions = {},
 ): Tensor {
-  return crossEntropy(forward(cfg, params, batch.ids, CAUSAL, opts), batch.targets, {
-    mask: batch.mask,
-  });
+  const tokens = asTensor(batch.ids, "lmLoss");
+  if (tokens.dtype !== "i32" || tokens.ndim !== 2) {
+    throw new DslError(
+      "lmLoss",
+      `token ids must be i32 [batch, length], got ${tokens.dtype}[${tokens.shape}]`,
+    );
+  }
+  const h = hiddenStates(cfg, params, tokens, CAUSAL, opts);
+  const w = headWeight(cfg, params);
+  const n = tokens.shape[0] * tokens.shape[1];
+  const rows = Math.max(1, Math.floor((opts.lossChunkLogits ?? LOSS_CHUNK_LOGITS) / cfg.vocab));
+  if (n <= rows) return crossEntropy(linear(h, w), batch.targets, { mask: batch.mask });
+  // A vocabulary-sized head: the loss over blocks of positions, each block's logits one buffer
+  // of at most LOSS_CHUNK_LOGITS (never [positions, vocab] at once, which lavapipe would bind in
+  // windows and reread through selects). Σ mask·ℓ per block, then one division.
+  const flatH = reshape(h, [n, cfg.width]);
+  const flat = (x: TensorLike) => reshape(asTensor(x, "lmLoss"), [n]);
+  const targets = flat(batch.targets), mask = flat(batch.mask);
+  let total: Tensor | undefined;
+  for (let s = 0; s < n; s += rows) {
+    const e = Math.min(n, s + rows);
+    const part = crossEntropy(
+      linear(slice(flatH, [s, 0], [e, cfg.width]), w),
+      slice(targets, [s], [e]),
+      { mask: slice(mask, [s], [e]), reduction: "sum" },
+    );
+    total = total ? add(total, part) : part;
+  }
+  return div(total!, maximum(sum(cast(mask, "f32")), 1));
 }
 
 /** How `initParams` fills one tensor: a constant, or N(0, std²) from its own key. */

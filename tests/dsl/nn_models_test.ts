@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { interpret } from "../../dsl/interpret.ts";
+import { valueAndGrad } from "../../dsl/mod.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
 import { configFromHf, configToHf, type ModelConfig } from "../../dsl/nn/config.ts";
 import {
   forward,
   initParams,
+  type LmBatch,
   lmLoss,
   parameterCount,
   parameterShapes,
@@ -97,6 +99,36 @@ Deno.test("nn: lmLoss is the masked mean cross-entropy (uniform logits give log 
     batch,
   ) as HostArray;
   assert.ok(Math.abs(loss.data[0] - Math.log(cfg.vocab)) < 1e-5, `${loss.data[0]}`);
+});
+
+Deno.test("nn: lmLoss scored in blocks of positions equals one block (loss and gradients)", () => {
+  // Blocks of 3 positions (3·vocab logits) over 2×7 positions, a partial mask, the last block short.
+  for (const cfg of [TINY_GPT2, TINY_QWEN2]) {
+    const params = initParams(cfg, 3);
+    const batch = {
+      ids: ids([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]]),
+      targets: ids([[2, 3, 4, 5, 6, 7, 8], [6, 5, 4, 3, 2, 1, 0]]),
+      mask: {
+        shape: [2, 7],
+        dtype: "f32" as const,
+        data: Float32Array.from({ length: 14 }, (_, i) => (i % 5 === 2 ? 0 : 1)),
+      },
+    };
+    const lossAndGrad = (lossChunkLogits?: number) =>
+      interpret(
+        valueAndGrad((p: Record<string, Tensor>, b: LmBatch<Tensor>) =>
+          lmLoss(cfg, p, b, { lossChunkLogits })
+        ),
+        params,
+        batch,
+      ) as [HostArray, Record<string, HostArray>];
+    const [whole, gWhole] = lossAndGrad();
+    const [blocks, gBlocks] = lossAndGrad(3 * cfg.vocab);
+    assertClose(blocks, whole, { rtol: 1e-6, atol: 1e-6, label: `${cfg.family} loss` });
+    for (const name of Object.keys(gWhole)) {
+      assertClose(gBlocks[name], gWhole[name], { rtol: 1e-5, atol: 1e-6, label: name });
+    }
+  }
 });
 
 Deno.test("nn config: HF config.json round trip and parameter names", () => {
