@@ -54,6 +54,7 @@ export type { LmBatch, ModelConfig, ModelFamily } from "./nn/mod.ts";
 export {
   orthogonalityError,
   reconstructionError,
+  singularValues,
   type Svd,
   svd,
   svdOf,

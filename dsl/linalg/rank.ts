@@ -1,7 +1,7 @@
 /** Rank measures of an update ΔW (the HD-PiSSA paper's headline quantity). */
 
 import type { HostArray } from "../host_array.ts";
-import { svdOf } from "./svd.ts";
+import { singularValues } from "./svd.ts";
 
 /** Rank measures of one matrix, from its singular values. */
 export interface RankReport {
@@ -18,7 +18,7 @@ export interface RankReport {
 /** Numerical and entropy effective rank of a 2-D matrix (default threshold 1e-3, as the spec). */
 export function effectiveRank(delta: HostArray, opts: { threshold?: number } = {}): RankReport {
   const threshold = opts.threshold ?? 1e-3;
-  const s = Array.from(svdOf(delta).s);
+  const s = Array.from(singularValues(delta));
   const top = s[0] ?? 0;
   const total = s.reduce((a, b) => a + b, 0);
   if (top === 0) return { rank: 0, entropyRank: 0, threshold, singularValues: s };

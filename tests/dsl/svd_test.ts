@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { orthogonalityError, reconstructionError, svd } from "../../dsl/linalg/svd.ts";
+import {
+  orthogonalityError,
+  reconstructionError,
+  singularValues,
+  svd,
+} from "../../dsl/linalg/svd.ts";
 import { effectiveRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
 import { checkProperty, fc } from "../helpers/property.ts";
@@ -51,6 +56,20 @@ Deno.test("svd: W = U·S·Vᵀ, orthonormal factors, descending non-negative val
       // Σσ² = ‖W‖²_F.
       const fro = a.reduce((s, v) => s + v * v, 0);
       assert.ok(Math.abs(f.s.reduce((s, v) => s + v * v, 0) - fro) < 1e-12 * Math.max(1, fro));
+    }),
+    { numRuns: 60 },
+  );
+});
+
+Deno.test("singularValues (no vectors) equals the full SVD's values, tall and wide", () => {
+  checkProperty(
+    fc.property(matrix, ({ m, n, a }) => {
+      const want = svd(a, m, n).s;
+      const got = singularValues({ shape: [m, n], dtype: "f32", data: Float32Array.from(a) });
+      const fromF32 = svd(Float32Array.from(a), m, n).s;
+      assert.equal(got.length, want.length);
+      const scale = Math.max(1e-300, want[0]);
+      got.forEach((v, i) => assert.ok(Math.abs(v - fromF32[i]) <= 1e-12 * scale, `σ${i}`));
     }),
     { numRuns: 60 },
   );
