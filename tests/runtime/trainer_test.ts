@@ -410,7 +410,8 @@ Deno.test("trainer: snapshot/restore continues bit for bit (every method)", asyn
   await assert.rejects(t.restore({ step: 1, tensors: {} }), /snapshot lacks/);
 });
 
-Deno.test("trainer.plan: a step's weights, adapter state, batch and matmul work, before it runs", async () => {
+/** A 12×10 HD-PiSSA regression trainer (K = 2, r = 2) and one batch of 6 rows per shard. */
+async function smallHdPissa() {
   const [m, n, K, r, rows] = [12, 10, 2, 2, 6];
   const params = { w: randomArray([m, n], 1), u: randomArray([3], 2) };
   const shards = Array.from({ length: K }, (_, k) => ({
@@ -418,6 +419,11 @@ Deno.test("trainer.plan: a step's weights, adapter state, batch and matmul work,
     y: randomArray([rows, m], 20 + k),
   }));
   const trainer = await regressionTrainer(params, "hdpissa", K, r, 0.01);
+  return { m, n, K, r, rows, shards, trainer };
+}
+
+Deno.test("trainer.plan: a step's weights, adapter state, batch and matmul work, before it runs", async () => {
+  const { m, n, K, r, rows, shards, trainer } = await smallHdPissa();
   const plan = await trainer.plan!(shards);
   assert.equal(trainer.stats().step, 0, "planning runs nothing");
   assert.equal(plan.parameterBytes, 4 * (m * n + 3));
@@ -434,13 +440,7 @@ Deno.test("trainer.plan: a step's weights, adapter state, batch and matmul work,
 });
 
 Deno.test("trainer.profile: every kernel of the step timed alone; the state is left as it was", async () => {
-  const [m, n, K, r, rows] = [12, 10, 2, 2, 6];
-  const params = { w: randomArray([m, n], 1), u: randomArray([3], 2) };
-  const shards = Array.from({ length: K }, (_, k) => ({
-    x: randomArray([rows, n], 10 + k),
-    y: randomArray([rows, m], 20 + k),
-  }));
-  const trainer = await regressionTrainer(params, "hdpissa", K, r, 0.01);
+  const { shards, trainer } = await smallHdPissa();
   const before = await trainer.params();
   const timings = await trainer.profile!(shards);
   assert.equal(timings.length, (await trainer.plan!(shards)).kernels);
