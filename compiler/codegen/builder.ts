@@ -39,6 +39,11 @@ export interface BindingLayout {
   elementsOf(slot: number): number;
 }
 
+/** Bindings `slot` takes under `layout` (1 when it fits one binding or nothing is windowed). */
+export function slotWindows(layout: BindingLayout | undefined, slot: number): number {
+  return windowCount(layout?.elementsOf(slot) ?? 0, layout?.windowElements);
+}
+
 /** Number of bindings a buffer of `elements` takes in windows of `windowElements` (none: 1). */
 export function windowCount(elements: number, windowElements: number | undefined): number {
   return windowElements ? Math.max(1, Math.ceil(elements / windowElements)) : 1;
@@ -157,7 +162,7 @@ export class KernelBuilder {
 
   /** Windows (bindings) of a slot: 1 unless it is larger than one binding may be. */
   windowsOf(slot: number): number {
-    return windowCount(this.layout?.elementsOf(slot) ?? 0, this.layout?.windowElements);
+    return slotWindows(this.layout, slot);
   }
 
   /** Bindings of a read or written slot in this kernel: its windows, or 1 when bound as a range. */

@@ -13,7 +13,7 @@
 
 import type { Node } from "../../dsl/mod.ts";
 import type { KernelPlan } from "../fusion.ts";
-import { windowCount } from "./builder.ts";
+import { slotWindows } from "./builder.ts";
 import {
   block,
   bufferOperand,
@@ -74,8 +74,7 @@ export function vec4Matmul(
   if (!nn && !nt) return undefined;
   const aVec = A !== undefined && !A.transposed && K % 4 === 0 && A.offset % 4 === 0;
   const layout = ctx.layout;
-  const whole = (n: Node) =>
-    windowCount(layout?.elementsOf(ctx.slotOf(n)) ?? 0, layout?.windowElements) === 1;
+  const whole = (n: Node) => slotWindows(layout, ctx.slotOf(n)) === 1;
   // A range binding starts at an aligned offset at or below the first element it must reach.
   const span = layout ? layout.windowElements - layout.alignElements + 1 : Infinity;
   const ranged = [B, ...(aVec ? [A!] : [])].filter((o) => !whole(o.node));

@@ -55,12 +55,7 @@ export function svd(
     const r = svd(t, n, m, opts);
     return { m, n, k: r.k, u: r.v, s: r.s, v: r.u };
   }
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i])) throw new DslError("svd", `matrix has a non-finite entry at ${i}`);
-  }
-  // Work column-major: col j of A is w[j*m .. j*m+m).
-  const w = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) w[j * m + i] = a[i * n + j];
+  const w = tallColumnMajor(a, m, n);
   if (opts.method !== "jacobi") return rowMajor(golubKahanSvd(w, m, n), m, n);
   const v = new Float64Array(n * n);
   for (let j = 0; j < n; j++) v[j * n + j] = 1;
@@ -174,19 +169,26 @@ export function singularValues(w: HostArray): Float64Array {
   if (w.data.length !== rows * cols || rows <= 0 || cols <= 0) {
     throw new DslError("svd", `expected a non-empty ${rows}×${cols} matrix`);
   }
-  // Column-major with m ≥ n: A itself, or Aᵀ (same singular values) when A is wide.
+  // A, or Aᵀ (same singular values) when A is wide: Golub–Kahan takes m ≥ n.
   const [m, n] = rows >= cols ? [rows, cols] : [cols, rows];
-  const a = new Float64Array(m * n);
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) {
-      const x = w.data[i * cols + j];
-      if (!Number.isFinite(x)) {
-        throw new DslError("svd", `matrix has a non-finite entry at ${i * cols + j}`);
-      }
-      a[rows >= cols ? j * m + i : i * m + j] = x;
-    }
+  return golubKahanSvd(tallColumnMajor(w.data, rows, cols), m, n, false).s;
+}
+
+/**
+ * The row-major rows×cols matrix `a` in f64, column-major and tall: A itself when rows ≥ cols,
+ * else Aᵀ (so column j of the result is w[j·m … j·m+m), m = max(rows, cols)). Non-finite entries
+ * are rejected.
+ */
+function tallColumnMajor(a: ArrayLike<number>, rows: number, cols: number): Float64Array {
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i])) throw new DslError("svd", `matrix has a non-finite entry at ${i}`);
   }
-  return golubKahanSvd(a, m, n, false).s;
+  const m = Math.max(rows, cols);
+  const w = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) w[rows >= cols ? j * m + i : i * m + j] = a[i * cols + j];
+  }
+  return w;
 }
 
 /** SVD of a 2-D HostArray. */

@@ -237,14 +237,20 @@ export function forward(
   plan: AttentionPlan = CAUSAL,
   opts: ForwardOptions = {},
 ): Tensor {
-  const tokens = asTensor(ids, "forward");
+  const tokens = tokenIds(ids, "forward");
+  return linear(hiddenStates(cfg, params, tokens, plan, opts), headWeight(cfg, params));
+}
+
+/** `ids` as a tensor, checked to be i32 [batch, length] (`op` names the caller in the error). */
+function tokenIds(ids: TensorLike, op: string): Tensor {
+  const tokens = asTensor(ids, op);
   if (tokens.dtype !== "i32" || tokens.ndim !== 2) {
     throw new DslError(
-      "forward",
+      op,
       `token ids must be i32 [batch, length], got ${tokens.dtype}[${tokens.shape}]`,
     );
   }
-  return linear(hiddenStates(cfg, params, tokens, plan, opts), headWeight(cfg, params));
+  return tokens;
 }
 
 /** The final hidden states [B, T, width] the LM head reads. */
@@ -294,13 +300,7 @@ export function lmLoss(
   batch: LmBatch<Tensor>,
   opts: ForwardOptions = {},
 ): Tensor {
-  const tokens = asTensor(batch.ids, "lmLoss");
-  if (tokens.dtype !== "i32" || tokens.ndim !== 2) {
-    throw new DslError(
-      "lmLoss",
-      `token ids must be i32 [batch, length], got ${tokens.dtype}[${tokens.shape}]`,
-    );
-  }
+  const tokens = tokenIds(batch.ids, "lmLoss");
   const h = hiddenStates(cfg, params, tokens, CAUSAL, opts);
   const w = headWeight(cfg, params);
   const n = tokens.shape[0] * tokens.shape[1];
