@@ -5,7 +5,7 @@
  */
 
 import type { Program } from "../compiler/mod.ts";
-import { formatAval } from "../dsl/mod.ts";
+import { DslError, formatAval } from "../dsl/mod.ts";
 
 /** A step's device memory and work (see `Trainer.plan`). */
 export interface StepPlan {
@@ -65,4 +65,50 @@ export function planOf(program: Program, groups: [number, number]): StepPlan {
     kernels: program.kernels.length,
     pipelines: program.pipelineCount,
   };
+}
+
+/** Bytes the host can still give this process, or undefined without `--allow-sys`. */
+export function availableHostBytes(): number | undefined {
+  try {
+    // Queried first: an ungranted permission would otherwise prompt on a terminal.
+    const granted = Deno.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" });
+    return granted.state === "granted" ? Deno.systemMemoryInfo().available : undefined;
+  } catch {
+    return undefined; // no permission (or no such API): the check is skipped
+  }
+}
+
+/**
+ * Share of the host's available memory a CPU adapter's step may plan to take: the rest is left
+ * for what the plan does not count (compiled pipelines, staging copies, the host's own arrays).
+ */
+export const HOST_MEMORY_SHARE = 0.8;
+
+/**
+ * Stops a step that cannot fit before it runs. On a CPU adapter (llvmpipe/lavapipe) device memory
+ * is host memory: the weights and adapter state are already resident when the plan is made, so the
+ * batch and the activations at the peak must fit in `HOST_MEMORY_SHARE` of what the host still
+ * has. A GPU's memory size is not exposed by WebGPU; its per-buffer limits are checked at lowering.
+ */
+export function checkStepMemory(
+  plan: StepPlan,
+  opts: { cpuAdapter: boolean; availableBytes: number | undefined; op?: string },
+): void {
+  if (!opts.cpuAdapter || opts.availableBytes === undefined) return;
+  const needed = plan.activationPeakBytes + plan.batchBytes;
+  const budget = HOST_MEMORY_SHARE * opts.availableBytes;
+  if (needed <= budget) return;
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  throw new DslError(
+    opts.op ?? "step",
+    `the step needs ${gib(needed)} more memory at its peak (activations ${
+      gib(plan.activationPeakBytes)
+    }, batch ${gib(plan.batchBytes)}; largest buffer ${plan.largestBuffer.what}, ${
+      gib(plan.largestBuffer.bytes)
+    }) but this CPU adapter's host has ${gib(opts.availableBytes)} available (the step may ` +
+      `plan ${HOST_MEMORY_SHARE * 100}% of it, ${gib(budget)}). Reduce the activations: ` +
+      `recompute them per decoder block (--checkpoint-activations, ForwardOptions.checkpointBlocks), ` +
+      `or lower the sequences per device (--batch), the tokens per sequence (--max-len) or the ` +
+      `devices K (--devices).`,
+  );
 }

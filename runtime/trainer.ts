@@ -16,8 +16,9 @@ import {
 } from "../dsl/adapters/steps.ts";
 import { type DeviceArray, isDeviceArray } from "./device_array.ts";
 import { flattenTree } from "../dsl/pytree.ts";
-import { planOf } from "./step_plan.ts";
+import { availableHostBytes, checkStepMemory, planOf } from "./step_plan.ts";
 import { jit, type Jitted, toDevice, toHost } from "./jit.ts";
+import { gpu } from "./device.ts";
 import { createReplicatedTrainer } from "./dist/replicated.ts";
 import {
   adamHyper,
@@ -170,12 +171,31 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     };
   }
 
+  let memoryChecked = false;
+  const planFor = async (batch: Record<string, HostArray>) => {
+    const { f, args } = compiled;
+    const program = await f.program(...args.map((k) => live[k]), lrAt(steps), batch);
+    const leaves = (x: unknown) => flattenTree(x, isDeviceArray, "plan")[0].length;
+    const state = args.slice(1).reduce((n, k) => n + leaves(live[k]), 0);
+    return planOf(program, [leaves(live.params), state]);
+  };
+
   return {
     rank: 0,
     size: 1,
     method: cfg.method,
     async step(shards) {
       const batch = stackShards(shards, K);
+      if (!memoryChecked) {
+        // Before the first step runs: a step that cannot fit stops here with what to reduce,
+        // instead of swapping the host (CPU adapters) halfway through.
+        memoryChecked = true;
+        checkStepMemory(await planFor(batch), {
+          cpuAdapter: (await gpu()).info.isFallbackAdapter,
+          availableBytes: availableHostBytes(),
+          op: "trainer.step",
+        });
+      }
       const losses = await run(lrAt(steps), batch);
       steps++;
       const host = await toHost(losses) as HostArray;
@@ -184,14 +204,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     params: () => dense(),
     adapters: () => adapters(),
     stats: () => ({ step: steps, bytesCommunicated: bytes, kernelsPerStep: kernels }),
-    async plan(shards) {
-      const batch = stackShards(shards, K);
-      const { f, args } = compiled;
-      const program = await f.program(...args.map((k) => live[k]), lrAt(steps), batch);
-      const leaves = (x: unknown) => flattenTree(x, isDeviceArray, "plan")[0].length;
-      const state = args.slice(1).reduce((n, k) => n + leaves(live[k]), 0);
-      return planOf(program, [leaves(live.params), state]);
-    },
+    plan: (shards) => planFor(stackShards(shards, K)),
     async profile(shards) {
       const { f, args } = compiled;
       return await f.profile(...args.map((k) => live[k]), lrAt(steps), stackShards(shards, K));

@@ -4,14 +4,20 @@
  * rows advance in lockstep; `offsets` marks where each row's real tokens start (its position 0).
  */
 
+import { DslError } from "../errors.ts";
 import * as lax from "../lax.ts";
-import { greaterEqual, lessEqual, logicalAnd, mul, sub, where } from "../ops/elementwise.ts";
-import { matmul } from "../ops/linalg.ts";
-import { softmax } from "../ops/nn.ts";
-import { broadcastTo, reshape, scatterAdd, transpose } from "../ops/shape.ts";
+import { greaterEqual, lessEqual, logicalAnd, maximum, sub } from "../ops/elementwise.ts";
+import { broadcastTo, pad, reshape, scatterAdd, slice } from "../ops/shape.ts";
 import type { Tensor } from "../trace.ts";
 import type { ModelConfig } from "./config.ts";
-import { type AttentionPlan, forward, type Params } from "./transformer.ts";
+import { linear, maskedAttention } from "./layers.ts";
+import {
+  type AttentionPlan,
+  forward,
+  headWeight,
+  hiddenStates,
+  type Params,
+} from "./transformer.ts";
 
 /** Keys and values per layer, each [B, Hkv, slots, D]; zero-initialised, each slot written once. */
 export interface KvCache<T> {
@@ -40,8 +46,7 @@ export function decodeStep(
   offsets: Tensor,
 ): { logits: Tensor; cache: KvCache<Tensor> } {
   const [b] = tokens.shape;
-  const shape = [...cache.keys[0].shape];
-  const length = shape[2];
+  const length = cache.keys[0].shape[2];
   const slotIndex = reshape(slot, [1]);
   const keyIndex = lax.iota([b, 1, 1, length], 3);
   const visible = logicalAnd(
@@ -50,18 +55,6 @@ export function decodeStep(
   );
   const keys: Tensor[] = [];
   const values: Tensor[] = [];
-  const group = cfg.heads / cfg.kvHeads;
-  const repeat = (x: Tensor) =>
-    group === 1 ? x : reshape(
-      broadcastTo(reshape(x, [b, cfg.kvHeads, 1, length, shape[3]]), [
-        b,
-        cfg.kvHeads,
-        group,
-        length,
-        shape[3],
-      ]),
-      [b, cfg.heads, length, shape[3]],
-    );
   const plan: AttentionPlan = {
     positions: reshape(sub(broadcastTo(slot, [b]), offsets), [b, 1]),
     attend(layer, q, k, v) {
@@ -71,10 +64,51 @@ export function decodeStep(
       const vc = scatterAdd(cache.values[layer], slotIndex, v, 2);
       keys.push(kc);
       values.push(vc);
-      const scores = mul(matmul(q, transpose(repeat(kc), [0, 1, 3, 2])), 1 / Math.sqrt(shape[3]));
-      return matmul(softmax(where(visible, scores, -1e9), -1), repeat(vc));
+      return maskedAttention(q, kc, vc, visible, "decodeStep");
     },
   };
   const logits = forward(cfg, params, reshape(tokens, [b, 1]), plan);
   return { logits: reshape(logits, [b, cfg.vocab]), cache: { keys, values } };
+}
+
+/**
+ * The prompt pass of decoding, all prompt positions at once: feeds left-padded `tokens` [B, P]
+ * (i32; row r's real tokens start at `offsets[r]`), returns the next-token logits [B, vocab] after
+ * slot P − 1 and a cache of `length` ≥ P slots holding the keys/values of slots 0…P−1 (the rest
+ * zero), as P calls of `decodeStep` would leave it. Only the last position reaches the LM head.
+ */
+export function prefill(
+  cfg: ModelConfig,
+  params: Params<Tensor>,
+  tokens: Tensor,
+  offsets: Tensor,
+  length: number,
+): { logits: Tensor; cache: KvCache<Tensor> } {
+  const [b, p] = tokens.shape;
+  if (length < p || length > cfg.context) {
+    throw new DslError(
+      "prefill",
+      `cache length ${length} must lie between the prompt length ${p} and the context ${cfg.context}`,
+    );
+  }
+  const start = reshape(offsets, [b, 1, 1, 1]);
+  const query = lax.iota([b, 1, p, p], 2);
+  const key = lax.iota([b, 1, p, p], 3);
+  const visible = logicalAnd(lessEqual(key, query), greaterEqual(key, start));
+  // Padding positions (before a row's start) take position 0: their keys are never visible.
+  const positions = maximum(sub(lax.iota([b, p], 1), reshape(offsets, [b, 1])), 0);
+  const keys: Tensor[] = [];
+  const values: Tensor[] = [];
+  const toCache = (x: Tensor) => pad(x, [[0, 0], [0, 0], [0, length - p]]);
+  const plan: AttentionPlan = {
+    positions,
+    attend(_layer, q, k, v) {
+      keys.push(toCache(k));
+      values.push(toCache(v));
+      return maskedAttention(q, k, v, visible, "prefill");
+    },
+  };
+  const h = hiddenStates(cfg, params, tokens, plan, {});
+  const last = reshape(slice(h, [0, p - 1, 0], [b, p, cfg.width]), [b, cfg.width]);
+  return { logits: linear(last, headWeight(cfg, params)), cache: { keys, values } };
 }

@@ -51,19 +51,33 @@ export function causalMask(length: number): Tensor {
  * Hkv (grouped-query attention repeats each key/value head H/Hkv times). Returns [B, H, T, D].
  */
 export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
-  const [b, h, t, d] = q.shape;
-  const hkv = k.shape[1];
+  return maskedAttention(q, k, v, causalMask(q.shape[2]), "causalAttention");
+}
+
+/**
+ * Scaled dot-product attention of q [B, H, T, D] over k, v [B, Hkv, S, D] where `visible` (bool,
+ * broadcastable to [B, H, T, S]) holds; H a multiple of Hkv (grouped-query attention). A query
+ * that sees no key gets a uniform mix, never NaN. Returns [B, H, T, D].
+ */
+export function maskedAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  visible: Tensor,
+  op = "maskedAttention",
+): Tensor {
+  const [b, h, , d] = q.shape;
+  const [, hkv, s] = k.shape;
   if (h % hkv !== 0) {
-    throw new DslError("causalAttention", `query heads ${h} must be a multiple of kv heads ${hkv}`);
+    throw new DslError(op, `query heads ${h} must be a multiple of kv heads ${hkv}`);
   }
   const repeat = (x: Tensor) =>
     hkv === h ? x : reshape(
-      lax.broadcast(reshape(x, [b, hkv, 1, t, d]), [b, hkv, h / hkv, t, d]),
-      [b, h, t, d],
+      lax.broadcast(reshape(x, [b, hkv, 1, s, d]), [b, hkv, h / hkv, s, d]),
+      [b, h, s, d],
     );
   const scores = mul(matmul(q, transpose(repeat(k), [0, 1, 3, 2])), 1 / Math.sqrt(d));
-  const masked = where(causalMask(t), scores, -1e9);
-  return matmul(softmax(masked, -1), repeat(v));
+  return matmul(softmax(where(visible, scores, -1e9), -1), repeat(v));
 }
 
 /** [B, T, H·D] → [B, H, T, D]. */

@@ -254,7 +254,7 @@ function tokenIds(ids: TensorLike, op: string): Tensor {
 }
 
 /** The final hidden states [B, T, width] the LM head reads. */
-function hiddenStates(
+export function hiddenStates(
   cfg: ModelConfig,
   params: Params<Tensor>,
   tokens: Tensor,
@@ -267,7 +267,7 @@ function hiddenStates(
 }
 
 /** The LM head's [vocab, width] weight: its own, or the tied embedding. */
-function headWeight(cfg: ModelConfig, params: Params<Tensor>): Tensor {
+export function headWeight(cfg: ModelConfig, params: Params<Tensor>): Tensor {
   const head = !cfg.tieEmbeddings
     ? "lm_head.weight"
     : cfg.family === "llama"

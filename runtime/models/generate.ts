@@ -1,12 +1,13 @@
 /**
  * Greedy generation on the device with a key/value cache: prompts are left-padded to a common
- * end, every step runs one compiled decode program for the whole batch (the cache is donated, so
- * it is updated in place), and the host reads tokens back only every few steps to stop early.
+ * end and run through the model in one prefill pass per batch, then every step runs one compiled
+ * decode program for the whole batch (the cache is donated, so it is updated in place), and the
+ * host reads tokens back only every few steps to stop early.
  */
 
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { ModelConfig } from "../../dsl/nn/config.ts";
-import { cacheShape, decodeStep, type KvCache } from "../../dsl/nn/decode.ts";
+import { decodeStep, type KvCache, prefill } from "../../dsl/nn/decode.ts";
 import { argmax } from "../../dsl/ops/reduce.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import type { DeviceArray } from "../device_array.ts";
@@ -18,7 +19,7 @@ import type { Tokenizer } from "../text/tokenizer.ts";
 export interface GenerateOptions {
   /** Most tokens generated per prompt. */
   maxNewTokens: number;
-  /** Rows decoded together (default 32). */
+  /** Rows decoded together (default 64). */
   batchSize?: number;
   /** Host reads between early-stop checks (default 16 steps). */
   checkEvery?: number;
@@ -47,6 +48,25 @@ function decoder(cfg: ModelConfig): Jitted {
   return step;
 }
 
+/** Prompt lengths are rounded up to this, so a few compiled prefill shapes serve every batch. */
+const PROMPT_QUANTUM = 16;
+
+const prefillers = new WeakMap<ModelConfig, Map<number, Jitted>>();
+
+function prefiller(cfg: ModelConfig, length: number): Jitted {
+  const byLength = prefillers.get(cfg) ?? new Map<number, Jitted>();
+  prefillers.set(cfg, byLength);
+  let run = byLength.get(length);
+  if (!run) {
+    run = jit((params: Record<string, Tensor>, tokens: Tensor, offsets: Tensor) => {
+      const out = prefill(cfg, params, tokens, offsets, length);
+      return { next: argmax(out.logits, -1), cache: out.cache };
+    });
+    byLength.set(length, run);
+  }
+  return run;
+}
+
 const i32 = (shape: number[], data: Int32Array): HostArray => ({ shape, dtype: "i32", data });
 
 /**
@@ -60,7 +80,7 @@ export async function generate(
   prompts: readonly string[],
   opts: GenerateOptions,
 ): Promise<string[]> {
-  const rows = opts.batchSize ?? 32;
+  const rows = Math.min(opts.batchSize ?? 64, prompts.length);
   const maxNew = Math.max(1, Math.min(opts.maxNewTokens, cfg.context - 1));
   const onDevice = await toDevice(params) as Record<string, DeviceArray>;
   const out: string[] = [];
@@ -88,22 +108,30 @@ async function generateBatch(
     return ids.slice(Math.max(0, ids.length - room)); // keep the prompt's end if it is too long
   });
   while (encoded.length < rows) encoded.push([tok.bos ?? tok.eos]);
-  const promptEnd = Math.max(...encoded.map((e) => e.length));
+  const longest = Math.max(...encoded.map((e) => e.length));
+  const promptEnd = Math.min(room, Math.ceil(longest / PROMPT_QUANTUM) * PROMPT_QUANTUM);
   const offsets = Int32Array.from(encoded, (e) => promptEnd - e.length);
   // Slots actually needed, rounded up to 64 so a few compiled shapes serve every batch.
   const slots = Math.min(cfg.context, Math.ceil((promptEnd + maxNew) / 64) * 64);
-  const shape = cacheShape(cfg, rows, slots);
-  const size = shape.reduce((a, b) => a * b, 1);
-  const zeros = () => ({ shape, dtype: "f32" as const, data: new Float32Array(size) });
-  let cache = await toDevice({
-    keys: Array.from({ length: cfg.layers }, zeros),
-    values: Array.from({ length: cfg.layers }, zeros),
-  });
+  const tokens = Int32Array.from(
+    { length: rows * promptEnd },
+    (_, i) => {
+      const r = Math.floor(i / promptEnd), s = i % promptEnd;
+      return s >= offsets[r] ? encoded[r][s - offsets[r]] : tok.pad;
+    },
+  );
+  const offsetArray = i32([rows], offsets);
+  const first = await prefiller(cfg, slots).onDevice(
+    params,
+    i32([rows, promptEnd], tokens),
+    offsetArray,
+  );
+  let cache = first.cache as KvCache<DeviceArray>;
+  let previous = first.next as DeviceArray;
   const step = decoder(cfg);
   const generated: number[][] = encoded.map(() => []);
   const done = new Array(rows).fill(false);
   let pending: DeviceArray[] = [];
-  let previous: DeviceArray | undefined;
   const drain = async () => {
     const host = await readArrays(pending);
     pending = [];
@@ -115,22 +143,22 @@ async function generateBatch(
       });
     }
   };
-  const offsetArray = i32([rows], offsets);
-  for (let s = 0; s < promptEnd - 1 + maxNew; s++) {
-    const tokens = s < promptEnd
-      ? i32(
-        [rows],
-        Int32Array.from(encoded, (e, r) => (s >= offsets[r] ? e[s - offsets[r]] : tok.pad)),
-      )
-      : previous!;
-    const res = await step.onDevice(params, cache, tokens, i32([], Int32Array.of(s)), offsetArray);
-    cache = res.cache;
-    previous = res.next;
-    if (s >= promptEnd - 1) pending.push(res.next);
+  pending.push(previous);
+  for (let s = promptEnd; s < promptEnd - 1 + maxNew; s++) {
     if (pending.length >= checkEvery) {
       await drain();
       if (done.every(Boolean)) break;
     }
+    const res = await step.onDevice(
+      params,
+      cache,
+      previous,
+      i32([], Int32Array.of(s)),
+      offsetArray,
+    );
+    cache = res.cache;
+    previous = res.next;
+    pending.push(res.next);
   }
   await drain();
   return generated.slice(0, prompts.length).map((ids) => tok.decode(ids));

@@ -12,6 +12,8 @@ import type { Tensor } from "../../dsl/trace.ts";
 import { createTrainer, type Method, type TrainerConfig } from "../../runtime/trainer.ts";
 import { randomArray } from "../helpers/models.ts";
 import { TINY_LLAMA } from "../helpers/tiny_models.ts";
+import { checkStepMemory, HOST_MEMORY_SHARE } from "../../runtime/step_plan.ts";
+import { DslError } from "../../dsl/errors.ts";
 
 type P = Record<string, Tensor>;
 const regression = (p: P, b: { x: Tensor; y: Tensor }) => mean(square(sub(linear(b.x, p.w), b.y)));
@@ -436,6 +438,25 @@ Deno.test("trainer.plan: a step's weights, adapter state, batch and matmul work,
   assert.ok(plan.activationPeakBytes > 0 && plan.kernels > 0);
   await trainer.step(shards);
   assert.equal((await trainer.plan!(shards)).kernels, trainer.stats().kernelsPerStep);
+  await trainer.close();
+});
+
+Deno.test("checkStepMemory: a CPU adapter's step past the host's available memory stops, naming what to reduce", async () => {
+  const { shards, trainer } = await smallHdPissa();
+  const plan = await trainer.plan!(shards);
+  const needed = plan.activationPeakBytes + plan.batchBytes;
+  const fits = needed / HOST_MEMORY_SHARE + 1;
+  checkStepMemory(plan, { cpuAdapter: true, availableBytes: fits });
+  checkStepMemory(plan, { cpuAdapter: false, availableBytes: 1 }); // a GPU's size is unknown
+  checkStepMemory(plan, { cpuAdapter: true, availableBytes: undefined }); // no --allow-sys
+  assert.throws(
+    () =>
+      checkStepMemory(plan, { cpuAdapter: true, availableBytes: fits - 64, op: "trainer.step" }),
+    (e: Error) =>
+      e instanceof DslError && e.op === "trainer.step" &&
+      e.message.includes(plan.largestBuffer.what) &&
+      /--checkpoint-activations/.test(e.message) && /--batch/.test(e.message),
+  );
   await trainer.close();
 });
 
