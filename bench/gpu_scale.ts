@@ -1,10 +1,11 @@
 /**
  * Real-model step times on whatever WebGPU device this machine has (meant for a GPU machine):
- * `deno run -A bench/gpu_scale.ts [gpt2|qwen] [hdpissa|lora|full] [seqLen]`. Builds the model
- * from its Hugging Face config shape with random weights (initParamsOnDevice), sets up the
- * trainer with the `deno task train` defaults (K = 4, r = 4, 4 sequences per shard), and reports
- * setup time, the first step (compiles included), the median of the next steps, tokens/s and the
- * step's planned peak bytes, as one JSON line.
+ * `deno run -A bench/gpu_scale.ts [gpt2|qwen] [hdpissa|lora|full] [seqLen[,seqLen…]] [K] [perShard]
+ * [steps]`.
+ * Builds the model from its Hugging Face config shape with random weights (initParamsOnDevice),
+ * sets up the trainer (r = 4; by default the `deno task train` K = 4 and 4 sequences per shard),
+ * and reports setup time, the first step (compiles included), the median of the next steps,
+ * tokens/s and the step's planned peak bytes, one JSON line per sequence length.
  */
 import { createTrainer, type Method } from "../runtime/trainer.ts";
 import { initParamsOnDevice } from "../runtime/models/init.ts";
@@ -48,10 +49,16 @@ export const SCALE_MODELS: Record<string, ModelConfig> = {
 const ADAPTED =
   /(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj|c_attn|c_proj|c_fc)\.weight$/;
 
-if (import.meta.main) {
-  const [modelName = "gpt2", method = "hdpissa", seqArg = "192"] = Deno.args;
+/** One JSON line per sequence length: setup, first and median step, tokens/s, planned peak. */
+export async function measureScale(
+  modelName: string,
+  method: Method,
+  seqs: readonly number[],
+  K = 4,
+  perShard = 4,
+  steps = 5,
+): Promise<Record<string, unknown>[]> {
   const cfg = SCALE_MODELS[modelName];
-  const seq = Number(seqArg), K = 4, perShard = 4;
   const t0 = performance.now();
   const params = await initParamsOnDevice(cfg, 0);
   const tInit = performance.now();
@@ -59,55 +66,75 @@ if (import.meta.main) {
     loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(cfg, p, b),
     params,
     adapt: Object.keys(params).filter((n) => ADAPTED.test(n)),
-    method: method as Method,
+    method,
     devices: K,
     rank: 4,
     optimizer: { lr: 1e-4 },
     svd: { method: "randomized" },
   });
   const tSetup = performance.now();
-  const tokens = (s: number): HostArray => ({
-    shape: [perShard, seq],
-    dtype: "i32",
-    data: Int32Array.from(
-      { length: perShard * seq },
-      (_, i) => (s * 7919 + i * 104729) % cfg.vocab,
-    ),
-  });
-  const shard = (s: number) => ({
-    ids: tokens(s),
-    targets: tokens(s + 1),
-    mask: {
+  const rows: Record<string, unknown>[] = [];
+  for (const seq of seqs) {
+    const tokens = (s: number): HostArray => ({
       shape: [perShard, seq],
-      dtype: "f32" as const,
-      data: new Float32Array(perShard * seq).fill(1),
-    },
-  });
-  const batch = (s: number) => Array.from({ length: K }, (_, k) => shard(K * s + k));
-  const plan = await trainer.plan!(batch(0));
-  const times: number[] = [];
-  let losses: number[] = [];
-  for (let s = 0; s < 5; s++) {
-    const a = performance.now();
-    losses = (await trainer.step(batch(s))).loss;
-    times.push(performance.now() - a);
+      dtype: "i32",
+      data: Int32Array.from(
+        { length: perShard * seq },
+        (_, i) => (s * 7919 + i * 104729) % cfg.vocab,
+      ),
+    });
+    const shard = (s: number) => ({
+      ids: tokens(s),
+      targets: tokens(s + 1),
+      mask: {
+        shape: [perShard, seq],
+        dtype: "f32" as const,
+        data: new Float32Array(perShard * seq).fill(1),
+      },
+    });
+    const batch = (s: number) => Array.from({ length: K }, (_, k) => shard(K * s + k));
+    const plan = await trainer.plan!(batch(0));
+    const times: number[] = [];
+    let losses: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      const a = performance.now();
+      losses = (await trainer.step(batch(s))).loss;
+      times.push(performance.now() - a);
+    }
+    const rest = times.length > 1 ? times.slice(1).sort((x, y) => x - y) : times;
+    const median = rest[rest.length >> 1];
+    const row = {
+      model: modelName,
+      method,
+      seq,
+      devices: K,
+      tokensPerStep: K * perShard * seq,
+      initS: +((tInit - t0) / 1000).toFixed(1),
+      setupS: +((tSetup - tInit) / 1000).toFixed(1),
+      firstStepS: +(times[0] / 1000).toFixed(2),
+      medianStepMs: +median.toFixed(1),
+      tokensPerS: Math.round((K * perShard * seq) / (median / 1000)),
+      kernels: trainer.stats().kernelsPerStep,
+      peakGiB: +(plan.totalBytes / 2 ** 30).toFixed(2),
+      tflopPerStep: +(plan.matmulFlops / 1e12).toFixed(3),
+      lossFinite: losses.every(Number.isFinite),
+    };
+    console.log(JSON.stringify(row));
+    rows.push(row);
   }
-  const rest = times.slice(1).sort((x, y) => x - y);
-  const median = rest[rest.length >> 1];
-  console.log(JSON.stringify({
-    model: modelName,
-    method,
-    seq,
-    tokensPerStep: K * perShard * seq,
-    initS: +((tInit - t0) / 1000).toFixed(1),
-    setupS: +((tSetup - tInit) / 1000).toFixed(1),
-    firstStepS: +(times[0] / 1000).toFixed(2),
-    medianStepMs: +median.toFixed(1),
-    tokensPerS: Math.round((K * perShard * seq) / (median / 1000)),
-    kernels: trainer.stats().kernelsPerStep,
-    peakGiB: +(plan.totalBytes / 2 ** 30).toFixed(2),
-    tflopPerStep: +(plan.matmulFlops / 1e12).toFixed(2),
-    lossFinite: losses.every(Number.isFinite),
-  }));
   await trainer.close();
+  return rows;
+}
+
+if (import.meta.main) {
+  const [model = "gpt2", method = "hdpissa", seqArg = "192", k = "4", perShard = "4", steps = "5"] =
+    Deno.args;
+  await measureScale(
+    model,
+    method as Method,
+    seqArg.split(",").map(Number),
+    Number(k),
+    Number(perShard),
+    Number(steps),
+  );
 }

@@ -69,10 +69,12 @@ export function planOf(program: Program, groups: [number, number]): StepPlan {
 
 /** Bytes the host can still give this process, or undefined without `--allow-sys`. */
 export function availableHostBytes(): number | undefined {
+  // Read through globalThis: the browser build has no Deno (and must not name it).
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
   try {
     // Queried first: an ungranted permission would otherwise prompt on a terminal.
-    const granted = Deno.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" });
-    return granted.state === "granted" ? Deno.systemMemoryInfo().available : undefined;
+    const granted = deno?.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" });
+    return granted?.state === "granted" ? deno!.systemMemoryInfo().available : undefined;
   } catch {
     return undefined; // no permission (or no such API): the check is skipped
   }
