@@ -26,12 +26,11 @@ const { values: flags } = parseArgs({
 const model = await loadModel(flags.model!);
 const tasks = flags.tasks === "all" ? Object.keys(TASKS) : flags.tasks!.split(",");
 const params = await toDevice(model.params) as Record<string, never>;
-const [sample] = await generate(model.config, model.tokenizer, params, [
-  formatPrompt(flags.prompt!, model.template),
-], {
+const samplePrompt = formatPrompt(flags.prompt!, model.template, model.tokenizer);
+const [sample] = await generate(model.config, model.tokenizer, params, [samplePrompt], {
   maxNewTokens: 120,
 });
-console.log(`sample (${flags.model}):\n${formatPrompt(flags.prompt!, model.template)}${sample}\n`);
+console.log(`sample (${flags.model}):\n${samplePrompt}${sample}\n`);
 const results: Record<string, number> = {};
 for (const task of tasks) {
   const { test } = taskSplits(task, { train: 0, test: Number(flags.n) }, Number(flags.seed));

@@ -28,6 +28,9 @@ const HELP = `deno task train [--config run.json] [flags]
   --max-len T                        tokens per sequence (default ${DEFAULT_RUN.maxLen})
   --model DIR                        Hugging Face folder: config.json, model.safetensors, tokenizer (default ${DEFAULT_RUN.model})
   --data FILE.jsonl                  instruction data (fields --query-field, --response-field)
+  --template alpaca|compact|chat     prompt format (default: the model's, else alpaca); chat renders
+                                     the model's chat_template (tokenizer_config.json), loss on the
+                                     assistant turn through its end-of-turn token
   --task NAME                        synthetic task when no --data (default ${DEFAULT_RUN.task})
   --train-size N, --eval-size N      examples to train on / to score before and after
   --adapt a,b,…                      module names to adapt (default all attention and MLP projections)
@@ -70,6 +73,7 @@ const fields = Object.keys(DEFAULT_RUN).concat([
   "alpha",
   "epochs",
   "data",
+  "template",
   "verifyReplicasEvery",
   "commTimeout",
   "dryRun",

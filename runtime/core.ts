@@ -1,8 +1,11 @@
 /**
  * The runtime's portable core: WebGPU devices, device arrays, the executor, `jit`, the safetensors
  * byte format, the trainer (modes virtual and devices; mode mpi loads its FFI module on demand),
- * generation and the in-process collectives. Nothing here touches the file system, FFI or npm, so
- * the browser build (web.ts) exports exactly this; runtime/mod.ts adds the Deno-side modules.
+ * generation, the in-process collectives, and what a fine-tuning front end needs: model folders
+ * read from any file source and written as bytes, instruction data, tokenizers (their npm
+ * packages are bundled), PEFT adapters, charts and `FineTuneSession`. Nothing here touches the
+ * file system or FFI, so the browser build (web.ts) exports exactly this; runtime/mod.ts adds the
+ * Deno-side modules.
  *
  * @module
  */
@@ -58,7 +61,72 @@ export {
   SelfGroup,
 } from "./dist/collectives.ts";
 export { checkReplicaDigests, ReplicaDivergenceError } from "./dist/replicated.ts";
-// Types only: these modules need an npm package, FFI or the file system.
-export type { Tokenizer } from "./text/tokenizer.ts";
-export type { LoraFactors } from "./models/peft.ts";
+export {
+  ByteTokenizer,
+  type ConfigToken,
+  Gpt2Tokenizer,
+  HfTokenizer,
+  type Tokenizer,
+  tokenizerByName,
+  type TokenizerConfig,
+  type TokenizerOrigin,
+} from "./text/tokenizer.ts";
+export {
+  type ChatMessage,
+  type ChatRenderOptions,
+  ChatTemplate,
+  type ChatTemplateOptions,
+  type ChatTurn,
+} from "./text/chat_template.ts";
+export {
+  BatchSampler,
+  collate,
+  encodeChat,
+  type EncodedExample,
+  encodeExample,
+  type Example,
+  formatPrompt,
+  isTemplate,
+  type JsonlFields,
+  parseJsonl,
+  PROMPT_TEMPLATES,
+  shard,
+  type TemplateName,
+} from "./data/instruct.ts";
+export {
+  checkParameters,
+  type FileLike,
+  fileListFiles,
+  type LoadedModel,
+  loadModelFiles,
+  memoryFiles,
+  MODEL_TOKENIZER_FILES,
+  modelFileBytes,
+  type ModelFiles,
+  modelTemplate,
+  normalizeNames,
+  readModelConfig,
+  readModelParams,
+  readModelTokenizer,
+  tokenizerFileBytes,
+  urlFiles,
+} from "./models/model_bytes.ts";
+export {
+  loraAdapterFileBytes,
+  type LoraAdapterOptions,
+  type LoraFactors,
+  modulePath,
+  pissaToLora,
+} from "./models/peft_format.ts";
+export { barChart, lineChart } from "./train/charts.ts";
+export {
+  DEFAULT_ADAPT,
+  FineTuneSession,
+  type LossRecord,
+  type RankRecord,
+  type SessionSettings,
+  type SessionState,
+} from "./train/session.ts";
+export { crc32, unzipFiles, zipFiles } from "./io/zip.ts";
+// Types only: this module needs FFI.
 export type { MpiGroupOptions } from "./dist/mpi_group.ts";

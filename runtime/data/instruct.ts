@@ -1,11 +1,13 @@
 /**
  * Instruction data for supervised fine-tuning: JSONL records with MetaMathQA's field names
- * (`query`, `response`; configurable), formatted with an Alpaca-style prompt; the loss falls on
- * the response tokens and EOS only. Sequences are truncated, padded with a 0 mask, shuffled with a
+ * (`query`, `response`; configurable), formatted with an Alpaca-style prompt or with the model's
+ * own chat template ("chat"); the loss falls on the response tokens only (and EOS, or the chat
+ * template's end-of-turn text). Sequences are truncated, padded with a 0 mask, shuffled with a
  * seed and sharded across K devices (device k takes samples k, k+K, …).
  */
 
 import type { HostArray } from "../../dsl/host_array.ts";
+import type { ChatMessage, ChatRenderOptions, ChatTemplate } from "../text/chat_template.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
 import { permutation } from "./rng.ts";
 
@@ -21,40 +23,120 @@ export interface Example {
  * Prompt templates; `{query}` is replaced. "alpaca" is the prompt the HD-PiSSA/PiSSA papers use
  * on MetaMathQA; "compact" keeps its section markers but drops the 90-byte preamble, which a
  * byte-level model with a 256-token context cannot afford (the shipped base model uses it).
+ * The "chat" template (see `formatPrompt`) is the model's own, so it is not listed here.
  */
 export const PROMPT_TEMPLATES = {
   alpaca: "Below is an instruction that describes a task. Write a response that appropriately " +
     "completes the request.\n\n### Instruction:\n{query}\n\n### Response:\n",
   compact: "### Instruction:\n{query}\n\n### Response:\n",
 } as const;
-/** Names of the built-in prompt templates. */
-export type TemplateName = keyof typeof PROMPT_TEMPLATES;
+/** Names of the built-in prompt templates; "chat" renders the tokenizer's chat template. */
+export type TemplateName = keyof typeof PROMPT_TEMPLATES | "chat";
 
-/** The prompt for `query`: a named template or a custom one containing `{query}`. */
-export function formatPrompt(query: string, template: TemplateName | string = "alpaca"): string {
-  const t = template in PROMPT_TEMPLATES ? PROMPT_TEMPLATES[template as TemplateName] : template;
+/** Whether `template` is a built-in name or a custom template containing `{query}`. */
+export function isTemplate(template: string): boolean {
+  return template === "chat" || Object.hasOwn(PROMPT_TEMPLATES, template) ||
+    template.includes("{query}");
+}
+
+/** The tokenizer's chat template, or an error that says where one comes from. */
+function chatTemplateOf(tok: Tokenizer | undefined): ChatTemplate {
+  if (!tok) {
+    throw new Error('template "chat" renders the tokenizer\'s chat template: pass the tokenizer');
+  }
+  if (!tok.chatTemplate) {
+    throw new Error(
+      `template "chat": the ${tok.kind} tokenizer has no chat template (a model folder gives ` +
+        "one in tokenizer_config.json's chat_template or in chat_template.jinja); use the " +
+        "alpaca or compact template instead",
+    );
+  }
+  return tok.chatTemplate;
+}
+
+/**
+ * A rendered chat prompt as the pipeline tokenizes it: every sequence starts with the
+ * tokenizer's BOS id (see `encodeExample` and `generate`), so the BOS text a template writes
+ * (Llama 3's `{{ bos_token }}`) is dropped rather than doubled.
+ */
+function withoutBos(tok: Tokenizer, chat: ChatTemplate, text: string): string {
+  const bos = chat.bosToken;
+  return tok.bos !== undefined && bos && text.startsWith(bos) ? text.slice(bos.length) : text;
+}
+
+/**
+ * The prompt for `query`: a named template, a custom one containing `{query}`, or "chat": the
+ * tokenizer's chat template rendered for one user message with the generation prompt (the
+ * tokenizer is then required).
+ */
+export function formatPrompt(
+  query: string,
+  template: TemplateName | string = "alpaca",
+  tok?: Tokenizer,
+): string {
+  if (template === "chat") {
+    const chat = chatTemplateOf(tok);
+    const text = chat.render([{ role: "user", content: query }], { addGenerationPrompt: true });
+    return withoutBos(tok!, chat, text);
+  }
+  const t = Object.hasOwn(PROMPT_TEMPLATES, template)
+    ? PROMPT_TEMPLATES[template as keyof typeof PROMPT_TEMPLATES]
+    : template;
   if (!t.includes("{query}")) {
-    throw new Error(`prompt template must contain {query}: ${JSON.stringify(t)}`);
+    throw new Error(
+      `prompt template must contain {query} (or be alpaca, compact or chat): ${JSON.stringify(t)}`,
+    );
   }
   return t.replace("{query}", query);
 }
 
-/** Token ids of one example and which of them are trained on (response + EOS). */
+/** Token ids of one example and which of them are trained on (the response). */
 export interface EncodedExample {
-  /** BOS (if the tokenizer has one), prompt, response and EOS tokens. */
+  /** BOS (if the tokenizer has one), prompt and response tokens (EOS or end-of-turn included). */
   tokens: number[];
   /** 1 where the token is a target of the loss. */
   weights: number[];
 }
 
-/** Tokenizes an example's prompt and response, weighting only the response and EOS tokens. */
+/**
+ * Tokenizes an example's prompt and response, weighting only the response: with a text template
+ * the response is followed by EOS; with "chat" it is the assistant turn as the model's chat
+ * template writes it, through its end-of-turn text (see `encodeChat`).
+ */
 export function encodeExample(
   tok: Tokenizer,
   ex: Example,
   template: TemplateName | string = "alpaca",
 ): EncodedExample {
+  if (template === "chat") {
+    return encodeChat(tok, [
+      { role: "user", content: ex.query },
+      { role: "assistant", content: ex.response },
+    ]);
+  }
   const prompt = tok.encode(formatPrompt(ex.query, template));
   const response = [...tok.encode(ex.response), tok.eos];
+  return masked(tok, prompt, response);
+}
+
+/**
+ * Tokenizes a conversation whose last message is the assistant's, with the tokenizer's chat
+ * template: the prompt is the conversation before that message rendered with the generation
+ * prompt (`add_generation_prompt`), the response is the rest up to and including the template's
+ * end-of-turn text (`ChatTemplate.turn`); only the response is weighted. `options.variables`
+ * reach the template (e.g. `{ enable_thinking: false }` for Qwen3).
+ */
+export function encodeChat(
+  tok: Tokenizer,
+  messages: readonly ChatMessage[],
+  options: Omit<ChatRenderOptions, "addGenerationPrompt"> = {},
+): EncodedExample {
+  const chat = chatTemplateOf(tok);
+  const turn = chat.turn(messages, options);
+  return masked(tok, tok.encode(withoutBos(tok, chat, turn.prompt)), tok.encode(turn.response));
+}
+
+function masked(tok: Tokenizer, prompt: number[], response: number[]): EncodedExample {
   const head = tok.bos === undefined ? prompt : [tok.bos, ...prompt];
   return {
     tokens: [...head, ...response],

@@ -33,7 +33,7 @@ export async function evaluateItems(
     cfg,
     tok,
     params,
-    items.map((x) => formatPrompt(x.query, opts.template)),
+    items.map((x) => formatPrompt(x.query, opts.template, tok)),
     {
       maxNewTokens: opts.maxNewTokens ?? Math.min(cfg.context - 1, longest + 8),
       batchSize: opts.batchSize,

@@ -70,8 +70,9 @@ function prefiller(cfg: ModelConfig, length: number): Jitted {
 const i32 = (shape: number[], data: Int32Array): HostArray => ({ shape, dtype: "i32", data });
 
 /**
- * Greedy continuations of `prompts` (decoded text, without the prompt, cut at EOS). `params` may
- * be host arrays or device arrays (kept on the device across calls).
+ * Greedy continuations of `prompts` (decoded text, without the prompt, cut at EOS or another of
+ * the tokenizer's `stopIds`). `params` may be host arrays or device arrays (kept on the device
+ * across calls).
  */
 export async function generate(
   cfg: ModelConfig,
@@ -131,6 +132,7 @@ async function generateBatch(
   const step = decoder(cfg);
   const generated: number[][] = encoded.map(() => []);
   const done = new Array(rows).fill(false);
+  const stop = new Set([tok.eos, ...(tok.stopIds ?? [])]);
   let pending: DeviceArray[] = [];
   const drain = async () => {
     const host = await readArrays(pending);
@@ -138,7 +140,7 @@ async function generateBatch(
     for (const a of host) {
       a.data.forEach((t, r) => {
         if (done[r]) return;
-        if (t === tok.eos) done[r] = true;
+        if (stop.has(t)) done[r] = true;
         else generated[r].push(t);
       });
     }

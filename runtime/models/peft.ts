@@ -2,112 +2,29 @@
  * PEFT-format adapters (`adapter_model.safetensors` + `adapter_config.json`) that load in Python
  * PEFT with `PeftModel.from_pretrained`. PiSSA is exported as a plain LoRA on the *original*
  * weights (PEFT's `path_initial_model_for_weight_conversion`): ΔW = s·[B | −B₀]·[A ; A₀], rank 2r,
- * lora_alpha 2α (so the scale α/r is unchanged).
+ * lora_alpha 2α (so the scale α/r is unchanged). The bytes are made in peft_format.ts (shared with
+ * the browser build); this module writes them to a folder.
  */
 
 import { join } from "node:path";
-import type { HostArray } from "../../dsl/host_array.ts";
-import { writeTextAtomic } from "../io/atomic.ts";
-import { writeSafetensors } from "../io/safetensors.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { loraAdapterFileBytes, type LoraAdapterOptions, type LoraFactors } from "./peft_format.ts";
 
-/** LoRA adapter factors of several weights, with the rank and alpha PEFT records. */
-export interface LoraFactors {
-  /** A [r, n] and B [m, r] per adapted weight name (HF name ending in ".weight"). */
-  a: Record<string, HostArray>;
-  /** B [m, r] per adapted weight name. */
-  b: Record<string, HostArray>;
-  /** The adapter rank r (PEFT's `r`). */
-  rank: number;
-  /** PEFT's `lora_alpha`; the update is scaled by alpha / rank. */
-  alpha: number;
-}
-
-/** The module path PEFT uses for a weight: "model.layers.0.self_attn.q_proj.weight" → "…q_proj". */
-export function modulePath(weightName: string): string {
-  if (!weightName.endsWith(".weight")) {
-    throw new Error(`PEFT export: "${weightName}" is not a ".weight" tensor`);
-  }
-  return weightName.slice(0, -".weight".length);
-}
-
-/** PiSSA factors (trained A, B and initial A₀, B₀) as an equivalent LoRA on the original W. */
-export function pissaToLora(
-  trained: LoraFactors,
-  initial: { a: Record<string, HostArray>; b: Record<string, HostArray> },
-): LoraFactors {
-  const a: Record<string, HostArray> = {};
-  const b: Record<string, HostArray> = {};
-  for (const name of Object.keys(trained.a)) {
-    const [r, n] = trained.a[name].shape;
-    const m = trained.b[name].shape[0];
-    const aData = new Float32Array(2 * r * n);
-    aData.set(trained.a[name].data, 0);
-    aData.set(initial.a[name].data, r * n);
-    const bData = new Float32Array(m * 2 * r);
-    for (let i = 0; i < m; i++) {
-      for (let c = 0; c < r; c++) {
-        bData[i * 2 * r + c] = trained.b[name].data[i * r + c];
-        bData[i * 2 * r + r + c] = -initial.b[name].data[i * r + c];
-      }
-    }
-    a[name] = { shape: [2 * r, n], dtype: "f32", data: aData };
-    b[name] = { shape: [m, 2 * r], dtype: "f32", data: bData };
-  }
-  return { a, b, rank: 2 * trained.rank, alpha: 2 * trained.alpha };
-}
+export {
+  loraAdapterFileBytes,
+  type LoraAdapterOptions,
+  type LoraFactors,
+  modulePath,
+  pissaToLora,
+} from "./peft_format.ts";
 
 /** Writes a LoRA adapter folder in PEFT's layout. */
 export async function saveLoraAdapter(
   dir: string,
   factors: LoraFactors,
-  opts: { baseModel?: string; fanInFanOut?: boolean; initLoraWeights?: boolean | string } = {},
+  opts: LoraAdapterOptions = {},
 ): Promise<void> {
-  if (!factors?.a || !factors?.b || !(factors.rank > 0)) {
-    throw new TypeError(
-      "saveLoraAdapter: factors must be { a, b, rank, alpha }: pass (await trainer.adapters()).trained " +
-        "for LoRA, or pissaToLora(trained, initial) for PiSSA",
-    );
-  }
+  const files = await loraAdapterFileBytes(factors, opts);
   await Deno.mkdir(dir, { recursive: true });
-  const tensors: Record<string, HostArray> = {};
-  const targets = new Set<string>();
-  for (const name of Object.keys(factors.a)) {
-    const path = modulePath(name);
-    // Our factors always satisfy ΔW = s·B·A in the weight's stored layout. For GPT-2's Conv1D
-    // (stored [in, out], PEFT's fan_in_fan_out) PEFT applies ΔW = s·(lora_B·lora_A)ᵀ with
-    // lora_A [r, in], lora_B [out, r]: so lora_A = Bᵀ and lora_B = Aᵀ.
-    const [a, b] = opts.fanInFanOut
-      ? [transposed(factors.b[name]), transposed(factors.a[name])]
-      : [factors.a[name], factors.b[name]];
-    tensors[`base_model.model.${path}.lora_A.weight`] = a;
-    tensors[`base_model.model.${path}.lora_B.weight`] = b;
-    targets.add(path.split(".").at(-1)!);
-  }
-  await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
-  const config = {
-    peft_type: "LORA",
-    task_type: "CAUSAL_LM",
-    base_model_name_or_path: opts.baseModel ?? null,
-    r: factors.rank,
-    lora_alpha: factors.alpha,
-    lora_dropout: 0,
-    target_modules: [...targets].sort(),
-    bias: "none",
-    fan_in_fan_out: opts.fanInFanOut ?? false,
-    init_lora_weights: opts.initLoraWeights ?? true,
-    inference_mode: true,
-    use_rslora: false,
-    use_dora: false,
-    modules_to_save: null,
-  };
-  await writeTextAtomic(join(dir, "adapter_config.json"), JSON.stringify(config, null, 2) + "\n");
-}
-
-function transposed(x: HostArray): HostArray {
-  const [rows, cols] = x.shape;
-  const data = new Float32Array(rows * cols);
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) data[j * rows + i] = x.data[i * cols + j];
-  }
-  return { shape: [cols, rows], dtype: "f32", data };
+  for (const [name, bytes] of Object.entries(files)) await writeFileAtomic(join(dir, name), bytes);
 }

@@ -1,17 +1,21 @@
 /**
  * Tokenizers: byte-level (256 bytes + specials; what the shipped base model uses, since digits stay
- * digits), GPT-2's BPE through `npm:gpt-tokenizer` (bundled vocabulary, offline), and a loader for
- * byte-level BPE `tokenizer.json` files (GPT-2, Qwen2, Llama 3, SmolLM style) for user models.
+ * digits), GPT-2's BPE through `npm:gpt-tokenizer` (bundled vocabulary, offline), and any Hugging
+ * Face `tokenizer.json` (byte-level BPE, SentencePiece-style BPE and Unigram, WordPiece; added and
+ * special tokens) through `npm:@huggingface/tokenizers`, with `tokenizer_config.json`'s special
+ * tokens and chat template.
  */
 
+import { Tokenizer as HfLibTokenizer } from "npm:@huggingface/tokenizers@0.2.0";
 import {
   decode as gpt2Decode,
   encode as gpt2Encode,
 } from "npm:gpt-tokenizer@3.4.0/encoding/r50k_base";
+import { ChatTemplate } from "./chat_template.ts";
 
 /** Text ↔ token ids, with the special token ids a model needs. */
 export interface Tokenizer {
-  /** Which implementation: "byte", "gpt2" or "bpe". */
+  /** Which implementation: "byte", "gpt2" or "hf" (a Hugging Face tokenizer.json). */
   readonly kind: string;
   /** Number of token ids the model's embedding must cover. */
   readonly vocabSize: number;
@@ -25,6 +29,10 @@ export interface Tokenizer {
   encode(text: string): number[];
   /** Text of `ids`, special tokens dropped. */
   decode(ids: readonly number[]): string;
+  /** The model's chat template (tokenizer_config.json's `chat_template`), if it has one. */
+  readonly chatTemplate?: ChatTemplate;
+  /** Ids besides `eos` that end a generation (end-of-turn tokens such as `<|eot_id|>`). */
+  readonly stopIds?: readonly number[];
 }
 
 /** Bytes 0–255 are themselves; specials follow. vocabSize is rounded up to a multiple of 4. */
@@ -66,9 +74,12 @@ export class Gpt2Tokenizer implements Tokenizer {
   /** `<|endoftext|>`. */
   readonly bos = 50256;
 
-  /** GPT-2 BPE token ids of `text`. */
+  /** GPT-2 BPE token ids of `text`; `<|endoftext|>` written in it is that token, as in HF. */
   encode(text: string): number[] {
-    return gpt2Encode(text);
+    // gpt-tokenizer 3.4.0 throws on the special token, or spells it out when it is allowed.
+    return text.split("<|endoftext|>").flatMap((part, i) =>
+      i === 0 ? gpt2Encode(part) : [this.eos, ...gpt2Encode(part)]
+    );
   }
 
   /** Text of `ids`, `<|endoftext|>` dropped. */
@@ -77,127 +88,219 @@ export class Gpt2Tokenizer implements Tokenizer {
   }
 }
 
-/** GPT-2's reversible byte → printable-character table used by byte-level BPE vocabularies. */
-function byteToUnicode(): string[] {
-  const table: string[] = new Array(256);
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    table[b] = String.fromCharCode(printable ? b : 256 + extra++);
-  }
-  return table;
+/** A special token in tokenizer_config.json: its text, or an AddedToken record; null for none. */
+export type ConfigToken = string | { content: string } | null;
+
+/** The fields of a Hugging Face `tokenizer_config.json` this project reads. */
+export interface TokenizerConfig {
+  /** Beginning-of-sequence token (null: the model has none). */
+  bos_token?: ConfigToken;
+  /** End-of-sequence token. */
+  eos_token?: ConfigToken;
+  /** Padding token (null or absent: the end-of-sequence token pads). */
+  pad_token?: ConfigToken;
+  /** Unknown-piece token. */
+  unk_token?: ConfigToken;
+  /** Jinja chat template, or named templates (the one named "default" is used). */
+  chat_template?: string | { name: string; template: string }[];
+  /** Other fields are kept but not read. */
+  [field: string]: unknown;
 }
 
-const PRETOKENIZE = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
-
-interface TokenizerJson {
-  model?: { type?: string; vocab?: Record<string, number>; merges?: (string | [string, string])[] };
-  added_tokens?: { id: number; content: string; special?: boolean }[];
-  pre_tokenizer?: { type?: string };
+/** Names of the files a `HfTokenizer` was read from, for error messages. */
+export interface TokenizerOrigin {
+  /** The tokenizer.json (default "tokenizer.json"). */
+  json?: string;
+  /** The tokenizer_config.json (default "tokenizer_config.json"). */
+  config?: string;
+  /** Where the chat template came from (default: the config). */
+  chatTemplate?: string;
 }
 
-/** Byte-level BPE from a Hugging Face tokenizer.json. */
-export class BpeTokenizer implements Tokenizer {
-  /** Always "bpe". */
-  readonly kind = "bpe";
-  /** One more than the largest id in the vocabulary (added tokens included). */
+const EOS_NAMES = [
+  "<|endoftext|>",
+  "</s>",
+  "<|end_of_text|>",
+  "<|im_end|>",
+  "<|eot_id|>",
+  "<eos>",
+  "<|end|>",
+];
+const BOS_NAMES = ["<|begin_of_text|>", "<s>", "<bos>"];
+const PAD_NAMES = ["<pad>", "<|pad|>", "[PAD]"];
+const MODEL_TYPES = ["BPE", "Unigram", "WordPiece"];
+
+const isRecord = (x: unknown): x is Record<string, unknown> =>
+  typeof x === "object" && x !== null && !Array.isArray(x);
+
+/**
+ * A Hugging Face `tokenizer.json` (BPE, byte-level or SentencePiece-style with byte fallback,
+ * Unigram, WordPiece; normalizers, pre-tokenizers, added and special tokens) run by
+ * `@huggingface/tokenizers`, whose encodings match the Rust reference. Special tokens come from
+ * `tokenizer_config.json` (`bos_token`, `eos_token`, `pad_token`), else from the usual names
+ * among the added tokens.
+ */
+export class HfTokenizer implements Tokenizer {
+  /** Always "hf". */
+  readonly kind = "hf";
+  /** One more than the largest id of the vocabulary and the added tokens. */
   readonly vocabSize: number;
-  /** The end-of-text added token (named, or found among the usual names). */
+  /** `eos_token`, else the first added token among `<|endoftext|>`, `</s>`, `<|end_of_text|>`, … */
   readonly eos: number;
-  /** The padding added token, else `eos`. */
+  /** `pad_token`, else an added `<pad>`/`<|pad|>`/`[PAD]`, else `eos`. */
   readonly pad: number;
-  /** The beginning-of-text added token, if one is found. */
+  /** `bos_token` (none when the config sets it to null), else `<|begin_of_text|>`, `<s>`, `<bos>`. */
   readonly bos?: number;
-  private readonly vocab: Map<string, number>;
-  private readonly inverse: Map<number, string>;
-  private readonly ranks: Map<string, number>;
-  private readonly specials: Map<string, number>;
-  private readonly byteChars = byteToUnicode();
-  private readonly charBytes = new Map(this.byteChars.map((c, b) => [c, b]));
-  private readonly cache = new Map<string, number[]>();
+  /** The chat template of tokenizer_config.json (or chat_template.jinja), if there is one. */
+  readonly chatTemplate?: ChatTemplate;
+  /** Texts of the added tokens marked special (dropped by `decode`). */
+  readonly specialTokens: readonly string[];
+  /** The special added tokens among `<|endoftext|>`, `</s>`, `<|eot_id|>`, `<|im_end|>`, … */
+  readonly stopIds: readonly number[];
+  private readonly lib: HfLibTokenizer;
+  private readonly source: string;
 
-  /** Loads a parsed tokenizer.json; `names` overrides which added tokens are eos, bos and pad. */
-  constructor(json: TokenizerJson, names: { eos?: string; bos?: string; pad?: string } = {}) {
-    const model = json.model;
-    if (model?.type !== "BPE" || !model.vocab || !model.merges) {
+  /**
+   * Builds the tokenizer from a parsed tokenizer.json and (optionally) tokenizer_config.json;
+   * `origin` names the files in error messages.
+   */
+  constructor(json: unknown, config: TokenizerConfig = {}, origin: TokenizerOrigin = {}) {
+    const jsonName = origin.json ?? "tokenizer.json";
+    this.source = jsonName;
+    const configName = origin.config ?? "tokenizer_config.json";
+    const model = isRecord(json) ? json.model : undefined;
+    if (!isRecord(json) || !isRecord(model)) {
+      throw new Error(`${jsonName}: not a Hugging Face tokenizer.json (no "model" section)`);
+    }
+    if (typeof model.type === "string" && !MODEL_TYPES.includes(model.type)) {
       throw new Error(
-        `tokenizer.json: only BPE models are supported (got ${model?.type ?? "none"})`,
+        `${jsonName}: model type "${model.type}" is not supported (${MODEL_TYPES.join(", ")})`,
       );
     }
-    this.vocab = new Map(Object.entries(model.vocab));
-    this.specials = new Map((json.added_tokens ?? []).map((t) => [t.content, t.id]));
-    for (const [content, id] of this.specials) this.vocab.set(content, id);
-    this.inverse = new Map([...this.vocab].map(([k, v]) => [v, k]));
-    this.ranks = new Map(
-      model.merges.map((m, i) => [Array.isArray(m) ? m.join(" ") : m, i] as [string, number]),
-    );
-    this.vocabSize = Math.max(...this.vocab.values()) + 1;
-    const find = (...cands: (string | undefined)[]) =>
-      cands.map((c) => (c === undefined ? undefined : this.specials.get(c))).find((v) =>
-        v !== undefined
-      );
-    const eos = find(names.eos, "<|endoftext|>", "</s>", "<|end_of_text|>", "<|im_end|>");
-    if (eos === undefined) {
-      throw new Error("tokenizer.json: no end-of-text token found; pass its name");
-    }
-    this.eos = eos;
-    this.bos = find(names.bos, "<|begin_of_text|>", "<s>");
-    this.pad = find(names.pad, "<pad>", "<|pad|>") ?? eos;
-  }
-
-  /** Ids of one pre-token (in byte-character form) after applying the merges, cached. */
-  private bpe(word: string): number[] {
-    const hit = this.cache.get(word);
-    if (hit) return hit;
-    let parts = Array.from(word);
-    while (parts.length > 1) {
-      let best = -1;
-      let bestRank = Infinity;
-      for (let i = 0; i < parts.length - 1; i++) {
-        const r = this.ranks.get(parts[i] + " " + parts[i + 1]);
-        if (r !== undefined && r < bestRank) [best, bestRank] = [i, r];
+    if (!isRecord(config)) throw new Error(`${configName}: not a JSON object`);
+    const text = (key: "bos_token" | "eos_token" | "pad_token" | "unk_token") => {
+      const v = config[key];
+      if (v === undefined || v === null) return v;
+      const t = typeof v === "string" ? v : isRecord(v) ? v.content : undefined;
+      if (typeof t !== "string") {
+        throw new Error(
+          `${configName}: ${key} must be a string or { content } (got ${JSON.stringify(v)})`,
+        );
       }
-      if (best < 0) break;
-      parts = [...parts.slice(0, best), parts[best] + parts[best + 1], ...parts.slice(best + 2)];
+      return t;
+    };
+    const names = {
+      bos: text("bos_token"),
+      eos: text("eos_token"),
+      pad: text("pad_token"),
+      unk: text("unk_token"),
+    };
+    try {
+      this.lib = new HfLibTokenizer(
+        {
+          normalizer: null,
+          pre_tokenizer: null,
+          post_processor: null,
+          decoder: null,
+          ...json,
+          added_tokens: json.added_tokens ?? [],
+        },
+        // Only what the Rust reference reads: the Python-side options of tokenizer_config.json
+        // (clean-up of spaces, extra special tokens) are not applied.
+        { eos_token: names.eos ?? undefined, clean_up_tokenization_spaces: false },
+      );
+    } catch (e) {
+      throw new Error(`${jsonName}: cannot load the tokenizer (${(e as Error).message})`);
     }
-    const ids = parts.map((p) => {
-      const id = this.vocab.get(p);
+    let size = 0;
+    for (const id of this.lib.get_vocab(true).values()) if (id >= size) size = id + 1;
+    this.vocabSize = size;
+    const added = [...this.lib.get_added_tokens_decoder().values()];
+    this.specialTokens = added.filter((t) => t.special).map((t) => t.content);
+    const addedIds = new Map(added.map((t) => [t.content, t.id]));
+    // A chat model ends its turn with one of these even where eos names another (Llama 3:
+    // eos <|end_of_text|>, turns end with <|eot_id|>), as generation_config.json lists them.
+    const specialIds = new Map(added.filter((t) => t.special).map((t) => [t.content, t.id]));
+    this.stopIds = EOS_NAMES.flatMap((n) => specialIds.has(n) ? [specialIds.get(n)!] : []);
+    const idOf = (key: string, content: string) => {
+      const id = this.lib.token_to_id(content);
       if (id === undefined) {
-        throw new Error(`tokenizer.json: piece "${p}" is not in the vocabulary`);
+        throw new Error(`${configName}: ${key} "${content}" is not a token of ${jsonName}`);
       }
       return id;
-    });
-    this.cache.set(word, ids);
+    };
+    const search = (cands: string[]) =>
+      cands.map((c) => addedIds.get(c)).find((id) => id !== undefined);
+    const eos = names.eos ? idOf("eos_token", names.eos) : search(EOS_NAMES);
+    if (eos === undefined) {
+      throw new Error(
+        `${jsonName}: no end-of-sequence token: ${configName} names no eos_token and none of ` +
+          `${EOS_NAMES.join(" ")} is an added token`,
+      );
+    }
+    this.eos = eos;
+    if (names.bos) this.bos = idOf("bos_token", names.bos);
+    else if (names.bos === undefined) this.bos = search(BOS_NAMES);
+    this.pad = names.pad ? idOf("pad_token", names.pad) : search(PAD_NAMES) ?? eos;
+    const chat = config.chat_template;
+    if (chat !== undefined && chat !== null) {
+      const chatOrigin = origin.chatTemplate ?? configName;
+      let source: unknown = chat;
+      if (Array.isArray(chat)) {
+        source = chat.find((t) => t?.name === "default")?.template;
+        if (source === undefined) {
+          throw new Error(
+            `${chatOrigin}: chat_template lists named templates (${
+              chat.map((t) => t?.name).join(", ")
+            }) but none is named "default"`,
+          );
+        }
+      }
+      const tokenText = (id: number | undefined) =>
+        id === undefined ? undefined : this.lib.id_to_token(id);
+      this.chatTemplate = new ChatTemplate(source as string, {
+        origin: chatOrigin,
+        specialTokens: this.specialTokens,
+        tokens: {
+          bos_token: tokenText(this.bos),
+          eos_token: tokenText(this.eos),
+          pad_token: tokenText(this.pad),
+          unk_token: names.unk ?? undefined,
+        },
+      });
+    }
+  }
+
+  /** Token ids of `text`; special and added tokens written in it are matched as such. */
+  encode(text: string): number[] {
+    const { ids, tokens } = this.lib.encode(text, { add_special_tokens: false });
+    const missing = ids.findIndex((id) => id === undefined);
+    if (missing >= 0) {
+      throw new Error(
+        `${this.source}: piece ${JSON.stringify(tokens[missing])} has no id (is the model's ` +
+          "unk_token missing from its vocabulary?)",
+      );
+    }
     return ids;
   }
 
-  /** Pre-tokenizes `text` GPT-2 style, then applies the BPE merges to each piece. */
-  encode(text: string): number[] {
-    const out: number[] = [];
-    const bytes = new TextEncoder();
-    for (const piece of text.match(PRETOKENIZE) ?? []) {
-      const mapped = Array.from(bytes.encode(piece), (b) => this.byteChars[b]).join("");
-      out.push(...this.bpe(mapped));
-    }
-    return out;
+  /** Text of `ids`; special tokens and ids outside the vocabulary are dropped. */
+  decode(ids: readonly number[]): string {
+    const known = ids.filter((id) => this.lib.id_to_token(id) !== undefined);
+    if (known.length === 0) return "";
+    return this.lib.decode(known, {
+      skip_special_tokens: true,
+      clean_up_tokenization_spaces: false,
+    });
   }
 
-  /** Text of `ids`; added special tokens and unknown ids are dropped. */
-  decode(ids: readonly number[]): string {
-    const bytes: number[] = [];
-    for (const id of ids) {
-      const piece = this.inverse.get(id);
-      if (piece === undefined || this.specials.has(piece)) continue;
-      for (const ch of piece) {
-        const b = this.charBytes.get(ch);
-        if (b !== undefined) bytes.push(b);
-      }
-    }
-    return new TextDecoder().decode(Uint8Array.from(bytes));
+  /** The id of a token's text (vocabulary or added token), if it has one. */
+  tokenId(text: string): number | undefined {
+    return this.lib.token_to_id(text);
   }
 }
 
-/** A tokenizer by name: "byte" or "gpt2". */
+/** A tokenizer by name: "byte" or "gpt2" (a tokenizer.json is read with `loadTokenizer`). */
 export function tokenizerByName(name: string): Tokenizer {
   if (name === "byte") return new ByteTokenizer();
   if (name === "gpt2") return new Gpt2Tokenizer();

@@ -3,6 +3,7 @@
  * command-line flags on top, and validation that names the field and its allowed range.
  */
 
+import { isTemplate } from "../data/instruct.ts";
 import type { Method } from "../trainer.ts";
 
 export interface RunConfig {
@@ -25,6 +26,11 @@ export interface RunConfig {
   data?: string;
   queryField: string;
   responseField: string;
+  /**
+   * Prompt format: "alpaca", "compact", "chat" (the model's chat template; the loss falls on the
+   * assistant turn) or a text with `{query}`. Default: the model's (`dsl_template`, else alpaca).
+   */
+  template?: string;
   trainSize: number;
   evalSize: number;
   mode: "virtual" | "devices" | "mpi";
@@ -132,6 +138,14 @@ export function validateRun(c: RunConfig): RunConfig {
   }
   if (!["auto", "exact", "randomized"].includes(c.svd)) {
     throw new ConfigError("svd", `must be auto, exact or randomized (got ${c.svd})`);
+  }
+  if (c.template !== undefined && (typeof c.template !== "string" || !isTemplate(c.template))) {
+    throw new ConfigError(
+      "template",
+      `must be alpaca, compact, chat or a prompt containing {query} (got ${
+        JSON.stringify(c.template)
+      })`,
+    );
   }
   if (!["virtual", "devices", "mpi"].includes(c.mode)) {
     throw new ConfigError("mode", `must be virtual, devices or mpi (got ${c.mode})`);

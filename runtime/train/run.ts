@@ -24,6 +24,7 @@ import { MULTITASK_SUITE, type TaskItem, TASKS, taskSplits } from "../data/synth
 import { evaluateItems, type TaskScore } from "../models/evaluate.ts";
 import { loadModel, saveModel } from "../models/model_dir.ts";
 import { pissaToLora, saveLoraAdapter } from "../models/peft.ts";
+import { copyTokenizerFiles } from "../text/tokenizer_files.ts";
 import { createTrainer } from "../trainer.ts";
 import type { Trainer } from "../trainer_common.ts";
 import { type SvdMethod, svdMethodFor } from "../trainer_common.ts";
@@ -94,6 +95,13 @@ export function overall(scores: Scores): { accuracy: number; correct: number; to
 
 const text = (x: unknown) => JSON.stringify(x);
 
+/** "loading the model 12 s · preparing the data 1 s · …": each phase until the next (or now). */
+function phaseTimes(phases: readonly [RunPhase, number][]): string {
+  return phases.map(([name, start], i) =>
+    `${name} ${(((phases[i + 1]?.[1] ?? performance.now()) - start) / 1000).toFixed(0)} s`
+  ).join(" · ");
+}
+
 function schedule(cfg: RunConfig) {
   const warm = Math.round(cfg.warmup * cfg.steps);
   if (cfg.schedule === "constant") return () => cfg.lr;
@@ -104,10 +112,24 @@ function schedule(cfg: RunConfig) {
 
 export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult> {
   const t0 = performance.now();
-  io.phase?.("loading the model");
+  // When each phase began, for the summary's time by phase.
+  const phases: [RunPhase, number][] = [];
+  const enter = (name: RunPhase) => {
+    phases.push([name, performance.now()]);
+    io.phase?.(name);
+  };
+  enter("loading the model");
   const model = await loadModel(cfg.model);
-  io.phase?.("preparing the data");
+  enter("preparing the data");
   const tok = model.tokenizer;
+  const template = cfg.template ?? model.template;
+  if (template === "chat" && !tok.chatTemplate) {
+    throw new ConfigError(
+      "template",
+      `chat needs the model's chat template, and ${cfg.model} has none (no chat_template in ` +
+        "tokenizer_config.json, no chat_template.jinja); use --template alpaca or compact",
+    );
+  }
   // Data: a JSONL file, or a synthetic task (which also gives the evaluation split).
   let train: Example[] = [];
   const tests: Record<string, TaskItem[]> = {};
@@ -139,7 +161,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
         `${cfg.mode}: every rank would train the whole job and write the same --out. Add --mode mpi`,
     );
   }
-  const encoded = train.map((ex) => encodeExample(tok, ex, model.template));
+  const encoded = train.map((ex) => encodeExample(tok, ex, template));
   const K = cfg.devices;
   const perStep = K * cfg.batch;
   const total = cfg.epochs ? Math.ceil((cfg.epochs * train.length) / perStep) : cfg.steps;
@@ -172,7 +194,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     const wanted = cfg.method === "hdpissa" ? K * cfg.rank : cfg.rank;
     io.log(svdChoice(cfg.svd, adapt.map((n) => model.params[n].shape), wanted));
   }
-  io.phase?.("the initial SVD and compilation");
+  enter("the initial SVD and compilation");
   const trainer = await createTrainer({
     loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
       lmLoss(model.config, p, b, { checkpointBlocks: cfg.checkpointActivations }),
@@ -260,20 +282,20 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     const scores: Scores = {};
     for (const [task, items] of Object.entries(tests)) {
       scores[task] = await evaluateItems(model.config, tok, params, items, {
-        template: model.template,
+        template,
       });
       log(`accuracy ${when} (${task}): ${pct(scores[task])}`);
     }
     return Object.keys(scores).length ? scores : undefined;
   };
-  io.phase?.("evaluation before training");
+  enter("evaluation before training");
   if (leader) {
     if (!before) before = await evaluate(model.params, "before");
     await writeTextAtomic(statePath, text({ before }));
   }
   await waitForLeader();
 
-  io.phase?.("training");
+  enter("training");
   const metrics = leader ? await Deno.open(metricsPath, { append: true, create: true }) : undefined;
   const started = performance.now();
   let tokens = 0;
@@ -348,13 +370,16 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     return { steps: step, before, stopped, seconds: (performance.now() - t0) / 1000, leader };
   }
 
-  io.phase?.("final evaluation");
+  enter("final evaluation");
   const finalParams = await trainer.params();
   const after = await evaluate(finalParams, "after");
-  io.phase?.("writing the run folder");
+  enter("writing the run folder");
   await saveModel(join(cfg.out, "model"), model.config, finalParams, {
     ...Object.fromEntries(Object.entries(model.hfConfig).filter(([k]) => k.startsWith("dsl_"))),
+    ...(cfg.template ? { dsl_template: template } : {}),
   });
+  // The fine-tuned folder loads on its own: it keeps the base model's tokenizer files.
+  await copyTokenizerFiles(cfg.model, join(cfg.out, "model"));
   const adapters = await trainer.adapters();
   if (adapters) {
     const lora = adapters.initial
@@ -399,6 +424,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
 | accuracy after | ${after ? pct(overall(after)) : "n/a"} |
 | final loss | ${history.at(-1)?.loss.toFixed(4) ?? "n/a"} |
 | time | ${seconds.toFixed(0)} s (training ${((performance.now() - started) / 1000).toFixed(0)} s) |
+| time by phase | ${phaseTimes(phases)} |
 | kernels per step | ${stats.kernelsPerStep} |
 | mode | ${cfg.mode}${
     stats.replicas ? ` (${stats.replicas} replicas, ${trainer.size} process(es))` : ""

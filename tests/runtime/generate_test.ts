@@ -63,3 +63,22 @@ for (const cfg of [TINY_LLAMA, TINY_GPT2]) {
     assert.ok(want.some((w) => new Set(w).size > 1), `degenerate reference ${want}`);
   });
 }
+
+Deno.test("generate: a row ends at the tokenizer's stopIds (end-of-turn tokens) as at eos", async () => {
+  const cfg = TINY_LLAMA;
+  const params = initParams(cfg, 3);
+  for (const a of Object.values(params)) {
+    if (a.shape.length === 2) a.data.forEach((v, i) => (a.data[i] = v * 40));
+  }
+  const prompts = ["abc", "hello"];
+  const plain = tinyTokenizer(cfg);
+  const full = await generate(cfg, plain, params, prompts, { maxNewTokens: 6 });
+  // Stop at a letter the first continuation writes after its first one.
+  const stopChar = [...full[0]].slice(1).find((c) => c !== full[0][0]);
+  assert.ok(stopChar, `continuation ${full[0]} has no second letter`);
+  const stopId = stopChar.charCodeAt(0) - 97;
+  const cut = await generate(cfg, { ...plain, stopIds: [stopId] }, params, prompts, {
+    maxNewTokens: 6,
+  });
+  assert.deepEqual(cut, full.map((text) => text.split(stopChar)[0]));
+});

@@ -8,8 +8,10 @@ import type { Tensor } from "../../../dsl/trace.ts";
 import { writeSafetensors } from "../../../runtime/io/safetensors.ts";
 import { jit } from "../../../runtime/jit.ts";
 import { loadModel, saveModel } from "../../../runtime/models/model_dir.ts";
+import { formatPrompt } from "../../../runtime/data/instruct.ts";
 import { assertClose } from "../../helpers/arrays.ts";
 import { TINY_GPT2, TINY_LLAMA, TINY_QWEN2 } from "../../helpers/tiny_models.ts";
+import { writeRealTokenizer } from "../text/fixtures/real_tokenizers.ts";
 
 const batch: HostArray = {
   shape: [2, 6],
@@ -43,7 +45,7 @@ Deno.test("models: a GPT-2 checkpoint in HF layout (no transformer. prefix, mask
   assert.equal(model.config.family, "gpt2");
   assert.deepEqual(Object.keys(model.params).sort(), Object.keys(params).sort());
   assert.deepEqual(logits(model.config, model.params).data, logits(TINY_GPT2, params).data);
-  assert.equal(model.tokenizer.kind, "bpe");
+  assert.equal(model.tokenizer.kind, "hf");
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -110,7 +112,7 @@ for (const cfg of [TINY_LLAMA, TINY_GPT2, TINY_QWEN2]) {
   });
 }
 
-/** A two-merge byte-level BPE vocabulary (enough for the loader to accept the folder). */
+/** A two-merge BPE vocabulary (enough for the loader to accept the folder). */
 const TINY_BPE = {
   model: {
     type: "BPE",
@@ -152,5 +154,78 @@ Deno.test("models: a Qwen2 folder (HF names, q/k/v biases, BF16, model_type qwen
     Object.entries(params).filter(([n]) => !n.endsWith("proj.bias")),
   );
   assert.notDeepEqual(logits(noBias, stripped).data, logits(TINY_QWEN2, params).data);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("models: a Qwen3-sized folder with the real tokenizer.json and tokenizer_config.json loads and runs", async () => {
+  const dir = await Deno.makeTempDir();
+  const cfg: ModelConfig = { ...TINY_QWEN2, vocab: 151936 }; // Qwen3's embedding rows
+  // The small layers from initParams; the 151936-row (tied) embedding filled cheaply.
+  const params = initParams(TINY_QWEN2, 5);
+  const embedding = new Float32Array(cfg.vocab * cfg.width).map((_, i) => Math.sin(i) / 8);
+  params["model.embed_tokens.weight"] = {
+    shape: [cfg.vocab, cfg.width],
+    dtype: "f32",
+    data: embedding,
+  };
+  await writeSafetensors(join(dir, "model.safetensors"), params, {}, { checksum: false });
+  await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(configToHf(cfg)));
+  await writeRealTokenizer(dir, "qwen3"); // 11 MB, 151k merges
+  const model = await loadModel(dir);
+  const tok = model.tokenizer;
+  assert.equal(tok.kind, "hf");
+  assert.deepEqual(tok.encode("Hello world"), [9707, 1879]); // as the Rust reference
+  assert.deepEqual([tok.vocabSize, tok.eos, tok.pad, tok.bos], [151669, 151645, 151643, undefined]);
+  const prompt = formatPrompt("What is 2+2?", "chat", tok);
+  assert.equal(prompt, "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n");
+  const ids = tok.encode(prompt);
+  const x: HostArray = { shape: [1, ids.length], dtype: "i32", data: Int32Array.from(ids) };
+  const out = interpret(
+    (p: Record<string, Tensor>, t: Tensor) => forward(model.config, p, t),
+    model.params,
+    x,
+  ) as HostArray;
+  assert.deepEqual(out.shape, [1, ids.length, 151936]);
+  assert.ok(out.data.every(Number.isFinite));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("models: a Llama 2 folder (SentencePiece-style tokenizer.json) loads; BOS from its config", async () => {
+  const dir = await Deno.makeTempDir();
+  const cfg: ModelConfig = { ...TINY_LLAMA, vocab: 32000, bos: 1, eos: 2, pad: undefined };
+  const params = initParams(TINY_LLAMA, 6);
+  for (const name of ["model.embed_tokens.weight", "lm_head.weight"]) {
+    params[name] = {
+      shape: [cfg.vocab, cfg.width],
+      dtype: "f32",
+      data: new Float32Array(cfg.vocab * cfg.width),
+    };
+  }
+  await saveModel(dir, cfg, params);
+  await writeRealTokenizer(dir, "llama2");
+  const model = await loadModel(dir);
+  const tok = model.tokenizer;
+  assert.deepEqual(tok.encode("Hello world"), [22557, 1526]);
+  assert.deepEqual(
+    tok.encode("你好，世界！今天天气很好。"),
+    [
+      28705,
+      29383,
+      29530,
+      28924,
+      30050,
+      29822,
+      29267,
+      30316,
+      29354,
+      29354,
+      30627,
+      30111,
+      29530,
+      28944,
+    ],
+  );
+  assert.equal(tok.decode([tok.bos!, 22557, 1526, tok.eos]), "Hello world");
+  assert.deepEqual([tok.bos, tok.eos, tok.pad, tok.chatTemplate], [1, 2, 2, undefined]);
   await Deno.remove(dir, { recursive: true });
 });
