@@ -12,10 +12,10 @@ import { configFromHf, configToHf, type ModelConfig } from "../../dsl/nn/config.
 import { parameterShapes } from "../../dsl/nn/transformer.ts";
 import { parseSafetensors, serializeSafetensors } from "../io/safetensors_format.ts";
 import {
-  HfTokenizer,
+  hfTokenizerFromFiles,
   type Tokenizer,
+  TOKENIZER_FILES,
   tokenizerByName,
-  type TokenizerConfig,
 } from "../text/tokenizer.ts";
 
 /** A model folder's contents, as `loadModel` and `loadModelFiles` return them. */
@@ -40,17 +40,8 @@ export interface ModelFiles {
   read(name: string): Promise<Uint8Array | undefined>;
 }
 
-/**
- * Tokenizer files a fine-tuned folder keeps from its base, in the order they are read (the same
- * list as `TOKENIZER_FILES` of runtime/text/tokenizer_files.ts, which the tests compare).
- */
-export const MODEL_TOKENIZER_FILES = [
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "chat_template.jinja",
-  "chat_template.json",
-  "special_tokens_map.json",
-] as const;
+/** Tokenizer files a fine-tuned folder keeps from its base, in the order they are read. */
+export const MODEL_TOKENIZER_FILES: typeof TOKENIZER_FILES = TOKENIZER_FILES;
 
 /** Where `name` is, for messages. */
 function locate(files: ModelFiles, name: string): string {
@@ -179,32 +170,11 @@ export async function readModelTokenizer(
 ): Promise<Tokenizer> {
   const tokName = hfConfig.dsl_tokenizer;
   if (typeof tokName === "string") return tokenizerByName(tokName);
-  const jsonText = await readText(files, "tokenizer.json");
-  if (jsonText !== undefined) {
-    const jsonPath = locate(files, "tokenizer.json");
-    const configPath = locate(files, "tokenizer_config.json");
-    const configText = await readText(files, "tokenizer_config.json");
-    const tokConfig = configText === undefined ? {} : parseJson(configText, configPath);
-    if (typeof tokConfig !== "object" || tokConfig === null || Array.isArray(tokConfig)) {
-      throw new Error(`${configPath}: not a JSON object`);
-    }
-    const merged: TokenizerConfig = { ...tokConfig };
-    const origin = { json: jsonPath, config: configPath, chatTemplate: configPath };
-    const jinja = await readText(files, "chat_template.jinja");
-    const chatJson = jinja === undefined ? await readText(files, "chat_template.json") : undefined;
-    if (jinja !== undefined) {
-      merged.chat_template = jinja;
-      origin.chatTemplate = locate(files, "chat_template.jinja");
-    } else if (chatJson !== undefined) {
-      const where = locate(files, "chat_template.json");
-      const parsed = parseJson(chatJson, where) as { chat_template?: unknown };
-      if (typeof parsed?.chat_template !== "string") {
-        throw new Error(`${where}: expected { "chat_template": "<template>" }`);
-      }
-      merged.chat_template = parsed.chat_template;
-      origin.chatTemplate = where;
-    }
-    return new HfTokenizer(parseJson(jsonText, jsonPath), merged, origin);
+  if (await readText(files, "tokenizer.json") !== undefined) {
+    return await hfTokenizerFromFiles(
+      (name) => readText(files, name),
+      (name) => locate(files, name),
+    );
   }
   if (config.family === "gpt2" && config.vocab === 50257) return tokenizerByName("gpt2");
   throw new Error(

@@ -308,3 +308,56 @@ export function tokenizerByName(name: string): Tokenizer {
     `tokenizer: unknown name "${name}" (byte, gpt2, or a folder with tokenizer.json)`,
   );
 }
+
+function parseJsonFile(text: string, path: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+/**
+ * A Hugging Face tokenizer from its files, read through `read(name)` (undefined when absent) on
+ * any source (a folder, the browser's files); `where(name)` names a file in errors. tokenizer.json
+ * is required; tokenizer_config.json is optional; the chat template comes, as in transformers,
+ * from chat_template.jinja, else chat_template.json, else the config's `chat_template`.
+ */
+export async function hfTokenizerFromFiles(
+  read: (name: string) => Promise<string | undefined>,
+  where: (name: string) => string,
+): Promise<HfTokenizer> {
+  const jsonPath = where("tokenizer.json");
+  const jsonText = await read("tokenizer.json");
+  if (jsonText === undefined) throw new Error(`${jsonPath}: no such file`);
+  const configPath = where("tokenizer_config.json");
+  const configText = await read("tokenizer_config.json");
+  const config = configText === undefined ? {} : parseJsonFile(configText, configPath);
+  if (!isRecord(config)) throw new Error(`${configPath}: not a JSON object`);
+  const origin = { json: jsonPath, config: configPath, chatTemplate: configPath };
+  const merged: TokenizerConfig = { ...config };
+  const jinja = await read("chat_template.jinja");
+  const chatJson = jinja === undefined ? await read("chat_template.json") : undefined;
+  if (jinja !== undefined) {
+    merged.chat_template = jinja;
+    origin.chatTemplate = where("chat_template.jinja");
+  } else if (chatJson !== undefined) {
+    const chatJsonPath = where("chat_template.json");
+    const parsed = parseJsonFile(chatJson, chatJsonPath) as { chat_template?: unknown };
+    if (typeof parsed?.chat_template !== "string") {
+      throw new Error(`${chatJsonPath}: expected { "chat_template": "<template>" }`);
+    }
+    merged.chat_template = parsed.chat_template;
+    origin.chatTemplate = chatJsonPath;
+  }
+  return new HfTokenizer(parseJsonFile(jsonText, jsonPath), merged, origin);
+}
+
+/** Files that make up a Hugging Face tokenizer, in the order `hfTokenizerFromFiles` reads them. */
+export const TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "chat_template.jinja",
+  "chat_template.json",
+  "special_tokens_map.json",
+] as const;

@@ -10,6 +10,7 @@
 import type { HostArray } from "../../dsl/host_array.ts";
 import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
 import { lmLoss } from "../../dsl/nn/transformer.ts";
+import { DEFAULT_RUN } from "./config.ts";
 import { constantSchedule, type Schedule, warmupCosine, warmupLinear } from "../../dsl/optim.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import {
@@ -61,18 +62,7 @@ export interface SessionSettings {
 }
 
 /** Module names adapted by default (Llama and GPT-2 projections), as `deno task train`. */
-export const DEFAULT_ADAPT: readonly string[] = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-  "c_attn",
-  "c_proj",
-  "c_fc",
-];
+export const DEFAULT_ADAPT: readonly string[] = DEFAULT_RUN.adapt;
 
 /** One step's mean loss over the shards and the wall time since the run started. */
 export interface LossRecord {

@@ -135,7 +135,6 @@ const TINY_BPE = {
 };
 
 Deno.test("model bytes: tokenizer files, with chat_template.jinja over chat_template.json over the config", async () => {
-  assert.deepEqual([...MODEL_TOKENIZER_FILES], [...TOKENIZER_FILES]);
   const files: Record<string, string> = {
     "tokenizer.json": JSON.stringify(TINY_BPE),
     "tokenizer_config.json": JSON.stringify({
