@@ -2,28 +2,7 @@
 export * from "./core.ts";
 export { readSafetensors, readSafetensorsFile, writeSafetensors } from "./io/safetensors.ts";
 export { writeFileAtomic, writeTextAtomic } from "./io/atomic.ts";
-export {
-  ByteTokenizer,
-  type ConfigToken,
-  Gpt2Tokenizer,
-  HfTokenizer,
-  tokenizerByName,
-  type TokenizerConfig,
-  type TokenizerOrigin,
-} from "./text/tokenizer.ts";
-export {
-  type ChatMessage,
-  type ChatRenderOptions,
-  ChatTemplate,
-  type ChatTemplateOptions,
-  type ChatTurn,
-} from "./text/chat_template.ts";
-export {
-  copyTokenizerFiles,
-  hasTokenizerJson,
-  loadTokenizer,
-  TOKENIZER_FILES,
-} from "./text/tokenizer_files.ts";
+export { copyTokenizerFiles, hasTokenizerJson, loadTokenizer } from "./text/tokenizer_files.ts";
 export * from "./data/instruct.ts";
 export * from "./data/synthetic.ts";
 export { corpusSplit, loadSpeeches, normalizeText, type Speech } from "./data/corpus.ts";

@@ -40,9 +40,6 @@ export interface ModelFiles {
   read(name: string): Promise<Uint8Array | undefined>;
 }
 
-/** Tokenizer files a fine-tuned folder keeps from its base, in the order they are read. */
-export const MODEL_TOKENIZER_FILES: typeof TOKENIZER_FILES = TOKENIZER_FILES;
-
 /** Where `name` is, for messages. */
 function locate(files: ModelFiles, name: string): string {
   return `${files.source.replace(/\/+$/, "")}/${name}`;
@@ -221,7 +218,7 @@ export async function modelFileBytes(
 /** The tokenizer files `files` holds, by name (for a fine-tuned folder to keep them). */
 export async function tokenizerFileBytes(files: ModelFiles): Promise<Record<string, Uint8Array>> {
   const out: Record<string, Uint8Array> = {};
-  for (const name of MODEL_TOKENIZER_FILES) {
+  for (const name of TOKENIZER_FILES) {
     const bytes = await files.read(name);
     if (bytes !== undefined) out[name] = bytes;
   }

@@ -8,8 +8,6 @@ import { join } from "node:path";
 import { writeTextAtomic } from "../io/atomic.ts";
 import { type HfTokenizer, hfTokenizerFromFiles, TOKENIZER_FILES } from "./tokenizer.ts";
 
-export { TOKENIZER_FILES };
-
 async function readText(path: string): Promise<string | undefined> {
   try {
     return await Deno.readTextFile(path);

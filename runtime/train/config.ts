@@ -3,6 +3,7 @@
  * command-line flags on top, and validation that names the field and its allowed range.
  */
 
+import { constantSchedule, type Schedule, warmupCosine, warmupLinear } from "../../dsl/optim.ts";
 import { isTemplate } from "../data/instruct.ts";
 import type { Method } from "../trainer.ts";
 
@@ -154,3 +155,14 @@ export function validateRun(c: RunConfig): RunConfig {
 }
 
 export const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+
+/** The learning-rate schedule of a run: `lr` with a warm-up over `warmup` of the `steps`. */
+export function runSchedule(
+  cfg: Pick<RunConfig, "lr" | "steps" | "warmup" | "schedule">,
+): Schedule {
+  const warm = Math.round(cfg.warmup * cfg.steps);
+  if (cfg.schedule === "constant") return constantSchedule(cfg.lr);
+  return cfg.schedule === "linear"
+    ? warmupLinear(cfg.lr, warm, cfg.steps)
+    : warmupCosine(cfg.lr, warm, cfg.steps);
+}

@@ -8,7 +8,6 @@
 import { join } from "node:path";
 import { lmLoss } from "../../dsl/nn/transformer.ts";
 import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
-import { warmupCosine, warmupLinear } from "../../dsl/optim.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import { sha256Hex, writeTextAtomic } from "../io/atomic.ts";
@@ -31,7 +30,7 @@ import { type SvdMethod, svdMethodFor } from "../trainer_common.ts";
 import { launcherSize } from "../dist/mpi.ts";
 import { barChart, lineChart } from "./charts.ts";
 import { loadLatestCheckpoint, saveCheckpoint } from "./checkpoints.ts";
-import { ConfigError, type RunConfig } from "./config.ts";
+import { ConfigError, type RunConfig, runSchedule } from "./config.ts";
 
 export interface RunIO {
   /** A line for the log (stderr on a terminal, stdout otherwise). */
@@ -100,14 +99,6 @@ function phaseTimes(phases: readonly [RunPhase, number][]): string {
   return phases.map(([name, start], i) =>
     `${name} ${(((phases[i + 1]?.[1] ?? performance.now()) - start) / 1000).toFixed(0)} s`
   ).join(" · ");
-}
-
-function schedule(cfg: RunConfig) {
-  const warm = Math.round(cfg.warmup * cfg.steps);
-  if (cfg.schedule === "constant") return () => cfg.lr;
-  return cfg.schedule === "linear"
-    ? warmupLinear(cfg.lr, warm, cfg.steps)
-    : warmupCosine(cfg.lr, warm, cfg.steps);
 }
 
 export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult> {
@@ -204,7 +195,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     devices: K,
     rank: cfg.rank,
     alpha: cfg.alpha,
-    optimizer: { lr: schedule(resolved) },
+    optimizer: { lr: runSchedule(resolved) },
     mode: cfg.mode,
     svd: { method: cfg.svd, seed: cfg.seed },
     seed: cfg.seed,
@@ -314,7 +305,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     stepsAtStart = step;
     while (step < total) {
       const shards = shardsAt(step);
-      const lr = schedule(resolved)(step);
+      const lr = runSchedule(resolved)(step);
       const { loss: mine } = await trainer.step(shards).catch((e) => {
         throw explainDeviceMemory(e, cfg);
       });

@@ -10,8 +10,8 @@
 import type { HostArray } from "../../dsl/host_array.ts";
 import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
 import { lmLoss } from "../../dsl/nn/transformer.ts";
-import { DEFAULT_RUN } from "./config.ts";
-import { constantSchedule, type Schedule, warmupCosine, warmupLinear } from "../../dsl/optim.ts";
+import { DEFAULT_RUN, runSchedule } from "./config.ts";
+import type { Schedule } from "../../dsl/optim.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import {
   BatchSampler,
@@ -89,10 +89,12 @@ export type SessionState = "ready" | "running" | "stopped" | "done" | "closed";
 const LR_FIELDS = ["steps", "lr", "schedule", "warmup"] as const;
 
 function scheduleOf(s: SessionSettings): Schedule {
-  const warm = Math.round((s.warmup ?? 0.03) * s.steps);
-  const kind = s.schedule ?? "cosine";
-  if (kind === "constant") return constantSchedule(s.lr);
-  return kind === "linear" ? warmupLinear(s.lr, warm, s.steps) : warmupCosine(s.lr, warm, s.steps);
+  return runSchedule({
+    lr: s.lr,
+    steps: s.steps,
+    warmup: s.warmup ?? 0.03,
+    schedule: s.schedule ?? "cosine",
+  });
 }
 
 /** Whether any response token of `e` is a target within the first `maxLen` positions. */

@@ -16,7 +16,6 @@ import {
   fileListFiles,
   loadModelFiles,
   memoryFiles,
-  MODEL_TOKENIZER_FILES,
   modelFileBytes,
   readModelTokenizer,
   tokenizerFileBytes,
@@ -24,7 +23,6 @@ import {
 } from "../../../runtime/models/model_bytes.ts";
 import { folderFiles, loadModel, saveModel } from "../../../runtime/models/model_dir.ts";
 import { loraAdapterFileBytes, saveLoraAdapter } from "../../../runtime/models/peft.ts";
-import { TOKENIZER_FILES } from "../../../runtime/text/tokenizer_files.ts";
 import { TINY_BYTE_LLAMA, TINY_LLAMA } from "../../helpers/tiny_models.ts";
 
 const BASE = new URL("../../../models/base/", import.meta.url);
