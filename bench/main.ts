@@ -4,6 +4,9 @@
  *
  * Flags: `--quick` (short runs, small sizes), `--only=matmul,ew,mlp,block` (a subset); neither
  * writes the doc unless `--write` is given. `--no-write` prints only.
+ *
+ * Runs with `--config bench/peers/deno.json` (as `deno task bench` does): TF.js lives in that
+ * config's import map and lock only, so no other task installs it (see bench/tfjs.ts).
  */
 
 import {
@@ -715,7 +718,8 @@ XDG_RUNTIME_DIR=/tmp deno task bench --quick    # short smoke run, prints only
 \`\`\`
 
 Select the WebGPU backend with \`DENO_WEBGPU_BACKEND=vulkan|gl\`. The benchmark is not part of
-\`deno task test\`.
+\`deno task test\`. TF.js is pinned in bench/peers/deno.json (its own import map and lock), which the
+task passes as \`--config\`; the root lock has no TF.js, so no other task installs it.
 `;
   await Deno.writeTextFile(DOC, doc);
   log(`wrote ${DOC}`);

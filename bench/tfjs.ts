@@ -1,6 +1,8 @@
 /**
  * TF.js on its WebGPU backend. The union package `@tensorflow/tfjs` registers the gradients (the
- * core package alone has none in Deno); the WebGPU backend registers itself on import.
+ * core package alone has none in Deno); the WebGPU backend registers itself on import. Both resolve
+ * only under bench/peers/deno.json: the union package depends on core-js, whose skipped install
+ * script would make Deno warn on the first run of every task sharing the root lock.
  */
 
 import * as tf from "@tensorflow/tfjs";

@@ -12,14 +12,17 @@ import {
   type RunConfig,
   validateRun,
 } from "../runtime/train/config.ts";
+import { METHODS } from "../dsl/adapters/methods/registry.ts";
 import { NonFiniteLossError, type RunPhase, runTraining } from "../runtime/train/run.ts";
 
 const HELP = `deno task train [--config run.json] [flags]
 
-  --method hdpissa|pissa|lora|full   method (default ${DEFAULT_RUN.method})
+  --method NAME                      ${Object.keys(METHODS).join("|")}
+                                     (default ${DEFAULT_RUN.method}; docs/training.md)
   --devices K                        shards / devices (default ${DEFAULT_RUN.devices})
   --rank r                           adapter rank per device (default ${DEFAULT_RUN.rank})
   --alpha a                          LoRA/PiSSA scale α (s = α/r; default α = r)
+  --rs-lora                          rsLoRA scaling s = α/√r for the LoRA-family methods
   --lr x                             peak learning rate (default ${DEFAULT_RUN.lr})
   --schedule cosine|constant|linear  learning-rate schedule with warm-up (default ${DEFAULT_RUN.schedule})
   --warmup f                         warm-up fraction of the steps (default ${DEFAULT_RUN.warmup})
@@ -33,6 +36,13 @@ const HELP = `deno task train [--config run.json] [flags]
                                      assistant turn through its end-of-turn token
   --task NAME                        synthetic task when no --data (default ${DEFAULT_RUN.task})
   --train-size N, --eval-size N      examples to train on / to score before and after
+  --eval-data FILE.jsonl             score the first --eval-size records (default ${DEFAULT_RUN.evalSize}) of this
+                                     file before and after: exact match of the final answer
+                                     ("The answer is: N", "#### N", \\boxed{N}; numbers normalised)
+  --answer-regex RE                  the final answer in --eval-data responses and generations:
+                                     RE's first capture group, last match (flag m)
+  --eval-max-new-tokens N            tokens generated per eval item (default: the longest
+                                     reference response's + 8)
   --adapt a,b,…                      module names to adapt (default all attention and MLP projections)
   --mode virtual|devices|mpi         where the K shards run (default ${DEFAULT_RUN.mode}): one device,
                                      K devices in this process, or one process per rank under mpirun
@@ -68,6 +78,7 @@ const NUMERIC = new Set([
   "checkpointEvery",
   "verifyReplicasEvery",
   "commTimeout",
+  "evalMaxNewTokens",
 ]);
 const fields = Object.keys(DEFAULT_RUN).concat([
   "alpha",
@@ -78,6 +89,10 @@ const fields = Object.keys(DEFAULT_RUN).concat([
   "commTimeout",
   "dryRun",
   "checkpointActivations",
+  "evalData",
+  "answerRegex",
+  "evalMaxNewTokens",
+  "rsLora",
 ]);
 
 /** Keys a run folder's config.json records beside the settings. */
@@ -88,7 +103,7 @@ function parse(args: string[]): RunConfig {
     config: { type: "string" },
     help: { type: "boolean" },
   };
-  const flags = ["resume", "dryRun", "checkpointActivations"];
+  const flags = ["resume", "dryRun", "checkpointActivations", "rsLora"];
   for (const f of fields) options[kebab(f)] = { type: flags.includes(f) ? "boolean" : "string" };
   let values: Record<string, string | boolean | undefined>;
   try {

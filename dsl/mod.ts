@@ -68,4 +68,5 @@ export {
 } from "./linalg/rank.ts";
 export * from "./adapters/init.ts";
 export * from "./adapters/steps.ts";
+export * from "./adapters/methods/mod.ts";
 export { vmap, type VmapOptions } from "./vmap.ts";

@@ -10,4 +10,6 @@ export { evaluationWindows, PretrainStream } from "./data/pretrain_data.ts";
 export { type LoadedModel, loadModel, saveModel } from "./models/model_dir.ts";
 export { type DeviceInitOptions, initParamsOnDevice } from "./models/init.ts";
 export { pissaToLora, saveLoraAdapter } from "./models/peft.ts";
-export { evaluateItems, type TaskScore } from "./models/evaluate.ts";
+export { evaluateItems, type EvaluateOptions, type TaskScore } from "./models/evaluate.ts";
+export * from "./data/answers.ts";
+export * from "./data/eval_data.ts";

@@ -1,19 +1,13 @@
 /**
- * `createTrainer`: HD-PiSSA and its baselines (data-parallel LoRA, PiSSA, full fine-tuning) as
- * compiled training steps. Mode "virtual" runs K shards on one WebGPU device: one program per
+ * `createTrainer`: any method record (dsl/adapters/methods/: HD-PiSSA, its baselines, and
+ * user-defined ones) as compiled training steps. Mode "virtual" runs K shards on one WebGPU device: one program per
  * step computes every shard's loss and gradients, the per-shard updates and their reduction on the
  * device — no host round trip except reading the K losses.
  */
 
 import type { HostArray } from "../dsl/host_array.ts";
-import { hdpissaInit, loraInit, pissaInit } from "../dsl/adapters/init.ts";
-import {
-  adapterDpStep,
-  type DpState,
-  fullDpStep,
-  type HdPissaState,
-  hdpissaStep,
-} from "../dsl/adapters/steps.ts";
+import { hdpissaStep, replicatedStep, type Trained } from "../dsl/adapters/steps.ts";
+import { initMatrix, replicatedTree, shardedTree } from "./method_state.ts";
 import { type DeviceArray, isDeviceArray } from "./device_array.ts";
 import { flattenTree } from "../dsl/pytree.ts";
 import { availableHostBytes, checkStepMemory, planOf } from "./step_plan.ts";
@@ -23,11 +17,12 @@ import { createReplicatedTrainer } from "./dist/replicated.ts";
 import {
   adamHyper,
   type AdapterExport,
+  adapterScale,
   costModelBytes,
   destroyTree,
-  leadingFactors,
   learningRate,
-  mergeAdapters,
+  mergeWeights,
+  methodOf,
   restoredTree,
   snapshotTensors,
   stackShards,
@@ -35,12 +30,12 @@ import {
   type TrainerConfig,
   type Tree,
   validate,
-  zeros,
 } from "./trainer_common.ts";
 
 export {
   type AdapterExport,
   type Method,
+  methodOf,
   type Trainer,
   type TrainerConfig,
   TrainerConfigError,
@@ -70,12 +65,10 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   if (cfg.mode === "devices" || cfg.mode === "mpi") return await createReplicatedTrainer(cfg);
   const hyper = adamHyper(cfg);
   const lrAt = learningRate(cfg);
-  const scale = (cfg.alpha ?? r) / r;
+  const method = methodOf(cfg);
+  const scale = adapterScale(cfg);
   const adapt = [...cfg.adapt];
-  const dims = adapt.map((n) => cfg.params[n].shape as [number, number]);
   const bytes = costModelBytes(cfg);
-  let params = { ...cfg.params };
-  const factors = (w: HostArray, k: number) => leadingFactors(cfg, w, k);
   let steps = 0;
   let kernels = 0;
   /** Everything that changes or is needed across steps, on the device (snapshot = this tree). */
@@ -99,76 +92,38 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     return out.losses as DeviceArray;
   };
 
-  if (cfg.method === "hdpissa") {
-    const aCat: Record<string, HostArray> = {}, bCat: Record<string, HostArray> = {};
-    const state: HdPissaState<HostArray> = { mA: {}, vA: {}, mB: {}, vB: {}, step: zeros([]) };
-    for (const [i, name] of adapt.entries()) {
-      const [m, n] = dims[i];
-      const init = hdpissaInit(cfg.params[name], r, K, await factors(cfg.params[name], K * r));
-      aCat[name] = init.aCat;
-      bCat[name] = init.bCat;
-      state.mA[name] = zeros([K, r, n]), state.vA[name] = zeros([K, r, n]);
-      state.mB[name] = zeros([K, m, r]), state.vB[name] = zeros([K, m, r]);
-    }
+  const inits: Record<string, Record<string, HostArray>> = {};
+  for (const name of adapt) inits[name] = await initMatrix(method, cfg, name);
+  if (method.family === "sharded") {
     const f = jit(hdpissaStep(cfg.loss, adapt, r, hyper), { donate: [0, 2] });
     compiled = { f, args: ["params", "slices", "state"] };
-    live = await toDevice({ params, slices: { aCat, bCat }, state }) as Record<string, Tree>;
+    live = await toDevice(shardedTree(cfg, inits, K)) as Record<string, Tree>;
     run = (lr, batch) =>
       runStep(f, ["params", "slices", "state"], { params: "params", state: "state" }, lr, batch);
     dense = async () => await toHost(live.params) as Record<string, HostArray>;
-  } else if (cfg.method === "full") {
-    const state: DpState<HostArray> = { m: {}, v: {}, step: zeros([]) };
-    adapt.forEach((name, i) => (state.m[name] = zeros(dims[i]), state.v[name] = zeros(dims[i])));
-    const f = jit(fullDpStep(cfg.loss, adapt, hyper), { donate: [0, 1] });
-    compiled = { f, args: ["params", "state"] };
-    live = await toDevice({ params, state }) as Record<string, Tree>;
-    run = (lr, batch) =>
-      runStep(f, ["params", "state"], { params: "params", state: "state" }, lr, batch);
-    dense = async () => await toHost(live.params) as Record<string, HostArray>;
   } else {
-    const a: Record<string, HostArray> = {}, b: Record<string, HostArray> = {};
-    const state: DpState<HostArray> = { m: {}, v: {}, step: zeros([]) };
-    for (const [i, name] of adapt.entries()) {
-      const w = cfg.params[name];
-      if (cfg.method === "pissa") {
-        const init = pissaInit(w, r, cfg.alpha ?? r, await factors(w, r));
-        a[name] = init.a, b[name] = init.b;
-        params = { ...params, [name]: init.residual };
-      } else {
-        const init = loraInit(w, r, (cfg.seed ?? 0) * 1000 + i);
-        a[name] = init.a, b[name] = init.b;
-      }
-      const [m, n] = dims[i];
-      state.m[`${name}#a`] = zeros([r, n]), state.v[`${name}#a`] = zeros([r, n]);
-      state.m[`${name}#b`] = zeros([m, r]), state.v[`${name}#b`] = zeros([m, r]);
+    const f = jit(replicatedStep(method, cfg.loss, scale, hyper), { donate: [1, 3] });
+    const args = ["params", "trained", "frozen", "state"];
+    compiled = { f, args };
+    live = await toDevice(replicatedTree(method, cfg, inits)) as Record<string, Tree>;
+    run = (lr, batch) => runStep(f, args, { trained: "trained", state: "state" }, lr, batch);
+    const merge = mergeWeights(method, scale);
+    dense = async () =>
+      await merge(live.params, live.trained, live.frozen) as Record<string, HostArray>;
+    const peft = method.peft;
+    if (peft) {
+      adapters = async () => {
+        const host = await toHost({ trained: live.trained, initial: live.initial }) as {
+          trained: Trained<HostArray>;
+          initial: Trained<HostArray>;
+        };
+        return peft(host.trained, host.initial, {
+          rank: r,
+          alpha: cfg.alpha ?? r,
+          rsLora: cfg.rsLora ?? false,
+        });
+      };
     }
-    const f = jit(adapterDpStep(cfg.loss, adapt, scale, hyper), { donate: [1, 2] });
-    compiled = { f, args: ["params", "adapters", "state"] };
-    live = await toDevice({ params, adapters: { a, b }, state, initial: { a, b } }) as Record<
-      string,
-      Tree
-    >;
-    run = (lr, batch) =>
-      runStep(
-        f,
-        ["params", "adapters", "state"],
-        { adapters: "adapters", state: "state" },
-        lr,
-        batch,
-      );
-    const merge = mergeAdapters(adapt, scale);
-    dense = async () => await merge(live.params, live.adapters) as Record<string, HostArray>;
-    type Factors = { a: Record<string, HostArray>; b: Record<string, HostArray> };
-    adapters = async () => {
-      const host = await toHost({ trained: live.adapters, initial: live.initial }) as {
-        trained: Factors;
-        initial: Factors;
-      };
-      return {
-        trained: { ...host.trained, rank: r, alpha: cfg.alpha ?? r },
-        initial: cfg.method === "pissa" ? host.initial : undefined,
-      };
-    };
   }
 
   let memoryChecked = false;
@@ -183,7 +138,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   return {
     rank: 0,
     size: 1,
-    method: cfg.method,
+    method: method.name,
     async step(shards) {
       const batch = stackShards(shards, K);
       if (!memoryChecked) {

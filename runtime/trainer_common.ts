@@ -4,21 +4,21 @@
  */
 
 import { type HostArray, isHostArray } from "../dsl/host_array.ts";
-import type { ShardLoss } from "../dsl/adapters/steps.ts";
+import { effectiveParams, type ShardLoss, type Trained } from "../dsl/adapters/steps.ts";
 import { type Svd, svdOf } from "../dsl/linalg/svd.ts";
 import { type DeviceArray, isDeviceArray } from "./device_array.ts";
 import { flattenTree, unflattenTree } from "../dsl/pytree.ts";
-import { add, matmul, mul } from "../dsl/mod.ts";
 import type { Tensor } from "../dsl/trace.ts";
 import type { Device } from "./device.ts";
 import { jit } from "./jit.ts";
 import { randomizedSvd } from "./linalg/rsvd.ts";
 import type { StepPlan } from "./step_plan.ts";
 import type { KernelTiming } from "./executor.ts";
-import type { LoraFactors } from "./models/peft.ts";
+import type { AdapterExport, MethodSpec, ReplicatedMethod } from "../dsl/adapters/methods/spec.ts";
+import { METHODS, methodSpec } from "../dsl/adapters/methods/registry.ts";
 
-/** The fine-tuning method: HD-PiSSA, or a data-parallel PiSSA, LoRA or full baseline. */
-export type Method = "hdpissa" | "pissa" | "lora" | "full";
+/** A built-in fine-tuning method (see dsl/adapters/methods/): HD-PiSSA and the baselines. */
+export type Method = "hdpissa" | "hd-milora" | "pissa" | "milora" | "lora" | "dora" | "full";
 
 /** Everything `createTrainer` needs: the model, the method and its sizes, and the optimizer. */
 export interface TrainerConfig {
@@ -28,14 +28,16 @@ export interface TrainerConfig {
   params: Record<string, HostArray>;
   /** Names of the 2-D f32 weights W [out, in] to train; the others stay frozen. */
   adapt: string[];
-  /** Which method trains them. */
-  method: Method;
+  /** Which method trains them: a built-in's name, or a method record (see `MethodSpec`). */
+  method: Method | MethodSpec;
   /** Number of shards K (devices of the method), each with its own batch per step. */
   devices: number;
   /** Adapter rank r (per device for HD-PiSSA); ignored by "full". */
   rank: number;
   /** PiSSA/LoRA scale numerator: the adapter is scaled by alpha / rank (default rank). */
   alpha?: number;
+  /** rsLoRA: scale the LoRA-family adapters by alpha / √rank instead of alpha / rank. */
+  rsLora?: boolean;
   /** Adam(W) settings: a learning rate or schedule, and optional betas, eps and weight decay. */
   optimizer: {
     lr: number | ((step: number) => number);
@@ -100,20 +102,37 @@ export class TrainerConfigError extends Error {
   }
 }
 
-const METHODS: Method[] = ["hdpissa", "pissa", "lora", "full"];
 export type Tree = Record<string, unknown>;
+
+/** The method record `cfg.method` names; a clear error for an unknown name. */
+export function methodOf(cfg: TrainerConfig): MethodSpec {
+  const spec = methodSpec(cfg.method);
+  if (!spec || (spec.family !== "replicated" && spec.family !== "sharded")) {
+    throw new TrainerConfigError(
+      "method",
+      `must be one of ${Object.keys(METHODS).join(", ")} or a method record (got ${
+        typeof cfg.method === "string" ? cfg.method : JSON.stringify(cfg.method)
+      })`,
+    );
+  }
+  return spec;
+}
+
+/** The adapter scale s: alpha / rank, or alpha / √rank with rsLoRA (alpha defaults to rank). */
+export function adapterScale(cfg: TrainerConfig): number {
+  const alpha = cfg.alpha ?? cfg.rank;
+  return alpha / (cfg.rsLora ? Math.sqrt(cfg.rank) : cfg.rank);
+}
 
 export function validate(cfg: TrainerConfig): void {
   const fail = (field: string, msg: string): never => {
     throw new TrainerConfigError(field, msg);
   };
-  if (!METHODS.includes(cfg.method)) {
-    fail("method", `must be one of ${METHODS.join(", ")} (got ${cfg.method})`);
-  }
+  const method = methodOf(cfg);
   if (!Number.isInteger(cfg.devices) || cfg.devices < 1) {
     fail("devices", `must be an integer ≥ 1 (got ${cfg.devices})`);
   }
-  if (cfg.method !== "full" && (!Number.isInteger(cfg.rank) || cfg.rank < 1)) {
+  if (method.usesRank && (!Number.isInteger(cfg.rank) || cfg.rank < 1)) {
     fail("rank", `must be an integer ≥ 1 (got ${cfg.rank})`);
   }
   const mode = cfg.mode ?? "virtual";
@@ -151,18 +170,10 @@ export function validate(cfg: TrainerConfig): void {
         `"${name}" is ${w.dtype}[${w.shape}]; only 2-D f32 weights W [out, in] used as x·Wᵀ can be adapted`,
       );
     }
-    const d = Math.min(...w.shape);
-    if (cfg.method === "hdpissa" && (cfg.devices - 1) * cfg.rank >= d) {
-      fail(
-        "rank",
-        `"${name}" has min(m, n) = ${d} components: with ${cfg.devices} devices × rank ${cfg.rank}, device ${
-          cfg.devices - 1
-        } would own only zero padding (nothing to train); lower rank or devices`,
-      );
-    }
-    if ((cfg.method === "pissa" || cfg.method === "lora") && cfg.rank > d) {
-      fail("rank", `rank ${cfg.rank} exceeds min(m, n) = ${d} of "${name}"`);
-    }
+    const problem = method.usesRank
+      ? method.check?.(w.shape as [number, number], cfg.rank, cfg.devices)
+      : undefined;
+    if (problem) fail("rank", `"${name}": ${problem}`);
   }
   if (cfg.alpha !== undefined && !(cfg.alpha > 0 && Number.isFinite(cfg.alpha))) {
     fail(
@@ -210,21 +221,19 @@ export function learningRate(cfg: TrainerConfig): (step: number) => HostArray {
 }
 
 /**
- * The spec's cost model: bytes one device sends per step (f32). HD-PiSSA all-gathers ΔA, ΔB:
- * (K−1)·r·Σ(m+n); data-parallel LoRA/PiSSA all-reduce A, B gradients: 2(K−1)/K·r·Σ(m+n); full
- * fine-tuning all-reduces dense gradients: 2(K−1)/K·Σ(m·n).
+ * The cost model: bytes one device sends per step (f32). Sharded (HD-) methods all-gather ΔA, ΔB:
+ * (K−1)·r·Σ(m+n); replicated methods ring-all-reduce their trained tensors' gradients:
+ * 2(K−1)/K·Σ trainedElements (r·(m+n) for LoRA/PiSSA, m·n for full fine-tuning).
  */
 export function costModelBytes(cfg: TrainerConfig): number {
   const K = cfg.devices, r = cfg.rank;
+  const method = methodOf(cfg);
   const dims = cfg.adapt.map((n) => cfg.params[n].shape as [number, number]);
-  const sumMN = dims.reduce((s, [m, n]) => s + m + n, 0);
-  const sumProd = dims.reduce((s, [m, n]) => s + m * n, 0);
-  return 4 *
-    (cfg.method === "hdpissa"
-      ? (K - 1) * r * sumMN
-      : cfg.method === "full"
-      ? (2 * (K - 1) / K) * sumProd
-      : (2 * (K - 1) / K) * r * sumMN);
+  if (method.family === "sharded") {
+    return 4 * (K - 1) * r * dims.reduce((s, [m, n]) => s + m + n, 0);
+  }
+  const elements = dims.reduce((s, [m, n]) => s + method.trainedElements(m, n, r), 0);
+  return 4 * (2 * (K - 1) / K) * elements;
 }
 
 /** How the initial SVD is computed: see `svdMethodFor`. */
@@ -295,13 +304,7 @@ export function stackShards(
   return out;
 }
 
-/** A LoRA/PiSSA trainer's adapter factors, ready for PEFT export. */
-export interface AdapterExport {
-  /** The trained A and B factors with their rank and alpha. */
-  trained: LoraFactors;
-  /** PiSSA's initial factors (the export subtracts them); absent for LoRA. */
-  initial?: { a: Record<string, HostArray>; b: Record<string, HostArray> };
-}
+export type { AdapterExport } from "../dsl/adapters/methods/spec.ts";
 
 /** A running training job, as `createTrainer` returns it. */
 export interface Trainer {
@@ -309,8 +312,8 @@ export interface Trainer {
   readonly rank: number;
   /** Number of processes in the job (1 outside mode "mpi"). */
   readonly size: number;
-  /** The method being trained. */
-  readonly method: Method;
+  /** The name of the method being trained. */
+  readonly method: string;
   /** Runs one step on one batch per local shard; returns each shard's loss. */
   step(shards: Record<string, HostArray>[]): Promise<{ loss: number[] }>;
   /** The current dense parameters (adapters merged into W for LoRA/PiSSA). */
@@ -406,14 +409,11 @@ export function destroyTree(tree: unknown): void {
   leaves.forEach((l) => (l as DeviceArray).destroy());
 }
 
-/** A compiled W + s·B·A for every adapted matrix (the dense model of LoRA/PiSSA). */
-export function mergeAdapters(adapt: readonly string[], scale: number, device?: Device) {
+/** A compiled merge: every adapted weight replaced by the replicated method's weight. */
+export function mergeWeights(method: ReplicatedMethod, scale: number, device?: Device) {
   return jit(
-    (p: Record<string, Tensor>, ad: { a: Record<string, Tensor>; b: Record<string, Tensor> }) => {
-      const out = { ...p };
-      for (const n of adapt) out[n] = add(p[n], mul(scale, matmul(ad.b[n], ad.a[n])));
-      return out;
-    },
+    (p: Record<string, Tensor>, trained: Trained<Tensor>, frozen: Trained<Tensor>) =>
+      effectiveParams(method, p, trained, frozen, scale),
     { device },
   );
 }

@@ -120,3 +120,40 @@ Deno.test("docs/training.md: the fine-tuning script runs as written and its save
   assert.match(text, /reloaded 4/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("examples/custom_method.ts: a user-defined method learns, the same in modes virtual, devices and mpi", async () => {
+  const lastLoss = (text: string) => Number(text.match(/loss last step: ([\d.]+)/)?.[1]);
+  const virtual = await runExample("custom_method.ts", READ);
+  const first = Number(virtual.match(/loss first step: ([\d.]+)/)?.[1]);
+  assert.ok(lastLoss(virtual) < 0.8 * first, virtual);
+  const devices = await runExample("custom_method.ts", READ, ["devices"]);
+  assert.equal(lastLoss(devices), lastLoss(virtual), devices);
+  let hasMpirun = false;
+  try {
+    hasMpirun = new Deno.Command("mpirun", { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch { /* not installed */ }
+  if (!hasMpirun && Deno.env.get("REQUIRE_MPI") !== "1") return;
+  const out = await new Deno.Command("mpirun", {
+    args: [
+      "--allow-run-as-root",
+      "--oversubscribe",
+      "--bind-to",
+      "none",
+      "-np",
+      "2",
+      Deno.execPath(),
+      "run",
+      ...READ,
+      "--allow-ffi",
+      `${root}examples/custom_method.ts`,
+      "mpi",
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  assert.equal(lastLoss(text), lastLoss(virtual), text);
+});

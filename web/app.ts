@@ -280,10 +280,16 @@ function drawCharts(s: H.FineTuneSession): void {
   ];
   // A reference line: LoRA's update B·A has rank ≤ r, PiSSA's B·A − B₀·A₀ ≤ 2r; HD-PiSSA's K
   // shards hold K·r directions at once (its update grows past them, step after step).
-  const bound = { lora: r, pissa: 2 * r, hdpissa: K * r, full: undefined }[method];
+  // MiLoRA's is PiSSA's; DoRA rescales every row and full fine-tuning has no bound.
+  const bounds: Partial<Record<string, [number, string]>> = {
+    lora: [r, "LoRA bound r"],
+    pissa: [2 * r, "PiSSA bound 2r"],
+    milora: [2 * r, "MiLoRA bound 2r"],
+    hdpissa: [K * r, "K·r"],
+    "hd-milora": [K * r, "K·r"],
+  };
+  const [bound, what] = bounds[method] ?? [];
   if (bound !== undefined && points.length) {
-    const what =
-      { lora: "LoRA bound r", pissa: "PiSSA bound 2r", hdpissa: "K·r", full: "" }[method];
     series.push({
       name: `${what} = ${bound}`,
       points: [[0, bound], [Math.max(1, s.settings.steps), bound]],

@@ -4,10 +4,11 @@
  * flat f32 vector (one bucketed collective per step); phase 2 runs on every replica with the same
  * collective result, so replicas stay bitwise identical.
  *
- * - HD-PiSSA: phase 1 gives this replica's factor deltas ΔA, ΔB (A, B never travel); they are
- *   all-gathered; phase 2 applies ΔW from all K shards' deltas.
- * - Data-parallel LoRA/PiSSA/full: phase 1 gives this replica's share of the mean gradient (Σ of
- *   its shards' gradients / K); they are all-reduced (summed); phase 2 is the Adam step.
+ * - Sharded (HD-) methods: phase 1 gives this replica's factor deltas ΔA, ΔB (A, B never
+ *   travel); they are all-gathered; phase 2 applies ΔW from all K shards' deltas.
+ * - Replicated methods (LoRA, PiSSA, DoRA, full, …): phase 1 gives this replica's share of the
+ *   mean gradient (Σ of its shards' gradients / K); they are all-reduced (summed); phase 2 is
+ *   the Adam step. Both phases are derived from the method's `weight`.
  */
 
 import { DslError } from "../errors.ts";
@@ -16,17 +17,19 @@ import type { Tensor } from "../trace.ts";
 import {
   type AdamHyper,
   adamOnRecord,
-  adapterLoss,
   applyFactorDeltas,
   type DpState,
-  flattenAdapters,
+  flattenTrained,
   hdpissaShardDeltas,
   type HdPissaState,
   meanShardGrads,
+  replicatedLoss,
   type ShardLoss,
   shardSlices,
-  unflattenAdapters,
+  type Trained,
+  unflattenTrained,
 } from "./steps.ts";
+import type { ReplicatedMethod } from "./methods/spec.ts";
 
 type Rec<T> = Record<string, T>;
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -138,72 +141,48 @@ export function hdpissaApplyGathered(
 }
 
 /**
- * Data-parallel phase 1 (LoRA/PiSSA when `scale` is given, else full fine-tuning of `adapt`):
- * per-shard losses and this replica's share Σₖ∇Lₖ/K of the mean gradient, packed in the trained
- * record's key order (see `trainedRecord`).
+ * Replicated phase 1: per-shard losses and this replica's share Σₖ∇Lₖ/K of the mean gradient of
+ * the method's trained tensors, packed in `flattenTrained` order.
  */
-export function dpLocalGrads(
+export function replicatedLocalGrads(
+  method: ReplicatedMethod,
   loss: ShardLoss,
-  adapt: readonly string[],
   totalShards: number,
-  scale?: number,
+  scale: number,
 ) {
   return (
     params: Rec<Tensor>,
-    adapters: { a: Rec<Tensor>; b: Rec<Tensor> } | null,
+    trained: Trained<Tensor>,
+    frozen: Trained<Tensor>,
     shards: unknown,
   ) => {
-    const trained = trainedRecord(params, adapters, adapt);
-    const lossOf = adapters && scale !== undefined
-      ? adapterLoss(loss, params, adapt, scale)
-      : (p: Rec<Tensor>, batch: unknown) => loss({ ...params, ...p }, batch);
-    const { losses, grads } = meanShardGrads(shards, trained, lossOf, totalShards);
-    return { grads: packTensors(Object.keys(trained).map((k) => grads[k])), losses };
+    const flat = flattenTrained(trained);
+    const lossOf = replicatedLoss(method, loss, params, frozen, scale);
+    const { losses, grads } = meanShardGrads(shards, flat, lossOf, totalShards);
+    return { grads: packTensors(Object.keys(flat).map((k) => grads[k])), losses };
   };
 }
 
-/** What data-parallel training updates: the adapter factors, or the adapted weights. */
-export function trainedRecord(
-  params: Rec<Tensor>,
-  adapters: { a: Rec<Tensor>; b: Rec<Tensor> } | null,
-  adapt: readonly string[],
-): Rec<Tensor> {
-  return adapters
-    ? flattenAdapters(adapters, adapt)
-    : Object.fromEntries(adapt.map((n) => [n, params[n]]));
-}
-
-/** Data-parallel phase 2: Adam on the trained record from the all-reduced mean gradient. */
-export function dpApplyReduced(
-  adapt: readonly string[],
-  hyper: AdamHyper & { weightDecay?: number },
-) {
-  return (
-    params: Rec<Tensor>,
-    adapters: { a: Rec<Tensor>; b: Rec<Tensor> } | null,
-    state: DpState<Tensor>,
-    lr: Tensor,
-    reduced: Tensor,
-  ) => {
-    const trained = trainedRecord(params, adapters, adapt);
-    const keys = Object.keys(trained);
-    const total = keys.reduce((n, k) => n + size(trained[k].shape), 0);
+/** Replicated phase 2: Adam on the trained tensors from the all-reduced mean gradient. */
+export function replicatedApplyReduced(hyper: AdamHyper & { weightDecay?: number }) {
+  return (trained: Trained<Tensor>, state: DpState<Tensor>, lr: Tensor, reduced: Tensor) => {
+    const flat = flattenTrained(trained);
+    const keys = Object.keys(flat);
+    const total = keys.reduce((n, k) => n + size(flat[k].shape), 0);
     if (reduced.shape.length !== 1 || reduced.shape[0] !== total) {
       throw new DslError(
-        "dpApplyReduced",
+        "replicatedApplyReduced",
         `expected ${total} packed gradients, got [${reduced.shape}]`,
       );
     }
-    const grads = unpackTensors(reduced, keys.map((k) => trained[k].shape));
+    const grads = unpackTensors(reduced, keys.map((k) => flat[k].shape));
     const updated = adamOnRecord(
-      trained,
+      flat,
       Object.fromEntries(keys.map((k, i) => [k, grads[i]])),
       state,
       lr,
       hyper,
     );
-    return adapters
-      ? { adapters: unflattenAdapters(updated.params, adapt), state: updated.state }
-      : { params: { ...params, ...updated.params }, state: updated.state };
+    return { trained: unflattenTrained(updated.params), state: updated.state };
   };
 }

@@ -1,5 +1,5 @@
 /**
- * Adapter initialisation for the four methods, exactly as ../shared/docs/hdpissa-spec.md states
+ * Adapter initialisation of the built-in methods, exactly as ../shared/docs/hdpissa-spec.md states
  * (PEFT naming: B [m, r] up, A [r, n] down, product B·A; W [m, n] used as x·Wᵀ).
  */
 
@@ -60,17 +60,36 @@ export function pissaInit(
   alpha = rank,
   svd?: Svd,
 ): PissaInit {
-  const [m, n] = checkMatrix("pissaInit", w);
-  checkRank("pissaInit", rank, Math.min(m, n));
-  const factors = svd ?? svdOf(w);
-  const scale = alpha / rank;
+  return componentInit("pissaInit", w, rank, alpha / rank, svd ?? svdOf(w), 0);
+}
+
+/**
+ * MiLoRA: PiSSA's construction on the r *minor* singular components (the smallest), so the
+ * residual keeps the principal ones: A = diag(√(Σ_min/s))·V_minᵀ, B = U_min·diag(√(Σ_min/s)).
+ * `svd` must hold every component (an exact SVD).
+ */
+export function miloraInit(w: HostArray, rank: number, scale: number, svd: Svd): PissaInit {
+  return componentInit("miloraInit", w, rank, scale, svd, Math.max(0, svd.k - rank));
+}
+
+/** Factors of components [from, from + r) scaled by √(σ/s), and the residual W − s·B·A. */
+function componentInit(
+  op: string,
+  w: HostArray,
+  rank: number,
+  scale: number,
+  factors: Svd,
+  from: number,
+): PissaInit {
+  const [m, n] = checkMatrix(op, w);
+  checkRank(op, rank, Math.min(m, n));
   if (!(scale > 0) || !Number.isFinite(scale)) {
     throw new DslError(
-      "pissaInit",
-      `alpha must be > 0 (got ${alpha}; s = alpha/rank scales the adapter)`,
+      op,
+      `alpha must be > 0 (got scale ${scale}; s = alpha/rank scales the adapter)`,
     );
   }
-  const { a, b } = scaledFactors(factors, 0, rank, scale);
+  const { a, b } = scaledFactors(factors, from, rank, scale);
   const a32 = Float32Array.from(a), b32 = Float32Array.from(b);
   const residual = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
@@ -102,6 +121,8 @@ export function hdpissaInit(
   rank: number,
   devices: number,
   svd?: Svd,
+  /** First component of device 0's slice (HD-MiLoRA starts at the minor ones). */
+  from = 0,
 ): HdPissaInit {
   const [m, n] = checkMatrix("hdpissaInit", w);
   checkRank("hdpissaInit", rank, Math.min(m, n));
@@ -110,8 +131,12 @@ export function hdpissaInit(
   }
   const width = devices * rank;
   const factors = svd ?? svdOf(w);
-  const { a, b } = scaledFactors(factors, 0, width);
-  return { aCat: f32([width, n], a), bCat: f32([m, width], b), active: Math.min(width, factors.k) };
+  const { a, b } = scaledFactors(factors, from, width);
+  return {
+    aCat: f32([width, n], a),
+    bCat: f32([m, width], b),
+    active: Math.max(0, Math.min(width, factors.k - from)),
+  };
 }
 
 function checkRank(op: string, rank: number, d: number): void {

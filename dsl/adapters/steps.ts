@@ -1,6 +1,6 @@
 /**
- * One training step of each method as a pure DSL function (compiled once by `jit`): HD-PiSSA
- * (../shared/docs/hdpissa-spec.md) and the data-parallel baselines. Shards are stacked on a
+ * One training step of each method family as a pure DSL function (compiled once by `jit`): the
+ * sharded HD- family (../shared/docs/hdpissa-spec.md) and the replicated (data-parallel) family. Shards are stacked on a
  * leading axis of every batch leaf; shard k's loss and gradients are traced separately (they share
  * the weights), so per-shard gradients stay local as the method requires.
  *
@@ -19,6 +19,7 @@ import { sum } from "../ops/reduce.ts";
 import { vmap } from "../vmap.ts";
 import { flattenTree } from "../pytree.ts";
 import { Tensor } from "../trace.ts";
+import type { ReplicatedMethod } from "./methods/spec.ts";
 
 /** A record of values keyed by parameter name. */
 export type Rec<T> = Record<string, T>;
@@ -273,91 +274,80 @@ export function adamOnRecord(
   return { params: out, state: next };
 }
 
-/**
- * Data-parallel LoRA / PiSSA step: every shard's loss sees W_eff = W_base + s·B·A (W_base = W for
- * LoRA, W_res for PiSSA); the A, B gradients are averaged over shards; one Adam state.
- */
-export function adapterDpStep(
-  loss: ShardLoss,
-  adapt: readonly string[],
-  scale: number,
-  hyper: AdamHyper & { weightDecay?: number },
-): (
-  params: Rec<Tensor>,
-  adapters: { a: Rec<Tensor>; b: Rec<Tensor> },
-  state: DpState<Tensor>,
-  lr: Tensor,
-  shards: unknown,
-) => { adapters: { a: Rec<Tensor>; b: Rec<Tensor> }; state: DpState<Tensor>; losses: Tensor } {
-  return (
-    params: Rec<Tensor>,
-    adapters: { a: Rec<Tensor>; b: Rec<Tensor> },
-    state: DpState<Tensor>,
-    lr: Tensor,
-    shards: unknown,
-  ) => {
-    const flat = flattenAdapters(adapters, adapt);
-    const { losses, grads } = meanShardGrads(shards, flat, adapterLoss(loss, params, adapt, scale));
-    const updated = adamOnRecord(flat, grads, state, lr, hyper);
-    return { adapters: unflattenAdapters(updated.params, adapt), state: updated.state, losses };
-  };
-}
+/** Trained tensors by matrix then key ({ name: { a, b } }): one record per replicated method. */
+export type Trained<T> = Rec<Rec<T>>;
 
-/** A and B of every adapted matrix as one record ("name#a", "name#b"), in `adapt` order. */
-export function flattenAdapters(
-  adapters: { a: Rec<Tensor>; b: Rec<Tensor> },
-  adapt: readonly string[],
-): Rec<Tensor> {
-  const flat: Rec<Tensor> = {};
-  for (const n of adapt) flat[`${n}#a`] = adapters.a[n], flat[`${n}#b`] = adapters.b[n];
+/** The trained tensors flattened to "name#key" (Adam's record and the packed gradient order). */
+export function flattenTrained<T>(trained: Trained<T>): Rec<T> {
+  const flat: Rec<T> = {};
+  for (const n of Object.keys(trained)) {
+    for (const key of Object.keys(trained[n]).sort()) flat[`${n}#${key}`] = trained[n][key];
+  }
   return flat;
 }
 
-/** Inverse of `flattenAdapters`: splits "name#a" / "name#b" entries back into A and B records. */
-export function unflattenAdapters(
-  flat: Rec<Tensor>,
-  adapt: readonly string[],
-): { a: Rec<Tensor>; b: Rec<Tensor> } {
-  const a: Rec<Tensor> = {}, b: Rec<Tensor> = {};
-  for (const n of adapt) a[n] = flat[`${n}#a`], b[n] = flat[`${n}#b`];
-  return { a, b };
+/** Inverse of `flattenTrained`. */
+export function unflattenTrained<T>(flat: Rec<T>): Trained<T> {
+  const out: Trained<T> = {};
+  for (const [k, v] of Object.entries(flat)) {
+    const at = k.lastIndexOf("#");
+    (out[k.slice(0, at)] ??= {})[k.slice(at + 1)] = v;
+  }
+  return out;
 }
 
-/** The shard loss seen through W_base + s·B·A for every adapted matrix. */
-export function adapterLoss(
+/**
+ * The parameters a replicated method's model sees: every adapted weight replaced by
+ * `method.weight(base, trained, frozen, scale)` (the merged weight, too).
+ */
+export function effectiveParams(
+  method: ReplicatedMethod,
+  params: Rec<Tensor>,
+  trained: Trained<Tensor>,
+  frozen: Trained<Tensor>,
+  scale: number,
+): Rec<Tensor> {
+  const out = { ...params };
+  for (const n of Object.keys(trained)) {
+    out[n] = method.weight(params[n] ?? null, trained[n], frozen[n] ?? {}, scale);
+  }
+  return out;
+}
+
+/** The shard loss as a function of the flattened trained record. */
+export function replicatedLoss(
+  method: ReplicatedMethod,
   loss: ShardLoss,
   params: Rec<Tensor>,
-  adapt: readonly string[],
+  frozen: Trained<Tensor>,
   scale: number,
-): (ab: Rec<Tensor>, batch: unknown) => Tensor {
-  return (ab: Rec<Tensor>, batch: unknown) => {
-    const merged = { ...params };
-    for (const n of adapt) {
-      merged[n] = add(params[n], mul(scale, matmul(ab[`${n}#b`], ab[`${n}#a`])));
-    }
-    return loss(merged, batch);
-  };
+): (flat: Rec<Tensor>, batch: unknown) => Tensor {
+  return (flat, batch) =>
+    loss(effectiveParams(method, params, unflattenTrained(flat), frozen, scale), batch);
 }
 
-/** Data-parallel full fine-tuning of the `adapt` matrices: mean of shard gradients, Adam(W). */
-export function fullDpStep(
+/**
+ * One data-parallel step of a replicated method on all K shards: every shard's loss through the
+ * method's weight, the mean of the shard gradients of the trained tensors, one Adam(W) step.
+ */
+export function replicatedStep(
+  method: ReplicatedMethod,
   loss: ShardLoss,
-  adapt: readonly string[],
+  scale: number,
   hyper: AdamHyper & { weightDecay?: number },
 ): (
   params: Rec<Tensor>,
+  trained: Trained<Tensor>,
+  frozen: Trained<Tensor>,
   state: DpState<Tensor>,
   lr: Tensor,
   shards: unknown,
-) => { params: Rec<Tensor>; state: DpState<Tensor>; losses: Tensor } {
-  return (params: Rec<Tensor>, state: DpState<Tensor>, lr: Tensor, shards: unknown) => {
-    const trained = Object.fromEntries(adapt.map((n) => [n, params[n]]));
-    const { losses, grads } = meanShardGrads(
-      shards,
-      trained,
-      (p, batch) => loss({ ...params, ...p }, batch),
-    );
-    const updated = adamOnRecord(trained, grads, state, lr, hyper);
-    return { params: { ...params, ...updated.params }, state: updated.state, losses };
+) => { trained: Trained<Tensor>; state: DpState<Tensor>; losses: Tensor } {
+  return (params, trained, frozen, state, lr, shards) => {
+    const flat = flattenTrained(trained);
+    const lossOf = replicatedLoss(method, loss, params, frozen, scale);
+    const { losses, grads } = meanShardGrads(shards, flat, lossOf);
+    const updated = adamOnRecord(flat, grads, state, lr, hyper);
+    return { trained: unflattenTrained(updated.params), state: updated.state, losses };
   };
 }

@@ -190,9 +190,24 @@ export interface JsonlFields {
 
 /** Parses instruction JSONL; a bad line is reported with its number and the missing field. */
 export function parseJsonl(text: string, fields: JsonlFields = {}, source = "data"): Example[] {
+  return parseJsonlLines(text, fields, source).map(({ query, response }) => ({ query, response }));
+}
+
+/** An instruction record and the 1-based line of the JSONL text it came from. */
+export interface NumberedExample extends Example {
+  /** Line number in the file (blank lines count), for messages that point at the record. */
+  line: number;
+}
+
+/** `parseJsonl` keeping each record's line number (see `NumberedExample`). */
+export function parseJsonlLines(
+  text: string,
+  fields: JsonlFields = {},
+  source = "data",
+): NumberedExample[] {
   const q = fields.query ?? "query";
   const r = fields.response ?? "response";
-  const out: Example[] = [];
+  const out: NumberedExample[] = [];
   text.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;
     let rec: Record<string, unknown>;
@@ -206,7 +221,7 @@ export function parseJsonl(text: string, fields: JsonlFields = {}, source = "dat
         throw new Error(`${source}:${i + 1}: field "${f}" is missing or not a string`);
       }
     }
-    out.push({ query: rec[q] as string, response: rec[r] as string });
+    out.push({ query: rec[q] as string, response: rec[r] as string, line: i + 1 });
   });
   if (out.length === 0) throw new Error(`${source}: no examples`);
   return out;

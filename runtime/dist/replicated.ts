@@ -14,14 +14,14 @@
  */
 
 import type { HostArray } from "../../dsl/host_array.ts";
-import { hdpissaInit, loraInit, pissaInit } from "../../dsl/adapters/init.ts";
 import {
-  dpApplyReduced,
-  dpLocalGrads,
   hdpissaApplyGathered,
   hdpissaLocalStep,
+  replicatedApplyReduced,
+  replicatedLocalGrads,
 } from "../../dsl/adapters/dist_steps.ts";
-import type { Tensor } from "../../dsl/trace.ts";
+import type { Trained } from "../../dsl/adapters/steps.ts";
+import { initMatrix, replicatedTree, shardedTree } from "../method_state.ts";
 import { Device, gpu } from "../device.ts";
 import type { DeviceArray } from "../device_array.ts";
 import { jit, type Jitted, toDevice, toHost } from "../jit.ts";
@@ -29,11 +29,12 @@ import { sha256Hex } from "../io/hash.ts";
 import {
   adamHyper,
   type AdapterExport,
+  adapterScale,
   costModelBytes,
   destroyTree,
-  leadingFactors,
   learningRate,
-  mergeAdapters,
+  mergeWeights,
+  methodOf,
   restoredTree,
   snapshotTensors,
   stackShards,
@@ -42,7 +43,6 @@ import {
   TrainerConfigError,
   type TrainerSnapshot,
   type Tree,
-  zeros,
 } from "../trainer_common.ts";
 import { type ProcessGroup, processGroup } from "./collectives.ts";
 
@@ -130,10 +130,11 @@ async function configSummary(cfg: TrainerConfig): Promise<Rec<unknown>> {
     ? String(o.lr)
     : Array.from({ length: 1000 }, (_, t) => (o.lr as (t: number) => number)(t)).join(",");
   return {
-    method: cfg.method,
+    method: methodOf(cfg).name,
     devices: cfg.devices,
     rank: cfg.rank,
     alpha: cfg.alpha ?? null,
+    rsLora: cfg.rsLora ?? false,
     lr: typeof o.lr === "number" ? o.lr : "schedule",
     lrSchedule: (await sha256Hex(enc.encode(schedule))).slice(0, 16),
     verifyReplicasEvery: cfg.verifyReplicasEvery ?? null,
@@ -186,37 +187,52 @@ async function checkSameConfig(group: ProcessGroup, cfg: TrainerConfig): Promise
 
 /**
  * Per adapted matrix, `init` runs on one rank (matrix i on rank i mod P: the SVDs are shared out,
- * not repeated) and its arrays are broadcast to the others.
+ * not repeated) and its named arrays are broadcast to the others: first their names and shapes
+ * (the other ranks cannot know them for a user-defined method), then the data.
  */
-async function sharedInit<T extends Rec<HostArray>>(
+async function sharedInit(
   group: ProcessGroup,
   adapt: readonly string[],
-  shapes: (name: string) => Rec<number[]>,
-  init: (name: string) => Promise<T>,
-): Promise<Rec<T>> {
+  init: (name: string) => Promise<Rec<HostArray>>,
+): Promise<Rec<Rec<HostArray>>> {
   // Each rank first factors all the matrices it owns (in parallel across ranks), then waits for
   // the slowest without the collective timeout (an exact SVD of a large W takes minutes), then the
   // results are broadcast in order.
-  const made = new Map<string, T>();
+  const made = new Map<string, Rec<HostArray>>();
   for (const [i, name] of adapt.entries()) {
     if (i % group.size === group.rank) made.set(name, await init(name));
   }
-  if (group.size > 1) await group.barrier({ timeoutMs: Infinity });
-  const out: Rec<T> = {};
+  if (group.size === 1) return Object.fromEntries(made);
+  await group.barrier({ timeoutMs: Infinity });
+  const out: Rec<Rec<HostArray>> = {};
   for (const [i, name] of adapt.entries()) {
     const owner = i % group.size;
     const mine = made.get(name);
+    const header = new Uint8Array(HEADER_BYTES);
+    if (mine) {
+      const text = new TextEncoder().encode(
+        JSON.stringify(Object.entries(mine).map(([k, x]) => [k, x.shape])),
+      );
+      if (text.length > HEADER_BYTES) throw new Error(`init of "${name}": too many arrays`);
+      header.set(text);
+    }
+    const got = await group.broadcast(header, owner);
+    const end = got.indexOf(0);
+    const shapes = JSON.parse(new TextDecoder().decode(got.subarray(0, end < 0 ? undefined : end)));
     const result: Rec<HostArray> = {};
-    for (const [key, shape] of Object.entries(shapes(name))) {
+    for (const [key, shape] of shapes as [string, number[]][]) {
       const data = mine
         ? (mine[key].data as Float32Array)
         : new Float32Array(shape.reduce((a, b) => a * b, 1));
-      result[key] = f32(shape, group.size > 1 ? await group.broadcast(data, owner) : data);
+      result[key] = f32(shape, await group.broadcast(data, owner));
     }
-    out[name] = result as T;
+    out[name] = result;
   }
   return out;
 }
+
+/** Room for one matrix's array names and shapes in the init broadcast. */
+const HEADER_BYTES = 4096;
 
 export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Trainer> {
   const mode = cfg.mode as "devices" | "mpi";
@@ -239,100 +255,35 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   const firstShard = (i: number) => (group.rank * localReplicas + i) * kl;
   const hyper = adamHyper(cfg);
   const lrAt = learningRate(cfg);
-  const scale = (cfg.alpha ?? r) / r;
+  const method = methodOf(cfg);
+  const scale = adapterScale(cfg);
   const adapt = [...cfg.adapt];
-  const dims = (n: string) => cfg.params[n].shape as [number, number];
   const devices = mode === "devices" ? await openDevices(K) : [await gpu()];
 
   // Host-side initial state, identical on every replica except the per-shard parts.
-  let trees: (device: number) => { live: Rec<Tree> };
+  const inits = await sharedInit(group, adapt, (n) => initMatrix(method, cfg, n));
+  const hd = method.family === "sharded";
+  const trees = hd
+    ? () => ({ live: shardedTree(cfg, inits, kl) })
+    : () => ({ live: replicatedTree(method, cfg, inits) });
   /** The two compiled phases for replica `i` on `device`. */
-  let makePhases: (device: Device, i: number) => { phase1: Jitted; phase2: Jitted };
-  if (cfg.method === "hdpissa") {
-    const init = await sharedInit(
-      group,
-      adapt,
-      (n) => ({ aCat: [K * r, dims(n)[1]], bCat: [dims(n)[0], K * r] }),
-      async (n) => {
-        const w = cfg.params[n];
-        const f = hdpissaInit(w, r, K, await leadingFactors(cfg, w, K * r));
-        return { aCat: f.aCat, bCat: f.bCat };
-      },
-    );
-    const aCat = Object.fromEntries(adapt.map((n) => [n, init[n].aCat]));
-    const bCat = Object.fromEntries(adapt.map((n) => [n, init[n].bCat]));
-    trees = () => {
-      const state: Rec<Tree | HostArray> = { mA: {}, vA: {}, mB: {}, vB: {}, step: zeros([]) };
-      for (const n of adapt) {
-        const [m, cols] = dims(n);
-        (state.mA as Tree)[n] = zeros([kl, r, cols]), (state.vA as Tree)[n] = zeros([kl, r, cols]);
-        (state.mB as Tree)[n] = zeros([kl, m, r]), (state.vB as Tree)[n] = zeros([kl, m, r]);
+  const makePhases = (device: Device, i: number): { phase1: Jitted; phase2: Jitted } =>
+    method.family === "sharded"
+      ? {
+        phase1: jit(hdpissaLocalStep(cfg.loss, adapt, hyper, r, firstShard(i), kl), {
+          device,
+          donate: [2],
+        }),
+        phase2: jit(hdpissaApplyGathered(adapt, r, replicasTotal, kl), { device, donate: [0] }),
       }
-      return { live: { params: { ...cfg.params }, slices: { aCat, bCat }, state } };
-    };
-    makePhases = (device, i) => ({
-      phase1: jit(hdpissaLocalStep(cfg.loss, adapt, hyper, r, firstShard(i), kl), {
-        device,
-        donate: [2],
-      }),
-      phase2: jit(hdpissaApplyGathered(adapt, r, replicasTotal, kl), { device, donate: [0] }),
-    });
-  } else if (cfg.method === "full") {
-    trees = () => {
-      const state = { m: {} as Tree, v: {} as Tree, step: zeros([]) };
-      for (const n of adapt) state.m[n] = zeros(dims(n)), state.v[n] = zeros(dims(n));
-      return { live: { params: { ...cfg.params }, state } };
-    };
-    const grads = dpLocalGrads(cfg.loss, adapt, K);
-    const apply = dpApplyReduced(adapt, hyper);
-    makePhases = (device) => ({
-      phase1: jit((p: Rec<Tensor>, batch: unknown) => grads(p, null, batch), { device }),
-      phase2: jit(
-        (p: Rec<Tensor>, s: never, lr: Tensor, red: Tensor) => apply(p, null, s, lr, red),
-        { device, donate: [0, 1] },
-      ),
-    });
-  } else {
-    const pissa = cfg.method === "pissa";
-    const init = await sharedInit(
-      group,
-      adapt,
-      (n) => ({
-        a: [r, dims(n)[1]],
-        b: [dims(n)[0], r],
-        ...(pissa ? { residual: dims(n) } : {}),
-      }),
-      async (n) => {
-        const w = cfg.params[n];
-        if (!pissa) return loraInit(w, r, (cfg.seed ?? 0) * 1000 + adapt.indexOf(n));
-        const f = pissaInit(w, r, cfg.alpha ?? r, await leadingFactors(cfg, w, r));
-        return { a: f.a, b: f.b, residual: f.residual };
-      },
-    );
-    trees = () => {
-      const params = { ...cfg.params };
-      const a: Rec<HostArray> = {}, b: Rec<HostArray> = {};
-      const state = { m: {} as Tree, v: {} as Tree, step: zeros([]) };
-      for (const n of adapt) {
-        a[n] = init[n].a, b[n] = init[n].b;
-        if (pissa) params[n] = (init[n] as Rec<HostArray>).residual;
-        const [m, cols] = dims(n);
-        state.m[`${n}#a`] = zeros([r, cols]), state.v[`${n}#a`] = zeros([r, cols]);
-        state.m[`${n}#b`] = zeros([m, r]), state.v[`${n}#b`] = zeros([m, r]);
-      }
-      return { live: { params, adapters: { a, b }, state, initial: { a, b } } };
-    };
-    const grads = dpLocalGrads(cfg.loss, adapt, K, scale);
-    const apply = dpApplyReduced(adapt, hyper);
-    makePhases = (device) => ({
-      phase1: jit(grads, { device }),
-      phase2: jit(apply, { device, donate: [1, 2] }),
-    });
-  }
+      : {
+        phase1: jit(replicatedLocalGrads(method, cfg.loss, K, scale), { device }),
+        phase2: jit(replicatedApplyReduced(hyper), { device, donate: [0, 1] }),
+      };
 
   const replicas: Replica[] = [];
   for (const [i, device] of devices.entries()) {
-    const t = trees(i);
+    const t = trees();
     replicas.push({
       device,
       live: await toDevice(t.live, device) as Rec<Tree>,
@@ -346,16 +297,12 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   let kernels = 0;
   let phase2Counted = false;
   const totals = { sent: 0, received: 0, compute: 0, comm: 0, lastSent: 0 };
-  const hd = cfg.method === "hdpissa";
-  const adapterMethod = cfg.method === "lora" || cfg.method === "pissa";
 
   /** Phase-1 arguments and the live keys its outputs replace. */
   const phase1Args = (rep: Replica, lr: HostArray, batch: unknown): unknown[] =>
     hd
       ? [rep.live.params, rep.live.slices, rep.live.state, lr, batch]
-      : adapterMethod
-      ? [rep.live.params, rep.live.adapters, batch]
-      : [rep.live.params, batch];
+      : [rep.live.params, rep.live.trained, rep.live.frozen, batch];
 
   const runPhase1 = async (rep: Replica, lr: HostArray, batch: unknown) => {
     const args = phase1Args(rep, lr, batch);
@@ -376,20 +323,14 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   const runPhase2 = async (rep: Replica, lr: HostArray, combined: HostArray) => {
     const args = hd
       ? [rep.live.params, rep.live.slices, combined]
-      : adapterMethod
-      ? [rep.live.params, rep.live.adapters, rep.live.state, lr, combined]
-      : [rep.live.params, rep.live.state, lr, combined];
+      : [rep.live.trained, rep.live.state, lr, combined];
     if (rep === replicas[0] && !phase2Counted) {
       kernels += (await rep.phase2.program(...args)).kernels.length;
       phase2Counted = true;
     }
     const out = await rep.phase2.onDevice(...args) as Rec<Tree>;
     if (hd) rep.live.params = out as unknown as Tree;
-    else {
-      rep.live.state = out.state;
-      if (adapterMethod) rep.live.adapters = out.adapters;
-      else rep.live.params = out.params;
-    }
+    else rep.live.state = out.state, rep.live.trained = out.trained;
   };
 
   /** Ring-model bytes one replica sends in this step's collective (staged replicas included). */
@@ -410,11 +351,9 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
 
   const verify = async () => {
     const digests = await Promise.all(replicas.map(async (rep) => {
-      // What every replica must hold alike: W, and the trained factors of LoRA/PiSSA (HD-PiSSA's
-      // Adam state is per shard by design).
-      const shared = adapterMethod
-        ? { params: rep.live.params, adapters: rep.live.adapters }
-        : rep.live.params;
+      // What every replica must hold alike: W, and a replicated method's trained tensors (an HD-
+      // method's Adam state is per shard by design).
+      const shared = hd ? rep.live.params : { params: rep.live.params, trained: rep.live.trained };
       return await tensorsDigest(snapshotTensors(await toHost(shared)));
     }));
     // Each replica's hex digest, 64 ASCII bytes, gathered from every process.
@@ -427,7 +366,7 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   return {
     rank: mode === "mpi" ? group.rank : 0,
     size: mode === "mpi" ? P : 1,
-    method: cfg.method,
+    method: method.name,
     async step(shards) {
       if (!Array.isArray(shards) || shards.length !== expectedShards) {
         throw new TrainerConfigError(
@@ -466,24 +405,25 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
     },
     params: async () => {
       const rep = replicas[0];
-      if (!adapterMethod) return await toHost(rep.live.params) as Rec<HostArray>;
-      return await mergeAdapters(adapt, scale, rep.device)(
+      if (method.family === "sharded") return await toHost(rep.live.params) as Rec<HostArray>;
+      return await mergeWeights(method, scale, rep.device)(
         rep.live.params,
-        rep.live.adapters,
+        rep.live.trained,
+        rep.live.frozen,
       ) as Rec<HostArray>;
     },
     async adapters(): Promise<AdapterExport | undefined> {
-      if (!adapterMethod) return undefined;
+      if (method.family === "sharded" || !method.peft) return undefined;
       const rep = replicas[0];
-      type Factors = { a: Rec<HostArray>; b: Rec<HostArray> };
-      const host = await toHost({ trained: rep.live.adapters, initial: rep.live.initial }) as {
-        trained: Factors;
-        initial: Factors;
+      const host = await toHost({ trained: rep.live.trained, initial: rep.live.initial }) as {
+        trained: Trained<HostArray>;
+        initial: Trained<HostArray>;
       };
-      return {
-        trained: { ...host.trained, rank: r, alpha: cfg.alpha ?? r },
-        initial: cfg.method === "pissa" ? host.initial : undefined,
-      };
+      return method.peft(host.trained, host.initial, {
+        rank: r,
+        alpha: cfg.alpha ?? r,
+        rsLora: cfg.rsLora ?? false,
+      });
     },
     stats: () => {
       const per = (x: number) => (sessionSteps ? x / sessionSteps : 0);

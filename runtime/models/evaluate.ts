@@ -1,4 +1,7 @@
-/** Exact-match accuracy of greedy answers on a synthetic task's test split. */
+/**
+ * Exact-match accuracy of greedy answers: on a synthetic task's test split, or on any items with
+ * an `answerOf` hook that reads the final answer out of a generation (e.g. `finalAnswer`).
+ */
 
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { ModelConfig } from "../../dsl/nn/config.ts";
@@ -18,6 +21,23 @@ export interface TaskScore {
   total: number;
   /** A few (query, generated, answer) triples for reports. */
   samples: { query: string; output: string; answer: string }[];
+  /** The first few items answered wrongly, with the answer read from the output (if any). */
+  wrong: { query: string; output: string; answer: string; predicted?: string }[];
+}
+
+/** Options of `evaluateItems`. */
+export interface EvaluateOptions {
+  /** The prompt template, as in training ("alpaca", "compact", "chat" or a text with {query}). */
+  template: string;
+  /** Most tokens generated per item (default: the longest reference response's + 8). */
+  maxNewTokens?: number;
+  /** Rows decoded together (see `generate`). */
+  batchSize?: number;
+  /**
+   * The final answer in a generation, compared with the item's `answer` by `answersMatch`
+   * (default: the synthetic tasks' `extractAnswer`).
+   */
+  answerOf?: (output: string) => string | undefined;
 }
 
 /** Greedily answers every item's prompt and scores the extracted answers by exact match. */
@@ -26,8 +46,9 @@ export async function evaluateItems(
   tok: Tokenizer,
   params: Record<string, HostArray | DeviceArray>,
   items: readonly TaskItem[],
-  opts: { template: string; maxNewTokens?: number; batchSize?: number },
+  opts: EvaluateOptions,
 ): Promise<TaskScore> {
+  const answerOf = opts.answerOf ?? extractAnswer;
   const longest = Math.max(...items.map((x) => tok.encode(x.response).length));
   const outputs = await generate(
     cfg,
@@ -40,8 +61,13 @@ export async function evaluateItems(
     },
   );
   let correct = 0;
-  outputs.forEach((out, i) => {
-    if (answersMatch(extractAnswer(out), items[i].answer)) correct++;
+  const wrong: TaskScore["wrong"] = [];
+  outputs.forEach((output, i) => {
+    const predicted = answerOf(output);
+    if (answersMatch(predicted, items[i].answer)) correct++;
+    else if (wrong.length < 3) {
+      wrong.push({ query: items[i].query, output, answer: items[i].answer, predicted });
+    }
   });
   return {
     accuracy: correct / items.length,
@@ -52,5 +78,6 @@ export async function evaluateItems(
       output,
       answer: items[i].answer,
     })),
+    wrong,
   };
 }

@@ -15,6 +15,7 @@ export {
   type LoraAdapterOptions,
   type LoraFactors,
   modulePath,
+  peftFactorsOf,
   pissaToLora,
 } from "./peft_format.ts";
 

@@ -7,19 +7,14 @@
  */
 
 import type { HostArray } from "../../dsl/host_array.ts";
+import type { AdapterExport, PeftFactors } from "../../dsl/adapters/methods/spec.ts";
 import { serializeSafetensors } from "../io/safetensors_format.ts";
 
-/** LoRA adapter factors of several weights, with the rank and alpha PEFT records. */
-export interface LoraFactors {
-  /** A [r, n] and B [m, r] per adapted weight name (HF name ending in ".weight"). */
-  a: Record<string, HostArray>;
-  /** B [m, r] per adapted weight name. */
-  b: Record<string, HostArray>;
-  /** The adapter rank r (PEFT's `r`). */
-  rank: number;
-  /** PEFT's `lora_alpha`; the update is scaled by alpha / rank. */
-  alpha: number;
-}
+/**
+ * LoRA adapter factors of several weights, with the rank and alpha PEFT records (and DoRA's
+ * magnitudes, rsLoRA's scaling).
+ */
+export type LoraFactors = PeftFactors;
 
 /** The module path PEFT uses for a weight: "model.layers.0.self_attn.q_proj.weight" → "…q_proj". */
 export function modulePath(weightName: string): string {
@@ -52,7 +47,14 @@ export function pissaToLora(
     a[name] = { shape: [2 * r, n], dtype: "f32", data: aData };
     b[name] = { shape: [m, 2 * r], dtype: "f32", data: bData };
   }
-  return { a, b, rank: 2 * trained.rank, alpha: 2 * trained.alpha };
+  // The scale is unchanged at rank 2r: α/r = 2α/2r, and with rsLoRA α/√r = √2·α/√(2r).
+  const alpha = trained.useRslora ? Math.SQRT2 * trained.alpha : 2 * trained.alpha;
+  return { ...trained, a, b, rank: 2 * trained.rank, alpha };
+}
+
+/** A method's PEFT factors: the trained ones, less the initial ones where W kept them. */
+export function peftFactorsOf(adapters: AdapterExport): LoraFactors {
+  return adapters.initial ? pissaToLora(adapters.trained, adapters.initial) : adapters.trained;
 }
 
 /** Options of `loraAdapterFileBytes` and `saveLoraAdapter`. */
@@ -91,6 +93,8 @@ export async function loraAdapterFileBytes(
       : [factors.a[name], factors.b[name]];
     tensors[`base_model.model.${path}.lora_A.weight`] = a;
     tensors[`base_model.model.${path}.lora_B.weight`] = b;
+    const magnitude = factors.magnitude?.[name];
+    if (magnitude) tensors[`base_model.model.${path}.lora_magnitude_vector.weight`] = magnitude;
     targets.add(path.split(".").at(-1)!);
   }
   const config = {
@@ -105,8 +109,8 @@ export async function loraAdapterFileBytes(
     fan_in_fan_out: opts.fanInFanOut ?? false,
     init_lora_weights: opts.initLoraWeights ?? true,
     inference_mode: true,
-    use_rslora: false,
-    use_dora: false,
+    use_rslora: factors.useRslora ?? false,
+    use_dora: factors.magnitude !== undefined,
     modules_to_save: null,
   };
   return {

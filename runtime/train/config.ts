@@ -4,14 +4,18 @@
  */
 
 import { constantSchedule, type Schedule, warmupCosine, warmupLinear } from "../../dsl/optim.ts";
+import { answerPattern } from "../data/answers.ts";
 import { isTemplate } from "../data/instruct.ts";
 import type { Method } from "../trainer.ts";
+import { METHODS } from "../../dsl/adapters/methods/registry.ts";
 
 export interface RunConfig {
   method: Method;
   devices: number;
   rank: number;
   alpha?: number;
+  /** rsLoRA: scale the LoRA-family adapters by α/√r instead of α/r. */
+  rsLora?: boolean;
   lr: number;
   schedule: "cosine" | "constant" | "linear";
   /** Fraction of steps spent warming up. */
@@ -33,7 +37,14 @@ export interface RunConfig {
    */
   template?: string;
   trainSize: number;
+  /** Items scored before and after training (with `evalData`: the first records of the file). */
   evalSize: number;
+  /** JSONL scored before and after training by exact match of the final answer (`answers.ts`). */
+  evalData?: string;
+  /** The final answer's pattern in `evalData` (first capture group); default MetaMathQA/GSM8K's. */
+  answerRegex?: string;
+  /** Most tokens generated per eval item (default: the longest reference response's + 8). */
+  evalMaxNewTokens?: number;
   mode: "virtual" | "devices" | "mpi";
   out: string;
   resume: boolean;
@@ -112,17 +123,21 @@ const INT_FIELDS = {
   checkpointEvery: [1, 1e7],
   verifyReplicasEvery: [1, 1e7],
   commTimeout: [1, 1e6],
+  evalMaxNewTokens: [1, 1 << 16],
 } as const;
+
+/** Integer fields that may be left out. */
+const OPTIONAL_INTS = ["epochs", "verifyReplicasEvery", "commTimeout", "evalMaxNewTokens"];
 
 /** Checks every field; returns the config. */
 export function validateRun(c: RunConfig): RunConfig {
-  const methods = ["hdpissa", "pissa", "lora", "full"];
+  const methods = Object.keys(METHODS);
   if (!methods.includes(c.method)) {
     throw new ConfigError("method", `must be one of ${methods.join(", ")} (got ${c.method})`);
   }
   for (const [k, [lo, hi]] of Object.entries(INT_FIELDS)) {
     const v = (c as unknown as Record<string, unknown>)[k];
-    if (v === undefined && ["epochs", "verifyReplicasEvery", "commTimeout"].includes(k)) continue;
+    if (v === undefined && OPTIONAL_INTS.includes(k)) continue;
     if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) {
       throw new ConfigError(kebab(k), `must be an integer in [${lo}, ${hi}] (got ${v})`);
     }
@@ -147,6 +162,16 @@ export function validateRun(c: RunConfig): RunConfig {
         JSON.stringify(c.template)
       })`,
     );
+  }
+  if (c.answerRegex !== undefined) {
+    if (c.evalData === undefined) {
+      throw new ConfigError("answer-regex", "reads the answers of --eval-data: give that file too");
+    }
+    try {
+      answerPattern(c.answerRegex);
+    } catch (e) {
+      throw new ConfigError("answer-regex", (e as Error).message);
+    }
   }
   if (!["virtual", "devices", "mpi"].includes(c.mode)) {
     throw new ConfigError("mode", `must be virtual, devices or mpi (got ${c.mode})`);

@@ -20,9 +20,12 @@ import {
   shard,
 } from "../data/instruct.ts";
 import { MULTITASK_SUITE, type TaskItem, TASKS, taskSplits } from "../data/synthetic.ts";
+import { answerPattern, finalAnswer } from "../data/answers.ts";
+import { type EvalData, readEvalData } from "../data/eval_data.ts";
 import { evaluateItems, type TaskScore } from "../models/evaluate.ts";
 import { loadModel, saveModel } from "../models/model_dir.ts";
-import { pissaToLora, saveLoraAdapter } from "../models/peft.ts";
+import { METHODS } from "../../dsl/adapters/methods/registry.ts";
+import { peftFactorsOf, saveLoraAdapter } from "../models/peft.ts";
 import { copyTokenizerFiles } from "../text/tokenizer_files.ts";
 import { createTrainer } from "../trainer.ts";
 import type { Trainer } from "../trainer_common.ts";
@@ -31,6 +34,13 @@ import { launcherSize } from "../dist/mpi.ts";
 import { barChart, lineChart } from "./charts.ts";
 import { loadLatestCheckpoint, saveCheckpoint } from "./checkpoints.ts";
 import { ConfigError, type RunConfig, runSchedule } from "./config.ts";
+import {
+  evalDataLine,
+  evalRecord,
+  writeEvalRecord,
+  wrongAnswerList,
+  wrongAnswers,
+} from "./eval_report.ts";
 
 export interface RunIO {
   /** A line for the log (stderr on a terminal, stdout otherwise). */
@@ -142,8 +152,22 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       const sizes = { train: Math.ceil(cfg.trainSize / tasks.length), test: cfg.evalSize };
       const split = taskSplits(task, sizes, cfg.seed);
       train.push(...split.train);
-      if (cfg.evalSize > 0) tests[task] = split.test;
+      if (cfg.evalSize > 0 && !cfg.evalData) tests[task] = split.test;
     }
+  }
+  // --eval-data replaces the synthetic test split: scored by the final answer of its responses.
+  const pattern = cfg.answerRegex === undefined ? undefined : answerPattern(cfg.answerRegex);
+  let evalData: EvalData | undefined;
+  if (cfg.evalData && cfg.evalSize > 0) {
+    evalData = await readEvalData(cfg.evalData, {
+      query: cfg.queryField,
+      response: cfg.responseField,
+      limit: cfg.evalSize,
+      pattern,
+    }).catch((e) => {
+      throw new ConfigError("eval-data", (e as Error).message);
+    });
+    tests[evalData.source] = evalData.items;
   }
   const launched = launcherSize();
   if (launched !== undefined && launched > 1 && cfg.mode !== "mpi") {
@@ -181,8 +205,8 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   // PiSSA-family adapters start from an SVD: say which one each matrix gets (rank 0 only).
   const firstRank = (Deno.env.get("OMPI_COMM_WORLD_RANK") ?? Deno.env.get("PMI_RANK") ?? "0") ===
     "0";
-  if ((cfg.method === "hdpissa" || cfg.method === "pissa") && firstRank) {
-    const wanted = cfg.method === "hdpissa" ? K * cfg.rank : cfg.rank;
+  const wanted = METHODS[cfg.method].svdComponents?.(cfg.rank, K);
+  if (wanted !== undefined && firstRank) {
     io.log(svdChoice(cfg.svd, adapt.map((n) => model.params[n].shape), wanted));
   }
   enter("the initial SVD and compilation");
@@ -195,6 +219,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     devices: K,
     rank: cfg.rank,
     alpha: cfg.alpha,
+    rsLora: cfg.rsLora,
     optimizer: { lr: runSchedule(resolved) },
     mode: cfg.mode,
     svd: { method: cfg.svd, seed: cfg.seed },
@@ -255,7 +280,9 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       );
     }
     try {
-      before = JSON.parse(await Deno.readTextFile(statePath)).before;
+      // Scores of other settings (another --eval-data, say) are not this run's "before".
+      const state = JSON.parse(await Deno.readTextFile(statePath));
+      if (state.configHash === configHash) before = state.before;
     } catch { /* evaluated again below */ }
   }
   // Metrics past the restored step belong to the interrupted attempt: drop them.
@@ -274,6 +301,8 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     for (const [task, items] of Object.entries(tests)) {
       scores[task] = await evaluateItems(model.config, tok, params, items, {
         template,
+        maxNewTokens: cfg.evalMaxNewTokens,
+        answerOf: evalData && ((output) => finalAnswer(output, pattern)),
       });
       log(`accuracy ${when} (${task}): ${pct(scores[task])}`);
     }
@@ -281,8 +310,15 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   };
   enter("evaluation before training");
   if (leader) {
+    if (evalData) log(`eval data ${evalData.source}: ${evalDataLine(evalData, cfg.responseField)}`);
     if (!before) before = await evaluate(model.params, "before");
-    await writeTextAtomic(statePath, text({ before }));
+    await writeTextAtomic(statePath, text({ before, configHash }));
+    if (evalData && before) {
+      await writeEvalRecord(
+        metricsPath,
+        evalRecord("before", 0, before[evalData.source], evalData),
+      );
+    }
   }
   await waitForLeader();
 
@@ -364,6 +400,9 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   enter("final evaluation");
   const finalParams = await trainer.params();
   const after = await evaluate(finalParams, "after");
+  if (evalData && after) {
+    await writeEvalRecord(metricsPath, evalRecord("after", step, after[evalData.source], evalData));
+  }
   enter("writing the run folder");
   await saveModel(join(cfg.out, "model"), model.config, finalParams, {
     ...Object.fromEntries(Object.entries(model.hfConfig).filter(([k]) => k.startsWith("dsl_"))),
@@ -373,9 +412,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   await copyTokenizerFiles(cfg.model, join(cfg.out, "model"));
   const adapters = await trainer.adapters();
   if (adapters) {
-    const lora = adapters.initial
-      ? pissaToLora(adapters.trained, adapters.initial)
-      : adapters.trained;
+    const lora = peftFactorsOf(adapters);
     await saveLoraAdapter(join(cfg.out, "adapter"), lora, {
       baseModel: cfg.model,
       fanInFanOut: model.config.family === "gpt2",
@@ -403,16 +440,23 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   );
   const seconds = (performance.now() - t0) / 1000;
   const stats = trainer.stats();
+  const noScore = cfg.data && !cfg.evalData ? "n/a (no --eval-data)" : "n/a";
+  const wrongAfter = evalData && after ? wrongAnswers(after[evalData.source]) : [];
   const summary = `# Run summary
 
 | | |
 |---|---|
 | method | ${cfg.method} (K = ${K}, r = ${cfg.rank}${cfg.alpha ? `, α = ${cfg.alpha}` : ""}) |
 | model | ${cfg.model} (${model.config.family}, ${adapt.length} adapted matrices) |
-| data | ${cfg.data ?? `synthetic task "${cfg.task}"`} (${train.length} training examples) |
+| data | ${cfg.data ?? `synthetic task "${cfg.task}"`} (${train.length} training examples) |${
+    evalData
+      ? `\n| eval data | ${evalData.source}: ${evalDataLine(evalData, cfg.responseField)}; ` +
+        `exact match of the final answer |`
+      : ""
+  }
 | steps | ${step} × ${perStep} sequences (max length ${cfg.maxLen}) |
-| accuracy before | ${before ? pct(overall(before)) : "n/a"} |
-| accuracy after | ${after ? pct(overall(after)) : "n/a"} |
+| accuracy before | ${before ? pct(overall(before)) : noScore} |
+| accuracy after | ${after ? pct(overall(after)) : noScore} |
 | final loss | ${history.at(-1)?.loss.toFixed(4) ?? "n/a"} |
 | time | ${seconds.toFixed(0)} s (training ${((performance.now() - started) / 1000).toFixed(0)} s) |
 | time by phase | ${phaseTimes(phases)} |
@@ -457,6 +501,12 @@ ${
         ).join("\n")
       }\n`
       : ""
+  }${
+    wrongAfter.length
+      ? `\n## Wrong answers after training (first ${wrongAfter.length})\n\n${
+        wrongAnswerList(wrongAfter)
+      }\n`
+      : ""
   }`;
   await writeTextAtomic(join(cfg.out, "summary.md"), summary);
   const trainSeconds = history.length ? history.at(-1)!.seconds : 0;
@@ -479,7 +529,8 @@ async function readMetrics(
   path: string,
 ): Promise<{ step: number; loss: number; seconds: number }[]> {
   try {
-    return (await Deno.readTextFile(path)).split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    return (await Deno.readTextFile(path)).split("\n").filter(Boolean).map((l) => JSON.parse(l))
+      .filter((r) => r.eval === undefined); // evaluation records are rewritten on their own
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return [];
     throw e;

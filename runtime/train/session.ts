@@ -27,7 +27,7 @@ import {
   type ModelFiles,
   tokenizerFileBytes,
 } from "../models/model_bytes.ts";
-import { loraAdapterFileBytes, pissaToLora } from "../models/peft_format.ts";
+import { loraAdapterFileBytes, peftFactorsOf } from "../models/peft_format.ts";
 import { createTrainer } from "../trainer.ts";
 import type { Method, Trainer, TrainerSnapshot } from "../trainer_common.ts";
 
@@ -388,9 +388,7 @@ export class FineTuneSession {
   async adapterFiles(baseModel?: string): Promise<Record<string, Uint8Array> | undefined> {
     const adapters = await this.trainer.adapters();
     if (!adapters) return undefined;
-    const lora = adapters.initial
-      ? pissaToLora(adapters.trained, adapters.initial)
-      : adapters.trained;
+    const lora = peftFactorsOf(adapters);
     return await loraAdapterFileBytes(lora, {
       baseModel,
       fanInFanOut: this.model.config.family === "gpt2",

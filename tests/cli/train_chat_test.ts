@@ -9,10 +9,10 @@ import { join } from "node:path";
 import { initParams } from "../../dsl/nn/transformer.ts";
 import { loadModel, saveModel } from "../../runtime/models/model_dir.ts";
 import { saveTinyByteModel, TINY_BYTE_LLAMA } from "../helpers/tiny_models.ts";
+import { train } from "../helpers/train_cli.ts";
 import { writeByteChatTokenizer } from "../runtime/text/fixtures/byte_chat_tokenizer.ts";
 
 const root = await Deno.makeTempDir({ prefix: "train-chat-" });
-const CLI = new URL("../../cli/train.ts", import.meta.url).pathname;
 const BASE = [
   "--task",
   "addition",
@@ -31,17 +31,6 @@ const BASE = [
   "--steps",
   "2",
 ];
-
-async function train(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
 
 Deno.test({
   name: "train CLI: --template chat trains on the model's chat template; the run's model keeps it",

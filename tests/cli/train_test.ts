@@ -9,11 +9,11 @@ import { initParams } from "../../dsl/nn/transformer.ts";
 import { readSafetensors } from "../../runtime/io/safetensors.ts";
 import { saveModel } from "../../runtime/models/model_dir.ts";
 import { saveTinyByteModel, TINY_BYTE_LLAMA } from "../helpers/tiny_models.ts";
+import { train, trainCommand as command } from "../helpers/train_cli.ts";
 
 const root = await Deno.makeTempDir({ prefix: "train-cli-" });
 const modelDir = join(root, "model");
 await saveTinyByteModel(modelDir);
-const CLI = new URL("../../cli/train.ts", import.meta.url).pathname;
 const BASE = [
   "--model",
   modelDir,
@@ -34,24 +34,6 @@ const BASE = [
   "--lr",
   "0.01",
 ];
-
-function command(args: string[]) {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  });
-}
-
-async function train(args: string[]) {
-  const out = await command(args).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
 
 const weights = (dir: string) => readSafetensors(join(dir, "model", "model.safetensors"));
 
@@ -198,7 +180,10 @@ Deno.test({
       [["--rank=-1"], /--rank: must be an integer in \[1, 4096\] \(got -1\)/],
       [["--rank", "0"], /--rank: must be an integer in \[1, 4096\] \(got 0\)/],
       [["--lr", "abc"], /--lr: expects a number \(got "abc"\)/],
-      [["--method", "dora"], /--method: must be one of hdpissa, pissa, lora, full/],
+      [
+        ["--method", "vera"],
+        /--method: must be one of hdpissa, hd-milora, pissa, milora, lora, dora, full/,
+      ],
       [["--bogus", "1"], /Unknown option '--bogus'/],
       [["--schedule", "step"], /--schedule: must be cosine, constant or linear/],
       [["--svd", "approx"], /--svd: must be auto, exact or randomized \(got approx\)/],

@@ -3,6 +3,7 @@ import type { HostArray } from "../../dsl/host_array.ts";
 import { evaluateGraph, interpret } from "../../dsl/interpret.ts";
 import { grad } from "../../dsl/autodiff.ts";
 import { linear } from "../../dsl/nn/layers.ts";
+import { lowRankWeight } from "../../dsl/adapters/methods/low_rank.ts";
 import { matmul, mul, sum, tanh, transpose } from "../../mod.ts";
 import { optimize } from "../../compiler/passes/mod.ts";
 import { trace } from "../../dsl/trace_function.ts";
@@ -62,4 +63,47 @@ Deno.test("reassociate: a dense product with a wide consumer is left alone", () 
   // P [64, 8]·(X [8, 8]·Y [8, 64]): reassociating would cost more.
   const g = optimize(trace(f, { shape: [64, 8] }, { shape: [8, 8] }, { shape: [8, 64] }));
   assert.ok(g.nodes.some((x) => x.op === "matmul" && x.shape.join() === "8,64"));
+});
+
+/** LoRA's loss through W + s·B·A (s ≠ 1) and its factor gradients: the whole adapter step. */
+function loraGrads(w: Tensor, a: Tensor, b: Tensor, x: Tensor) {
+  const loss = (f: { a: Tensor; b: Tensor }) => sum(tanh(linear(x, lowRankWeight(w, f, 0.5))));
+  return grad(loss)({ a, b });
+}
+
+Deno.test("reassociate: LoRA computes x·Wᵀ + s·(x·Aᵀ)·Bᵀ — no merged weight, no dense gradient", async () => {
+  const T = 6;
+  const loraArgs = [args[0], args[1], args[2], randomArray([T, n], 5)];
+  const loraSpecs = loraArgs.map((a) => ({ shape: a.shape }));
+  const before = trace(loraGrads, ...loraSpecs);
+  const isDense = (x: { op: string; shape: readonly number[] }) =>
+    x.op !== "input" && (x.shape.join() === `${m},${n}` || x.shape.join() === `${n},${m}`);
+  assert.ok(
+    before.nodes.filter(isDense).length >= 3,
+    "the traced step merges and differentiates densely",
+  );
+  const graph = optimize(before);
+  const dense = graph.nodes.filter(isDense);
+  // Only W's transposed view for x·Wᵀ remains.
+  assert.deepEqual(
+    dense.map((x) => x.op),
+    ["transpose"],
+    dense.map((x) => `${x.op}[${x.shape}]`).join(),
+  );
+  const want = interpret(loraGrads, ...loraArgs) as Record<string, HostArray>;
+  const got = evaluateGraph(graph, loraArgs) as unknown as HostArray[];
+  assertClose(got[0], want.a, { rtol: 1e-4, atol: 1e-5 });
+  assertClose(got[1], want.b, { rtol: 1e-4, atol: 1e-5 });
+  const onDevice = await jit(loraGrads)(...loraArgs);
+  for (const k of ["a", "b"]) assertClose(onDevice[k], want[k], { rtol: 1e-4, atol: 1e-5 });
+});
+
+Deno.test("reassociate: a merged weight shared by many tokens stays merged when that is cheaper", () => {
+  // 4096 tokens through a 16×16 weight: (x·Aᵀ)·Bᵀ would cost more than forming W + s·B·A once.
+  const g = optimize(
+    trace(loraGrads, { shape: [16, 16] }, { shape: [2, 16] }, { shape: [16, 2] }, {
+      shape: [4096, 16],
+    }),
+  );
+  assert.ok(g.nodes.some((x) => x.op === "matmul" && x.shape.join() === "16,16"));
 });

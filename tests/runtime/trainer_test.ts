@@ -11,6 +11,7 @@ import { mean, square, sub } from "../../mod.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import { createTrainer, type Method, type TrainerConfig } from "../../runtime/trainer.ts";
 import { randomArray } from "../helpers/models.ts";
+import { Adam, assertNear, f64, mm, regressionBatches, tr } from "../helpers/host_methods.ts";
 import { TINY_LLAMA } from "../helpers/tiny_models.ts";
 import { checkStepMemory, HOST_MEMORY_SHARE } from "../../runtime/step_plan.ts";
 import { DslError } from "../../dsl/errors.ts";
@@ -35,41 +36,6 @@ const regressionTrainer = (
     rank: r,
     optimizer: { lr },
   });
-
-/** Row-major f64 matrix helpers. */
-const mm = (a: Float64Array, b: Float64Array, m: number, k: number, n: number) => {
-  const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let c = 0; c < k; c++) {
-      for (let j = 0; j < n; j++) out[i * n + j] += a[i * k + c] * b[c * n + j];
-    }
-  }
-  return out;
-};
-const tr = (a: Float64Array, m: number, n: number) => {
-  const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[j * m + i] = a[i * n + j];
-  return out;
-};
-const f64 = (a: HostArray) => Float64Array.from(a.data);
-
-class Adam {
-  m: Float64Array;
-  v: Float64Array;
-  constructor(size: number, readonly lr: number) {
-    this.m = new Float64Array(size);
-    this.v = new Float64Array(size);
-  }
-  /** The update Δ = lr·m̂/(√v̂+ε) for gradient g at step t. */
-  delta(g: Float64Array, t: number): Float64Array {
-    return g.map((gv, i) => {
-      this.m[i] = 0.9 * this.m[i] + 0.1 * gv;
-      this.v[i] = 0.999 * this.v[i] + 0.001 * gv * gv;
-      return (this.lr * (this.m[i] / (1 - 0.9 ** t))) /
-        (Math.sqrt(this.v[i] / (1 - 0.999 ** t)) + 1e-8);
-    });
-  }
-}
 
 /**
  * Each method written directly on the host: dense per-shard gradients Gₖ from the CPU reference
@@ -157,28 +123,6 @@ function referenceRun(
   });
   return out;
 }
-
-function assertNear(got: HostArray, want: Float64Array, rtol: number, label: string) {
-  const scale = Math.max(...want.map(Math.abs));
-  got.data.forEach((v, i) => {
-    if (Math.abs(v - want[i]) > rtol * scale) {
-      throw new Error(`${label} element ${i}: ${v} vs ${want[i]} (scale ${scale})`);
-    }
-  });
-}
-
-const regressionBatches = (K: number, steps: number, m: number, n: number) =>
-  Array.from(
-    { length: steps },
-    (_, s) =>
-      Array.from(
-        { length: K },
-        (_, k) => ({
-          x: randomArray([5, n], 100 + 10 * s + k),
-          y: randomArray([5, m], 500 + 10 * s + k),
-        }),
-      ),
-  );
 
 for (const method of ["hdpissa", "pissa", "full"] as Method[]) {
   Deno.test(`trainer (${method}): agrees with a straightforward implementation on linear regression`, async () => {
@@ -307,7 +251,7 @@ Deno.test("trainer: bad configuration is rejected with a message naming the fiel
     [{ adapt: ["nope"] }, /"nope" is not a parameter/],
     [{ adapt: [] }, /adapt: name at least one/],
     [{ method: "pissa", alpha: 0 }, /alpha: must be a finite number > 0/],
-    [{ method: "dora" as Method }, /method: must be one of/],
+    [{ method: "vera" as Method }, /method: must be one of/],
     [{ devices: 0 }, /devices: must be an integer ≥ 1/],
     [{ optimizer: { lr: -1 } }, /optimizer\.lr: must be > 0/],
     [{ mode: "cluster" as "mpi" }, /mode: must be "virtual", "devices" or "mpi"/],

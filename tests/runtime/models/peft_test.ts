@@ -13,19 +13,44 @@ const NAME = "model.layers.0.self_attn.q_proj.weight";
 const loss = (p: Record<string, Tensor>, b: { x: Tensor; y: Tensor }) =>
   mean(square(sub(linear(b.x, p[NAME]), b.y)));
 
-/** W + (α/r)·B·A, as PEFT merges a LoRA into the base weight. */
-function applyLora(w: HostArray, a: HostArray, b: HostArray, alpha: number): Float64Array {
-  const n = w.shape[1], r = a.shape[0];
-  return Float64Array.from(w.data, (v, idx) => {
+/**
+ * The merge PEFT does from adapter_config.json: V = W + s·B·A with s = α/r (α/√r with
+ * use_rslora); with use_dora, W' = magnitude ⊙ V / ‖V‖ (norm of each output row).
+ */
+function applyLora(
+  w: HostArray,
+  a: HostArray,
+  b: HostArray,
+  config: { lora_alpha: number; use_rslora: boolean; use_dora: boolean },
+  magnitude?: HostArray,
+): Float64Array {
+  const [m, n] = w.shape, r = a.shape[0];
+  const scale = config.lora_alpha / (config.use_rslora ? Math.sqrt(r) : r);
+  const v = Float64Array.from(w.data, (x, idx) => {
     const i = Math.floor(idx / n), j = idx % n;
     let s = 0;
     for (let c = 0; c < r; c++) s += b.data[i * r + c] * a.data[c * n + j];
-    return v + (alpha / r) * s;
+    return x + scale * s;
   });
+  if (!config.use_dora) return v;
+  for (let i = 0; i < m; i++) {
+    const row = v.subarray(i * n, (i + 1) * n);
+    const norm = Math.hypot(...row);
+    row.forEach((x, j) => (row[j] = (magnitude!.data[i] / norm) * x));
+  }
+  return v;
 }
 
-for (const method of ["pissa", "lora"] as Method[]) {
-  Deno.test(`PEFT export (${method}): the adapter on the original W reproduces the trained model`, async () => {
+const CASES: { method: Method; rsLora?: boolean; r: number; alpha: number }[] = [
+  { method: "pissa", r: 4, alpha: 8 },
+  { method: "lora", r: 2, alpha: 4 },
+  { method: "milora", r: 4, alpha: 8 },
+  { method: "pissa", rsLora: true, r: 4, alpha: 4 * Math.SQRT2 },
+  { method: "dora", r: 2, alpha: 4 },
+];
+
+for (const { method, rsLora, r: peftRank, alpha: peftAlpha } of CASES) {
+  Deno.test(`PEFT export (${method}${rsLora ? ", rsLoRA" : ""}): the adapter on the original W reproduces the trained model`, async () => {
     const w = randomArray([10, 8], 3);
     const trainer = await createTrainer({
       loss,
@@ -35,6 +60,7 @@ for (const method of ["pissa", "lora"] as Method[]) {
       devices: 2,
       rank: 2,
       alpha: 4,
+      rsLora,
       optimizer: { lr: 0.05 },
     });
     for (let s = 0; s < 3; s++) {
@@ -46,27 +72,33 @@ for (const method of ["pissa", "lora"] as Method[]) {
       );
     }
     const exported = (await trainer.adapters())!;
-    const lora = method === "pissa"
-      ? pissaToLora(exported.trained, exported.initial!)
+    assert.equal(exported.initial !== undefined, method === "pissa" || method === "milora");
+    const lora = exported.initial
+      ? pissaToLora(exported.trained, exported.initial)
       : exported.trained;
     const dir = await Deno.makeTempDir();
     await saveLoraAdapter(dir, lora, { baseModel: "models/base" });
     const tensors = await readSafetensors(join(dir, "adapter_model.safetensors"));
     const prefix = "base_model.model.model.layers.0.self_attn.q_proj";
+    const dora = method === "dora";
     assert.deepEqual(Object.keys(tensors).sort(), [
       `${prefix}.lora_A.weight`,
       `${prefix}.lora_B.weight`,
+      ...(dora ? [`${prefix}.lora_magnitude_vector.weight`] : []),
     ]);
     const config = JSON.parse(await Deno.readTextFile(join(dir, "adapter_config.json")));
     assert.equal(config.peft_type, "LORA");
     assert.deepEqual(config.target_modules, ["q_proj"]);
-    assert.equal(config.r, method === "pissa" ? 4 : 2);
-    assert.equal(config.lora_alpha, method === "pissa" ? 8 : 4);
+    assert.equal(config.r, peftRank);
+    assert.ok(Math.abs(config.lora_alpha - peftAlpha) < 1e-12, `lora_alpha ${config.lora_alpha}`);
+    assert.equal(config.use_rslora, rsLora ?? false);
+    assert.equal(config.use_dora, dora);
     const merged = applyLora(
       w,
       tensors[`${prefix}.lora_A.weight`],
       tensors[`${prefix}.lora_B.weight`],
-      config.lora_alpha,
+      config,
+      tensors[`${prefix}.lora_magnitude_vector.weight`],
     );
     const want = (await trainer.params())[NAME];
     const scale = Math.max(...Array.from(want.data, Math.abs));
