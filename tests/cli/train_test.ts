@@ -198,7 +198,7 @@ Deno.test({
     }
     const help = await train(["--help"]);
     assert.equal(help.code, 0);
-    assert.match(help.stdout, /--method hdpissa\|pissa\|lora\|full/);
+    assert.match(help.stdout, /--method NAME +hdpissa\|hd-milora\|pissa\|milora\|lora\|dora\|full/);
   },
 });
 
