@@ -5,6 +5,20 @@ export { writeFileAtomic, writeTextAtomic } from "./io/atomic.ts";
 export { copyTokenizerFiles, hasTokenizerJson, loadTokenizer } from "./text/tokenizer_files.ts";
 export * from "./data/instruct.ts";
 export * from "./data/synthetic.ts";
+export {
+  CIPHER,
+  RANK_SUITE,
+  RANK_TASKS,
+  type Split,
+  splitOf,
+  substitute,
+} from "./data/rank_tasks.ts";
+export {
+  bootstrapAccuracy,
+  bootstrapDifference,
+  type BootstrapOptions,
+  type Interval,
+} from "./train/bootstrap.ts";
 export { corpusSplit, loadSpeeches, normalizeText, type Speech } from "./data/corpus.ts";
 export { evaluationWindows, PretrainStream } from "./data/pretrain_data.ts";
 export { type LoadedModel, loadModel, saveModel } from "./models/model_dir.ts";

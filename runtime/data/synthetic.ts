@@ -7,6 +7,7 @@
  */
 
 import type { Example } from "./instruct.ts";
+import { RANK_SUITE, RANK_TASKS, splitOf } from "./rank_tasks.ts";
 import { Rng } from "./rng.ts";
 
 /** A generated task example with its exact final answer. */
@@ -166,10 +167,26 @@ export const TASKS: Record<string, Generator> = {
     const n = rng.int(1, 9999);
     return { query: `Is ${n} even or odd?`, answer: n % 2 === 0 ? "even" : "odd" };
   },
+  // Last, so that the tasks above keep their data streams (a stream is a task's index).
+  ...RANK_TASKS,
 };
 
-/** The multi-task suite (every task but the word problems). */
-export const MULTITASK_SUITE: string[] = Object.keys(TASKS).filter((t) => t !== "gsm8k");
+/** The multi-task suite: the skills above (neither the word problems nor the cipher). */
+export const MULTITASK_SUITE: string[] = Object.keys(TASKS).filter((t) =>
+  t !== "gsm8k" && !RANK_SUITE.includes(t)
+);
+
+/**
+ * Task names that stand for several tasks (`--task multitask`): training data mixed evenly,
+ * each task scored on its own.
+ */
+export const SUITES: Readonly<Record<string, readonly string[]>> = {
+  multitask: MULTITASK_SUITE,
+  ranksuite: RANK_SUITE,
+};
+
+/** The tasks a `--task` name stands for: a suite's, or the task itself. */
+export const suiteTasks = (name: string): readonly string[] => SUITES[name] ?? [name];
 
 /** The text before the final answer on a response's last line (MetaMathQA's convention). */
 export const ANSWER_PREFIX = "The answer is: ";
@@ -187,36 +204,49 @@ const taskIndex = (name: string) => {
 };
 
 /**
- * Seeded train/test splits. The test split is generated first and is unique; training items are
- * drawn from another stream, skipping any query in the test split, so scores measure
- * generalisation. `test` is capped by how many distinct items the task has.
+ * Seeded train/validation/test splits. The test split is generated first and is unique, then the
+ * validation split (empty unless asked for), unique and disjoint from it; training items are drawn
+ * from another stream, skipping any held-out query, so scores measure generalisation. The rank
+ * suite's tasks go further: a word's split is a function of the word (`splitOf`), so held-out
+ * words are never trained on even when a split is drawn with no held-out items. Held-out splits
+ * are capped by how many distinct items the task has.
  */
 export function taskSplits(
   name: string,
-  sizes: { train: number; test: number },
+  sizes: { train: number; test: number; validation?: number },
   seed = 0,
-): { train: TaskItem[]; test: TaskItem[] } {
+): { train: TaskItem[]; test: TaskItem[]; validation: TaskItem[] } {
   const index = taskIndex(name);
   const gen = TASKS[name];
-  const testRng = new Rng(seed, 1000 + 2 * index);
-  const test: TaskItem[] = [];
+  const partitioned = RANK_SUITE.includes(name);
+  const belongs = (item: TaskItem, split: "train" | "validation" | "test") =>
+    !partitioned || splitOf(item.query) === split;
   const seen = new Set<string>();
-  for (let tries = 0; test.length < sizes.test && tries < sizes.test * 50; tries++) {
-    const item = makeItem(gen, testRng);
-    if (!seen.has(item.query)) seen.add(item.query), test.push(item);
-  }
+  const heldOut = (split: "validation" | "test", stream: number, size: number) => {
+    const rng = new Rng(seed, stream);
+    const items: TaskItem[] = [];
+    // Partitioned tasks keep 1 draw in 8 per held-out split: allow for that in the tries.
+    const limit = size * (partitioned ? 400 : 50);
+    for (let tries = 0; items.length < size && tries < limit; tries++) {
+      const item = makeItem(gen, rng);
+      if (!seen.has(item.query) && belongs(item, split)) seen.add(item.query), items.push(item);
+    }
+    return items;
+  };
+  const test = heldOut("test", 1000 + 2 * index, sizes.test);
+  const validation = heldOut("validation", 5000 + index, sizes.validation ?? 0);
   const trainRng = new Rng(seed, 1001 + 2 * index);
   const train: TaskItem[] = [];
   for (let tries = 0; train.length < sizes.train && tries < sizes.train * 50; tries++) {
     const item = makeItem(gen, trainRng);
-    if (!seen.has(item.query)) train.push(item);
+    if (!seen.has(item.query) && belongs(item, "train")) train.push(item);
   }
   if (train.length < sizes.train) {
     throw new Error(
-      `task ${name}: cannot draw ${sizes.train} training items outside the test split`,
+      `task ${name}: cannot draw ${sizes.train} training items outside the held-out splits`,
     );
   }
-  return { train, test };
+  return { train, test, validation };
 }
 
 /** The final answer in a generated response: the text after the last "The answer is:". */

@@ -23,6 +23,8 @@ export interface TaskScore {
   samples: { query: string; output: string; answer: string }[];
   /** The first few items answered wrongly, with the answer read from the output (if any). */
   wrong: { query: string; output: string; answer: string; predicted?: string }[];
+  /** Per item, in the order given: whether it was answered right (for bootstrap intervals). */
+  matched?: boolean[];
 }
 
 /** Options of `evaluateItems`. */
@@ -62,9 +64,10 @@ export async function evaluateItems(
   );
   let correct = 0;
   const wrong: TaskScore["wrong"] = [];
+  const matched = outputs.map((output, i) => answersMatch(answerOf(output), items[i].answer));
   outputs.forEach((output, i) => {
     const predicted = answerOf(output);
-    if (answersMatch(predicted, items[i].answer)) correct++;
+    if (matched[i]) correct++;
     else if (wrong.length < 3) {
       wrong.push({ query: items[i].query, output, answer: items[i].answer, predicted });
     }
@@ -79,5 +82,6 @@ export async function evaluateItems(
       answer: items[i].answer,
     })),
     wrong,
+    matched,
   };
 }

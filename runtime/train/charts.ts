@@ -1,6 +1,17 @@
 /** Hand-written SVG charts for run reports (no browser or plotting library needed). */
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+// Eight distinct colours: `deno task compare` draws every built-in method (seven) and rsLoRA.
+const colors = [
+  "#1f77b4",
+  "#d62728",
+  "#2ca02c",
+  "#9467bd",
+  "#ff7f0e",
+  "#8c564b",
+  "#e377c2",
+  "#17becf",
+];
 
 /** A line chart of (x, y) series. */
 export function lineChart(
@@ -14,7 +25,6 @@ export function lineChart(
   const [y0, y1] = [Math.min(...ys, 0), Math.max(...ys, 1e-9)];
   const sx = (x: number) => L + ((x - x0) / (x1 - x0 || 1)) * (W - L - R);
   const sy = (y: number) => H - B - ((y - y0) / (y1 - y0 || 1)) * (H - T - B);
-  const colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => y0 + f * (y1 - y0));
   const lines = series.map((s, i) => {
     const d = s.points.filter(([, y]) => Number.isFinite(y)).map(([x, y], j) =>
@@ -62,7 +72,6 @@ export function barChart(
   const max = Math.max(1e-9, ...series.flatMap((s) => s.values));
   const group = (W - L - R) / Math.max(1, labels.length);
   const bar = (group * 0.8) / Math.max(1, series.length);
-  const colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
   const rects = series.flatMap((s, si) =>
     s.values.map((v, i) => {
       const h = (v / max) * (H - T - B);

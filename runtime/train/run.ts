@@ -19,7 +19,7 @@ import {
   readJsonl,
   shard,
 } from "../data/instruct.ts";
-import { MULTITASK_SUITE, type TaskItem, TASKS, taskSplits } from "../data/synthetic.ts";
+import { SUITES, suiteTasks, type TaskItem, TASKS, taskSplits } from "../data/synthetic.ts";
 import { answerPattern, finalAnswer } from "../data/answers.ts";
 import { type EvalData, readEvalData } from "../data/eval_data.ts";
 import { evaluateItems, type TaskScore } from "../models/evaluate.ts";
@@ -138,14 +138,15 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     train = (await readJsonl(cfg.data, { query: cfg.queryField, response: cfg.responseField }))
       .slice(0, cfg.trainSize);
   } else {
-    // "multitask" mixes the suite: trainSize examples split evenly, each task scored on its own.
-    const tasks = cfg.task === "multitask" ? MULTITASK_SUITE : [cfg.task];
+    // A suite ("multitask", "ranksuite") mixes its tasks: trainSize examples split evenly, each
+    // task scored on its own.
+    const tasks = suiteTasks(cfg.task);
     const known = Object.keys(TASKS);
     const unknown = tasks.find((t) => !known.includes(t));
     if (unknown) {
       throw new ConfigError(
         "task",
-        `unknown task "${unknown}" (tasks: multitask, ${known.join(", ")})`,
+        `unknown task "${unknown}" (tasks: ${[...Object.keys(SUITES), ...known].join(", ")})`,
       );
     }
     for (const task of tasks) {
@@ -177,6 +178,14 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     );
   }
   const encoded = train.map((ex) => encodeExample(tok, ex, template));
+  // The default --max-len fits the default task's short items: say when it cuts other data.
+  const cut = encoded.filter((e) => e.tokens.length - 1 > cfg.maxLen).length;
+  if (cut > 0) {
+    io.log(
+      `${cut} of ${encoded.length} training examples are longer than --max-len ${cfg.maxLen} ` +
+        `tokens and are cut (their tail is not trained on); raise --max-len to keep them whole`,
+    );
+  }
   const K = cfg.devices;
   const perStep = K * cfg.batch;
   const total = cfg.epochs ? Math.ceil((cfg.epochs * train.length) / perStep) : cfg.steps;

@@ -310,7 +310,10 @@ Deno.test({
     );
     assert.ok(work, r.stdout);
     assert.ok(+work[2] > 0 && +work[2] < +work[1], "repeated layers share pipelines");
-    assert.match(r.stdout, /estimated step time [\d.]+ s .*: 150 steps ≈ [\d.]+ min/);
+    // No --steps given: the estimate is for the default run's length.
+    const { DEFAULT_RUN } = await import("../../runtime/train/config.ts");
+    const estimate = new RegExp(`estimated step time [\\d.]+ s .*: ${DEFAULT_RUN.steps} steps ≈`);
+    assert.match(r.stdout, estimate);
     assert.doesNotMatch(r.stdout, /accuracy/);
     await assert.rejects(Deno.stat(out), Deno.errors.NotFound);
   },

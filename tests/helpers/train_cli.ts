@@ -1,12 +1,16 @@
-/** Runs `cli/train.ts` (and `cli/evaluate.ts`) in a child Deno, as the CLI tests do. */
+/** Runs `cli/train.ts` (or another CLI task) in a child Deno, as the CLI tests do. */
 
 const TRAIN = new URL("../../cli/train.ts", import.meta.url).pathname;
 const EVALUATE = new URL("../../cli/evaluate.ts", import.meta.url).pathname;
 
 /** `deno run cli/train.ts args…` with piped output, not started (spawn it or await output()). */
-export function trainCommand(args: string[], cli = TRAIN): Deno.Command {
+export function trainCommand(
+  args: string[],
+  cli = TRAIN,
+  permissions: string[] = [],
+): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", cli, ...args],
+    args: ["run", "--allow-read", "--allow-write", "--allow-env", ...permissions, cli, ...args],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
@@ -17,8 +21,9 @@ export function trainCommand(args: string[], cli = TRAIN): Deno.Command {
 export async function train(
   args: string[],
   cli = TRAIN,
+  permissions: string[] = [],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await trainCommand(args, cli).output();
+  const out = await trainCommand(args, cli, permissions).output();
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
 }

@@ -8,6 +8,7 @@ import {
   TASKS,
   taskSplits,
 } from "../../../runtime/data/synthetic.ts";
+import { CIPHER } from "../../../runtime/data/rank_tasks.ts";
 
 const DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 const FACTORS: Record<string, number> = {
@@ -52,6 +53,12 @@ function solve(task: string, q: string): string {
     }
     case "parity":
       return nums[0] % 2 === 0 ? "even" : "odd";
+    case "cipher":
+    case "decipher": {
+      const key = m(/ [a-z]*([A-Z])/)[1].toLowerCase();
+      const inverse = Object.entries(CIPHER).find(([, coded]) => coded === key)![0];
+      return task === "cipher" ? CIPHER[key] : inverse;
+    }
   }
   throw new Error(task);
 }
