@@ -62,11 +62,22 @@ Deno.test("adapters: HD-PiSSA — disjoint slices of one basis; Σ_j B_j·A_j is
   const last = deviceSlice(init, 2, 2);
   assert.ok(Array.from(last.a.data.subarray(5)).every((v) => v === 0), "padded row of A");
   for (let i = 0; i < 7; i++) assert.equal(last.b.data[i * 2 + 1], 0, "padded column of B");
-  // Slices are disjoint: B_0·A_0 uses components 0–1 only (σ₀, σ₁ on the diagonal of A_0·A_0ᵀ).
-  const s0 = deviceSlice(init, 0, 2);
-  let dot = 0;
-  for (let j = 0; j < 5; j++) dot += s0.a.data[j] * s0.a.data[j];
-  assert.ok(Math.abs(dot - f.s[0]) < 1e-5);
+  // Slices are disjoint: device k's slot j holds component c = 2k + j alone, i.e. the rank-1
+  // term B_k[:, j]·A_k[j, :] is σ_c·u_c·v_cᵀ (device 0 has σ₀, σ₁; device 1 σ₂, σ₃; device 2 σ₄).
+  for (let k = 0; k < 3; k++) {
+    const slice = deviceSlice(init, k, 2);
+    for (let j = 0; j < 2 && 2 * k + j < 5; j++) {
+      const c = 2 * k + j;
+      let err = 0;
+      for (let i = 0; i < 7; i++) {
+        for (let l = 0; l < 5; l++) {
+          const got = slice.b.data[i * 2 + j] * slice.a.data[j * 5 + l];
+          err = Math.max(err, Math.abs(got - f.s[c] * f.u[i * f.k + c] * f.v[l * f.k + c]));
+        }
+      }
+      assert.ok(err < 1e-5, `device ${k} slot ${j}: ${err} from σ${c}·u${c}·v${c}ᵀ`);
+    }
+  }
   assert.throws(() => hdpissaInit(w, 2, 0), /devices must be a positive integer/);
   assert.throws(() => deviceSlice(init, 3, 2), /device 3 has no slice/);
   assert.throws(

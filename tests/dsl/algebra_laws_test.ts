@@ -144,21 +144,42 @@ Deno.test("concat then slice recovers the parts; take with arange is the identit
         ) as HostArray[];
         assert.deepEqual(pa, a);
         assert.deepEqual(pb, b);
-        assert.equal(taken.shape[1], a.shape[1] + b.shape[1]);
+        // The concatenation written out row by row: [a_i | b_i].
+        const [m, n2] = [a.shape[0], b.shape[1]];
+        const rows = Array.from({ length: m }, (_, i) => [
+          ...a.data.subarray(i * n1, (i + 1) * n1),
+          ...b.data.subarray(i * n2, (i + 1) * n2),
+        ]);
+        assert.deepEqual(taken, {
+          shape: [m, n1 + n2],
+          dtype: "f32",
+          data: Float32Array.from(rows.flat()),
+        });
       },
     ),
   );
 });
 
-Deno.test("gather followed by scatterAdd of ones counts index occurrences", () => {
+Deno.test("gather followed by scatterAdd counts index occurrences (times the gathered value)", () => {
   checkProperty(
     fc.property(fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 12 }), (ix) => {
       const idx = { shape: [ix.length], dtype: "i32" as const, data: Int32Array.from(ix) };
-      const counts = dsl.interpret(
-        (i: Tensor) => dsl.scatterAdd(dsl.zeros([6]), i, dsl.ones([ix.length])),
+      // Table t[v] = v + 1: scattering back what was gathered gives t[v]·count(v) at v.
+      const [counts, weighted] = dsl.interpret(
+        (i: Tensor) => {
+          const t = dsl.add(dsl.arange(6, undefined, 1, "f32"), 1);
+          return [
+            dsl.scatterAdd(dsl.zeros([6]), i, dsl.take(dsl.ones([6]), i)),
+            dsl.scatterAdd(dsl.zeros([6]), i, dsl.take(t, i)),
+          ];
+        },
         idx,
-      ) as HostArray;
-      for (let v = 0; v < 6; v++) assert.equal(counts.data[v], ix.filter((j) => j === v).length);
+      ) as HostArray[];
+      for (let v = 0; v < 6; v++) {
+        const count = ix.filter((j) => j === v).length;
+        assert.equal(counts.data[v], count);
+        assert.equal(weighted.data[v], (v + 1) * count);
+      }
     }),
   );
 });

@@ -79,6 +79,7 @@ import {
   arbArray,
   arbBroadcastPair,
   arbIntArray,
+  arbNumber,
   arbShape,
   assertClose,
 } from "../helpers/arrays.ts";
@@ -158,8 +159,9 @@ function arbAwayFromZero(shape: readonly number[], lo: number, hi: number) {
 /** Pairwise distinct f32 values of `shape` in [min, max] (no ties for maximum and minimum). */
 function arbDistinct(shape: readonly number[], min = -2, max = 2) {
   const n = sizeOf(shape);
+  // arbNumber, not fc.float: that draws by bit pattern, nearly always a tiny magnitude.
   return fc.uniqueArray(
-    fc.float({ min: Math.fround(min), max: Math.fround(max), noNaN: true }),
+    arbNumber(min, max).map(Math.fround),
     { minLength: n, maxLength: n, comparator: "SameValueZero" },
   ).map((vs): HostArray => ({ shape: [...shape], dtype: "f32", data: Float32Array.from(vs) }));
 }
@@ -552,7 +554,7 @@ Deno.test("layerNorm matches jax-js nn.standardize·γ + β in values and gradie
   const arb = arbShape({ minRank: 1, maxRank: 2, maxDim: 3 }).chain((lead) =>
     fc.integer({ min: 2, max: 6 }).chain((d) =>
       fc.tuple(
-        arbArray([...lead, d], { min: -3, max: 3 }),
+        arbArray([...lead, d], { min: -3, max: 3 }).map(spreadRows),
         arbArray([d]),
         arbArray([d]),
         fc.integer(),
@@ -564,14 +566,50 @@ Deno.test("layerNorm matches jax-js nn.standardize·γ + β in values and gradie
   const ours = (x: Tensor, g: Tensor, b: Tensor) => layerNorm(x, g, b, eps);
   checkProperty(
     fc.property(arb, ([x, g, b, seed]) => {
-      // Rows whose values nearly coincide make 1/σ large and amplify f32 rounding: skip them.
-      fc.pre(rowSpreads(x).every((s) => s > 0.1));
+      if (!rowSpreads(x).every((s) => s > 0.1)) {
+        throw new Error("spreadRows let a flat row through");
+      }
       compareForward("layerNorm", ours, theirs, [x, g, b]);
-      compareGrads("layerNorm", ours, theirs, [x, g, b], seed);
+      // ∂/∂x of a normalised row cancels to far below its terms, which are O(|γ|/σ): two f32
+      // implementations differ by ulps of those terms (seen: 2e-5 on a gradient of 1.4e-3 for
+      // σ = 0.19, |γ| = 2, where ours was within 1e-7 of float64), so atol scales with |γ|/σ.
+      const gMax = Math.max(...Array.from(g.data, Math.abs));
+      const scale = Math.max(1, gMax / Math.min(...rowStds(x, eps)));
+      compareGrads("layerNorm", ours, theirs, [x, g, b], seed, {
+        ...TOL,
+        atol: TOL.atol * scale,
+      });
     }),
     { numRuns: RUNS },
   );
 });
+
+/**
+ * Rows whose values nearly coincide make 1/σ large and amplify f32 rounding: a row spread ≤ 0.1
+ * gets the ramp 0, 0.5, 1, … added (its spread is then ≥ 0.4). Built in rather than filtered
+ * with fc.pre, which discarded 52 of 67 generated cases when the values were nearly all 0 (see
+ * arbNumber in helpers/arrays.ts).
+ */
+function spreadRows(x: HostArray): HostArray {
+  const d = x.shape[x.shape.length - 1];
+  const data = Float32Array.from(x.data);
+  rowSpreads(x).forEach((s, r) => {
+    if (s <= 0.1) { for (let j = 0; j < d; j++) data[r * d + j] += 0.5 * j; }
+  });
+  return { ...x, data };
+}
+
+/** √(variance + eps) of each row of the last axis. */
+function rowStds(x: HostArray, eps: number): number[] {
+  const d = x.shape[x.shape.length - 1];
+  const out: number[] = [];
+  for (let i = 0; i < x.data.length; i += d) {
+    const row = Array.from(x.data.subarray(i, i + d));
+    const mu = row.reduce((a, v) => a + v, 0) / d;
+    out.push(Math.sqrt(row.reduce((a, v) => a + (v - mu) ** 2, 0) / d + eps));
+  }
+  return out;
+}
 
 /** max − min of each row of the last axis. */
 function rowSpreads(x: HostArray): number[] {

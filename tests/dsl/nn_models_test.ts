@@ -83,22 +83,55 @@ Deno.test("nn: causal — logits at a position do not depend on later tokens", (
   assert.notDeepEqual(Array.from(a.data.subarray(3 * v)), Array.from(b.data.subarray(3 * v)));
 });
 
-Deno.test("nn: lmLoss is the masked mean cross-entropy (uniform logits give log V)", () => {
+Deno.test("nn: lmLoss is the masked mean cross-entropy of forward's logits (uniform logits: log V)", () => {
   const cfg = TINY_GPT2;
-  const params = initParams(cfg, 0);
-  for (const a of Object.values(params)) if (a.shape.length === 2) a.data.fill(0);
-  const batch = {
+  const lmLossOf = (params: Record<string, HostArray>, batch: LmBatch<HostArray>, chunk?: number) =>
+    (interpret(
+      (p: Record<string, Tensor>, b: LmBatch<Tensor>) =>
+        lmLoss(cfg, p, b, { lossChunkLogits: chunk }),
+      params,
+      batch,
+    ) as HostArray).data[0];
+  const zeroed = initParams(cfg, 0);
+  for (const a of Object.values(zeroed)) if (a.shape.length === 2) a.data.fill(0);
+  const uniform = {
     ids: ids([[1, 2, 3]]),
     targets: ids([[2, 3, 4]]),
     mask: { shape: [1, 3], dtype: "f32" as const, data: Float32Array.of(1, 0, 1) },
   };
-  const loss = interpret(
-    (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
-      lmLoss(cfg, p, b),
+  const u = lmLossOf(zeroed, uniform);
+  assert.ok(Math.abs(u - Math.log(cfg.vocab)) < 1e-5, `${u}`);
+  // Uniform logits cannot tell which positions the mask keeps: with varied logits, the loss is
+  // Σ mask·ℓ / Σ mask for ℓ the per-position cross-entropy of forward's logits (in f64 here).
+  const params = perturbed(cfg, 2);
+  const tokens = [[1, 5, 9, 2, 14, 3], [7, 7, 1, 0, 12, 11]];
+  const targets = [[5, 9, 2, 14, 3, 8], [7, 1, 0, 12, 11, 4]];
+  const keep = [[1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 1, 0]];
+  const logits = interpret(
+    (p: Record<string, Tensor>, x: Tensor) => forward(cfg, p, x),
     params,
-    batch,
+    ids(tokens),
   ) as HostArray;
-  assert.ok(Math.abs(loss.data[0] - Math.log(cfg.vocab)) < 1e-5, `${loss.data[0]}`);
+  const v = cfg.vocab;
+  const ce = targets.flat().map((t, pos) => {
+    const row = Array.from(logits.data.subarray(pos * v, (pos + 1) * v));
+    const top = Math.max(...row);
+    return top + Math.log(row.reduce((a, z) => a + Math.exp(z - top), 0)) - row[t];
+  });
+  const maskFlat = keep.flat();
+  const masked = ce.reduce((a, l, i) => a + maskFlat[i] * l, 0) / maskFlat.reduce((a, m) => a + m);
+  const unmasked = ce.reduce((a, l) => a + l, 0) / ce.length;
+  assert.ok(Math.abs(masked - unmasked) > 1e-2, "the mask must matter for this check");
+  const batch = {
+    ids: ids(tokens),
+    targets: ids(targets),
+    mask: { shape: [2, 6], dtype: "f32" as const, data: Float32Array.from(maskFlat) },
+  };
+  // One block of logits, and blocks of 5 positions (the vocabulary-sized path).
+  for (const chunk of [undefined, 5 * v]) {
+    const got = lmLossOf(params, batch, chunk);
+    assert.ok(Math.abs(got - masked) <= 1e-5 * masked, `chunk ${chunk}: ${got} vs ${masked}`);
+  }
 });
 
 Deno.test("nn: lmLoss scored in blocks of positions equals one block (loss and gradients)", () => {

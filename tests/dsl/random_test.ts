@@ -66,7 +66,14 @@ Deno.test("random: distributions have the right moments and ranges; keys split a
   assert.ok(Math.abs(mean(u)) < 0.02 && Math.abs(variance(u) - 1 / 3) < 0.02, "uniform moments");
   assert.ok(u.data.every((v) => v >= -1 && v < 1));
   assert.ok(Math.abs(mean(z)) < 0.05 && Math.abs(variance(z) - 4) < 0.15, "normal moments");
+  // Kaiming uniform with fan-in 100: U(−0.1, 0.1), so the bound is reached and the variance is
+  // 0.1²/3 (all zeros or a narrower range would pass the bound alone).
   assert.ok(w.data.every((v) => Math.abs(v) <= 0.1));
+  assert.ok(Math.max(...Array.from(w.data, Math.abs)) > 0.099, "kaiming range");
+  assert.ok(
+    Math.abs(mean(w)) < 0.005 && Math.abs(variance(w) - 0.01 / 3) < 3e-4,
+    "kaiming moments",
+  );
   const keys = interpret((k: Tensor) => splitKey(k, 4), key) as HostArray;
   assert.equal(
     new Set(Array.from({ length: 4 }, (_, i) => `${keys.data[2 * i]},${keys.data[2 * i + 1]}`))

@@ -41,10 +41,17 @@ export class Adam {
   }
 }
 
+/**
+ * Asserts |got − want| ≤ rtol·max|want| elementwise. The lengths must agree, and a NaN on either
+ * side fails (written as !(d ≤ tol), which NaN never satisfies).
+ */
 export function assertNear(got: HostArray, want: Float64Array, rtol: number, label: string) {
+  if (got.data.length !== want.length) {
+    throw new Error(`${label}: ${got.data.length} values ≠ expected ${want.length}`);
+  }
   const scale = Math.max(...want.map(Math.abs));
   got.data.forEach((v, i) => {
-    if (Math.abs(v - want[i]) > rtol * scale) {
+    if (!(Math.abs(v - want[i]) <= rtol * scale)) {
       throw new Error(`${label} element ${i}: ${v} vs ${want[i]} (scale ${scale})`);
     }
   });

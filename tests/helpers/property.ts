@@ -30,6 +30,8 @@ export function checkProperty<T>(
     fc.assert(property, { seed: SEED, numRuns });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    throw new Error(`property failed (replay with FC_SEED=${SEED})\n${msg}`);
+    // fast-check keeps the failing assertion's own message in `cause`.
+    const cause = e instanceof Error && e.cause instanceof Error ? `\n${e.cause.message}` : "";
+    throw new Error(`property failed (replay with FC_SEED=${SEED})\n${msg}${cause}`);
   }
 }

@@ -7,6 +7,7 @@
 
 import * as dsl from "../../mod.ts";
 import type { Tensor } from "../../mod.ts";
+import { arbNumber } from "./arrays.ts";
 import { fc } from "./property.ts";
 
 export type Expr =
@@ -29,7 +30,7 @@ export const arbExpr: fc.Arbitrary<Expr> = fc.letrec<{ expr: Expr }>((tie) => ({
     { depthSize: "medium", maxDepth: 7, withCrossShrink: true },
     fc.constant<Expr>({ kind: "x" }),
     fc.constant<Expr>({ kind: "y" }),
-    fc.double({ min: -2, max: 2, noNaN: true }).map((value): Expr => ({ kind: "const", value })),
+    arbNumber(-2, 2).map((value): Expr => ({ kind: "const", value })),
     fc.record({
       kind: fc.constant("unary" as const),
       op: fc.constantFrom("tanh", "neg", "exp", "sigmoid", "abs", "square") as fc.Arbitrary<

@@ -205,7 +205,7 @@ const BINARY: BinaryCase[] = [
   { name: "maximum", op: maximum, arb: (sa, sb) => fc.tuple(arbLattice(sa), arbLattice(sb)) },
   { name: "minimum", op: minimum, arb: (sa, sb) => fc.tuple(arbLattice(sa), arbLattice(sb)) },
   {
-    name: "where(a < b)",
+    name: "where(a − b ≠ 0)",
     op: (a, b) => where(sub(a, b), mul(a, b), sub(a, 1)),
     arb: (sa, sb) => fc.tuple(arbLattice(sa), arbLattice(sb)),
   },

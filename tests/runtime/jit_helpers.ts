@@ -16,6 +16,7 @@ import {
   toNested,
   trace,
 } from "../../mod.ts";
+import { arbNumber } from "../helpers/arrays.ts";
 import { fc, SEED } from "../helpers/property.ts";
 
 export { fc, SEED };
@@ -205,14 +206,14 @@ function f32Data(values: readonly number[]): Float32Array {
   return Float32Array.from(values, (v) => (Math.abs(Math.fround(v)) < MIN_NORMAL_F32 ? 0 : v));
 }
 
-/** Values: ordinary f32 in [min, max] (no subnormals). */
+/** Values: ordinary f32 spread over [min, max] (`arbNumber`; no subnormals). */
 export function arbF32(
   shape: readonly number[],
   min = -2,
   max = 2,
 ): fc.Arbitrary<HostArray> {
   const n = shape.reduce((a, b) => a * b, 1);
-  return fc.array(fc.double({ min, max, noNaN: true, noDefaultInfinity: true }), {
+  return fc.array(arbNumber(min, max), {
     minLength: n,
     maxLength: n,
   }).map((v) => ({ shape: [...shape], dtype: "f32" as const, data: f32Data(v) }));
@@ -229,7 +230,7 @@ export function arbF32Special(
 ): fc.Arbitrary<HostArray> {
   const n = shape.reduce((a, b) => a * b, 1);
   const value = fc.oneof(
-    { weight: 2, arbitrary: fc.double({ min, max, noNaN: true, noDefaultInfinity: true }) },
+    { weight: 2, arbitrary: arbNumber(min, max) },
     { weight: 1, arbitrary: fc.constantFrom(...SPECIAL_F32) },
   );
   return fc.array(value, { minLength: n, maxLength: n }).map((v) => ({

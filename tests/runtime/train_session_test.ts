@@ -45,6 +45,9 @@ Deno.test("session: a stopped run resumes where it stopped, on the same or a reb
   assert.ok(want[3] < want[0], `loss ${want}`);
   // Rank 0 before training, then W − W₀ has rank > 0 and at most the matrix's.
   assert.deepEqual(straight.ranks.map((r) => r.step), [0, 2, 4]);
+  // One entry per adapted layer type (an empty list would pass the checks below vacuously).
+  const types = new Set(straight.adapt.map((n) => n.split(".").at(-2)));
+  for (const r of straight.ranks) assert.equal(r.byType.length, types.size, `step ${r.step}`);
   assert.ok(straight.ranks[0].byType.every((t) => t.maxRank === 0));
   assert.ok(straight.ranks[2].byType.every((t) => t.meanRank > 0 && t.maxRank <= 32));
   const wantModel = await straight.mergedModelFiles();

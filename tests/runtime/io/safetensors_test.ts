@@ -193,6 +193,7 @@ Deno.test("safetensors: writes are atomic — replace whole files, leave no temp
   // A failed write (missing folder) leaves nothing behind and the error names the path.
   await assert.rejects(
     writeSafetensors(join(dir, "missing", "m.safetensors"), { x: f32([1], [1]) }),
+    /missing\/m\.safetensors/,
   );
   assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["m.safetensors"]);
   await assert.rejects(
