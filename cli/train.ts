@@ -53,6 +53,8 @@ const HELP = `deno task train [--config run.json] [flags]
   --comm-timeout S                   mode mpi: stop the job if a peer is silent for S s (default 600)
   --out DIR                          run folder (default ${DEFAULT_RUN.out})
   --checkpoint-every N               steps between checkpoints (default ${DEFAULT_RUN.checkpointEvery})
+  --loss-every N                     read the losses back every N steps; between reads the device
+                                     runs ahead of the host (default ${DEFAULT_RUN.lossEvery})
   --resume                           continue from the newest valid checkpoint in --out
   --dry-run                          print the step's memory plan (weights, adapter state, batch,
                                      activation peak, largest buffer), its matmul work and a probed
@@ -76,6 +78,7 @@ const NUMERIC = new Set([
   "evalSize",
   "seed",
   "checkpointEvery",
+  "lossEvery",
   "verifyReplicasEvery",
   "commTimeout",
   "evalMaxNewTokens",

@@ -63,8 +63,10 @@ export {
 export {
   effectiveRank,
   type LayerTypeRank,
+  RANK_REPORT_WORK,
   rankByLayerType,
   type RankReport,
+  rankSample,
 } from "./linalg/rank.ts";
 export * from "./adapters/init.ts";
 export * from "./adapters/steps.ts";

@@ -8,7 +8,7 @@
 import type { HostArray } from "../dsl/host_array.ts";
 import { hdpissaStep, replicatedStep, type Trained } from "../dsl/adapters/steps.ts";
 import { initMatrix, replicatedTree, shardedTree } from "./method_state.ts";
-import { type DeviceArray, isDeviceArray } from "./device_array.ts";
+import { type DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
 import { flattenTree } from "../dsl/pytree.ts";
 import { availableHostBytes, checkStepMemory, planOf } from "./step_plan.ts";
 import { jit, type Jitted, toDevice, toHost } from "./jit.ts";
@@ -78,6 +78,8 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   let adapters: () => Promise<AdapterExport | undefined> = () => Promise.resolve(undefined);
   /** The compiled step and the names of its state arguments (set by the method's branch). */
   let compiled!: { f: Jitted; args: string[] };
+  /** Losses of the steps enqueued and not read yet, still on the device. */
+  const pending: DeviceArray[] = [];
   const runStep = async (
     f: Jitted,
     args: string[],
@@ -135,11 +137,19 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     return planOf(program, [leaves(live.params), state]);
   };
 
-  return {
+  const trainer: Trainer = {
     rank: 0,
     size: 1,
     method: method.name,
     async step(shards) {
+      await trainer.enqueue(shards);
+      // Only this step's losses: steps enqueued before stay queued for readLosses.
+      const own = pending.pop()!;
+      const [host] = await readArrays([own]);
+      own.destroy();
+      return { loss: Array.from(host.data) };
+    },
+    async enqueue(shards) {
       const batch = stackShards(shards, K);
       if (!memoryChecked) {
         // Before the first step runs: a step that cannot fit stops here with what to reduce,
@@ -151,10 +161,14 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
           op: "trainer.step",
         });
       }
-      const losses = await run(lrAt(steps), batch);
+      pending.push(await run(lrAt(steps), batch));
       steps++;
-      const host = await toHost(losses) as HostArray;
-      return { loss: Array.from(host.data) };
+    },
+    async readLosses() {
+      const queued = pending.splice(0);
+      const host = await readArrays(queued);
+      queued.forEach((a) => a.destroy());
+      return host.map((h) => Array.from(h.data));
     },
     params: () => dense(),
     adapters: () => adapters(),
@@ -180,4 +194,5 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       return Promise.resolve();
     },
   };
+  return trainer;
 }

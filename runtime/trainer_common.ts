@@ -316,6 +316,17 @@ export interface Trainer {
   readonly method: string;
   /** Runs one step on one batch per local shard; returns each shard's loss. */
   step(shards: Record<string, HostArray>[]): Promise<{ loss: number[] }>;
+  /**
+   * Runs one step like `step` but leaves its losses where they are (mode "virtual": on the
+   * device), so the host can encode the next step while the device runs this one; read them with
+   * `readLosses`. A `step` in between reads only its own losses.
+   */
+  enqueue(shards: Record<string, HostArray>[]): Promise<void>;
+  /**
+   * The losses of the steps queued by `enqueue` since the last read, oldest first (one row of
+   * shard losses per step), read back together in one sync point.
+   */
+  readLosses(): Promise<number[][]>;
   /** The current dense parameters (adapters merged into W for LoRA/PiSSA). */
   params(): Promise<Record<string, HostArray>>;
   /**

@@ -363,7 +363,9 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
   };
 
   const expectedShards = localReplicas * kl;
-  return {
+  /** Losses of the steps taken by `enqueue`, not handed out yet. */
+  const read: number[][] = [];
+  const trainer: Trainer = {
     rank: mode === "mpi" ? group.rank : 0,
     size: mode === "mpi" ? P : 1,
     method: method.name,
@@ -403,6 +405,11 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
       if (cfg.verifyReplicasEvery && steps % cfg.verifyReplicasEvery === 0) await verify();
       return { loss: outs.flatMap((o) => o.losses) };
     },
+    // Phase 1's losses come back with its payload: a distributed step syncs anyway.
+    async enqueue(shards) {
+      read.push((await trainer.step(shards)).loss);
+    },
+    readLosses: () => Promise.resolve(read.splice(0)),
     params: async () => {
       const rep = replicas[0];
       if (method.family === "sharded") return await toHost(rep.live.params) as Rec<HostArray>;
@@ -482,6 +489,7 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
       await group.finalize();
     },
   };
+  return trainer;
 }
 
 /** HD-PiSSA's Adam state of all K shards (stacked [K, …]) from every replica and rank. */

@@ -50,6 +50,12 @@ export interface RunConfig {
   resume: boolean;
   seed: number;
   checkpointEvery: number;
+  /**
+   * Read the losses back every N steps (and at checkpoints, at the end and on a stop request):
+   * between reads they stay on the device, so the host encodes the next step while the device
+   * runs this one. A non-finite loss is still reported at the step it happened.
+   */
+  lossEvery: number;
   /** Adapt these module names (default: every attention and MLP projection). */
   adapt: string[];
   /**
@@ -95,6 +101,7 @@ export const DEFAULT_RUN: RunConfig = {
   resume: false,
   seed: 0,
   checkpointEvery: 50,
+  lossEvery: 10,
   adapt: [
     "q_proj",
     "k_proj",
@@ -127,6 +134,7 @@ const INT_FIELDS = {
   evalSize: [0, 1e6],
   seed: [-(2 ** 31), 2 ** 31 - 1],
   checkpointEvery: [1, 1e7],
+  lossEvery: [1, 1e7],
   verifyReplicasEvery: [1, 1e7],
   commTimeout: [1, 1e6],
   evalMaxNewTokens: [1, 1 << 16],

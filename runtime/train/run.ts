@@ -198,6 +198,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       resume: undefined,
       mode: undefined,
       verifyReplicasEvery: undefined,
+      lossEvery: undefined,
       commTimeout: undefined,
       dryRun: undefined,
       checkpointActivations: undefined,
@@ -346,36 +347,48 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     await waitForLeader();
     lastSaved = step;
   };
-  try {
-    stepsAtStart = step;
-    while (step < total) {
-      const shards = shardsAt(step);
-      const lr = runSchedule(resolved)(step);
-      const { loss: mine } = await trainer.step(shards).catch((e) => {
-        throw explainDeviceMemory(e, cfg);
-      });
-      step++;
-      const myTokens = shards.reduce(
-        (n, s) => n + Array.from(s.mask.data).reduce((a, v) => a + v, 0),
-        0,
-      );
-      // Every rank's losses, token count and stop request, so all ranks decide alike.
-      const all = await trainer.gatherScalars([...mine, myTokens, io.stopRequested?.() ? 1 : 0]);
-      const loss: number[] = [];
-      let stopVotes = 0;
+  /** Steps enqueued whose losses are still on the device: their rate and token count. */
+  const queued: { step: number; lr: number; tokens: number }[] = [];
+  let lastDrain = 0;
+  /**
+   * Reads the queued steps' losses back, records and reports them, and stops on a non-finite
+   * loss. Every rank calls it at the same steps; returns the ranks' stop requests.
+   */
+  const drain = async (): Promise<number> => {
+    const rows = await trainer.readLosses();
+    const steps = queued.splice(0);
+    // Every rank's losses, token counts and stop request, so all ranks decide alike.
+    const lossCount = steps.length * perRank;
+    const mine = [...rows.flat(), ...steps.map((s) => s.tokens), io.stopRequested?.() ? 1 : 0];
+    const all = await trainer.gatherScalars(mine);
+    const losses = steps.map((): number[] => []);
+    let stopVotes = 0;
+    for (let p = 0; p < trainer.size; p++) {
+      const row = all.slice(p * mine.length, (p + 1) * mine.length);
+      steps.forEach((_, j) => losses[j].push(...row.slice(j * perRank, (j + 1) * perRank)));
+      stopVotes += row[mine.length - 1];
+    }
+    const now = (performance.now() - started) / 1000;
+    for (const [j, s] of steps.entries()) {
+      const loss = losses[j];
       for (let p = 0; p < trainer.size; p++) {
-        const row = all.slice(p * (perRank + 2), (p + 1) * (perRank + 2));
-        loss.push(...row.slice(0, perRank));
-        tokens += row[perRank];
-        stopVotes += row[perRank + 1];
+        tokens += all[p * mine.length + lossCount + j];
       }
       const mean = loss.reduce((a, b) => a + b, 0) / loss.length;
-      const elapsed = (performance.now() - started) / 1000;
-      const record = { step, loss: mean, shardLosses: loss, lr, seconds: +elapsed.toFixed(3) };
+      // The device ran the drained steps back to back: their times are spread evenly between
+      // the previous read and this one.
+      const elapsed = lastDrain + ((now - lastDrain) * (j + 1)) / steps.length;
+      const record = {
+        step: s.step,
+        loss: mean,
+        shardLosses: loss,
+        lr: s.lr,
+        seconds: +elapsed.toFixed(3),
+      };
       await metrics?.write(new TextEncoder().encode(text(record) + "\n"));
       if (!loss.every(Number.isFinite)) {
         throw new NonFiniteLossError(
-          `loss became ${loss.find((v) => !Number.isFinite(v))} at step ${step} (shard losses ${
+          `loss became ${loss.find((v) => !Number.isFinite(v))} at step ${s.step} (shard losses ${
             loss.join(", ")
           }); ` +
             (lastSaved > 0
@@ -386,11 +399,36 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
         );
       }
       const rate = tokens / Math.max(elapsed, 1e-9);
-      const eta = (elapsed / (step - stepsAtStart)) * (total - step);
+      const eta = (elapsed / (s.step - stepsAtStart)) * (total - s.step);
       if (leader) {
-        io.progress?.({ step, total, loss: mean, tokensPerSecond: rate, etaSeconds: eta });
+        io.progress?.({ step: s.step, total, loss: mean, tokensPerSecond: rate, etaSeconds: eta });
       }
-      if (step % cfg.checkpointEvery === 0 || step === total) await checkpoint();
+    }
+    lastDrain = now;
+    return stopVotes;
+  };
+  try {
+    stepsAtStart = step;
+    while (step < total) {
+      const shards = shardsAt(step);
+      const lr = runSchedule(resolved)(step);
+      await trainer.enqueue(shards).catch((e) => {
+        throw explainDeviceMemory(e, cfg);
+      });
+      step++;
+      const myTokens = shards.reduce(
+        (n, s) => n + Array.from(s.mask.data).reduce((a, v) => a + v, 0),
+        0,
+      );
+      queued.push({ step, lr, tokens: myTokens });
+      // Losses are read (one sync point) every lossEvery steps, before every checkpoint (which
+      // must not hold a diverged state) and at the end; a lone process also reads at once when
+      // asked to stop. Ranks of a job read at the same steps: the read is a collective.
+      const checkpointDue = step % cfg.checkpointEvery === 0 || step === total;
+      const stopNow = trainer.size === 1 && io.stopRequested?.();
+      if (!checkpointDue && !stopNow && step % cfg.lossEvery !== 0) continue;
+      const stopVotes = await drain();
+      if (checkpointDue) await checkpoint();
       if (stopVotes > 0) {
         if (lastSaved !== step) await checkpoint();
         log(`stopped at step ${step}; checkpoint written — continue with --resume`);
@@ -489,9 +527,11 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
 |---|---|---|---|---|---|
 ${
     ranks.map((r) =>
-      `| ${r.layerType} | ${r.matrices} | ${r.meanRank.toFixed(1)} | ${r.maxRank} | ${
-        r.meanEntropyRank.toFixed(1)
-      } | ${r.meanRelativeChange.toExponential(2)} |`
+      `| ${r.layerType} | ${
+        r.matrices === r.ofMatrices ? r.matrices : `${r.matrices} of ${r.ofMatrices} (sampled)`
+      } | ${r.meanRank.toFixed(1)} | ${r.maxRank} | ${r.meanEntropyRank.toFixed(1)} | ${
+        r.meanRelativeChange.toExponential(2)
+      } |`
     ).join("\n")
   }
 

@@ -217,6 +217,7 @@ export class FineTuneSession {
         byType: [...new Set(types)].map((layerType) => ({
           layerType,
           matrices: types.filter((t) => t === layerType).length,
+          ofMatrices: types.filter((t) => t === layerType).length,
           meanRank: 0,
           meanEntropyRank: 0,
           maxRank: 0,

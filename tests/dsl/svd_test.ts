@@ -5,7 +5,7 @@ import {
   singularValues,
   svd,
 } from "../../dsl/linalg/svd.ts";
-import { effectiveRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
+import { effectiveRank, rankByLayerType, rankSample } from "../../dsl/linalg/rank.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
 import { checkProperty, fc } from "../helpers/property.ts";
 
@@ -136,6 +136,29 @@ Deno.test("rankByLayerType groups matrices by module name and measures W_T − W
   assert.equal(q.meanRank, 2); // ranks 1 and 3
   assert.equal(q.maxRank, 3);
   assert.equal(report.find((r) => r.layerType === "up_proj")!.maxRank, 0);
+  assert.equal(q.ofMatrices, 2);
+  // Past the work budget (one 3×3 matrix costs 27): one matrix of each type, the rest counted.
+  const sampled = rankByLayerType(before, after, Object.keys(before), { maxWork: 60 });
+  const qs = sampled.find((r) => r.layerType === "q_proj")!;
+  assert.deepEqual([qs.matrices, qs.ofMatrices], [1, 2]);
+  assert.equal(qs.meanRank, 3, "the sample is spread over the layers: l.1, not l.0");
+  assert.equal(sampled.find((r) => r.layerType === "up_proj")!.matrices, 1);
+});
+
+Deno.test("rankSample: everything within the budget, else an even share of every layer type", () => {
+  const names = Array.from({ length: 24 }, (_, l) => [`h.${l}.attn.weight`, `h.${l}.mlp.weight`])
+    .flat();
+  const shapes = Object.fromEntries(
+    names.map((n) => [n, n.includes("attn") ? [10, 10] : [10, 40]]),
+  );
+  assert.deepEqual(rankSample(shapes, names, Infinity), names);
+  // Total 24·1000 + 24·4000 = 120 000: a quarter of the budget keeps 6 of each type.
+  const kept = rankSample(shapes, names, 30_000);
+  const attn = kept.filter((n) => n.includes("attn")), mlp = kept.filter((n) => n.includes("mlp"));
+  assert.equal(attn.length, 6);
+  assert.equal(mlp.length, 6);
+  assert.deepEqual(attn.map((n) => +n.split(".")[1]), [2, 6, 10, 14, 18, 22]);
+  assert.equal(rankSample(shapes, names, 1).length, 2, "at least one of each type");
 });
 
 /** Matrices that reach every branch of the Golub–Kahan iteration (zero and tiny diagonal entries,

@@ -356,6 +356,43 @@ Deno.test("trainer: snapshot/restore continues bit for bit (every method)", asyn
   await assert.rejects(t.restore({ step: 1, tensors: {} }), /snapshot lacks/);
 });
 
+Deno.test("trainer.enqueue: losses read later are the step-by-step losses, in order (every mode)", async () => {
+  const [m, n, K] = [6, 5, 2];
+  const params = { w: randomArray([m, n], 33) };
+  const batches = regressionBatches(K, 5, m, n);
+  for (const mode of ["virtual", "devices"] as const) {
+    for (const method of ["hdpissa", "lora"] as Method[]) {
+      const cfg: TrainerConfig = {
+        loss: regression,
+        params,
+        adapt: ["w"],
+        method,
+        devices: K,
+        rank: 2,
+        mode,
+        optimizer: { lr: 0.05 },
+      };
+      const stepwise = await createTrainer(cfg);
+      const expected = [];
+      for (const b of batches) expected.push((await stepwise.step(b)).loss);
+      const queued = await createTrainer(cfg);
+      for (const b of batches.slice(0, 3)) await queued.enqueue(b);
+      assert.equal(queued.stats().step, 3);
+      const first = await queued.readLosses();
+      assert.deepEqual(await queued.readLosses(), [], "a read empties the queue");
+      await queued.enqueue(batches[3]);
+      // A plain step in between reads only its own losses; the queued step's stay queued.
+      const last = (await queued.step(batches[4])).loss;
+      const fourth = await queued.readLosses();
+      assert.deepEqual(first, expected.slice(0, 3), `${mode} ${method}`);
+      assert.deepEqual(fourth, [expected[3]], `${mode} ${method}`);
+      assert.deepEqual(last, expected[4], `${mode} ${method}`);
+      assert.deepEqual((await queued.params()).w.data, (await stepwise.params()).w.data);
+      await stepwise.close(), await queued.close();
+    }
+  }
+});
+
 /** A 12×10 HD-PiSSA regression trainer (K = 2, r = 2) and one batch of 6 rows per shard. */
 async function smallHdPissa() {
   const [m, n, K, r, rows] = [12, 10, 2, 2, 6];
@@ -406,11 +443,16 @@ Deno.test("checkStepMemory: a CPU adapter's step past the host's available memor
 
 Deno.test("trainer.profile: every kernel of the step timed alone; the state is left as it was", async () => {
   const { shards, trainer } = await smallHdPissa();
+  await trainer.step(shards); // non-zero optimizer moments, so a clobbered one would show
   const before = await trainer.params();
+  const snapshot = await trainer.snapshot();
   const timings = await trainer.profile!(shards);
   assert.equal(timings.length, (await trainer.plan!(shards)).kernels);
   assert.ok(timings.every((t) => t.ms >= 0 && t.wgsl.includes("@compute") && t.ops.length > 0));
-  assert.equal(trainer.stats().step, 0);
+  assert.equal(trainer.stats().step, 1);
   assert.deepEqual(await trainer.params(), before, "profiling updates nothing");
+  // Nor the adapter and optimizer state (slices, moments, step count).
+  assert.ok(Object.keys(snapshot.tensors).some((k) => k.startsWith("state/")));
+  assert.deepEqual(await trainer.snapshot(), snapshot, "profiling leaves the state as it was");
   await trainer.close();
 });
