@@ -53,6 +53,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulWorkgroup: [8, 1],
   matmulNtTile: { rows: 8, cols: 4 },
   matmulNtInPlace: false,
+  matmulMaxUnroll: 1024,
   matmulTilings: [],
   matmulMinWorkgroups: 1,
   maxWorkgroupsPerDimension: 65535,

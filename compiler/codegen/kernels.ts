@@ -5,7 +5,8 @@
  *   writes the row (single-kernel softmax / layerNorm);
  * - reduce: one invocation per output, looping over the reduced axes (row reductions of its
  *   prologue first), then the epilogue;
- * - matmul: each invocation owns a TM×TN register tile, operands read through their views;
+ * - matmul: each invocation owns a TM×TN register tile, operands read through their views, and
+ *   stores it through one copy of the epilogue per tile row (tile_epilogue.ts);
  * - scatter: each invocation owns one column of the operand, so duplicate indices never race and
  *   the accumulation order matches the CPU reference; in place, it touches only updated rows.
  *
@@ -23,6 +24,7 @@ import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
 import { type BindingLayout, KernelBuilder, storageType } from "./builder.ts";
 import type { MatmulTiling } from "./matmul_tiled.ts";
+import { storeTile, tileEpilogueIterations } from "./tile_epilogue.ts";
 
 export interface GeneratedKernel {
   wgsl: string;
@@ -56,6 +58,12 @@ export interface CodegenOptions {
   matmulNtTile: { rows: number; cols: number };
   /** Read x·Wᵀ's W in place with the NT kernel wherever it applies (else W is copied for NN). */
   matmulNtInPlace: boolean;
+  /**
+   * Most multiply-adds the unrolled k-loop body of a vectorised matmul may hold; larger tiles
+   * get fewer rows (then column groups). llvmpipe compiles a kernel at its first run, in time
+   * that grows with this body; bodies past 1024 ran no faster there (32 rows vs 16).
+   */
+  matmulMaxUnroll: number;
   /** Workgroup of the vectorised matmul kernels (columns, rows). */
   matmulWorkgroup: [number, number];
   /**
@@ -478,22 +486,27 @@ export function generateMatmul(
       )
     );
   });
-  accs.forEach((row, i) =>
-    row.forEach((c, j) => {
-      block(b, `if (row0 + ${i}i < ${M}i && col0 + ${j}i < ${N}i) {`, () => {
-        const index = [...bIndex, `(row0 + ${i}i)`, `(col0 + ${j}i)`];
-        b.seed(mm, index, c);
-        storeRoots(b, [root], index, b.flatten(index, root.shape));
-      });
-    })
-  );
+  storeTile(b, {
+    mm,
+    root,
+    batchIndex: bIndex,
+    accumulators: accs,
+    width: 1,
+    element: t,
+    firstRow: "row0",
+    col: (j) => `(col0 + ${j})`,
+    consecutiveCols: true,
+    rowEnd: M,
+    colEnd: N,
+  });
   const logical: [number, number, number] = [
     Math.ceil(Math.ceil(N / TN) / wx),
     Math.ceil(Math.ceil(M / TM) / wy),
     batch,
   ];
   const grid = tileGrid(logical, [wx, wy, 1], opts, b.closeScope());
-  return finish(b, plan, ctx, grid.body, grid.dispatch, [wx, wy, 1], K);
+  const loops = K + tileEpilogueIterations(TM, TN);
+  return finish(b, plan, ctx, grid.body, grid.dispatch, [wx, wy, 1], loops);
 }
 
 /** Copies the scatter's operand into its output: the first half of a scatter split in two. */

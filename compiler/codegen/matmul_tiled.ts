@@ -5,7 +5,8 @@
  * so NN, NT and TN read their buffers as stored, no layout copies), then each invocation runs a
  * threadM × threadN register block of FMAs from vec4 reads of the tiles. Operands are read
  * through their views (fused prologues, windows, transposes), so any matmul plan can use it; the
- * epilogue (fused elementwise consumers) runs on each accumulator before its store.
+ * epilogue (fused elementwise consumers) runs on each accumulator before its store, emitted once
+ * per register-block row (tile_epilogue.ts).
  *
  * The register-tile kernels in kernels.ts stay the choice on CPU adapters, where workgroup
  * memory is ordinary memory and barriers cost more than they save (perf-notes.md).
@@ -24,8 +25,8 @@ import {
   type KernelContext,
   matmulDims,
   spreadWorkgroups,
-  storeRoots,
 } from "./kernels.ts";
+import { storeTile, tileEpilogueIterations } from "./tile_epilogue.ts";
 
 /** The block sizes of the shared-memory matmul. */
 export interface MatmulTiling {
@@ -264,16 +265,20 @@ export function tiledMatmul(
   });
   b.line(`let r0 = row0 + i32(lid.y) * ${TM}i;`);
   b.line(`let q0 = col0 + i32(lid.x) * 4i;`);
-  accs.forEach((row, i) =>
-    row.forEach((c, j) => {
-      const col = `(q0 + ${(j >> 2) * 4 * threadsX + (j & 3)}i)`;
-      block(b, `if (r0 + ${i}i < ${M}i && ${col} < ${N}i) {`, () => {
-        const index = [...bIndex, `(r0 + ${i}i)`, col];
-        b.seed(mm, index, c);
-        storeRoots(b, [root], index, b.flatten(index, root.shape));
-      });
-    })
-  );
-  const loops = Math.ceil(K / BK) * (BK + 1);
+  // Column j of the register block is column (j mod 4) of the invocation's vec4 number j / 4.
+  storeTile(b, {
+    mm,
+    root,
+    batchIndex: bIndex,
+    accumulators: accs,
+    width: 1,
+    element: "f32",
+    firstRow: "r0",
+    col: (j) => `(q0 + (${j} / 4i) * ${4 * threadsX}i + ${j} % 4i)`,
+    consecutiveCols: false,
+    rowEnd: M,
+    colEnd: N,
+  });
+  const loops = Math.ceil(K / BK) * (BK + 1) + tileEpilogueIterations(TM, TN);
   return finish(b, plan, ctx, b.closeScope(), dispatch, [threadsX, threadsY, 1], loops);
 }

@@ -23,9 +23,9 @@ import {
   type GeneratedKernel,
   type KernelContext,
   matmulDims,
-  storeRoots,
   tileGrid,
 } from "./kernels.ts";
+import { storeTile, tileEpilogueIterations } from "./tile_epilogue.ts";
 
 /** Most kernels one matmul is split into before the generic kernel is preferred. */
 const MAX_PARTS = 64;
@@ -101,6 +101,37 @@ export function vec4Matmul(
   return kernels as GeneratedKernel[];
 }
 
+/**
+ * Rows and vec4 column groups per invocation. Big tiles for big matrices only: a small matrix
+ * needs enough invocations to fill the workgroups, and a thin x·Wᵀ (a few columns) gets no more
+ * column groups than it has columns. The k loop's unrolled body is kept within
+ * `matmulMaxUnroll` multiply-adds (rows first), as llvmpipe's compile time grows with it.
+ */
+function tileShape(
+  opts: CodegenOptions,
+  nn: boolean,
+  aVec: boolean,
+  rowsP: number,
+  colsP: number,
+): { rows: number; groups: number } {
+  const WG = opts.matmulWorkgroup[0];
+  let rows = Math.min(
+    nn ? opts.matmulRowBlock : opts.matmulNtTile.rows,
+    Math.max(4, Math.ceil(rowsP / 8)),
+    rowsP,
+  );
+  let groups = nn
+    ? Math.max(1, Math.min(opts.matmulColumnGroups, Math.floor(colsP / (4 * WG))))
+    : Math.max(1, Math.min(Math.floor(opts.matmulNtTile.cols / 4), Math.ceil(colsP / 4)));
+  // Multiply-adds per k iteration: 4 columns per group, times 4 k per iteration where A (NN) or
+  // both operands (NT, a dot product) are read as vec4.
+  const perRowGroup = 4 * (nn && !aVec ? 1 : 4);
+  const fits = (g: number) => Math.floor(opts.matmulMaxUnroll / (perRowGroup * g));
+  rows = Math.max(Math.min(rows, 4), Math.min(rows, fits(groups)));
+  while (rows * groups > fits(1) && groups > 1) groups = Math.ceil(groups / 2);
+  return { rows, groups };
+}
+
 /** One kernel of `vec4Matmul`: the output block `p`. */
 function vec4Part(
   plan: KernelPlan,
@@ -130,16 +161,7 @@ function vec4Part(
   const bOff = (B.offset - bBind.base) / 4;
   const aOff = aBind ? (A!.offset - aBind.base) / 4 : 0;
   const [WG, WGY] = opts.matmulWorkgroup;
-  // Big tiles for big matrices only: llvmpipe compiles huge unrolled bodies slowly, and a small
-  // matrix needs enough invocations to fill the workgroups.
-  const TM = Math.min(
-    nn ? opts.matmulRowBlock : opts.matmulNtTile.rows,
-    Math.max(4, Math.ceil(rowsP / 8)),
-    rowsP,
-  );
-  const groups = nn
-    ? Math.max(1, Math.min(opts.matmulColumnGroups, Math.floor(colsP / (4 * WG))))
-    : Math.max(1, Math.floor(opts.matmulNtTile.cols / 4));
+  const { rows: TM, groups } = tileShape(opts, nn, aVec, rowsP, colsP);
   b.line(`let col0 = ${p.n0}i + i32(gid.x) * ${4 * groups}i;`);
   b.line(`let row0 = ${p.m0}i + i32(gid.y) * ${TM}i;`);
   b.line(`if (col0 >= ${p.n1}i || row0 >= ${p.m1}i || i32(gid.z) >= ${batch}i) { return; }`);
@@ -149,13 +171,20 @@ function vec4Part(
     { length: TM },
     (_, i) => b.bind(rowsP % TM === 0 ? `(row0 + ${i}i)` : `min(row0 + ${i}i, ${p.m1 - 1}i)`),
   );
-  const store = (i: number, j: number, value: string) => {
-    block(b, `if (row0 + ${i}i < ${p.m1}i && col0 + ${j}i < ${p.n1}i) {`, () => {
-      const index = [...bIndex, `(row0 + ${i}i)`, `(col0 + ${j}i)`];
-      b.seed(mm, index, value);
-      storeRoots(b, [root], index, b.flatten(index, root.shape));
+  const store = (accumulators: string[][], width: 1 | 4) =>
+    storeTile(b, {
+      mm,
+      root,
+      batchIndex: bIndex,
+      accumulators,
+      width,
+      element: "f32",
+      firstRow: "row0",
+      col: (j) => `(col0 + ${j})`,
+      consecutiveCols: true,
+      rowEnd: p.m1,
+      colEnd: p.n1,
     });
-  };
   const aRow = (row: string) =>
     `${aBind!.name}[${aOff}i + ${batchFlat} * ${(M * K) / 4}i + ${row} * ${K / 4}i + k`;
   if (nn) {
@@ -191,11 +220,7 @@ function vec4Part(
         );
       });
     });
-    accs.forEach((row, i) =>
-      row.forEach((c, g) =>
-        ["x", "y", "z", "w"].forEach((q, j) => store(i, 4 * g + j, `${c}.${q}`))
-      )
-    );
+    store(accs, 4);
   } else {
     const cols = Array.from(
       { length: 4 * groups },
@@ -212,7 +237,7 @@ function vec4Part(
         wv.forEach((w, j) => b.line(`${accs[i][j]} = ${accs[i][j]} + dot(${av}, ${w});`));
       });
     });
-    accs.forEach((row, i) => row.forEach((c, j) => store(i, j, c)));
+    store(accs, 1);
   }
   const logical: [number, number, number] = [
     Math.ceil(Math.ceil(colsP / (4 * groups)) / WG),
@@ -220,6 +245,6 @@ function vec4Part(
     batch,
   ];
   const grid = tileGrid(logical, [WG, WGY, 1], opts, b.closeScope());
-  const loops = nn && !aVec ? K : Math.ceil(K / 4);
+  const loops = (nn && !aVec ? K : Math.ceil(K / 4)) + tileEpilogueIterations(TM, 4 * groups);
   return finish(b, plan, ctx, grid.body, grid.dispatch, [WG, WGY, 1], loops);
 }

@@ -54,6 +54,9 @@ Deno.test("reassociate: values unchanged (CPU reference and WebGPU)", async () =
     args,
   ) as unknown as HostArray[];
   assert.equal(optimized.length, 2);
+  // Outputs in the record's key order: the rewritten graph on the CPU reference, then on WebGPU.
+  assertClose(optimized[0], want.gA, { rtol: 1e-4, atol: 1e-5 });
+  assertClose(optimized[1], want.gB, { rtol: 1e-4, atol: 1e-5 });
   const got = await jit(projected)(...args);
   for (const k of ["gA", "gB"]) assertClose(got[k], want[k], { rtol: 1e-4, atol: 1e-5 });
 });

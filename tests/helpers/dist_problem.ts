@@ -58,3 +58,14 @@ export function distProblem(p: DistProblem): {
     batches,
   };
 }
+
+/** Largest |a[i] − b[i]|: NaN if any difference is NaN; arrays of different lengths throw. */
+export function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`maxDiff: ${a.length} values against ${b.length}`);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    const e = Math.abs(a[i] - b[i]);
+    d = Number.isNaN(e) ? NaN : Math.max(d, e);
+  }
+  return d;
+}

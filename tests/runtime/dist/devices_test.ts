@@ -8,13 +8,7 @@ import assert from "node:assert/strict";
 import { checkReplicaDigests, ReplicaDivergenceError } from "../../../runtime/dist/replicated.ts";
 import { createTrainer, type Method } from "../../../runtime/trainer.ts";
 import { METHODS } from "../../../dsl/adapters/methods/registry.ts";
-import { distProblem } from "../../helpers/dist_problem.ts";
-
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
-};
+import { distProblem, maxDiff } from "../../helpers/dist_problem.ts";
 
 for (const method of Object.keys(METHODS) as Method[]) {
   Deno.test(`devices: ${method} on 3 devices equals mode "virtual"; bytes = cost model; replicas verified`, async () => {

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readSafetensors } from "../../../runtime/io/safetensors.ts";
 import { createTrainer, type Method } from "../../../runtime/trainer.ts";
-import { distProblem } from "../../helpers/dist_problem.ts";
+import { distProblem, maxDiff } from "../../helpers/dist_problem.ts";
 import { saveTinyByteModel } from "../../helpers/tiny_models.ts";
 
 const here = new URL(".", import.meta.url).pathname;
@@ -129,12 +129,6 @@ async function virtualRun(method: Method, devices: number) {
     snapshot: await t.snapshot(),
     bytes: t.stats().bytesCommunicated,
   };
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
 }
 
 const cases: [number, Method, number][] = [

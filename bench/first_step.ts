@@ -1,0 +1,153 @@
+/**
+ * Time to the first step of the default `deno task train` (issue 15, "compile time"):
+ * `deno run -A bench/first_step.ts [--steps N] [--profile] [--json FILE] [--dump DIR]`.
+ *
+ * Builds the default trainer as `runTraining` does with DEFAULT_RUN (shipped base, HD-PiSSA,
+ * K = 4, cipher task) and times, in wall and process CPU seconds (CPU time is the steadier figure
+ * on a shared machine): plan/compile (lowering and pipeline creation), step 1, step 2 and the
+ * median of steps 2…N (default N = 3). It counts the distinct pipelines and their WGSL characters
+ * by kernel kind, and `--dump DIR` writes each kernel's WGSL. With `--profile` the kernels first
+ * run one at a time: Mesa compiles a kernel's machine code at its first dispatch, so each
+ * kernel's first run shows its compile time (totals by kind and the slowest kernels are printed).
+ *
+ * Point Mesa's shader cache at a fresh directory (`MESA_SHADER_CACHE_DIR=$(mktemp -d)`) or turn
+ * it off (`MESA_SHADER_CACHE_DISABLE=true`) for a cold-start figure.
+ */
+
+import { parseArgs } from "node:util";
+import process from "node:process";
+import { lmLoss } from "../dsl/nn/transformer.ts";
+import type { Tensor } from "../dsl/trace.ts";
+import { BatchSampler, collate, encodeExample, shard } from "../runtime/data/instruct.ts";
+import { taskSplits } from "../runtime/data/synthetic.ts";
+import { loadModel } from "../runtime/models/model_dir.ts";
+import { createTrainer, type Trainer } from "../runtime/trainer.ts";
+import { gpu } from "../runtime/device.ts";
+import { DEFAULT_RUN, runSchedule } from "../runtime/train/config.ts";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    profile: { type: "boolean" },
+    json: { type: "string" },
+    dump: { type: "string" },
+    steps: { type: "string", default: "3" },
+  },
+});
+const cfg = DEFAULT_RUN;
+const model = await loadModel(cfg.model);
+const tok = model.tokenizer;
+const template = cfg.template ?? model.template;
+const { train } = taskSplits(cfg.task, { train: cfg.trainSize, test: cfg.evalSize }, cfg.seed);
+const encoded = train.map((ex) => encodeExample(tok, ex, template));
+const K = cfg.devices, perStep = K * cfg.batch;
+const sampler = new BatchSampler(encoded.length, cfg.seed);
+const shardsAt = (step: number) => {
+  const indices = sampler.take(step * perStep, perStep);
+  return Array.from(
+    { length: K },
+    (_, k) => collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad),
+  );
+};
+const adapt = Object.keys(model.params).filter((n) => {
+  const module = n.replace(/\.weight$/, "").split(".").at(-1)!;
+  return n.endsWith(".weight") && model.params[n].shape.length === 2 && cfg.adapt.includes(module);
+});
+
+// Every distinct WGSL text the device compiles (it compiles each text once), by kernel label.
+const device = await gpu();
+const created = new Map<string, { label: string; chars: number }>();
+const pipelineOf = device.pipeline.bind(device);
+device.pipeline = (wgsl: string, label: string) => {
+  if (!created.has(wgsl)) created.set(wgsl, { label, chars: wgsl.length });
+  if (args.values.dump) Deno.writeTextFileSync(`${args.values.dump}/${label}.wgsl`, wgsl);
+  return pipelineOf(wgsl, label);
+};
+/** "matmul_matmul_123" → "matmul_matmul": the kernel's kind and main op. */
+const kindOf = (label: string) => label.split("_").slice(0, 2).join("_");
+
+/** Process CPU seconds (all threads: Mesa's compiler and its rasteriser threads included). */
+const cpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+/** Wall and CPU seconds of `run`. */
+const timed = async (run: () => Promise<unknown>) => {
+  const t = performance.now(), c = cpuSeconds();
+  await run();
+  return {
+    wall: +((performance.now() - t) / 1000).toFixed(2),
+    cpu: +(cpuSeconds() - c).toFixed(2),
+  };
+};
+
+let trainer!: Trainer;
+const init = await timed(async () => {
+  trainer = await createTrainer({
+    loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
+      lmLoss(model.config, p, b),
+    params: model.params,
+    adapt,
+    method: cfg.method,
+    devices: K,
+    rank: cfg.rank,
+    optimizer: { lr: runSchedule(cfg) },
+    mode: cfg.mode,
+    svd: { method: cfg.svd, seed: cfg.seed },
+    seed: cfg.seed,
+  });
+});
+const plan = await timed(() => trainer.plan!(shardsAt(0)));
+
+const byKind = new Map<string, { pipelines: number; chars: number; ms: number }>();
+const kindEntry = (kind: string) => {
+  if (!byKind.has(kind)) byKind.set(kind, { pipelines: 0, chars: 0, ms: 0 });
+  return byKind.get(kind)!;
+};
+for (const c of created.values()) {
+  const e = kindEntry(kindOf(c.label));
+  e.pipelines++;
+  e.chars += c.chars;
+}
+let profiled: { name: string; ms: number; chars: number }[] | undefined;
+let profile: { wall: number; cpu: number } | undefined;
+if (args.values.profile) {
+  let timings: Awaited<ReturnType<NonNullable<Trainer["profile"]>>> = [];
+  profile = await timed(async () => timings = await trainer.profile!(shardsAt(0)));
+  // A kernel whose WGSL another kernel already compiled shares that pipeline: count it once.
+  const seen = new Set<string>();
+  profiled = timings.filter((k) => !seen.has(k.wgsl) && seen.add(k.wgsl)).map((k) => ({
+    name: k.name,
+    ms: Math.round(k.ms),
+    chars: k.wgsl.length,
+  }));
+  for (const k of profiled) kindEntry(kindOf(k.name)).ms += k.ms;
+}
+const steps = [];
+for (let s = 0; s < Number(args.values.steps); s++) {
+  steps.push(await timed(() => trainer.step(shardsAt(s))));
+}
+await trainer.close();
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const later = steps.slice(1);
+const result = {
+  device: device.info.description,
+  cache: Deno.env.get("MESA_SHADER_CACHE_DISABLE") === "true"
+    ? "disabled"
+    : Deno.env.get("MESA_SHADER_CACHE_DIR") ?? "default",
+  init,
+  plan,
+  profile,
+  step1: steps[0],
+  step2: steps[1],
+  laterStepsMedian: later.length
+    ? { wall: median(later.map((x) => x.wall)), cpu: median(later.map((x) => x.cpu)) }
+    : undefined,
+  pipelines: created.size,
+  wgslChars: [...created.values()].reduce((n, c) => n + c.chars, 0),
+  byKind: Object.fromEntries(byKind),
+  slowest: profiled?.sort((x, y) => y.ms - x.ms).slice(0, 15),
+};
+console.log(JSON.stringify(result, null, 1));
+if (args.values.json) await Deno.writeTextFile(args.values.json, JSON.stringify(result) + "\n");

@@ -1,0 +1,101 @@
+/**
+ * The store of a matmul's register tile through the kernel's fused epilogue (bounds check, fused
+ * elementwise consumers, store): once per tile row, in a loop over the row's columns, instead of
+ * once per tile element.
+ *
+ * Per element, the CPU adapter's large tiles (up to 32 × 16 per invocation) got hundreds of copies
+ * of the epilogue, and Mesa's llvmpipe/lavapipe compiled each such kernel for seconds at its first
+ * dispatch (every store is a loop over the SIMD lanes there). The column loop picks its value
+ * from the row's accumulators with a few selects, so the accumulators stay in registers. Tried on
+ * llvmpipe and dropped: one loop over the whole tile through workgroup memory (compiles faster,
+ * but its extra store and load per element made kernels up to ≈20 % slower), and through a
+ * private array (Mesa then compiled a kernel for 30 s instead of 3).
+ */
+
+import type { Node } from "../../dsl/mod.ts";
+import type { KernelBuilder } from "./builder.ts";
+import { block, storeRoots } from "./kernels.ts";
+
+export interface TileEpilogue {
+  /** The matmul whose value the epilogue reads at each element. */
+  mm: Node;
+  /** The kernel's output (the matmul or its fused consumer). */
+  root: Node;
+  /** Index of the batch axes (WGSL i32 expressions). */
+  batchIndex: readonly string[];
+  /**
+   * The accumulators, one list per tile row: WGSL values of `width` consecutive tile columns
+   * each (width 4: vec4 accumulators).
+   */
+  accumulators: readonly (readonly string[])[];
+  width: 1 | 4;
+  /** WGSL type of the accumulators' components ("f32" or "i32"). */
+  element: string;
+  /** The output row of tile row 0 (tile row i is output row firstRow + i), WGSL i32. */
+  firstRow: string;
+  /** The output column of tile column `j` (a WGSL i32 expression), increasing with j. */
+  col(j: string): string;
+  /** Whether tile column j is output column col(0) + j (else each column is bounds-checked). */
+  consecutiveCols: boolean;
+  /** Rows and columns past the last ones this kernel writes. */
+  rowEnd: number;
+  colEnd: number;
+}
+
+/** Most loop iterations `storeTile` adds to one invocation (one per tile element). */
+export function tileEpilogueIterations(rows: number, cols: number): number {
+  return rows * cols;
+}
+
+/** Emits the store of the tile (see the module comment). */
+export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
+  const cols = t.accumulators[0].length * t.width;
+  const colCount = t.consecutiveCols
+    ? b.bind(`min(${cols}i, ${t.colEnd}i - ${t.col("0i")})`)
+    : `${cols}i`;
+  t.accumulators.forEach((accs, i) => {
+    const row = `(${t.firstRow} + ${i}i)`;
+    block(b, `if (${row} < ${t.rowEnd}i) {`, () => {
+      const values = rowValues(b, t, accs);
+      block(b, `for (var tj = 0i; tj < ${colCount}; tj++) {`, () => {
+        const col = b.bind(t.col("tj"));
+        const store = () => {
+          const index = [...t.batchIndex, row, col];
+          b.seed(t.mm, index, pick(b, values));
+          storeRoots(b, [t.root], index, b.flatten(index, t.root.shape));
+        };
+        if (t.consecutiveCols) store();
+        else block(b, `if (${col} < ${t.colEnd}i) {`, store);
+      });
+    });
+  });
+}
+
+/**
+ * A tile row as vec4s (scalar accumulators grouped by 4 where the row's length allows, so that
+ * picking one of 16 columns takes 3 selects, not 15), or as its scalars.
+ */
+function rowValues(
+  b: KernelBuilder,
+  t: TileEpilogue,
+  accs: readonly string[],
+): { quads: boolean; values: string[] } {
+  if (t.width === 4) return { quads: true, values: [...accs] };
+  if (accs.length % 4 !== 0) return { quads: false, values: [...accs] };
+  const quads = Array.from(
+    { length: accs.length / 4 },
+    (_, q) => b.bind(`vec4<${t.element}>(${accs.slice(4 * q, 4 * q + 4).join(", ")})`),
+  );
+  return { quads: true, values: quads };
+}
+
+/** Column `tj` of a tile row (WGSL): the vec4 holding it, chosen by selects, then its component. */
+function pick(b: KernelBuilder, row: { quads: boolean; values: string[] }): string {
+  const chain = (values: readonly string[], at: string) =>
+    values.slice(1).reduce((v, next, k) => `select(${v}, ${next}, ${at} == ${k + 1}i)`, values[0]);
+  if (!row.quads) return b.bind(chain(row.values, "tj"));
+  const quad = row.values.length === 1
+    ? row.values[0]
+    : b.bind(chain(row.values, b.bind("tj / 4i")));
+  return b.bind(`${quad}[tj % 4i]`);
+}

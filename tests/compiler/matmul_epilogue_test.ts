@@ -1,0 +1,90 @@
+/**
+ * The size of matmul kernels (issue 15, compile time): a fused epilogue is emitted once per row of
+ * the register tile, never once per tile element, and the unrolled k loop stays within
+ * `matmulMaxUnroll`. Mesa's llvmpipe compiles each kernel at its first dispatch in time that
+ * grows with its code, so these bounds keep the first training step short.
+ */
+
+import assert from "node:assert/strict";
+import * as dsl from "../../mod.ts";
+import { type CodegenOptions, lower, trace } from "../../mod.ts";
+import type { Tensor } from "../../mod.ts";
+
+const spec = (...shape: number[]) => ({ shape, dtype: "f32" as const });
+
+/** The tunables a CPU adapter gets (runtime/jit.ts codegenFor). */
+const cpu: Partial<CodegenOptions> = {
+  maxWorkgroups: 64,
+  matmulRowBlock: 32,
+  matmulColumnGroups: 4,
+  matmulWorkgroup: [8, 1],
+  matmulNtTile: { rows: 16, cols: 16 },
+  matmulNtInPlace: true,
+};
+
+/** The matmul kernel of `f` on operands of these shapes, under `codegen`. */
+function matmulKernel(
+  f: (a: Tensor, b: Tensor) => Tensor,
+  a: number[],
+  b: number[],
+  codegen: Partial<CodegenOptions>,
+): string {
+  const program = lower(trace(f, spec(...a), spec(...b)), { maxStorageBuffers: 16, ...codegen });
+  const kernels = program.kernels.filter((k) => k.kind === "matmul");
+  assert.equal(kernels.length, 1);
+  return kernels[0].wgsl;
+}
+
+/** Copies of the epilogue `tanh(· + 0.5)` in a kernel (calls of its helper, not its definition). */
+const epilogueCopies = (wgsl: string) => wgsl.match(/= tanh_safe\(/g)?.length ?? 0;
+/** The tile's rows: TM in the kernel's `let row0 = … * TM`. */
+const tileRows = (wgsl: string) => Number(/let row0 = .*\* (\d+)i;/.exec(wgsl)![1]);
+
+const epilogue = (x: Tensor) => dsl.tanh(dsl.add(x, 0.5));
+const layouts: [string, (a: Tensor, b: Tensor) => Tensor, number[], number[]][] = [
+  ["NN, vec4 A", (a, b) => epilogue(dsl.matmul(a, b)), [256, 32], [32, 64]],
+  ["NN, scalar A", (a, b) => epilogue(dsl.matmul(dsl.transpose(a), b)), [32, 256], [32, 64]],
+  ["NT", (a, b) => epilogue(dsl.matmul(a, dsl.transpose(b))), [256, 32], [64, 32]],
+  ["generic", (a, b) => epilogue(dsl.matmul(a, dsl.transpose(b))), [64, 30], [40, 30]],
+];
+
+for (const [name, f, a, b] of layouts) {
+  Deno.test(`matmul epilogue is emitted once per tile row, not per element: ${name}`, () => {
+    const narrow = { ...cpu, matmulColumnGroups: 1, matmulNtTile: { rows: 16, cols: 4 } };
+    const codegens = name === "generic" ? [{ vectorizedMatmul: false }] : [narrow, cpu];
+    const copies = codegens.map((codegen) => {
+      const wgsl = matmulKernel(f, a, b, codegen);
+      const n = epilogueCopies(wgsl);
+      assert.ok(n >= 1, `${name}: the epilogue is fused`);
+      assert.ok(n <= tileRows(wgsl), `${name}: ${n} copies for ${tileRows(wgsl)} tile rows`);
+      return n;
+    });
+    // Four times the tile's columns, the same epilogue code.
+    assert.equal(new Set(copies).size, 1, `${name}: copies ${copies}`);
+  });
+}
+
+Deno.test("shared-memory matmul emits its epilogue once per register-block row", () => {
+  const tiling = { tileM: 32, tileN: 32, tileK: 8, threadM: 4, threadN: 8 };
+  const wgsl = matmulKernel(
+    (a, b) => epilogue(dsl.matmul(a, b)),
+    [64, 32],
+    [32, 64],
+    { matmulTilings: [tiling] },
+  );
+  assert.ok(wgsl.includes("var<workgroup> tileA"));
+  assert.equal(epilogueCopies(wgsl), tiling.threadM);
+});
+
+Deno.test("the vectorised matmul's unrolled k loop stays within matmulMaxUnroll", () => {
+  const nn = (a: Tensor, b: Tensor) => dsl.matmul(a, b);
+  // Each vec4 FMA line of the NN kernel is 4 multiply-adds.
+  const fmaLines = (wgsl: string) => wgsl.match(/= fma\(/g)?.length ?? 0;
+  for (const maxUnroll of [256, 1024]) {
+    const wgsl = matmulKernel(nn, [1024, 64], [64, 256], { ...cpu, matmulMaxUnroll: maxUnroll });
+    assert.ok(4 * fmaLines(wgsl) <= maxUnroll, `${fmaLines(wgsl)} FMA lines`);
+    assert.ok(4 * fmaLines(wgsl) > maxUnroll / 2, "the tile is as large as the cap allows");
+  }
+  // The default keeps a CPU adapter's 32-row block at 16 rows × 16 columns.
+  assert.equal(tileRows(matmulKernel(nn, [1024, 64], [64, 256], cpu)), 16);
+});
