@@ -215,24 +215,25 @@ export const GPU_MATMUL_TILINGS: readonly MatmulTiling[] = [
   { tileM: 32, tileN: 32, tileK: 16, threadM: 4, threadN: 4 },
 ];
 
+/** The code-generator tunables of a CPU adapter (llvmpipe/lavapipe). */
+export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
+  maxWorkgroups: 64,
+  matmulRowBlock: 32,
+  matmulColumnGroups: 4,
+  matmulWorkgroup: [8, 1],
+  // x·Wᵀ, 3072×768×3001 on lavapipe: 16×16 per invocation 36 GFLOP/s (compiled in 0.9 s),
+  // 8×4 13; NN with 32×16 tiles 24 (2.7 s to compile): read Wᵀ in place, never copy it.
+  matmulNtTile: { rows: 16, cols: 16 },
+  matmulNtInPlace: true,
+};
+
 /**
  * Code-generator tunables per kind of device. A CPU adapter (llvmpipe/lavapipe) runs few, huge
  * invocations best (≈1 µs per workgroup, big register tiles, no workgroup memory); a GPU wants
  * many small ones and shared-memory matmul tiles, those its limits allow.
  */
 export function codegenFor(device: Device): Partial<CodegenOptions> {
-  if (device.info.isFallbackAdapter) {
-    return {
-      maxWorkgroups: 64,
-      matmulRowBlock: 32,
-      matmulColumnGroups: 4,
-      matmulWorkgroup: [8, 1],
-      // x·Wᵀ, 3072×768×3001 on lavapipe: 16×16 per invocation 36 GFLOP/s (compiled in 0.9 s),
-      // 8×4 13; NN with 32×16 tiles 24 (2.7 s to compile): read Wᵀ in place, never copy it.
-      matmulNtTile: { rows: 16, cols: 16 },
-      matmulNtInPlace: true,
-    };
-  }
+  if (device.info.isFallbackAdapter) return { ...CPU_CODEGEN };
   return {
     maxWorkgroups: 65535,
     matmulRowBlock: 4,

@@ -9,18 +9,12 @@ import assert from "node:assert/strict";
 import * as dsl from "../../mod.ts";
 import { type CodegenOptions, lower, trace } from "../../mod.ts";
 import type { Tensor } from "../../mod.ts";
+import { CPU_CODEGEN } from "../../runtime/jit.ts";
 
 const spec = (...shape: number[]) => ({ shape, dtype: "f32" as const });
 
-/** The tunables a CPU adapter gets (runtime/jit.ts codegenFor). */
-const cpu: Partial<CodegenOptions> = {
-  maxWorkgroups: 64,
-  matmulRowBlock: 32,
-  matmulColumnGroups: 4,
-  matmulWorkgroup: [8, 1],
-  matmulNtTile: { rows: 16, cols: 16 },
-  matmulNtInPlace: true,
-};
+/** The tunables a CPU adapter gets. */
+const cpu: Partial<CodegenOptions> = CPU_CODEGEN;
 
 /** The matmul kernel of `f` on operands of these shapes, under `codegen`. */
 function matmulKernel(
