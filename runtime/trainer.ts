@@ -144,10 +144,8 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     async step(shards) {
       await trainer.enqueue(shards);
       // Only this step's losses: steps enqueued before stay queued for readLosses.
-      const own = pending.pop()!;
-      const [host] = await readArrays([own]);
-      own.destroy();
-      return { loss: Array.from(host.data) };
+      const [loss] = await readAndFree([pending.pop()!]);
+      return { loss };
     },
     async enqueue(shards) {
       const batch = stackShards(shards, K);
@@ -164,12 +162,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       pending.push(await run(lrAt(steps), batch));
       steps++;
     },
-    async readLosses() {
-      const queued = pending.splice(0);
-      const host = await readArrays(queued);
-      queued.forEach((a) => a.destroy());
-      return host.map((h) => Array.from(h.data));
-    },
+    readLosses: () => readAndFree(pending.splice(0)),
     params: () => dense(),
     adapters: () => adapters(),
     stats: () => ({ step: steps, bytesCommunicated: bytes, kernelsPerStep: kernels }),
@@ -195,4 +188,11 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     },
   };
   return trainer;
+}
+
+/** Reads device arrays back in one sync point and releases their buffers. */
+async function readAndFree(arrays: DeviceArray[]): Promise<number[][]> {
+  const host = await readArrays(arrays);
+  arrays.forEach((a) => a.destroy());
+  return host.map((h) => Array.from(h.data));
 }

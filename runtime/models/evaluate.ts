@@ -64,9 +64,10 @@ export async function evaluateItems(
   );
   let correct = 0;
   const wrong: TaskScore["wrong"] = [];
-  const matched = outputs.map((output, i) => answersMatch(answerOf(output), items[i].answer));
+  const predictions = outputs.map((output) => answerOf(output));
+  const matched = predictions.map((predicted, i) => answersMatch(predicted, items[i].answer));
   outputs.forEach((output, i) => {
-    const predicted = answerOf(output);
+    const predicted = predictions[i];
     if (matched[i]) correct++;
     else if (wrong.length < 3) {
       wrong.push({ query: items[i].query, output, answer: items[i].answer, predicted });

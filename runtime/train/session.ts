@@ -214,10 +214,10 @@ export class FineTuneSession {
       const types = adapt.map((n) => n.replace(/\.weight$/, "").split(".").at(-1)!);
       session.ranks.push({
         step: 0,
-        byType: [...new Set(types)].map((layerType) => ({
+        byType: [...Map.groupBy(types, (t) => t)].map(([layerType, { length }]) => ({
           layerType,
-          matrices: types.filter((t) => t === layerType).length,
-          ofMatrices: types.filter((t) => t === layerType).length,
+          matrices: length,
+          ofMatrices: length,
           meanRank: 0,
           meanEntropyRank: 0,
           maxRank: 0,
