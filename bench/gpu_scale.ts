@@ -13,9 +13,14 @@ import { type LmBatch, lmLoss } from "../dsl/nn/transformer.ts";
 import type { ModelConfig } from "../dsl/nn/config.ts";
 import type { Tensor } from "../dsl/trace.ts";
 import type { HostArray } from "../dsl/host_array.ts";
+import { BASE_CONFIG } from "../runtime/models/base_config.ts";
 
-/** GPT-2 small (124M) and Qwen2.5-0.5B (494M), as their config.json files describe them. */
+/**
+ * GPT-2 small (124M) and Qwen2.5-0.5B (494M), as their config.json files describe them, and the
+ * shipped base (the model of the default `deno task train`, for the default step's anchor).
+ */
 export const SCALE_MODELS: Record<string, ModelConfig> = {
+  base: BASE_CONFIG,
   gpt2: {
     family: "gpt2",
     vocab: 50257,

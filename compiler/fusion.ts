@@ -27,7 +27,7 @@
  */
 
 import { isLayoutPreserving, swapsLastTwo } from "./views.ts";
-import { getPrimitive, type Graph, type Node } from "../dsl/mod.ts";
+import { getPrimitive, type Graph, isElementwise, type Node } from "../dsl/mod.ts";
 
 /** The kernel template a fused kernel is generated from. */
 export type KernelKind = "elementwise" | "rowwise" | "reduce" | "matmul" | "scatter";
@@ -152,7 +152,7 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     for (const n of graph.nodes) {
       if (n.op !== "matmul") continue;
       const [a, b] = n.inputs;
-      if (!isLayoutPreserving(a, plain)) buffers.add(a);
+      if (!isLayoutPreserving(a, plain)) buffers.add(beneathReshapes(a));
       // A transposed right operand (x·Wᵀ) is read in place by the NT kernel when copying it
       // would cost more than it saves: the product has few rows (decoding: copying a whole cache
       // to multiply one row would dominate), the copy's rows could not be read as vec4 (an odd
@@ -163,7 +163,7 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
       const inPlace = rows < 32 || (k % 4 === 0 && (cols % 4 !== 0 || opts.ntInPlace)) ||
         (opts.bindingsOf?.(b) ?? 1) > 1;
       const nt = swapsLastTwo(b) && isLayoutPreserving(b.inputs[0], plain) && inPlace;
-      if (!isLayoutPreserving(b, plain) && !nt) buffers.add(b);
+      if (!isLayoutPreserving(b, plain) && !nt) buffers.add(beneathReshapes(b));
     }
   }
   if (opts.fuse === false) {
@@ -172,18 +172,45 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     );
   }
 
-  // Materialise until every kernel obeys the rules; each round fixes all violations it finds.
+  // Materialise until every kernel obeys the rules; each round fixes the violations it finds.
   const weight = (nodes: Iterable<Node>) => {
     let n = 0;
     for (const x of nodes) n += opts.bindingsOf?.(x) ?? 1;
     return n;
   };
+  // A product read where it cannot be computed (inside another kernel's prologue, or through a
+  // view) is materialised together with its elementwise epilogue: the kernel that computes it
+  // then also applies the epilogue (a residual add read by both the next norm and the next add).
+  const epilogueTop = (n: Node): Node => {
+    if (wgslKind(n) !== "matmul") return n;
+    let x = n;
+    for (;;) {
+      const c = consumerOf.get(x);
+      if (consumerCount.get(x) !== 1 || outputs.has(x) || !c || buffers.has(c)) return x;
+      if (!isElementwise(c.op) || !sameShape(c.shape, n.shape)) return x;
+      // A sum of two products (an input gradient of two branches) ends the epilogue: one of
+      // them must go to memory, and the other's kernel then adds it.
+      if (c.inputs.some((y) => y !== x && computesAnchor(y, buffers))) return x;
+      x = c;
+    }
+  };
+  // A kernel's walk depends only on which of the nodes it touched are buffers: one that touched
+  // none of the last round's new buffers (and was clean) is the same walk again.
+  const walkOf = new Map<Node, Walk>();
+  let added: Node[] = [];
+  const walk = (root: Node) => {
+    const cached = walkOf.get(root);
+    if (cached && !cached.violation && !added.some((n) => cached.touched.has(n))) return cached;
+    const w = walkKernel([root], buffers, opts.maxRowLength);
+    walkOf.set(root, w);
+    return w;
+  };
   for (let round = 0; round < graph.nodes.length + 2; round++) {
     const roots = graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n));
-    const walks = roots.map((r) => walkKernel([r], buffers, opts.maxRowLength));
+    const walks = roots.map(walk);
     const fixes = new Set<Node>();
     walks.forEach((w, i) => {
-      if (w.violation) fixes.add(w.violation);
+      if (w.violation) fixes.add(epilogueTop(w.violation));
       else if (weight(w.reads) + weight([roots[i]]) > opts.maxStorageBuffers) {
         fixes.add(heaviestFusedInput(roots[i], w, buffers, opts.maxStorageBuffers, weight));
       }
@@ -201,11 +228,12 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
       const sharedSet = new Set(shared);
       for (const n of shared) {
         const c = consumerOf.get(n);
-        if (!(c && sharedSet.has(c) && consumerCount.get(n) === 1)) fixes.add(n);
+        if (!(c && sharedSet.has(c) && consumerCount.get(n) === 1)) fixes.add(beneathReshapes(n));
       }
     }
     if (fixes.size === 0) break;
-    fixes.forEach((n) => buffers.add(n));
+    added = outermost(fixes, buffers);
+    added.forEach((n) => buffers.add(n));
   }
   const roots = graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n));
   return mergeElementwise(
@@ -213,6 +241,46 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     opts.maxStorageBuffers,
     weight,
   );
+}
+
+/** `x` computes a reduction or product inline (through elementwise ops and reshapes). */
+function computesAnchor(x: Node, buffers: ReadonlySet<Node>, seen = new Set<Node>()): boolean {
+  if (buffers.has(x) || isLeaf(x) || seen.has(x)) return false;
+  seen.add(x); // shared sub-expressions (a PRNG's rounds) are searched once
+  if (isAnchorOp(x)) return true;
+  if (!isElementwise(x.op) && x.op !== "reshape") return false;
+  return x.inputs.some((y) => computesAnchor(y, buffers, seen));
+}
+
+/**
+ * The fixes no other fix computes: materialising one changes what the kernels beneath it see, so
+ * a violation found inside its expression (a softmax's row maximum reached through the division
+ * a matmul reads as its operand) may be gone next round, and fixing both at once would split
+ * the row-wise kernel needlessly.
+ */
+function outermost(fixes: ReadonlySet<Node>, buffers: ReadonlySet<Node>): Node[] {
+  const beneath = new Set<Node>();
+  const mark = (n: Node) => {
+    for (const x of n.inputs) {
+      if (beneath.has(x) || buffers.has(x)) continue;
+      beneath.add(x);
+      mark(x);
+    }
+  };
+  fixes.forEach(mark);
+  return [...fixes].filter((n) => !beneath.has(n));
+}
+
+/**
+ * The node a reshape chain views: materialising it instead of the reshape lets every reader (two
+ * kernels, or two matmuls reading it under different reshapes) share one buffer through free
+ * views, and the kernel computing it may be a matmul epilogue (which iterates the product's
+ * shape, not the reshape's).
+ */
+function beneathReshapes(n: Node): Node {
+  let x = n;
+  while (x.op === "reshape" && !isLeaf(x.inputs[0]) && !isSplat(x.inputs[0])) x = x.inputs[0];
+  return x;
 }
 
 interface Walk {
@@ -225,6 +293,8 @@ interface Walk {
   reads: Set<Node>;
   identityReads: Map<Node, boolean>;
   violation?: Node;
+  /** Every node the walk looked at (what decides whether a new buffer changes it). */
+  touched: Set<Node>;
 }
 
 type Mode = "full" | "other" | "operand" | "rowOuter";
@@ -244,6 +314,7 @@ function walkKernel(
     fused: new Set(),
     reads: new Set(),
     identityReads: new Map(),
+    touched: new Set(),
   };
   const rootSet = new Set(roots);
   const space = roots[0].shape;
@@ -272,6 +343,7 @@ function walkKernel(
     const found: Node[] = [];
     const seen = new Set<Node>();
     const search = (x: Node) => {
+      w.touched.add(x);
       if (seen.has(x) || buffers.has(x) || isSplat(x)) return;
       seen.add(x);
       if (x.op === "sum" || x.op === "max") {
@@ -295,6 +367,7 @@ function walkKernel(
   const visited = new Set<string>();
   const visit = (n: Node, mode: Mode, inPrologue: boolean, isRoot: boolean): void => {
     if (w.violation) return;
+    w.touched.add(n);
     const key = `${n.id}:${mode}:${inPrologue ? 1 : 0}:${isRoot ? 1 : 0}`;
     if (visited.has(key)) return;
     visited.add(key);
@@ -375,10 +448,12 @@ function walkKernel(
     for (const x of n.inputs) visit(x, next, inPrologue, false);
   };
   for (const r of roots) visit(r, "full", false, true);
-  if (!w.violation && w.anchor && w.rootRowReduction) w.violation = w.rootRowReduction;
+  // Row reductions over a product: the product (with its epilogue) goes to memory and one
+  // row-wise kernel reads it, rather than each row reduction becoming a kernel of its own.
   if (!w.violation && w.anchor && wgslKind(w.anchor) === "matmul" && w.rowReductions.length) {
-    w.violation = w.rowReductions[0];
+    w.violation = w.anchor;
   }
+  if (!w.violation && w.anchor && w.rootRowReduction) w.violation = w.rootRowReduction;
   return w;
 }
 

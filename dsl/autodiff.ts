@@ -9,6 +9,7 @@
  */
 
 import { checkpointRegion, recomputeRegion } from "./checkpoint.ts";
+import { customVjpRule } from "./custom_vjp.ts";
 import { DslError } from "./errors.ts";
 import { formatAval, type Graph, type Node } from "./graph.ts";
 import * as lax from "./lax.ts";
@@ -48,25 +49,34 @@ export function backwardPass(
     const node = graph.nodes[i];
     const ct = cotangents.get(node);
     if (!ct || node.inputs.length === 0) continue;
+    const custom = customVjpRule(node);
     const rule = getPrimitive(node.op).vjp;
-    if (!rule) continue;
-    const needs = node.inputs.map((x) => active.has(x));
+    if (!rule && !custom) continue;
+    const inputs = custom?.inputs ?? node.inputs;
+    const needs = inputs.map((x) => active.has(x));
     if (!needs.some(Boolean)) continue;
     const region = checkpointRegion(node);
     if (region && !replayed.has(region)) {
       replayed.add(region);
       for (const [n, t] of recomputeRegion(region, valueOf)) recomputed.set(n, t);
     }
-    const inputCts = rule(ct, {
-      inputs: node.inputs.map(valueOf),
+    const inputCts = custom ? custom.backward(ct, inputs.map(valueOf), valueOf(node)) : rule!(ct, {
+      inputs: inputs.map(valueOf),
       output: valueOf(node),
       params: node.params,
       needs,
     });
-    node.inputs.forEach((x, k) => {
+    inputs.forEach((x, k) => {
       const c = inputCts[k];
       if (!needs[k] || !c) return;
       if (!shapesEqual(c.shape, x.shape) || c.dtype !== x.dtype) {
+        if (custom) {
+          throw new DslError(
+            "customVjp",
+            `the backward rule returned ${formatAval(c)} for argument ${k} of ${formatAval(x)}`,
+            [formatAval(c), formatAval(x)],
+          );
+        }
         throw new Error(
           `internal: VJP of ${node.op} returned ${formatAval(c)} for input ${formatAval(x)}`,
         );

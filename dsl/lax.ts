@@ -37,6 +37,15 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   return bind("where", [cond, a, b]);
 }
 
+/**
+ * x itself, kept distinct from x by every pass: what is computed from it is recomputed rather
+ * than shared with the same computation on x (a gradient rule recomputing a row statistic in its
+ * own kernel instead of making the forward pass store it).
+ */
+export function recomputeBarrier(x: Tensor): Tensor {
+  return bind("checkpointBarrier", [x]);
+}
+
 export function cast(x: Tensor, dtype: DType): Tensor {
   return x.dtype === dtype ? x : bind("cast", [x], { dtype });
 }

@@ -39,6 +39,7 @@ export { trace } from "./trace_function.ts";
 export { evaluateGraph, interpret, interpretF64 } from "./interpret.ts";
 export { grad, type GradOptions, jvp, valueAndGrad, vjp } from "./autodiff.ts";
 export { checkpoint } from "./checkpoint.ts";
+export { customVjp, type CustomVjpRule } from "./custom_vjp.ts";
 export type { TensorLike } from "./ops/coerce.ts";
 export * from "./ops/elementwise.ts";
 export * from "./ops/reduce.ts";

@@ -6,6 +6,7 @@
  */
 
 import type { DType } from "./dtype.ts";
+import { replayRule } from "./custom_vjp.ts";
 import { DslError } from "./errors.ts";
 import { type AbstractValue, type Capture, formatAval, Graph, Node, type Params } from "./graph.ts";
 import { type HostArray, isHostArray, validateHostArray } from "./host_array.ts";
@@ -212,7 +213,11 @@ export function inlineGraph(graph: Graph, args: readonly Tensor[]): Map<Node, Te
   for (const n of graph.nodes) {
     if (env.has(n)) continue;
     if (n.op === "constant") env.set(n, constantTensor(n.params.value as HostArray));
-    else env.set(n, bind(n.op, n.inputs.map((i) => env.get(i)!), n.params));
+    else {
+      const t = bind(n.op, n.inputs.map((i) => env.get(i)!), n.params);
+      replayRule(n, t, (rule) => rule.inputs.map((x) => env.get(x)!));
+      env.set(n, t);
+    }
   }
   return env;
 }

@@ -7,7 +7,10 @@
  * shards' forward and backward passes as one batched pass.
  */
 
+import { type CustomVjpRule, replayRule } from "./custom_vjp.ts";
 import { DslError } from "./errors.ts";
+import { full } from "./ops/creation.ts";
+import { sum } from "./ops/reduce.ts";
 import type { Node } from "./graph.ts";
 import { isElementwise } from "./primitive.ts";
 import type { HostArray } from "./host_array.ts";
@@ -24,6 +27,23 @@ import {
   type Tensor,
   traceFlat,
 } from "./trace.ts";
+
+/**
+ * A custom gradient rule under vmap: the rule itself, vmapped over the arguments the replay batched
+ * (and over the cotangent and result); the cotangent of an argument shared by every example is
+ * the sum over the batch of each example's.
+ */
+function batchedBackward(rule: CustomVjpRule, args: readonly Value[]): CustomVjpRule["backward"] {
+  const shared = args.map((a) => !a.batched);
+  if (shared.every(Boolean)) return rule.backward; // the replay did not batch this node
+  return (g, xs, out) => {
+    const perExample = (gk: Tensor, outk: Tensor, ...xk: Tensor[]) =>
+      rule.backward(gk, xk, outk).map((c, i) => c ?? full(xk[i].shape, 0));
+    const inAxes = [0 as const, 0 as const, ...shared.map((s) => s ? null : 0 as const)];
+    const cts = vmap(perExample, { inAxes })(g, out, ...xs) as Tensor[];
+    return cts.map((c, i) => shared[i] ? sum(c, 0) : c);
+  };
+}
 
 /** A value during replay: the tensor and whether it carries the leading batch axis. */
 interface Value {
@@ -186,6 +206,13 @@ export function vmap<F extends (...args: any[]) => unknown>(
       const inputs = n.inputs.map((x) => env.get(x)!);
       const batched = inputs.some((x) => x.batched);
       const t = batched ? batchRule(n, inputs, k) : bind(n.op, inputs.map((x) => x.t), n.params);
+      const args = (rule: CustomVjpRule) => rule.inputs.map((x) => env.get(x)!);
+      replayRule(
+        n,
+        t,
+        (rule) => args(rule).map((a) => a.t),
+        (rule) => batchedBackward(rule, args(rule)),
+      );
       env.set(n, { t, batched });
     }
     const outs = graph.outputs.map((n) => lift(env.get(n)!, k!));

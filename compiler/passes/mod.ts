@@ -5,22 +5,31 @@ import { eliminateCommonSubexpressions } from "./cse.ts";
 import { eliminateDeadCode } from "./dce.ts";
 import { foldConstants } from "./fold.ts";
 import { reassociateMatmuls } from "./reassociate.ts";
+import { sinkReshapes } from "./sink_reshapes.ts";
 
-export { eliminateCommonSubexpressions, eliminateDeadCode, foldConstants, reassociateMatmuls };
+export {
+  eliminateCommonSubexpressions,
+  eliminateDeadCode,
+  foldConstants,
+  reassociateMatmuls,
+  sinkReshapes,
+};
 export { splatValue } from "./fold.ts";
 export { chunking, splitLargeWork, type SplitSizes, summationLength } from "./split.ts";
 export { type Emitter, type NodeRewrite, rewriteGraph } from "./rewrite.ts";
 
 /**
- * Folding, CSE, matmul reassociation and DCE until the graph stops shrinking (a few rounds).
+ * Folding, CSE, matmul reassociation and DCE until the graph stops shrinking (a few rounds), then
+ * reshapes sunk below matmul epilogues (so fusion can absorb them).
  */
 export function optimize(graph: Graph): Graph {
   let g = graph;
   for (let round = 0; round < 8; round++) {
     const simplified = eliminateCommonSubexpressions(foldConstants(g));
     const next = eliminateDeadCode(reassociateMatmuls(simplified));
-    if (next.nodes.length === g.nodes.length) return next;
+    const done = next.nodes.length === g.nodes.length;
     g = next;
+    if (done) break;
   }
-  return g;
+  return eliminateDeadCode(sinkReshapes(g));
 }

@@ -1,5 +1,6 @@
 /** Neural-network building blocks written from primitives (no primitive of their own). */
 
+import { customVjp } from "../custom_vjp.ts";
 import { DslError } from "../errors.ts";
 import { formatAval } from "../graph.ts";
 import * as lax from "../lax.ts";
@@ -14,9 +15,15 @@ import { oneHot } from "./shape.ts";
 export function softmax(x: TensorLike, axis = -1): Tensor {
   const t = lax.cast(asTensor(x, "softmax"), "f32");
   const a = normalizeOneAxis("softmax", t, axis);
-  const shift = lax.stopGradient(max(t, a, { keepDims: true }));
-  const e = lax.exp(sub(t, shift));
-  return div(e, sum(e, a, { keepDims: true }));
+  const keepDims = { keepDims: true };
+  // The gradient needs only the result: dx = y·(g − Σ g·y).
+  return customVjp(
+    (u) => {
+      const e = lax.exp(sub(u, lax.stopGradient(max(u, a, keepDims))));
+      return div(e, sum(e, a, keepDims));
+    },
+    (g, _, y) => [mul(y, sub(g, sum(mul(g, y), a, keepDims)))],
+  )(t);
 }
 
 /** x − logsumexp(x) along `axis`. */
@@ -89,10 +96,21 @@ export function layerNorm(
   eps = 1e-5,
 ): Tensor {
   const t = lax.cast(asTensor(x, "layerNorm"), "f32");
-  const mu = mean(t, -1, { keepDims: true });
-  const centered = sub(t, mu);
-  const variance = mean(square(centered), -1, { keepDims: true });
-  let y = mul(centered, rsqrt(add(variance, eps)));
+  const keepDims = { keepDims: true };
+  const normalized = (u: Tensor) => {
+    const centered = sub(u, mean(u, -1, keepDims));
+    return mul(centered, rsqrt(add(mean(square(centered), -1, keepDims), eps)));
+  };
+  // The gradient keeps only x (the row statistics are recomputed in the gradient's kernel):
+  // dx = r·(h − mean(h) − x̂·mean(h·x̂)), with x̂ the normalised row and r = 1/√(σ² + eps).
+  let y = customVjp(normalized, (h, [x]) => {
+    const u = lax.recomputeBarrier(x); // the forward's statistics stay in its own kernel
+    const centered = sub(u, mean(u, -1, keepDims));
+    const r = rsqrt(add(mean(square(centered), -1, keepDims), eps));
+    const xHat = mul(centered, r);
+    const inner = sub(sub(h, mean(h, -1, keepDims)), mul(xHat, mean(mul(h, xHat), -1, keepDims)));
+    return [mul(r, inner)];
+  })(t);
   if (gamma !== undefined && gamma !== null) y = mul(y, gamma);
   if (beta !== undefined && beta !== null) y = add(y, beta);
   return y;
@@ -101,6 +119,13 @@ export function layerNorm(
 /** Root-mean-square normalisation over the last axis: x/√(mean(x²) + eps)·γ (Llama). */
 export function rmsNorm(x: TensorLike, gamma?: TensorLike | null, eps = 1e-6): Tensor {
   const t = lax.cast(asTensor(x, "rmsNorm"), "f32");
-  const y = mul(t, rsqrt(add(mean(square(t), -1, { keepDims: true }), eps)));
+  const keepDims = { keepDims: true };
+  const reciprocalRms = (u: Tensor) => rsqrt(add(mean(square(u), -1, keepDims), eps));
+  // The gradient keeps only x: dx = r·(h − x·r²·mean(h·x)), r = 1/√(mean(x²) + eps).
+  const y = customVjp((u) => mul(u, reciprocalRms(u)), (h, [x]) => {
+    const u = lax.recomputeBarrier(x); // the forward's statistic stays in its own kernel
+    const r = reciprocalRms(u);
+    return [mul(r, sub(h, mul(u, mul(square(r), mean(mul(h, u), -1, keepDims)))))];
+  })(t);
   return gamma === undefined || gamma === null ? y : mul(y, gamma);
 }

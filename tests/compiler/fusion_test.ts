@@ -9,6 +9,7 @@ import * as dsl from "../../mod.ts";
 import { lower, type Program, trace } from "../../mod.ts";
 import type { Tensor } from "../../mod.ts";
 import { adamUpdate, mlpState, mlpTrainStep, randomArray } from "../helpers/models.ts";
+import { causalAttention } from "../../dsl/nn/layers.ts";
 
 const spec = (...shape: number[]) => ({ shape });
 function kernels(f: (...a: never[]) => unknown, ...specs: unknown[]): Program {
@@ -168,4 +169,83 @@ Deno.test("kernels of the same code share one pipeline: pipelineCount counts dis
     spec(16, 12),
   );
   assert.equal(q.pipelineCount, 2);
+});
+
+/** x [b, t, d] through a linear layer that flattens its tokens: x·Wᵀ as [b·t, d] rows. */
+const linear = (x: Tensor, w: Tensor) =>
+  dsl.reshape(
+    dsl.matmul(dsl.reshape(x, [x.shape[0] * x.shape[1], x.shape[2]]), dsl.transpose(w)),
+    [x.shape[0], x.shape[1], w.shape[0]],
+  );
+
+Deno.test("a residual add read through the linear layer's reshape is the matmul's epilogue", () => {
+  // h = x + linear(x, W) feeds two kernels (a norm and the next residual), as in a decoder block.
+  const p = kernels(
+    (x: Tensor, w: Tensor) => {
+      const h = dsl.add(x, linear(x, w));
+      return [dsl.rmsNorm(h), dsl.add(h, 1)];
+    },
+    spec(2, 8, 16),
+    spec(16, 16),
+  );
+  const matmuls = p.kernels.filter((k) => k.kind === "matmul");
+  assert.equal(matmuls.length, 1, String(p));
+  assert.ok(matmuls[0].ops.includes("add"), String(p));
+  assert.equal(p.kernels.length, 3, String(p)); // matmul + add, the norm, the +1
+});
+
+Deno.test("an epilogue stops where a second product joins: the sum of two branches' products", () => {
+  // dx = g₁·W₁ + g₂·W₂ scaled by γ and read by a row-wise kernel: one product goes to memory, the
+  // other adds it (and γ) in its epilogue, and the row-wise kernel reads that.
+  const p = kernels(
+    (g1: Tensor, g2: Tensor, w1: Tensor, w2: Tensor, gamma: Tensor) => {
+      const flat = (g: Tensor, w: Tensor) =>
+        dsl.reshape(dsl.matmul(dsl.reshape(g, [16, 8]), w), [2, 8, 16]);
+      return dsl.rmsNorm(dsl.mul(dsl.add(flat(g1, w1), flat(g2, w2)), gamma));
+    },
+    spec(2, 8, 8),
+    spec(2, 8, 8),
+    spec(8, 16),
+    spec(8, 16),
+    spec(16),
+  );
+  assert.equal(p.kernels.length, 3, String(p));
+  const epilogue = p.kernels.find((k) => k.kind === "matmul" && k.ops.includes("add"));
+  assert.ok(epilogue?.ops.includes("mul"), String(p));
+});
+
+Deno.test("attention: softmax over the scores is one row-wise kernel, forward and backward", () => {
+  const attention = (q: Tensor, k: Tensor, v: Tensor) => causalAttention(q, k, v);
+  const s = [spec(2, 2, 8, 4), spec(2, 2, 8, 4), spec(2, 2, 8, 4)] as const;
+  const forward = kernels(attention, ...s);
+  // scores·scale masked (matmul epilogue; the causal mask is index arithmetic), softmax, P·v
+  assert.equal(forward.kernels.length, 3, String(forward));
+  assert.equal(forward.kernels.filter((k) => k.kind === "rowwise").length, 1, String(forward));
+  assert.ok(!forward.kernels.some((k) => k.kind === "reduce"), String(forward));
+  const loss = (q: Tensor, k: Tensor, v: Tensor) => dsl.sum(dsl.square(attention(q, k, v)));
+  const backward = kernels(dsl.grad(loss, { argnums: [0, 1, 2] }), ...s);
+  // The forward (its mask now a bool buffer), dY, dP = dY·vᵀ, the softmax gradient (row-wise),
+  // dq, dk, dv and three layout copies of transposed operands: 13 (was 16 before the softmax's
+  // custom gradient and its row-wise kernel over the product).
+  assert.ok(backward.kernels.length <= 13, String(backward));
+  assert.equal(backward.kernels.filter((k) => k.kind === "rowwise").length, 2, String(backward));
+  assert.ok(!backward.kernels.some((k) => k.kind === "reduce" && k.ops.includes("max")));
+});
+
+Deno.test("two matmuls reading one transposed value under different reshapes share one copy", () => {
+  // Merged heads [b, t, h, d] feed a flat [b·t, h·d] product and a per-batch [b, t, h·d] one.
+  const p = kernels(
+    (x: Tensor, w: Tensor, a: Tensor) => {
+      const merged = dsl.transpose(x, [0, 2, 1, 3]); // [2, 8, 4, 4]
+      const flat = dsl.matmul(dsl.reshape(merged, [16, 16]), w);
+      const batched = dsl.matmul(dsl.reshape(merged, [2, 8, 16]), a);
+      return [flat, batched];
+    },
+    spec(2, 4, 8, 4),
+    spec(16, 16),
+    spec(2, 16, 4),
+  );
+  const copies = p.kernels.filter((k) => k.kind === "elementwise");
+  assert.equal(copies.length, 1, String(p));
+  assert.equal(p.kernels.length, 3, String(p));
 });

@@ -1,0 +1,62 @@
+/**
+ * Kernel budgets of the default training steps (issue 15: dispatches bound a GPU step). The step
+ * `deno task train` compiles by default (shipped base, K = 4, r = 4, 4 × 64 tokens per shard) is
+ * lowered for every method and its kernel count pinned as an upper bound, so a fusion regression
+ * shows here; values are checked elsewhere (trainer_test, jit_fusion_values_test).
+ */
+
+import assert from "node:assert/strict";
+import { lmLoss } from "../../dsl/nn/transformer.ts";
+import type { Tensor } from "../../dsl/trace.ts";
+import { collate, encodeExample, shard } from "../../runtime/data/instruct.ts";
+import { taskSplits } from "../../runtime/data/synthetic.ts";
+import { loadModel } from "../../runtime/models/model_dir.ts";
+import { createTrainer, type Method } from "../../runtime/trainer.ts";
+import { DEFAULT_RUN } from "../../runtime/train/config.ts";
+
+/**
+ * Upper bounds, measured on lavapipe (2026-12-06): HD-PiSSA 320, DP-PiSSA and DP-LoRA 317, full
+ * fine-tuning 194 (375, 359, 359 and 237 before residual adds became matmul epilogues through
+ * the linear layers' reshapes and softmax/norms row-wise kernels with custom gradients).
+ */
+const BUDGET: Record<string, number> = { hdpissa: 320, pissa: 320, lora: 320, full: 195 };
+
+const cfg = DEFAULT_RUN;
+const model = await loadModel(cfg.model);
+const template = cfg.template ?? model.template;
+const { train } = taskSplits(cfg.task, { train: 64, test: 4 }, cfg.seed);
+const encoded = train.map((ex) => encodeExample(model.tokenizer, ex, template));
+const K = cfg.devices;
+const indices = Array.from({ length: K * cfg.batch }, (_, i) => i);
+const shards = Array.from(
+  { length: K },
+  (_, k) => collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, model.tokenizer.pad),
+);
+const adapt = Object.keys(model.params).filter((n) => {
+  const module = n.replace(/\.weight$/, "").split(".").at(-1)!;
+  return n.endsWith(".weight") && model.params[n].shape.length === 2 && cfg.adapt.includes(module);
+});
+
+for (const method of Object.keys(BUDGET) as Method[]) {
+  Deno.test(`the default ${method} step lowers to at most ${BUDGET[method]} kernels`, async () => {
+    const trainer = await createTrainer({
+      loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
+        lmLoss(model.config, p, b),
+      params: model.params,
+      adapt,
+      method,
+      devices: K,
+      rank: cfg.rank,
+      optimizer: { lr: 1e-3 },
+      mode: "virtual",
+      svd: { method: "randomized", seed: 0 },
+      seed: 0,
+    });
+    try {
+      const { kernels } = await trainer.plan!(shards);
+      assert.ok(kernels <= BUDGET[method], `${method}: ${kernels} kernels > ${BUDGET[method]}`);
+    } finally {
+      await trainer.close();
+    }
+  });
+}
