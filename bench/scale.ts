@@ -4,12 +4,14 @@
  * the same step in PyTorch on the CPU (bench/torch_scale.py), measured in the same run.
  *
  *   deno run -A bench/scale.ts [--models gpt2,qwen] [--methods hdpissa,lora] [--seqs 64,256]
- *     [--devices 2] [--per-shard 1] [--steps 3] [--write]
+ *     [--devices 2] [--per-shard 1] [--steps 3] [--repeat 1] [--write]
  *
  * PyTorch comes from Debian (`python3-torch`, with `libopenblas0-pthread` for a threaded BLAS); the
  * benchmark installs them with apt-get when the system Python lacks torch (never CI). Each side of
  * each (model, method) runs in its own process, so one's memory never weighs on the other. `--write`
- * replaces the "Real-model scale" section of docs/benchmarks.md.
+ * replaces the "Real-model scale" section of docs/benchmarks.md. `--repeat N` runs both sides N
+ * times, alternating which goes first: on a shared machine the speed drifts between runs, so the
+ * table gives the median over runs and the ratio of each side's fastest run.
  */
 
 import { parseArgs } from "node:util";
@@ -28,6 +30,7 @@ const { values: flags } = parseArgs({
     devices: { type: "string", default: "2" },
     "per-shard": { type: "string", default: "1" },
     steps: { type: "string", default: "3" },
+    repeat: { type: "string", default: "1" },
     write: { type: "boolean", default: false },
   },
 });
@@ -65,43 +68,67 @@ async function ensureTorch(): Promise<string> {
 }
 
 const torchVersion = await ensureTorch();
-const results: { ours: Row; torch: Row }[] = [];
-for (const model of flags.models!.split(",")) {
-  for (const method of flags.methods!.split(",")) {
-    const ours = await run(Deno.execPath(), [
-      "run",
-      "-A",
-      "--no-lock",
-      new URL("./gpu_scale.ts", import.meta.url).pathname,
-      model,
-      method,
-      seqs.join(","),
-      String(K),
-      String(perShard),
-      String(steps),
-    ]);
-    const torch = await run(PYTHON, [
-      new URL("./torch_scale.py", import.meta.url).pathname,
-      JSON.stringify({
-        model: SCALE_MODELS[model],
-        method,
-        devices: K,
-        rank: 4,
-        perShard,
-        seqs,
-        steps,
-      }),
-    ]);
-    ours.forEach((o, i) => {
-      results.push({ ours: o, torch: torch[i] });
-      console.error(
-        `${model} ${method} seq ${o.seq}: ours ${o.medianStepMs} ms, PyTorch ${
-          torch[i].medianStepMs
-        } ms`,
-      );
-    });
+const repeat = Number(flags.repeat);
+/** Each side's rows per (model, method, seq), one per repetition. */
+const runs = new Map<string, { ours: Row[]; torch: Row[] }>();
+for (let rep = 0; rep < repeat; rep++) {
+  for (const model of flags.models!.split(",")) {
+    for (const method of flags.methods!.split(",")) {
+      const oursSide = () =>
+        run(Deno.execPath(), [
+          "run",
+          "-A",
+          "--no-lock",
+          new URL("./gpu_scale.ts", import.meta.url).pathname,
+          model,
+          method,
+          seqs.join(","),
+          String(K),
+          String(perShard),
+          String(steps),
+        ]);
+      const torchSide = () =>
+        run(PYTHON, [
+          new URL("./torch_scale.py", import.meta.url).pathname,
+          JSON.stringify({
+            model: SCALE_MODELS[model],
+            method,
+            devices: K,
+            rank: 4,
+            perShard,
+            seqs,
+            steps,
+          }),
+        ]);
+      // Alternate which side runs first, so a drift in the machine's speed weighs on both.
+      let ours: Row[], torch: Row[];
+      if (rep % 2 === 0) [ours, torch] = [await oursSide(), await torchSide()];
+      else [torch, ours] = [await torchSide(), await oursSide()];
+      ours.forEach((o, i) => {
+        const key = `${model}|${method}|${o.seq}`;
+        if (!runs.has(key)) runs.set(key, { ours: [], torch: [] });
+        runs.get(key)!.ours.push(o);
+        runs.get(key)!.torch.push(torch[i]);
+        console.error(
+          `${model} ${method} seq ${o.seq}: ours ${o.medianStepMs} ms, PyTorch ${
+            torch[i].medianStepMs
+          } ms`,
+        );
+      });
+    }
   }
 }
+const stepMs = (r: Row) => Number(r.medianStepMs);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+/** One row per (model, method, seq): the first run's setup figures, step times over the runs. */
+const results = [...runs.values()].map(({ ours, torch }) => ({
+  ours: { ...ours[0], medianStepMs: median(ours.map(stepMs)) } as Row,
+  torch: { ...torch[0], medianStepMs: median(torch.map(stepMs)) } as Row,
+  fastest: Math.min(...ours.map(stepMs)) / Math.min(...torch.map(stepMs)),
+}));
 
 const header = [
   "model",
@@ -117,8 +144,9 @@ const header = [
   "tokens/s",
   "peak RSS GiB",
   "ours ÷ PyTorch (step)",
+  ...(repeat > 1 ? ["fastest runs' ratio"] : []),
 ];
-const lines = results.map(({ ours, torch }) =>
+const lines = results.map(({ ours, torch, fastest }) =>
   [
     ours.model,
     ours.method,
@@ -126,13 +154,14 @@ const lines = results.map(({ ours, torch }) =>
     ours.setupS,
     ours.firstStepS,
     (Number(ours.medianStepMs) / 1000).toFixed(2),
-    ours.tokensPerS,
+    Math.round(Number(ours.tokensPerStep) / (Number(ours.medianStepMs) / 1000)),
     ours.peakGiB,
     torch.setupS,
     (Number(torch.medianStepMs) / 1000).toFixed(2),
-    torch.tokensPerS,
+    Math.round(Number(ours.tokensPerStep) / (Number(torch.medianStepMs) / 1000)),
     torch.peakRssGiB,
     `${(Number(ours.medianStepMs) / Number(torch.medianStepMs)).toFixed(2)}×`,
+    ...(repeat > 1 ? [`${fastest.toFixed(2)}×`] : []),
   ].join(" | ")
 );
 const table = [
@@ -149,7 +178,9 @@ const section = `${HEADING}
   K === 1 ? "one shard" : `K = ${K} shards run one after another`
 }, 2 threads). Random weights with the real shapes, r = 4, randomised SVD on both sides; "setup" is
 the adapter initialisation after the weights exist, "step" the median of the steps after the first
-(${steps} steps per length), "planned peak" the step program's peak device bytes (inputs, state and
+(${steps} steps per length${
+  repeat > 1 ? `; the median over ${repeat} runs of each side, which alternate` : ""
+}), "planned peak" the step program's peak device bytes (inputs, state and
 activations), "peak RSS" the PyTorch process's resident maximum.
 
 ${table}
