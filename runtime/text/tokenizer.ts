@@ -82,9 +82,12 @@ export class Gpt2Tokenizer implements Tokenizer {
     );
   }
 
-  /** Text of `ids`, `<|endoftext|>` dropped. */
+  /**
+   * Text of `ids`, `<|endoftext|>` dropped, and ids the vocabulary lacks too (a model's embedding
+   * may have more rows than its tokenizer has tokens, as Qwen's does; HfTokenizer skips them too).
+   */
   decode(ids: readonly number[]): string {
-    return gpt2Decode(ids.filter((i) => i !== this.eos));
+    return gpt2Decode(ids.filter((i) => i !== this.eos && i >= 0 && i < this.vocabSize));
   }
 }
 

@@ -19,6 +19,8 @@ Deno.test("tokenizer (gpt2): known ids and round trips through the bundled vocab
   assert.deepEqual(tok.encode(" The answer is: 42"), [383, 3280, 318, 25, 5433]);
   assert.equal(tok.decode([15496, 995, tok.eos]), "Hello world");
   assert.deepEqual(tok.encode("a<|endoftext|>b"), [64, 50256, 65]); // a special in text, as in HF
+  // Ids past the vocabulary (a model generating from embedding rows no token has) are skipped.
+  assert.equal(tok.decode([15496, 51888, -1, 995]), "Hello world");
   checkProperty(
     fc.property(fc.string(), (s) => tok.decode(tok.encode(s)) === s),
   );
