@@ -23,7 +23,7 @@ import { taskSplits } from "../runtime/data/synthetic.ts";
 import { loadModel } from "../runtime/models/model_dir.ts";
 import { createTrainer, type Trainer } from "../runtime/trainer.ts";
 import { gpu } from "../runtime/device.ts";
-import { DEFAULT_RUN, runSchedule } from "../runtime/train/config.ts";
+import { adaptedWeights, DEFAULT_RUN, runSchedule } from "../runtime/train/config.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -49,10 +49,7 @@ const shardsAt = (step: number) => {
     (_, k) => collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad),
   );
 };
-const adapt = Object.keys(model.params).filter((n) => {
-  const module = n.replace(/\.weight$/, "").split(".").at(-1)!;
-  return n.endsWith(".weight") && model.params[n].shape.length === 2 && cfg.adapt.includes(module);
-});
+const adapt = adaptedWeights(model.params, cfg.adapt);
 
 // Every distinct WGSL text the device compiles (it compiles each text once), by kernel label.
 const device = await gpu();

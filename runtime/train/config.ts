@@ -8,6 +8,21 @@ import { answerPattern } from "../data/answers.ts";
 import { isTemplate } from "../data/instruct.ts";
 import type { Method } from "../trainer.ts";
 import { METHODS } from "../../dsl/adapters/methods/registry.ts";
+import type { HostArray } from "../../dsl/host_array.ts";
+
+/**
+ * The 2-D weights among `params` whose module (the name's last part before `.weight`) is one of
+ * `modules`: what `--adapt q_proj,v_proj` selects.
+ */
+export function adaptedWeights(
+  params: Record<string, HostArray>,
+  modules: readonly string[],
+): string[] {
+  return Object.keys(params).filter((n) => {
+    const module = n.replace(/\.weight$/, "").split(".").at(-1)!;
+    return n.endsWith(".weight") && params[n].shape.length === 2 && modules.includes(module);
+  });
+}
 
 export interface RunConfig {
   method: Method;

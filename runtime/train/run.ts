@@ -33,7 +33,7 @@ import { type SvdMethod, svdMethodFor } from "../trainer_common.ts";
 import { launcherSize } from "../dist/mpi.ts";
 import { barChart, lineChart } from "./charts.ts";
 import { loadLatestCheckpoint, saveCheckpoint } from "./checkpoints.ts";
-import { ConfigError, type RunConfig, runSchedule } from "./config.ts";
+import { adaptedWeights, ConfigError, type RunConfig, runSchedule } from "./config.ts";
 import {
   evalDataLine,
   evalRecord,
@@ -204,11 +204,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       checkpointActivations: undefined,
     })),
   )).slice(0, 16);
-  const adapt = Object.keys(model.params).filter((n) => {
-    const module = n.replace(/\.weight$/, "").split(".").at(-1)!;
-    return n.endsWith(".weight") && model.params[n].shape.length === 2 &&
-      cfg.adapt.includes(module);
-  });
+  const adapt = adaptedWeights(model.params, cfg.adapt);
   if (adapt.length === 0) {
     throw new ConfigError("adapt", `no 2-D weights named ${cfg.adapt.join(", ")} in ${cfg.model}`);
   }

@@ -10,7 +10,7 @@
 import type { HostArray } from "../../dsl/host_array.ts";
 import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
 import { lmLoss } from "../../dsl/nn/transformer.ts";
-import { DEFAULT_RUN, runSchedule } from "./config.ts";
+import { adaptedWeights, DEFAULT_RUN, runSchedule } from "./config.ts";
 import type { Schedule } from "../../dsl/optim.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import {
@@ -196,11 +196,7 @@ export class FineTuneSession {
           `response take ${Math.min(...encoded.map((e) => e.tokens.length))} tokens): raise maxLen`,
       );
     }
-    const adapt = Object.keys(model.params).filter((n) => {
-      const module = n.replace(/\.weight$/, "").split(".").at(-1)!;
-      return n.endsWith(".weight") && model.params[n].shape.length === 2 &&
-        s.adapt.includes(module);
-    });
+    const adapt = adaptedWeights(model.params, s.adapt);
     if (adapt.length === 0) {
       throw new Error(`no 2-D weights named ${s.adapt.join(", ")} in the model`);
     }

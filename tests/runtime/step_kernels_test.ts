@@ -12,7 +12,7 @@ import { collate, encodeExample, shard } from "../../runtime/data/instruct.ts";
 import { taskSplits } from "../../runtime/data/synthetic.ts";
 import { loadModel } from "../../runtime/models/model_dir.ts";
 import { createTrainer, type Method } from "../../runtime/trainer.ts";
-import { DEFAULT_RUN } from "../../runtime/train/config.ts";
+import { adaptedWeights, DEFAULT_RUN } from "../../runtime/train/config.ts";
 
 /**
  * Upper bounds, measured on lavapipe (2026-12-06): HD-PiSSA 320, DP-PiSSA and DP-LoRA 317, full
@@ -32,10 +32,7 @@ const shards = Array.from(
   { length: K },
   (_, k) => collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, model.tokenizer.pad),
 );
-const adapt = Object.keys(model.params).filter((n) => {
-  const module = n.replace(/\.weight$/, "").split(".").at(-1)!;
-  return n.endsWith(".weight") && model.params[n].shape.length === 2 && cfg.adapt.includes(module);
-});
+const adapt = adaptedWeights(model.params, cfg.adapt);
 
 for (const method of Object.keys(BUDGET) as Method[]) {
   Deno.test(`the default ${method} step lowers to at most ${BUDGET[method]} kernels`, async () => {

@@ -19,6 +19,23 @@ import { DslError } from "../../dsl/errors.ts";
 type P = Record<string, Tensor>;
 const regression = (p: P, b: { x: Tensor; y: Tensor }) => mean(square(sub(linear(b.x, p.w), b.y)));
 
+/** The configuration of a trainer of `regression` adapting `w`. */
+const regressionConfig = (
+  params: Record<string, HostArray>,
+  method: Method,
+  K: number,
+  r: number,
+  lr: number | ((step: number) => number),
+): TrainerConfig => ({
+  loss: regression,
+  params,
+  adapt: ["w"],
+  method,
+  devices: K,
+  rank: r,
+  optimizer: { lr },
+});
+
 /** A trainer of `regression` adapting `w`. */
 const regressionTrainer = (
   params: Record<string, HostArray>,
@@ -26,16 +43,7 @@ const regressionTrainer = (
   K: number,
   r: number,
   lr: number,
-) =>
-  createTrainer({
-    loss: regression,
-    params,
-    adapt: ["w"],
-    method,
-    devices: K,
-    rank: r,
-    optimizer: { lr },
-  });
+) => createTrainer(regressionConfig(params, method, K, r, lr));
 
 /**
  * Each method written directly on the host: dense per-shard gradients Gₖ from the CPU reference
@@ -193,16 +201,7 @@ Deno.test("trainer: K = 1, t = 1 HD-PiSSA equals one PiSSA step (s = 1); the sec
   const [m, n] = [8, 6];
   const params = { w: randomArray([m, n], 21) };
   const batches = regressionBatches(1, 2, m, n);
-  const make = (method: Method) =>
-    createTrainer({
-      loss: regression,
-      params,
-      adapt: ["w"],
-      method,
-      devices: 1,
-      rank: 2,
-      optimizer: { lr: 0.05 },
-    });
+  const make = (method: Method) => regressionTrainer(params, method, 1, 2, 0.05);
   const hd = await make("hdpissa"), pissa = await make("pissa");
   const pissaInitW = (await pissa.params()).w;
   pissaInitW.data.forEach((v, i) =>
@@ -235,15 +234,7 @@ Deno.test("trainer: accumulated update rank — HD-PiSSA reaches 2·K·r, DP-PiS
 
 Deno.test("trainer: bad configuration is rejected with a message naming the field", async () => {
   const params = { w: randomArray([4, 3], 1), b: randomArray([4], 2) };
-  const base: TrainerConfig = {
-    loss: regression,
-    params,
-    adapt: ["w"],
-    method: "hdpissa",
-    devices: 2,
-    rank: 1,
-    optimizer: { lr: 0.1 },
-  };
+  const base = regressionConfig(params, "hdpissa", 2, 1, 0.1);
   const cases: [Partial<TrainerConfig>, RegExp][] = [
     [{ rank: 0 }, /rank: must be an integer ≥ 1/],
     [{ rank: 2, devices: 3 }, /device 2 would own only zero padding/],
@@ -274,15 +265,7 @@ Deno.test("trainer: bad configuration is rejected with a message naming the fiel
 Deno.test("trainer: at init the model is the base model bit for bit (HD-PiSSA, full) or to rounding (PiSSA, LoRA)", async () => {
   const params = { w: randomArray([9, 7], 2) };
   for (const method of ["hdpissa", "full", "pissa", "lora"] as Method[]) {
-    const t = await createTrainer({
-      loss: regression,
-      params,
-      adapt: ["w"],
-      method,
-      devices: 2,
-      rank: 2,
-      optimizer: { lr: 0.1 },
-    });
+    const t = await regressionTrainer(params, method, 2, 2, 0.1);
     const w = (await t.params()).w;
     if (method === "hdpissa" || method === "full" || method === "lora") {
       assert.deepEqual(w.data, params.w.data, method);
@@ -323,15 +306,7 @@ Deno.test("trainer: snapshot/restore continues bit for bit (every method)", asyn
   const params = { w: randomArray([m, n], 31) };
   const batches = regressionBatches(K, 4, m, n);
   for (const method of ["hdpissa", "pissa", "lora", "full"] as Method[]) {
-    const cfg: TrainerConfig = {
-      loss: regression,
-      params,
-      adapt: ["w"],
-      method,
-      devices: K,
-      rank: 2,
-      optimizer: { lr: (s) => 0.05 / (1 + s) },
-    };
+    const cfg = regressionConfig(params, method, K, 2, (s) => 0.05 / (1 + s));
     const straight = await createTrainer(cfg);
     for (const b of batches) await straight.step(b);
     const first = await createTrainer(cfg);
@@ -344,15 +319,7 @@ Deno.test("trainer: snapshot/restore continues bit for bit (every method)", asyn
     assert.deepEqual((await resumed.params()).w.data, (await straight.params()).w.data, method);
     assert.ok(Object.keys(snap.tensors).some((k) => k.startsWith("state/")));
   }
-  const t = await createTrainer({
-    loss: regression,
-    params,
-    adapt: ["w"],
-    method: "full",
-    devices: K,
-    rank: 2,
-    optimizer: { lr: 0.1 },
-  });
+  const t = await regressionTrainer(params, "full", K, 2, 0.1);
   await assert.rejects(t.restore({ step: 1, tensors: {} }), /snapshot lacks/);
 });
 
@@ -362,16 +329,7 @@ Deno.test("trainer.enqueue: losses read later are the step-by-step losses, in or
   const batches = regressionBatches(K, 5, m, n);
   for (const mode of ["virtual", "devices"] as const) {
     for (const method of ["hdpissa", "lora"] as Method[]) {
-      const cfg: TrainerConfig = {
-        loss: regression,
-        params,
-        adapt: ["w"],
-        method,
-        devices: K,
-        rank: 2,
-        mode,
-        optimizer: { lr: 0.05 },
-      };
+      const cfg: TrainerConfig = { ...regressionConfig(params, method, K, 2, 0.05), mode };
       const stepwise = await createTrainer(cfg);
       const expected = [];
       for (const b of batches) expected.push((await stepwise.step(b)).loss);
