@@ -61,6 +61,9 @@ const HELP = `deno task train [--config run.json] [flags]
                                      step time, then stop (mode virtual; writes nothing)
   --checkpoint-activations           recompute each decoder block's activations in the backward
                                      pass: a lower activation peak for one more forward pass
+  --frozen-dtype auto|f32|bf16|f16   frozen weights on the device: packed in 16 bits (half the
+                                     bytes, widened in the kernels) or f32; auto: the checkpoint's
+                                     own dtype when it is BF16 or F16, else f32 (default auto)
   --seed s                           seed for data order and initialisation (default ${DEFAULT_RUN.seed})
 `;
 
@@ -96,6 +99,7 @@ const fields = Object.keys(DEFAULT_RUN).concat([
   "answerRegex",
   "evalMaxNewTokens",
   "rsLora",
+  "frozenDtype",
 ]);
 
 /** Keys a run folder's config.json records beside the settings. */

@@ -14,6 +14,7 @@ import {
 } from "./codegen/kernels.ts";
 import { tiledMatmul } from "./codegen/matmul_tiled.ts";
 import { vec4Matmul } from "./codegen/matmul_vec4.ts";
+import { PACKED_FORMATS, type PackedFormat } from "./codegen/packed.ts";
 import { type KernelPlan, planFusion } from "./fusion.ts";
 import { type BufferSlot, planMemory } from "./memory_plan.ts";
 import { optimize } from "./passes/mod.ts";
@@ -41,6 +42,11 @@ export interface LowerOptions extends Partial<CodegenOptions> {
   maxBufferBytes?: number;
   /** Overrides of the sizes the split pass derives from `maxLoopIterations`. */
   split?: Partial<SplitSizes>;
+  /**
+   * f32 inputs stored in a 16-bit format, by input index: kernels widen them as they read (half
+   * the bytes of a frozen weight). They are never written: a donated one can only pass through.
+   */
+  packedInputs?: ReadonlyMap<number, PackedFormat>;
 }
 
 /** The codegen settings `lower` uses where `LowerOptions` does not override them. */
@@ -98,7 +104,12 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     bindingsOf: (n) => windowCount(n.size, windowElements),
     ntInPlace: codegen.matmulNtInPlace,
   });
-  const memory = planMemory(g, plans, { donate: opts.donate, reuse: opts.fuse !== false });
+  checkPackedInputs(g, opts.packedInputs);
+  const memory = planMemory(g, plans, {
+    donate: opts.donate,
+    reuse: opts.fuse !== false,
+    packed: opts.packedInputs,
+  });
   const buffers = new Set<Node>(memory.slotOf.keys());
   checkBufferSizes(memory.slots, memory.slotOf, opts);
   const ctx: KernelContext = {
@@ -109,6 +120,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       return s;
     },
     slotDtype: (s) => memory.slots[s].element,
+    packedOf: (s) => memory.slots[s].packed,
     layout: windowElements === undefined ? undefined : {
       windowElements,
       // A multiple of the device's alignment and of a vec4 (powers of two).
@@ -169,6 +181,21 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     g.outputs.map((n) => memory.slotOf.get(n)!),
     memory.peakBytes,
   );
+}
+
+/** Only f32 inputs can be stored packed, in a format the code generator knows. */
+function checkPackedInputs(g: Graph, packed: ReadonlyMap<number, PackedFormat> | undefined): void {
+  for (const [i, format] of packed ?? []) {
+    const n = g.inputs[i];
+    const problem = !n
+      ? `there is no input ${i} (the function takes ${g.inputs.length})`
+      : n.dtype !== "f32"
+      ? `input ${i} is ${formatAval(n)}; only f32 inputs can be stored in 16 bits`
+      : !PACKED_FORMATS.includes(format)
+      ? `input ${i}: unknown format ${JSON.stringify(format)} (${PACKED_FORMATS.join(", ")})`
+      : undefined;
+    if (problem) throw new DslError("lower", `packedInputs: ${problem}`, n ? [formatAval(n)] : []);
+  }
 }
 
 /** Elements per binding window (`maxBindingBytes` rounded down to the alignment), if bounded. */

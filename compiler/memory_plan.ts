@@ -7,6 +7,7 @@
 
 import type { Graph, Node } from "../dsl/mod.ts";
 import type { KernelPlan } from "./fusion.ts";
+import { packedBytes, type PackedFormat } from "./codegen/packed.ts";
 
 /** What a buffer slot holds: a graph input, an array constant, a temporary, or an output. */
 export type SlotKind = "input" | "constant" | "intermediate" | "output";
@@ -19,8 +20,10 @@ export interface BufferSlot {
   kind: SlotKind;
   /** Bytes (at least 4: WebGPU rejects empty bindings). */
   bytes: number;
-  /** Element type of the storage array. */
-  element: "f32" | "i32";
+  /** Element type of the storage array (u32: words of a packed input, two elements each). */
+  element: "f32" | "i32" | "u32";
+  /** For a packed f32 input: its 16-bit storage format (packed.ts). */
+  packed?: PackedFormat;
   /** For inputs: the graph input index; for outputs: the output indices it serves. */
   inputIndex?: number;
   /** The graph output indices this slot holds. */
@@ -49,7 +52,12 @@ export function bytesOf(n: Node): number {
 export function planMemory(
   graph: Graph,
   kernels: readonly KernelPlan[],
-  opts: { donate?: ReadonlySet<number>; reuse?: boolean } = {},
+  opts: {
+    donate?: ReadonlySet<number>;
+    reuse?: boolean;
+    /** Inputs stored packed, by input index (their slots are never reused or written). */
+    packed?: ReadonlyMap<number, PackedFormat>;
+  } = {},
 ): MemoryPlan {
   const slots: BufferSlot[] = [];
   const slotOf = new Map<Node, number>();
@@ -60,10 +68,11 @@ export function planMemory(
   const element = (n: Node) => (n.dtype === "f32" ? "f32" : "i32") as "f32" | "i32";
   const donatedNodes = new Set<Node>();
   graph.inputs.forEach((n, i) => {
-    slotOf.set(
-      n,
-      newSlot({ kind: "input", bytes: bytesOf(n), element: element(n), inputIndex: i }),
-    );
+    const packed = opts.packed?.get(i);
+    const slot = packed
+      ? { bytes: packedBytes(n.size), element: "u32" as const, packed }
+      : { bytes: bytesOf(n), element: element(n) };
+    slotOf.set(n, newSlot({ kind: "input", ...slot, inputIndex: i }));
     if (opts.donate?.has(i)) donatedNodes.add(n);
   });
   for (const n of graph.nodes) {

@@ -10,6 +10,7 @@ export {
   tilingProblem,
 } from "./codegen/matmul_tiled.ts";
 export { type Kernel, Program } from "./program.ts";
+export { PACKED_FORMATS, packedBytes, type PackedFormat } from "./codegen/packed.ts";
 export {
   type FusionOptions,
   isSplat,

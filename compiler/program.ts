@@ -76,7 +76,10 @@ export class Program {
     });
     lines.push(
       `  inputs: ${
-        this.graph.inputs.map((n, i) => `${formatAval(n)}@s${this.inputSlots[i]}`).join(" ")
+        this.graph.inputs.map((n, i) => {
+          const packed = this.slots[this.inputSlots[i]].packed;
+          return `${formatAval(n)}${packed ? `:${packed}` : ""}@s${this.inputSlots[i]}`;
+        }).join(" ")
       }`,
     );
     lines.push(

@@ -27,8 +27,10 @@ export {
   type JitOptions,
   type Jitted,
   toDevice,
+  type ToDeviceOptions,
   toHost,
 } from "./jit.ts";
+export { packHalves, roundedTo, unpackHalves } from "./io/half.ts";
 export {
   parseSafetensors,
   SafetensorsError,

@@ -1,9 +1,15 @@
 /** Arrays that live on a WebGPU device between calls (no host round trip). */
 
 import type { DType, HostArray } from "../dsl/mod.ts";
+import { packedBytes, type PackedFormat } from "../compiler/mod.ts";
 import type { Device } from "./device.ts";
+import { unpackHalves } from "./io/half.ts";
 
-/** An array held in a GPU buffer of one device, with its shape and dtype. */
+/**
+ * An array held in a GPU buffer of one device, with its shape and dtype. An f32 array may be
+ * stored packed in a 16-bit format (`storage`): half the bytes, widened by every kernel that reads
+ * it, and read back as f32.
+ */
 export class DeviceArray {
   private buf: GPUBuffer | undefined;
   /** Wraps `buffer`, which the array then owns. */
@@ -12,6 +18,8 @@ export class DeviceArray {
     buffer: GPUBuffer,
     readonly shape: readonly number[],
     readonly dtype: DType,
+    /** The 16-bit format of a packed f32 array (undefined: 4 bytes per element). */
+    readonly storage?: PackedFormat,
   ) {
     this.buf = buffer;
   }
@@ -29,6 +37,11 @@ export class DeviceArray {
       );
     }
     return this.buf;
+  }
+
+  /** Bytes of its buffer's contents. */
+  get bytes(): number {
+    return this.storage ? packedBytes(this.size) : Math.max(4, this.size * 4);
   }
 
   /** Whether the buffer was donated, invalidated or destroyed. */
@@ -69,7 +82,7 @@ export async function readArrays(arrays: readonly DeviceArray[]): Promise<HostAr
   const gpu = device.gpu;
   const encoder = gpu.createCommandEncoder({ label: "readback" });
   const staging = arrays.map((a) => {
-    const bytes = Math.max(4, a.size * 4);
+    const bytes = a.bytes;
     const s = gpu.createBuffer({
       size: bytes,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
@@ -83,7 +96,9 @@ export async function readArrays(arrays: readonly DeviceArray[]): Promise<HostAr
   device.check();
   return arrays.map((a, i) => {
     const raw = staging[i].getMappedRange();
-    const data = a.dtype === "f32"
+    const data = a.storage
+      ? unpackHalves(a.storage, new Uint32Array(raw), a.size)
+      : a.dtype === "f32"
       ? new Float32Array(raw.slice(0, a.size * 4))
       : new Int32Array(raw.slice(0, a.size * 4));
     staging[i].unmap();

@@ -9,6 +9,7 @@ import type { HostArray } from "../dsl/mod.ts";
 import type { Program } from "../compiler/mod.ts";
 import type { Device } from "./device.ts";
 import { DeviceArray, isDeviceArray } from "./device_array.ts";
+import { packHalves } from "./io/half.ts";
 
 /** An argument of a compiled program: host data (uploaded per call) or an array on the device. */
 export type ProgramInput = HostArray | DeviceArray;
@@ -80,12 +81,22 @@ export class Executable {
     program.inputSlots.forEach((slot, i) => {
       const x = inputs[i];
       const node = program.graph.inputs[i];
+      const packed = program.slots[slot].packed;
       if (isDeviceArray(x)) {
         if (x.device !== device) throw new Error(`input ${i} lives on another device`);
+        if (x.storage !== packed) {
+          throw new Error(
+            `input ${i} is stored as ${x.storage ?? "f32"}; the program reads ${packed ?? "f32"}`,
+          );
+        }
         slotBuffer.set(slot, x.buffer);
       } else {
         const b = fresh(program.slots[slot].bytes, `input ${i}`);
-        const data = node.dtype === "f32" ? toF32(x.data) : toI32(x.data);
+        const data = packed
+          ? packHalves(packed, x.data)
+          : node.dtype === "f32"
+          ? toF32(x.data)
+          : toI32(x.data);
         if (data.length) device.gpu.queue.writeBuffer(b, 0, data); // empty: Deno would panic
         slotBuffer.set(slot, b);
       }
@@ -210,7 +221,8 @@ export class Executable {
         buffer = copy;
       }
       owned.add(buffer);
-      return new DeviceArray(device, buffer, node.shape, node.dtype);
+      // An input passed through keeps its storage (a packed one is copied packed).
+      return new DeviceArray(device, buffer, node.shape, node.dtype, s.packed);
     });
     gpu.queue.submit([encoder.finish()]);
     // Free uploads that were not handed out; invalidate donated device arrays.

@@ -20,12 +20,15 @@ import {
   lower,
   type LowerOptions,
   type MatmulTiling,
+  packedBytes,
+  type PackedFormat,
   type Program,
   tilingProblem,
 } from "../compiler/mod.ts";
 import { type Device, gpu } from "./device.ts";
 import { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
 import { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
+import { packHalves } from "./io/half.ts";
 
 /** Options of `jit`. */
 export interface JitOptions {
@@ -47,7 +50,10 @@ export interface Jitted {
   /** Runs on the device and returns DeviceArrays (pytree-shaped), without reading back. */
   // deno-lint-ignore no-explicit-any
   onDevice(...args: unknown[]): Promise<any>;
-  /** The Program for arguments of these shapes (host arrays or `{ shape, dtype }` specs). */
+  /**
+   * The Program for arguments of these shapes: host or device arrays, or `{ shape, dtype }` specs
+   * (with `storage: "bf16" | "f16"` for an f32 input kept packed, as a packed DeviceArray is).
+   */
   lower(...specs: unknown[]): Promise<Program>;
   /** The Program a call with these arguments runs (compiled once and cached, as a call would). */
   program(...args: unknown[]): Promise<Program>;
@@ -63,6 +69,21 @@ type Leaf = HostArray | DeviceArray | number | boolean;
 
 function isLeaf(x: unknown): x is Leaf {
   return isHostArray(x) || isDeviceArray(x) || typeof x === "number" || typeof x === "boolean";
+}
+
+/** The 16-bit format of a packed device array leaf (compiled into the program that reads it). */
+function storageOf(x: Leaf): PackedFormat | undefined {
+  return isDeviceArray(x) ? x.storage : undefined;
+}
+
+/** The packed leaves of a call, by leaf index (none: undefined). */
+function packedLeaves(leaves: readonly Leaf[]): Map<number, PackedFormat> | undefined {
+  const packed = new Map<number, PackedFormat>();
+  leaves.forEach((l, i) => {
+    const s = storageOf(l);
+    if (s) packed.set(i, s);
+  });
+  return packed.size ? packed : undefined;
 }
 
 function aval(x: Leaf): AbstractValue {
@@ -102,7 +123,12 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
   );
   const deviceOf = () => Promise.resolve(opts.device ?? gpu());
 
-  const compile = async (graph: Graph, leafArgs: number[], device: Device): Promise<Compiled> => {
+  const compile = async (
+    graph: Graph,
+    leafArgs: number[],
+    device: Device,
+    packedInputs: Map<number, PackedFormat> | undefined,
+  ): Promise<Compiled> => {
     const t0 = performance.now();
     const donatedLeaves = new Set<number>();
     leafArgs.forEach((arg, leaf) => donateArgs.has(arg) && donatedLeaves.add(leaf));
@@ -113,6 +139,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
       ...opts.codegen,
       fuse: opts.fuse,
       donate: donatedLeaves,
+      packedInputs,
     });
     const executable = await Executable.create(device, program);
     compileMs += performance.now() - t0;
@@ -123,7 +150,8 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     const [leaves, inTree] = flattenTree(args, isLeaf, "jit");
     const device = await deviceOf();
     const avals = leaves.map(aval);
-    const key = `${device.id}|${treeKey(inTree)}|${avals.map(formatAval).join(" ")}`;
+    const avalKeys = leaves.map((l, i) => formatAval(avals[i]) + (storageOf(l) ?? ""));
+    const key = `${device.id}|${treeKey(inTree)}|${avalKeys.join(" ")}`;
     let compiled = cache.get(key);
     if (!compiled) {
       const specs = unflattenTree(inTree, avals.map((a) => ({ shape: a.shape, dtype: a.dtype })));
@@ -135,7 +163,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
           for (let i = 0; i < countLeaves(c); i++) leafArgs.push(arg);
         });
       }
-      compiled = compile(graph, leafArgs, device);
+      compiled = compile(graph, leafArgs, device, packedLeaves(leaves));
       cache.set(key, compiled);
       compiled.catch(() => cache.delete(key));
     }
@@ -171,8 +199,13 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
       isLeaf(x) || (typeof x === "object" && x !== null && Array.isArray(
         (x as Leaf & object)
           .shape,
-      ) && Object.keys(x).every((k) => k === "shape" || k === "dtype"));
+      ) && Object.keys(x).every((k) => k === "shape" || k === "dtype" || k === "storage"));
     const [leaves, inTree] = flattenTree(specs, isSpec as (x: unknown) => x is Leaf, "lower");
+    const packedInputs = new Map<number, PackedFormat>();
+    leaves.forEach((l, i) => {
+      const s = (l as { storage?: PackedFormat }).storage;
+      if (s) packedInputs.set(i, s);
+    });
     const graph = trace(f, ...(unflattenTree(inTree, leaves.map(aval)) as unknown[]));
     const device = await deviceOf();
     // The program a call would run: with the donated leaves (in-place updates) too.
@@ -190,6 +223,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
       maxStorageBuffers: device.maxStorageBuffers,
       fuse: opts.fuse,
       donate,
+      packedInputs,
     });
   };
   Object.defineProperty(jitted, "cacheSize", { get: () => cache.size });
@@ -256,12 +290,26 @@ export function loweringLimitsFor(device: Device): Partial<LowerOptions> {
   };
 }
 
+/** Options of `toDevice`. */
+export interface ToDeviceOptions {
+  /**
+   * Keep f32 leaves packed in a 16-bit format (each value rounded to nearest even): one format
+   * for every f32 leaf, or a format per leaf index of the flattened tree (undefined: f32). Every
+   * kernel that reads such an array widens it; jit compiles a program per storage.
+   */
+  storage?: PackedFormat | ((leaf: number) => PackedFormat | undefined);
+}
+
 /**
  * Uploads a host array (or pytree of them) to the device: every host leaf gets its own buffer (a
  * host array appearing twice becomes two device arrays); device arrays already there stay as they
- * are; device arrays of another device are copied over.
+ * are; device arrays of another device are copied over (in their storage).
  */
-export async function toDevice(tree: unknown, device?: Device): Promise<unknown> {
+export async function toDevice(
+  tree: unknown,
+  device?: Device,
+  opts: ToDeviceOptions = {},
+): Promise<unknown> {
   const d = device ?? await gpu();
   const isArray = (x: unknown): x is HostArray | DeviceArray => isHostArray(x) || isDeviceArray(x);
   const [leaves, def] = flattenTree(tree, isArray, "toDevice");
@@ -271,16 +319,31 @@ export async function toDevice(tree: unknown, device?: Device): Promise<unknown>
   const hosts = leaves.map((l) =>
     isDeviceArray(l) ? (l.device === d ? undefined : fromOther[fetched.get(l)!]) : l
   );
-  const sizes = hosts.flatMap((h) => (h ? [Math.max(4, h.data.length * 4)] : []));
+  const storage = leaves.map((l, i) => {
+    const s = isDeviceArray(l)
+      ? l.storage
+      : typeof opts.storage === "function"
+      ? opts.storage(i)
+      : opts.storage;
+    return hosts[i]?.dtype === "f32" ? s : undefined;
+  });
+  const sizes = hosts.flatMap((h, i) =>
+    h ? [storage[i] ? packedBytes(h.data.length) : Math.max(4, h.data.length * 4)] : []
+  );
   const buffers = await d.createBuffers(sizes, "toDevice");
   let next = 0;
   const arrays = leaves.map((l, i) => {
     const host = hosts[i];
     if (!host) return l as DeviceArray;
     const buffer = buffers[next++];
-    const data = host.dtype === "f32" ? Float32Array.from(host.data) : Int32Array.from(host.data);
-    if (data.length) d.gpu.queue.writeBuffer(buffer, 0, data); // empty: Deno would panic
-    return new DeviceArray(d, buffer, [...host.shape], host.dtype);
+    const s = storage[i];
+    const data = s
+      ? packHalves(s, host.data)
+      : host.dtype === "f32"
+      ? Float32Array.from(host.data)
+      : Int32Array.from(host.data);
+    if (host.data.length) d.gpu.queue.writeBuffer(buffer, 0, data); // empty: Deno would panic
+    return new DeviceArray(d, buffer, [...host.shape], host.dtype, s);
   });
   return unflattenTree(def, arrays);
 }

@@ -9,7 +9,7 @@ import { DslError, formatAval } from "../dsl/mod.ts";
 
 /** A step's device memory and work (see `Trainer.plan`). */
 export interface StepPlan {
-  /** The model's weights (f32 on the device). */
+  /** The model's weights (f32, or 2 bytes each where frozen weights are stored packed). */
   parameterBytes: number;
   /** Adapter slices or factors and the optimizer's moments. */
   adapterStateBytes: number;

@@ -11,7 +11,7 @@ import { initMatrix, replicatedTree, shardedTree } from "./method_state.ts";
 import { type DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
 import { flattenTree } from "../dsl/pytree.ts";
 import { availableHostBytes, checkStepMemory, planOf } from "./step_plan.ts";
-import { jit, type Jitted, toDevice, toHost } from "./jit.ts";
+import { jit, type Jitted, toHost } from "./jit.ts";
 import { gpu } from "./device.ts";
 import { createReplicatedTrainer } from "./dist/replicated.ts";
 import {
@@ -23,12 +23,13 @@ import {
   learningRate,
   mergeWeights,
   methodOf,
-  restoredTree,
   snapshotTensors,
   stackShards,
   type Trainer,
   type TrainerConfig,
   type Tree,
+  uploadLive,
+  uploadRestored,
   validate,
 } from "./trainer_common.ts";
 
@@ -99,7 +100,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   if (method.family === "sharded") {
     const f = jit(hdpissaStep(cfg.loss, adapt, r, hyper), { donate: [0, 2] });
     compiled = { f, args: ["params", "slices", "state"] };
-    live = await toDevice(shardedTree(cfg, inits, K)) as Record<string, Tree>;
+    live = await uploadLive(shardedTree(cfg, inits, K), cfg, adapt);
     run = (lr, batch) =>
       runStep(f, ["params", "slices", "state"], { params: "params", state: "state" }, lr, batch);
     dense = async () => await toHost(live.params) as Record<string, HostArray>;
@@ -107,7 +108,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     const f = jit(replicatedStep(method, cfg.loss, scale, hyper), { donate: [1, 3] });
     const args = ["params", "trained", "frozen", "state"];
     compiled = { f, args };
-    live = await toDevice(replicatedTree(method, cfg, inits)) as Record<string, Tree>;
+    live = await uploadLive(replicatedTree(method, cfg, inits), cfg, []);
     run = (lr, batch) => runStep(f, args, { trained: "trained", state: "state" }, lr, batch);
     const merge = mergeWeights(method, scale);
     dense = async () =>
@@ -175,9 +176,9 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
       return { step: steps, tensors: snapshotTensors(await toHost(live)) };
     },
     async restore(snap) {
-      const uploaded = await toDevice(restoredTree(live, snap));
+      const uploaded = await uploadRestored(live, snap);
       destroyTree(live);
-      live = uploaded as Record<string, Tree>;
+      live = uploaded;
       steps = snap.step;
     },
     gatherScalars: (values) => Promise.resolve([...values]),

@@ -10,7 +10,8 @@ import { type DeviceArray, isDeviceArray } from "./device_array.ts";
 import { flattenTree, unflattenTree } from "../dsl/pytree.ts";
 import type { Tensor } from "../dsl/trace.ts";
 import type { Device } from "./device.ts";
-import { jit } from "./jit.ts";
+import { jit, toDevice } from "./jit.ts";
+import { PACKED_FORMATS, type PackedFormat } from "../compiler/mod.ts";
 import { randomizedSvd } from "./linalg/rsvd.ts";
 import type { StepPlan } from "./step_plan.ts";
 import type { KernelTiming } from "./executor.ts";
@@ -61,6 +62,15 @@ export interface TrainerConfig {
   collectiveTimeoutMs?: number;
   /** Mode "mpi": the MPI library to load (default: OpenMPI's libmpi.so.40, then MPICH's). */
   mpiLibrary?: string;
+  /**
+   * How the frozen weights live on the device: f32 (default), or packed in 16 bits (bf16, f16;
+   * half the bytes, widened in every kernel that reads them). Frozen weights are the parameters
+   * the method keeps exactly as given: every one that is not adapted, and LoRA's base W. Adapted
+   * weights that a method updates (HD-PiSSA's W, full fine-tuning), bases a method computes
+   * (PiSSA's residual), adapters and optimizer state stay f32. Values are rounded to nearest
+   * even, so "bf16" is lossless for a checkpoint stored in BF16.
+   */
+  frozenStorage?: "f32" | PackedFormat;
 }
 
 /** Counters of a trainer: steps taken, communication volume, kernels and timings. */
@@ -155,6 +165,10 @@ export function validate(cfg: TrainerConfig): void {
   }
   if (!Array.isArray(cfg.adapt) || cfg.adapt.length === 0) {
     fail("adapt", "name at least one 2-D weight to adapt");
+  }
+  const storage = cfg.frozenStorage;
+  if (storage !== undefined && storage !== "f32" && !PACKED_FORMATS.includes(storage)) {
+    fail("frozenStorage", `must be "f32", "bf16" or "f16" (got ${JSON.stringify(storage)})`);
   }
   for (const name of cfg.adapt) {
     const w = cfg.params[name];
@@ -412,6 +426,45 @@ export function restoredTree(live: unknown, snap: TrainerSnapshot): unknown {
     return t;
   });
   return unflattenTree(def, leaves);
+}
+
+const isArrayLeaf = (x: unknown): x is HostArray | DeviceArray =>
+  isHostArray(x) || isDeviceArray(x);
+
+/**
+ * Uploads a live tree (`replicatedTree`/`shardedTree`), keeping the frozen weights in
+ * `cfg.frozenStorage`: the leaves that are `cfg.params` entries the method never updates
+ * (`updated`: the parameters it writes, such as HD-PiSSA's adapted W).
+ */
+export async function uploadLive(
+  tree: unknown,
+  cfg: TrainerConfig,
+  updated: readonly string[],
+  device?: Device,
+): Promise<Record<string, Tree>> {
+  const format = cfg.frozenStorage;
+  if (format === undefined || format === "f32") {
+    return await toDevice(tree, device) as Record<string, Tree>;
+  }
+  const frozen = new Set(
+    Object.entries(cfg.params)
+      .filter(([name, a]) => !updated.includes(name) && a.dtype === "f32")
+      .map(([, a]) => a),
+  );
+  const [leaves] = flattenTree(tree, isArrayLeaf, "upload");
+  const storage = (i: number) => (frozen.has(leaves[i] as HostArray) ? format : undefined);
+  return await toDevice(tree, device, { storage }) as Record<string, Tree>;
+}
+
+/** A snapshot uploaded in the shape and storage of the device tree `live` (see restoredTree). */
+export async function uploadRestored(
+  live: unknown,
+  snap: TrainerSnapshot,
+  device?: Device,
+): Promise<Record<string, Tree>> {
+  const [current] = flattenTree(live, isDeviceArray, "restore");
+  const storage = (i: number) => (current[i] as DeviceArray).storage;
+  return await toDevice(restoredTree(live, snap), device, { storage }) as Record<string, Tree>;
 }
 
 /** Frees every device array of a tree. */

@@ -10,6 +10,7 @@ import { type DType, getPrimitive, type Node } from "../../dsl/mod.ts";
 import type { WgslEmitContext } from "../../dsl/primitive.ts";
 import { wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { isSplat } from "../fusion.ts";
+import { PACKED_HELPERS, type PackedFormat, packedHelperNames } from "./packed.ts";
 
 export function storageType(dtype: DType): string {
   return dtype === "f32" ? "f32" : "i32";
@@ -78,6 +79,8 @@ export class KernelBuilder {
     roots: readonly Node[],
     /** Windowed bindings of buffers over the device's binding size (none: all whole). */
     readonly layout?: BindingLayout,
+    /** The 16-bit format of a slot holding a packed f32 input (packed.ts); none: 4 bytes each. */
+    private readonly packedOf: (slot: number) => PackedFormat | undefined = () => undefined,
   ) {
     this.roots = new Set(roots);
     this.outputSlots = roots.map(slotOf);
@@ -165,15 +168,20 @@ export class KernelBuilder {
     return slotWindows(this.layout, slot);
   }
 
+  /** Elements per 4-byte storage unit of a slot: 2 for a packed one, else 1. */
+  private perWord(slot: number): number {
+    return this.packedOf(slot) ? 2 : 1;
+  }
+
   /** Bindings of a read or written slot in this kernel: its windows, or 1 when bound as a range. */
   bindingsOf(slot: number): number {
     return this.rangeBase.has(slot) ? 1 : this.windowsOf(slot);
   }
 
-  /** Element offset of each binding of `slot` into its buffer (windows, or the range's base). */
+  /** 4-byte offset of each binding of `slot` into its buffer (windows, or the range's base). */
   bindingOffsets(slot: number): number[] {
     const base = this.rangeBase.get(slot);
-    if (base !== undefined) return [base];
+    if (base !== undefined) return [base / this.perWord(slot)];
     const w = this.layout?.windowElements ?? 0;
     return Array.from({ length: this.windowsOf(slot) }, (_, i) => i * w);
   }
@@ -188,7 +196,10 @@ export class KernelBuilder {
     const slot = this.slotOf(node);
     if (this.windowsOf(slot) === 1) return { name: this.bufferName(node), base: 0 };
     if (this.outputSlots.includes(slot)) return undefined;
-    const { windowElements, alignElements } = this.layout!;
+    // Windows and alignment count 4-byte units: a packed slot holds two elements in each.
+    const per = this.perWord(slot);
+    const windowElements = this.layout!.windowElements * per;
+    const alignElements = this.layout!.alignElements * per;
     const base = Math.floor(lo / alignElements) * alignElements;
     const known = this.rangeBase.get(slot);
     if (known !== undefined) {
@@ -293,7 +304,10 @@ export class KernelBuilder {
         ? this.flatten(index, node.shape)
         : `(${this.flatten(index, node.shape)} - ${base}i)`;
       const name = base === undefined ? undefined : `b${this.bindingOfSlot.get(slot)}`;
-      const raw = this.vec4Slots.has(slot)
+      const format = this.packedOf(slot);
+      const raw = format
+        ? this.packedRead(node, format, this.bind(flat), name)
+        : this.vec4Slots.has(slot)
         ? `${name ?? this.bufferName(node)}[${this.bind(flat)} / 4i][${this.bind(flat)} % 4i]`
         : name !== undefined
         ? `${name}[${flat}]`
@@ -322,6 +336,48 @@ export class KernelBuilder {
     }
     this.scopes[this.scopes.length - 1].memo.set(key, value);
     return value;
+  }
+
+  /**
+   * Element `flat` of a packed input, widened to f32: from its vec2<u32> where the slot is read
+   * as vectors, else from its word (`name`: the range binding, if the slot is bound as one).
+   */
+  private packedRead(
+    node: Node,
+    format: PackedFormat,
+    flat: string,
+    name: string | undefined,
+  ): string {
+    const h = packedHelperNames(format);
+    const slot = this.slotOf(node);
+    if (this.vec4Slots.has(slot)) {
+      this.helpers.set(h.four, PACKED_HELPERS[format].four);
+      return `${h.four}(${name ?? this.bufferName(node)}[${flat} / 4i])[${flat} % 4i]`;
+    }
+    this.helpers.set(h.one, PACKED_HELPERS[format].one);
+    const word = `${flat} / 2i`;
+    const w = name !== undefined
+      ? `${name}[${word}]`
+      : this.load(this.bufferNames(node), word, Math.ceil(node.size / 2));
+    return `${h.one}(${w}, (${flat} & 1i) == 1i)`;
+  }
+
+  /**
+   * A vec4<f32> load at vec4 index `index` of `node`'s binding `name` (a slot in `vec4Slots`):
+   * the vec4 itself, or four packed elements widened.
+   */
+  vec4Read(node: Node, name: string, index: string): string {
+    const format = this.packedOf(this.slotOf(node));
+    if (!format) return `${name}[${index}]`;
+    const h = packedHelperNames(format).four;
+    this.helpers.set(h, PACKED_HELPERS[format].four);
+    return `${h}(${name}[${index}])`;
+  }
+
+  /** The WGSL element type of read slot `slot`'s bindings (`scalar`: its storage type). */
+  readElement(slot: number, scalar: string): string {
+    if (!this.vec4Slots.has(slot)) return scalar;
+    return this.packedOf(slot) ? "vec2<u32>" : "vec4<f32>";
   }
 
   private splatLiteral(node: Node): string {

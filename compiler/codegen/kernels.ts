@@ -24,13 +24,14 @@ import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
 import { type BindingLayout, KernelBuilder, storageType } from "./builder.ts";
 import type { MatmulTiling } from "./matmul_tiled.ts";
+import type { PackedFormat } from "./packed.ts";
 import { storeTile, tileEpilogueIterations } from "./tile_epilogue.ts";
 
 export interface GeneratedKernel {
   wgsl: string;
   /** Slots bound, in binding order (a slot bound in windows once per window); outputs last. */
   slots: number[];
-  /** Element offset of each binding into its buffer (0 for a buffer bound whole). */
+  /** Offset of each binding into its buffer in 4-byte units (0 for a buffer bound whole). */
   offsets: number[];
   /** Slots the kernel writes (its outputs). */
   written: number[];
@@ -88,11 +89,13 @@ export interface KernelContext {
   slotDtype: (slot: number) => string;
   /** Windowed bindings of buffers larger than one binding may be (absent: all bound whole). */
   layout?: BindingLayout;
+  /** The 16-bit format of a slot holding a packed f32 input (absent: none is packed). */
+  packedOf?: (slot: number) => PackedFormat | undefined;
 }
 
 /** A builder for `plan`'s kernel in `ctx`. */
 export function builderFor(plan: KernelPlan, ctx: KernelContext): KernelBuilder {
-  return new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots, ctx.layout);
+  return new KernelBuilder(ctx.buffers, ctx.slotOf, plan.roots, ctx.layout, ctx.packedOf);
 }
 
 const WORKGROUP = 64;
@@ -118,7 +121,7 @@ function header(
   [...b.helpers.keys()].forEach(addHelper);
   if (body.some((l) => l.includes("f32_bits("))) addHelper("f32_bits");
   for (const [slot, first] of b.bindingOfSlot) {
-    const element = b.vec4Slots.has(slot) ? "vec4<f32>" : ctx.slotDtype(slot);
+    const element = b.readElement(slot, ctx.slotDtype(slot));
     for (let w = first; w < first + b.bindingsOf(slot); w++) {
       lines.push(`@group(0) @binding(${w}) var<storage, read> b${w}: array<${element}>;`);
     }

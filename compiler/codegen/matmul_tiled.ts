@@ -197,7 +197,11 @@ export function tiledMatmul(
         // The operand's rows run along k: a vec4 holds 4 consecutive k of one row (or column).
         const o = b.bind(`${e} / ${BK / 4}i`), kq = b.bind(`${e} % ${BK / 4}i`);
         const v = b.bind(
-          `${name}[(${batchFlat} * ${plane}i + (${t.outer0} + ${o}) * ${K}i + k0) / 4i + ${kq}]`,
+          b.vec4Read(
+            t.buffer!,
+            name,
+            `(${batchFlat} * ${plane}i + (${t.outer0} + ${o}) * ${K}i + k0) / 4i + ${kq}`,
+          ),
         );
         ["x", "y", "z", "w"].forEach((c, q) => {
           const slot = b.bind(`(${kq} * 4i + ${q}i) * ${t.stride}i + ${o}`);
@@ -207,10 +211,9 @@ export function tiledMatmul(
         // The operand's rows run along the output axis: a vec4 holds 4 consecutive rows/columns.
         const rowLen = t.tile === "tileA" ? M : N;
         const o4 = b.bind(`${e} % ${t.extent / 4}i`), kk = b.bind(`${e} / ${t.extent / 4}i`);
-        b.line(
-          `${t.tile}[${kk} * ${t.stride / 4}i + ${o4}] = ${name}[(${batchFlat} * ${plane}i + ` +
-            `(k0 + ${kk}) * ${rowLen}i + ${t.outer0}) / 4i + ${o4}];`,
-        );
+        const at =
+          `(${batchFlat} * ${plane}i + (k0 + ${kk}) * ${rowLen}i + ${t.outer0}) / 4i + ${o4}`;
+        b.line(`${t.tile}[${kk} * ${t.stride / 4}i + ${o4}] = ${b.vec4Read(t.buffer!, name, at)};`);
       }
       if (guard) b.line("}");
     }

@@ -185,8 +185,12 @@ function vec4Part(
       rowEnd: p.m1,
       colEnd: p.n1,
     });
-  const aRow = (row: string) =>
-    `${aBind!.name}[${aOff}i + ${batchFlat} * ${(M * K) / 4}i + ${row} * ${K / 4}i + k`;
+  const aRow = (row: string, k: string) =>
+    b.vec4Read(
+      A!.node,
+      aBind!.name,
+      `${aOff}i + ${batchFlat} * ${(M * K) / 4}i + ${row} * ${K / 4}i + ${k}`,
+    );
   if (nn) {
     // TM rows × (4·G) columns: G vec4 accumulators per row, G vec4 loads of B per k. When A is
     // row-major too, k advances by 4 with one vec4 load of A per row.
@@ -197,7 +201,7 @@ function vec4Part(
     const bLoad = (k: string, g: number) => {
       const at = `${batchFlat} * ${(K * N) / 4}i + ${k} * ${N / 4}i + col0 / 4i + ${g}i`;
       const clamped = colsFit ? at : `min(${at}, ${(batch * K * N) / 4 - 1}i)`;
-      return b.bind(`${bBind.name}[${bOff}i + ${clamped}]`);
+      return b.bind(b.vec4Read(B.node, bBind.name, `${bOff}i + ${clamped}`));
     };
     block(b, `for (var k = 0i; k < ${K}i; k += ${aVec ? 4 : 1}i) {`, () => {
       if (!aVec) {
@@ -212,7 +216,7 @@ function vec4Part(
         Array.from({ length: G }, (_, g) => bLoad(q === 0 ? "k" : `(k + ${q}i)`, g))
       );
       rows.forEach((row, i) => {
-        const a4 = b.bind(`${aRow(row)} / 4i]`);
+        const a4 = b.bind(aRow(row, "k / 4i"));
         ["x", "y", "z", "w"].forEach((q, j) =>
           bv[j].forEach((v, g) =>
             b.line(`${accs[i][g]} = fma(vec4<f32>(${a4}.${q}), ${v}, ${accs[i][g]});`)
@@ -230,10 +234,16 @@ function vec4Part(
     accs.flat().forEach((c) => b.line(`var ${c} = 0.0f;`));
     block(b, `for (var k = 0i; k < ${K / 4}i; k++) {`, () => {
       const wv = cols.map((c) =>
-        b.bind(`${bBind.name}[${bOff}i + ${batchFlat} * ${(N * K) / 4}i + ${c} * ${K / 4}i + k]`)
+        b.bind(
+          b.vec4Read(
+            B.node,
+            bBind.name,
+            `${bOff}i + ${batchFlat} * ${(N * K) / 4}i + ${c} * ${K / 4}i + k`,
+          ),
+        )
       );
       rows.forEach((row, i) => {
-        const av = b.bind(`${aRow(row)}]`);
+        const av = b.bind(aRow(row, "k"));
         wv.forEach((w, j) => b.line(`${accs[i][j]} = ${accs[i][j]} + dot(${av}, ${w});`));
       });
     });

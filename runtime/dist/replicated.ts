@@ -24,7 +24,7 @@ import type { Trained } from "../../dsl/adapters/steps.ts";
 import { initMatrix, replicatedTree, shardedTree } from "../method_state.ts";
 import { Device, gpu } from "../device.ts";
 import type { DeviceArray } from "../device_array.ts";
-import { jit, type Jitted, toDevice, toHost } from "../jit.ts";
+import { jit, type Jitted, toHost } from "../jit.ts";
 import { sha256Hex } from "../io/hash.ts";
 import {
   adamHyper,
@@ -35,7 +35,6 @@ import {
   learningRate,
   mergeWeights,
   methodOf,
-  restoredTree,
   snapshotTensors,
   stackShards,
   type Trainer,
@@ -43,6 +42,8 @@ import {
   TrainerConfigError,
   type TrainerSnapshot,
   type Tree,
+  uploadLive,
+  uploadRestored,
 } from "../trainer_common.ts";
 import { type ProcessGroup, processGroup } from "./collectives.ts";
 
@@ -286,7 +287,7 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
     const t = trees();
     replicas.push({
       device,
-      live: await toDevice(t.live, device) as Rec<Tree>,
+      live: await uploadLive(t.live, cfg, method.family === "sharded" ? adapt : [], device),
       ...makePhases(device, i),
     });
   }
@@ -464,7 +465,7 @@ export async function createReplicatedTrainer(cfg: TrainerConfig): Promise<Train
             }
           }
         }
-        const uploaded = await toDevice(restoredTree(rep.live, mine), rep.device) as Rec<Tree>;
+        const uploaded = await uploadRestored(rep.live, mine, rep.device);
         destroyTree(rep.live);
         rep.live = uploaded;
       }

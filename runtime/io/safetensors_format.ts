@@ -7,6 +7,7 @@
 
 import type { HostArray } from "../../dsl/host_array.ts";
 import { sha256Hex } from "./hash.ts";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "./half.ts";
 
 /** The element types a safetensors file may store that this reader and writer support. */
 export type StorageDType = "F32" | "F16" | "BF16" | "I32";
@@ -34,51 +35,6 @@ export interface SafetensorsFile {
   dtypes: Record<string, StorageDType>;
 }
 
-function f16ToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
-const scratch = new DataView(new ArrayBuffer(4));
-
-/** f32 → IEEE half, round to nearest even (as torch's .half()). */
-function f32ToF16(x: number): number {
-  scratch.setFloat32(0, x, true);
-  const bits = scratch.getUint32(0, true);
-  const sign = (bits >>> 16) & 0x8000;
-  const exp = (bits >>> 23) & 0xff;
-  let mant = bits & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let v = mant >>> shift;
-    const rest = mant & ((1 << shift) - 1);
-    if (rest > half || (rest === half && (v & 1))) v++;
-    return sign | v;
-  }
-  let v = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (v & 1))) v++;
-  return sign | v;
-}
-
-/** f32 → bfloat16, round to nearest even. */
-function f32ToBf16(x: number): number {
-  scratch.setFloat32(0, x, true);
-  const bits = scratch.getUint32(0, true);
-  if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x7fffff)) return (bits >>> 16) | 0x40;
-  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
 function decode(dtype: StorageDType, bytes: Uint8Array, count: number): Float32Array | Int32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dtype === "I32") {
@@ -91,10 +47,7 @@ function decode(dtype: StorageDType, bytes: Uint8Array, count: number): Float32A
   else if (dtype === "F16") {
     for (let i = 0; i < count; i++) out[i] = f16ToF32(view.getUint16(2 * i, true));
   } else {
-    for (let i = 0; i < count; i++) {
-      scratch.setUint32(0, view.getUint16(2 * i, true) << 16, true);
-      out[i] = scratch.getFloat32(0, true);
-    }
+    for (let i = 0; i < count; i++) out[i] = bf16ToF32(view.getUint16(2 * i, true));
   }
   return out;
 }

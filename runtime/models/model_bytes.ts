@@ -10,7 +10,11 @@
 import type { HostArray } from "../../dsl/host_array.ts";
 import { configFromHf, configToHf, type ModelConfig } from "../../dsl/nn/config.ts";
 import { parameterShapes } from "../../dsl/nn/transformer.ts";
-import { parseSafetensors, serializeSafetensors } from "../io/safetensors_format.ts";
+import {
+  parseSafetensors,
+  serializeSafetensors,
+  type StorageDType,
+} from "../io/safetensors_format.ts";
 import {
   hfTokenizerFromFiles,
   type Tokenizer,
@@ -30,6 +34,8 @@ export interface LoadedModel {
   template: string;
   /** config.json as read. */
   hfConfig: Record<string, unknown>;
+  /** The storage dtype of the checkpoint's float tensors (F32 where they differ; absent: F32). */
+  floatDType?: "F32" | "F16" | "BF16";
 }
 
 /** The files of a model folder, read by name (a path relative to the folder). */
@@ -129,10 +135,27 @@ export async function readModelParams(
   files: ModelFiles,
   config: ModelConfig,
 ): Promise<Record<string, HostArray>> {
-  let tensors: Record<string, HostArray> = {};
+  return (await readModelWeights(files, config)).params;
+}
+
+/**
+ * `readModelParams`, and the storage dtype the checkpoint's float tensors share (F32 where they
+ * differ): what `--frozen-dtype auto` keeps the frozen weights in on the device.
+ */
+export async function readModelWeights(
+  files: ModelFiles,
+  config: ModelConfig,
+): Promise<{ params: Record<string, HostArray>; floatDType: "F32" | "F16" | "BF16" }> {
+  const tensors: Record<string, HostArray> = {};
+  const dtypes = new Set<StorageDType>();
+  const read = async (bytes: Uint8Array, where: string) => {
+    const file = await parseSafetensors(bytes, where);
+    Object.values(file.dtypes).forEach((d) => d !== "I32" && dtypes.add(d));
+    Object.assign(tensors, file.tensors);
+  };
   const single = await files.read("model.safetensors");
   if (single !== undefined) {
-    tensors = (await parseSafetensors(single, locate(files, "model.safetensors"))).tensors;
+    await read(single, locate(files, "model.safetensors"));
   } else {
     const indexText = await readText(files, "model.safetensors.index.json");
     if (indexText === undefined) {
@@ -145,13 +168,15 @@ export async function readModelParams(
     for (const file of new Set(Object.values(map))) {
       const bytes = await files.read(file);
       if (bytes === undefined) throw new Error(`${where}: names ${file}, which is missing`);
-      Object.assign(tensors, (await parseSafetensors(bytes, locate(files, file))).tensors);
+      await read(bytes, locate(files, file));
     }
   }
   const params = normalizeNames(config, tensors);
   if (config.tieEmbeddings) delete params["lm_head.weight"];
   checkParameters(config, params, files.source);
-  return params;
+  const [only] = dtypes;
+  const floatDType = dtypes.size === 1 && only !== "I32" ? only : "F32";
+  return { params, floatDType };
 }
 
 /**
@@ -189,9 +214,9 @@ export function modelTemplate(hfConfig: Record<string, unknown>): string {
 /** Loads a model folder from any file source (the browser's counterpart of `loadModel`). */
 export async function loadModelFiles(files: ModelFiles): Promise<LoadedModel> {
   const { config, hfConfig } = await readModelConfig(files);
-  const params = await readModelParams(files, config);
+  const { params, floatDType } = await readModelWeights(files, config);
   const tokenizer = await readModelTokenizer(files, config, hfConfig);
-  return { config, params, tokenizer, template: modelTemplate(hfConfig), hfConfig };
+  return { config, params, tokenizer, template: modelTemplate(hfConfig), hfConfig, floatDType };
 }
 
 /**

@@ -15,7 +15,7 @@ import {
   type ModelFiles,
   modelTemplate,
   readModelConfig,
-  readModelParams,
+  readModelWeights,
 } from "./model_bytes.ts";
 import { type Tokenizer, tokenizerByName } from "../text/tokenizer.ts";
 import { hasTokenizerJson, loadTokenizer } from "../text/tokenizer_files.ts";
@@ -41,7 +41,7 @@ export function folderFiles(dir: string): ModelFiles {
 export async function loadModel(dir: string): Promise<LoadedModel> {
   const files = folderFiles(dir);
   const { config, hfConfig } = await readModelConfig(files);
-  const params = await readModelParams(files, config);
+  const { params, floatDType } = await readModelWeights(files, config);
   const tokName = hfConfig.dsl_tokenizer;
   let tokenizer: Tokenizer;
   if (typeof tokName === "string") tokenizer = tokenizerByName(tokName);
@@ -55,7 +55,7 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
         `dsl_template: "compact" } (a loaded model's hfConfig holds them)`,
     );
   }
-  return { config, params, tokenizer, template: modelTemplate(hfConfig), hfConfig };
+  return { config, params, tokenizer, template: modelTemplate(hfConfig), hfConfig, floatDType };
 }
 
 /**

@@ -9,6 +9,7 @@ import { isTemplate } from "../data/instruct.ts";
 import type { Method } from "../trainer.ts";
 import { METHODS } from "../../dsl/adapters/methods/registry.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
+import type { PackedFormat } from "../../compiler/mod.ts";
 
 /**
  * The 2-D weights among `params` whose module (the name's last part before `.weight`) is one of
@@ -86,6 +87,20 @@ export interface RunConfig {
   dryRun?: boolean;
   /** Recompute each decoder block's activations in the backward pass (less memory). */
   checkpointActivations?: boolean;
+  /**
+   * The frozen weights' storage on the device: f32, bf16 or f16 (packed, half the bytes), or
+   * "auto" (default): the checkpoint's own when it is stored in BF16 or F16, else f32.
+   */
+  frozenDtype?: "auto" | "f32" | PackedFormat;
+}
+
+/** The trainer's `frozenStorage` for a run's `--frozen-dtype` and its checkpoint's float dtype. */
+export function frozenStorageFor(
+  choice: RunConfig["frozenDtype"],
+  checkpoint: "F32" | "F16" | "BF16" | undefined,
+): "f32" | PackedFormat {
+  if (choice !== undefined && choice !== "auto") return choice;
+  return checkpoint === "BF16" ? "bf16" : checkpoint === "F16" ? "f16" : "f32";
 }
 
 /**
@@ -180,6 +195,9 @@ export function validateRun(c: RunConfig): RunConfig {
   }
   if (!(c.warmup >= 0 && c.warmup < 1)) {
     throw new ConfigError("warmup", `must be in [0, 1) (got ${c.warmup})`);
+  }
+  if (c.frozenDtype !== undefined && !["auto", "f32", "bf16", "f16"].includes(c.frozenDtype)) {
+    throw new ConfigError("frozen-dtype", `must be auto, f32, bf16 or f16 (got ${c.frozenDtype})`);
   }
   if (!["auto", "exact", "randomized"].includes(c.svd)) {
     throw new ConfigError("svd", `must be auto, exact or randomized (got ${c.svd})`);

@@ -33,7 +33,13 @@ import { type SvdMethod, svdMethodFor } from "../trainer_common.ts";
 import { launcherSize } from "../dist/mpi.ts";
 import { barChart, lineChart } from "./charts.ts";
 import { loadLatestCheckpoint, saveCheckpoint } from "./checkpoints.ts";
-import { adaptedWeights, ConfigError, type RunConfig, runSchedule } from "./config.ts";
+import {
+  adaptedWeights,
+  ConfigError,
+  frozenStorageFor,
+  type RunConfig,
+  runSchedule,
+} from "./config.ts";
 import {
   evalDataLine,
   evalRecord,
@@ -215,6 +221,14 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   if (wanted !== undefined && firstRank) {
     io.log(svdChoice(cfg.svd, adapt.map((n) => model.params[n].shape), wanted));
   }
+  const frozenStorage = frozenStorageFor(cfg.frozenDtype, model.floatDType);
+  if (frozenStorage !== "f32" && firstRank) {
+    io.log(
+      `frozen weights on the device: ${frozenStorage} (--frozen-dtype ${
+        cfg.frozenDtype ?? "auto"
+      })`,
+    );
+  }
   enter("the initial SVD and compilation");
   const trainer = await createTrainer({
     loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
@@ -232,6 +246,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     seed: cfg.seed,
     verifyReplicasEvery: cfg.verifyReplicasEvery,
     collectiveTimeoutMs: cfg.commTimeout ? cfg.commTimeout * 1000 : undefined,
+    frozenStorage,
   });
   // Mode "mpi": this process is one rank; it builds and trains its own shards only, and rank 0
   // alone evaluates and writes the run folder. Every rank takes the same decisions (stop,

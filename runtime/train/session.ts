@@ -10,7 +10,7 @@
 import type { HostArray } from "../../dsl/host_array.ts";
 import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
 import { lmLoss } from "../../dsl/nn/transformer.ts";
-import { adaptedWeights, DEFAULT_RUN, runSchedule } from "./config.ts";
+import { adaptedWeights, DEFAULT_RUN, frozenStorageFor, runSchedule } from "./config.ts";
 import type { Schedule } from "../../dsl/optim.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import {
@@ -241,6 +241,8 @@ export class FineTuneSession {
       optimizer: { lr: scheduleOf(s) },
       svd: { method: "auto", seed: s.seed },
       seed: s.seed,
+      // A BF16/F16 checkpoint's frozen weights stay in its dtype on the device (lossless).
+      frozenStorage: frozenStorageFor("auto", model.floatDType),
     });
   }
 

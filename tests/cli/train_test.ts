@@ -189,6 +189,7 @@ Deno.test({
       [["--bogus", "1"], /Unknown option '--bogus'/],
       [["--schedule", "step"], /--schedule: must be cosine, constant or linear/],
       [["--svd", "approx"], /--svd: must be auto, exact or randomized \(got approx\)/],
+      [["--frozen-dtype", "fp8"], /--frozen-dtype: must be auto, f32, bf16 or f16 \(got fp8\)/],
       // Caught once the model and data are known: still configuration errors (exit 2).
       [[...BASE, "--task", "chess"], /--task: unknown task "chess" \(tasks: multitask, /],
       [[...BASE, "--adapt", "nope_proj"], /--adapt: no 2-D weights named nope_proj in /],

@@ -11,6 +11,7 @@ import { loadModel, saveModel } from "../../../runtime/models/model_dir.ts";
 import { formatPrompt } from "../../../runtime/data/instruct.ts";
 import { assertClose } from "../../helpers/arrays.ts";
 import { TINY_GPT2, TINY_LLAMA, TINY_QWEN2 } from "../../helpers/tiny_models.ts";
+import { frozenStorageFor } from "../../../runtime/train/config.ts";
 import { writeRealTokenizer } from "../text/fixtures/real_tokenizers.ts";
 
 const batch: HostArray = {
@@ -143,6 +144,11 @@ Deno.test("models: a Qwen2 folder (HF names, q/k/v biases, BF16, model_type qwen
   );
   const model = await loadModel(dir);
   assert.deepEqual(model.config, TINY_QWEN2);
+  // What --frozen-dtype auto keeps the frozen weights in on the device.
+  assert.equal(model.floatDType, "BF16");
+  assert.equal(frozenStorageFor("auto", model.floatDType), "bf16");
+  assert.equal(frozenStorageFor("f32", model.floatDType), "f32");
+  assert.equal(frozenStorageFor(undefined, "F32"), "f32");
   assert.deepEqual(
     model.params["model.layers.1.self_attn.k_proj.bias"],
     params["model.layers.1.self_attn.k_proj.bias"],
