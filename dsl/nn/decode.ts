@@ -6,7 +6,16 @@
 
 import { DslError } from "../errors.ts";
 import * as lax from "../lax.ts";
-import { greaterEqual, lessEqual, logicalAnd, maximum, sub } from "../ops/elementwise.ts";
+import {
+  add,
+  greaterEqual,
+  less,
+  lessEqual,
+  logicalAnd,
+  logicalOr,
+  maximum,
+  sub,
+} from "../ops/elementwise.ts";
 import { broadcastTo, pad, reshape, scatterAdd, slice } from "../ops/shape.ts";
 import type { Tensor } from "../trace.ts";
 import type { ModelConfig } from "./config.ts";
@@ -36,6 +45,8 @@ export function cacheShape(cfg: ModelConfig, batch: number, length = cfg.context
  * One decoding step at absolute slot `slot` (i32 scalar, the same for every row): feeds `tokens`
  * [B] (i32), writes their keys/values into the cache at `slot`, and returns next-token logits
  * [B, vocab] with the updated cache. Row r sees slots offsets[r]…slot, at positions slot − offsets[r].
+ * With `shared` (i32 scalar, default none), slots 0…shared−1 hold a prefix every row shares (see
+ * `extend`): each row also sees them, and its own slots sit at positions shared + slot − offsets[r].
  */
 export function decodeStep(
   cfg: ModelConfig,
@@ -44,19 +55,24 @@ export function decodeStep(
   tokens: Tensor,
   slot: Tensor,
   offsets: Tensor,
+  shared?: Tensor,
 ): { logits: Tensor; cache: KvCache<Tensor> } {
   const [b] = tokens.shape;
   const length = cache.keys[0].shape[2];
   const slotIndex = reshape(slot, [1]);
   const keyIndex = lax.iota([b, 1, 1, length], 3);
-  const visible = logicalAnd(
+  const own = logicalAnd(
     lessEqual(keyIndex, broadcastTo(slot, keyIndex.shape)),
     greaterEqual(keyIndex, reshape(offsets, [b, 1, 1, 1])),
   );
+  const visible = shared
+    ? logicalOr(own, less(keyIndex, broadcastTo(shared, keyIndex.shape)))
+    : own;
+  const position = sub(broadcastTo(slot, [b]), offsets);
   const keys: Tensor[] = [];
   const values: Tensor[] = [];
   const plan: AttentionPlan = {
-    positions: reshape(sub(broadcastTo(slot, [b]), offsets), [b, 1]),
+    positions: reshape(shared ? add(position, broadcastTo(shared, [b])) : position, [b, 1]),
     attend(layer, q, k, v) {
       // Slot `slot` is still zero (each slot is written once): adding writes it, and with the cache
       // donated the compiler updates it in place — O(B·D) per step instead of the whole cache.
@@ -110,5 +126,60 @@ export function prefill(
   };
   const h = hiddenStates(cfg, params, tokens, plan, {});
   const last = reshape(slice(h, [0, p - 1, 0], [b, p, cfg.width]), [b, cfg.width]);
+  return { logits: linear(last, headWeight(cfg, params)), cache: { keys, values } };
+}
+
+/**
+ * A chunk of prompt tokens on top of a cache (a chunked prefill): feeds `tokens` [B, T] (i32,
+ * left-padded; row r's real tokens start at slot offsets[r]) into slots start…start+T−1, which
+ * must still be zero, and returns the next-token logits [B, vocab] after slot start+T−1 with the
+ * updated cache. Slots 0…shared−1 hold a prefix every row sees (`shared` ≤ `start`); a row's own
+ * slots sit at positions shared + slot − offsets[r]. So a prompt prefix that every row shares is
+ * computed once, for one row: `prefill` it, broadcast its cache to B rows and `extend` each row's
+ * rest (shared = start = its length); the logits and cache equal a `prefill` of the whole prompts
+ * placed that way. With shared 0 and start 0 on a zero cache this is `prefill`.
+ */
+export function extend(
+  cfg: ModelConfig,
+  params: Params<Tensor>,
+  cache: KvCache<Tensor>,
+  tokens: Tensor,
+  offsets: Tensor,
+  start: number,
+  shared: number,
+): { logits: Tensor; cache: KvCache<Tensor> } {
+  const [b, t] = tokens.shape;
+  const length = cache.keys[0].shape[2];
+  if (!(shared >= 0 && shared <= start && start + t <= length)) {
+    throw new DslError(
+      "extend",
+      `slots ${start}…${
+        start + t - 1
+      } must lie in the cache's ${length}, after the ${shared} shared ones`,
+    );
+  }
+  const slotIndex = lax.iota([t], 0);
+  const slots = add(lax.iota([b, t], 1), start);
+  const query = reshape(slots, [b, 1, t, 1]);
+  const key = lax.iota([b, 1, t, length], 3);
+  const own = logicalAnd(lessEqual(key, query), greaterEqual(key, reshape(offsets, [b, 1, 1, 1])));
+  const visible = shared > 0 ? logicalOr(own, less(key, shared)) : own;
+  // Padding slots (before a row's start) take the first own position: their keys are never seen.
+  const positions = add(maximum(sub(slots, reshape(offsets, [b, 1])), 0), shared);
+  const keys: Tensor[] = [];
+  const values: Tensor[] = [];
+  const plan: AttentionPlan = {
+    positions,
+    attend(layer, q, k, v) {
+      const at = add(slotIndex, start);
+      const kc = scatterAdd(cache.keys[layer], at, k, 2);
+      const vc = scatterAdd(cache.values[layer], at, v, 2);
+      keys.push(kc);
+      values.push(vc);
+      return maskedAttention(q, kc, vc, visible, "extend");
+    },
+  };
+  const h = hiddenStates(cfg, params, tokens, plan, {});
+  const last = reshape(slice(h, [0, t - 1, 0], [b, t, cfg.width]), [b, cfg.width]);
   return { logits: linear(last, headWeight(cfg, params)), cache: { keys, values } };
 }

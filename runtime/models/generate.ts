@@ -2,12 +2,15 @@
  * Greedy generation on the device with a key/value cache: prompts are left-padded to a common
  * end and run through the model in one prefill pass per batch, then every step runs one compiled
  * decode program for the whole batch (the cache is donated, so it is updated in place), and the
- * host reads tokens back only every few steps to stop early.
+ * host reads tokens back only every few steps to stop early. A prompt prefix that every row of a
+ * batch shares (a template, a system prompt, few-shot examples) is computed once, for one row,
+ * and only the rows' own tokens run for every row (`extend` in dsl/nn/decode.ts).
  */
 
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { ModelConfig } from "../../dsl/nn/config.ts";
-import { decodeStep, type KvCache, prefill } from "../../dsl/nn/decode.ts";
+import { decodeStep, extend, type KvCache, prefill } from "../../dsl/nn/decode.ts";
+import { broadcastTo } from "../../dsl/ops/shape.ts";
 import { argmax } from "../../dsl/ops/reduce.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import type { DeviceArray } from "../device_array.ts";
@@ -23,7 +26,15 @@ export interface GenerateOptions {
   batchSize?: number;
   /** Host reads between early-stop checks (default 16 steps). */
   checkEvery?: number;
+  /**
+   * Compute a token prefix that every prompt of a batch shares once, for one row (default true,
+   * where it is at least `MIN_SHARED_PREFIX` tokens). The outputs are the same either way.
+   */
+  sharePrefix?: boolean;
 }
+
+/** Shorter shared prefixes run with the rest: a second prompt program would cost more. */
+export const MIN_SHARED_PREFIX = 16;
 
 const decoders = new WeakMap<ModelConfig, Jitted>();
 
@@ -37,8 +48,9 @@ function decoder(cfg: ModelConfig): Jitted {
         tokens: Tensor,
         slot: Tensor,
         offsets: Tensor,
+        shared: Tensor,
       ) => {
-        const out = decodeStep(cfg, params, cache, tokens, slot, offsets);
+        const out = decodeStep(cfg, params, cache, tokens, slot, offsets, shared);
         return { next: argmax(out.logits, -1), cache: out.cache };
       },
       { donate: 1 },
@@ -67,6 +79,40 @@ function prefiller(cfg: ModelConfig, length: number): Jitted {
   return run;
 }
 
+const extenders = new WeakMap<ModelConfig, Map<number, Jitted>>();
+
+/** The prompt pass after a shared prefix of `shared` slots: its cache broadcast to every row. */
+function extender(cfg: ModelConfig, shared: number): Jitted {
+  const byShared = extenders.get(cfg) ?? new Map<number, Jitted>();
+  extenders.set(cfg, byShared);
+  let run = byShared.get(shared);
+  if (!run) {
+    run = jit(
+      (
+        params: Record<string, Tensor>,
+        prefix: KvCache<Tensor>,
+        tokens: Tensor,
+        offsets: Tensor,
+      ) => {
+        const rows = (x: Tensor) => broadcastTo(x, [tokens.shape[0], ...x.shape.slice(1)]);
+        const cache = { keys: prefix.keys.map(rows), values: prefix.values.map(rows) };
+        const out = extend(cfg, params, cache, tokens, offsets, shared, shared);
+        return { next: argmax(out.logits, -1), cache: out.cache };
+      },
+    );
+    byShared.set(shared, run);
+  }
+  return run;
+}
+
+/** Length of the token prefix all `rows` share, leaving each row at least one token of its own. */
+export function sharedPrefixLength(rows: readonly number[][]): number {
+  const shortest = Math.min(...rows.map((r) => r.length));
+  let n = 0;
+  while (n < shortest - 1 && rows.every((r) => r[n] === rows[0][n])) n++;
+  return n;
+}
+
 const i32 = (shape: number[], data: Int32Array): HostArray => ({ shape, dtype: "i32", data });
 
 /**
@@ -88,7 +134,10 @@ export async function generate(
   for (let i = 0; i < prompts.length; i += rows) {
     const chunk = prompts.slice(i, i + rows);
     out.push(
-      ...(await generateBatch(cfg, tok, onDevice, chunk, rows, maxNew, opts.checkEvery ?? 16)),
+      ...(await generateBatch(cfg, tok, onDevice, chunk, rows, maxNew, {
+        checkEvery: opts.checkEvery ?? 16,
+        sharePrefix: opts.sharePrefix ?? true,
+      })),
     );
   }
   return out;
@@ -101,33 +150,55 @@ async function generateBatch(
   prompts: readonly string[],
   rows: number,
   maxNew: number,
-  checkEvery: number,
+  opts: { checkEvery: number; sharePrefix: boolean },
 ): Promise<string[]> {
+  const { checkEvery } = opts;
   const room = cfg.context - maxNew;
   const encoded = prompts.map((p) => {
     const ids = tok.bos === undefined ? tok.encode(p) : [tok.bos, ...tok.encode(p)];
     return ids.slice(Math.max(0, ids.length - room)); // keep the prompt's end if it is too long
   });
-  while (encoded.length < rows) encoded.push([tok.bos ?? tok.eos]);
-  const longest = Math.max(...encoded.map((e) => e.length));
-  const promptEnd = Math.min(room, Math.ceil(longest / PROMPT_QUANTUM) * PROMPT_QUANTUM);
-  const offsets = Int32Array.from(encoded, (e) => promptEnd - e.length);
+  // Filler rows of a short batch repeat its first prompt (their outputs are dropped).
+  while (encoded.length < rows) encoded.push(encoded[0]);
+  const common = rows > 1 && opts.sharePrefix ? sharedPrefixLength(encoded) : 0;
+  const shared = common >= MIN_SHARED_PREFIX ? common : 0;
+  // Each row's own tokens, left-padded to end at promptEnd, after the shared prefix's slots.
+  const own = encoded.map((e) => e.slice(shared));
+  const longest = Math.max(...own.map((e) => e.length));
+  const promptEnd = Math.min(room, shared + Math.ceil(longest / PROMPT_QUANTUM) * PROMPT_QUANTUM);
+  const width = promptEnd - shared;
+  const offsets = Int32Array.from(own, (e) => promptEnd - e.length);
   // Slots actually needed, rounded up to 64 so a few compiled shapes serve every batch.
   const slots = Math.min(cfg.context, Math.ceil((promptEnd + maxNew) / 64) * 64);
   const tokens = Int32Array.from(
-    { length: rows * promptEnd },
+    { length: rows * width },
     (_, i) => {
-      const r = Math.floor(i / promptEnd), s = i % promptEnd;
-      return s >= offsets[r] ? encoded[r][s - offsets[r]] : tok.pad;
+      const r = Math.floor(i / width), s = shared + (i % width);
+      return s >= offsets[r] ? own[r][s - offsets[r]] : tok.pad;
     },
   );
   const offsetArray = i32([rows], offsets);
-  const first = await prefiller(cfg, slots).onDevice(
-    params,
-    i32([rows, promptEnd], tokens),
-    offsetArray,
-  );
-  let cache = first.cache as KvCache<DeviceArray>;
+  let first: { next: DeviceArray; cache: KvCache<DeviceArray> };
+  if (shared > 0) {
+    // The shared prefix once, as one row at slots 0…shared−1; then every row's own tokens.
+    const prefix = await prefiller(cfg, slots).onDevice(
+      params,
+      i32([1, shared], Int32Array.from(encoded[0].slice(0, shared))),
+      i32([1], Int32Array.of(0)),
+    );
+    first = await extender(cfg, shared).onDevice(
+      params,
+      prefix.cache,
+      i32([rows, width], tokens),
+      offsetArray,
+    );
+    prefix.next.destroy();
+    [...prefix.cache.keys, ...prefix.cache.values].forEach((a: DeviceArray) => a.destroy());
+  } else {
+    first = await prefiller(cfg, slots).onDevice(params, i32([rows, width], tokens), offsetArray);
+  }
+  const sharedArray = i32([], Int32Array.of(shared));
+  let cache = first.cache;
   let previous = first.next as DeviceArray;
   const step = decoder(cfg);
   const generated: number[][] = encoded.map(() => []);
@@ -157,6 +228,7 @@ async function generateBatch(
       previous,
       i32([], Int32Array.of(s)),
       offsetArray,
+      sharedArray,
     );
     cache = res.cache;
     previous = res.next;

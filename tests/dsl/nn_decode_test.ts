@@ -1,7 +1,12 @@
 import { interpret } from "../../dsl/interpret.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { ModelConfig } from "../../dsl/nn/config.ts";
-import { cacheShape, decodeStep, type KvCache, prefill } from "../../dsl/nn/decode.ts";
+import assert from "node:assert/strict";
+import { cacheShape, decodeStep, extend, type KvCache, prefill } from "../../dsl/nn/decode.ts";
+import { DslError } from "../../dsl/errors.ts";
+import * as lax from "../../dsl/lax.ts";
+import { argmax } from "../../dsl/ops/reduce.ts";
+import { broadcastTo, reshape } from "../../dsl/ops/shape.ts";
 import { initParams } from "../../dsl/nn/transformer.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import { assertClose } from "../helpers/arrays.ts";
@@ -98,3 +103,100 @@ for (const cfg of [TINY_LLAMA, TINY_QWEN2, TINY_GPT2] as ModelConfig[]) {
     );
   });
 }
+
+for (const cfg of [TINY_LLAMA, TINY_GPT2] as ModelConfig[]) {
+  Deno.test(`extend (${cfg.family}): a prefix computed once for one row equals prefilling every whole prompt`, () => {
+    const params = initParams(cfg, 13);
+    for (const a of Object.values(params)) {
+      if (a.shape.length === 2) a.data.forEach((v, i) => (a.data[i] = v * 20));
+    }
+    const rows = 3, length = 10; // ≤ the tiny models' context; the step writes slot ≤ 9
+    const sample = fc.record({
+      shared: fc.integer({ min: 1, max: 5 }),
+      rest: fc.integer({ min: 1, max: 4 }),
+      seed: fc.integer({ min: 0, max: 1 << 20 }),
+    });
+    checkProperty(
+      fc.property(sample, ({ shared, rest, seed }) => {
+        let s = seed;
+        const next = (n: number) => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % n;
+        const prefix = Array.from({ length: shared }, () => next(cfg.vocab));
+        // Row r's own tokens: 1…rest of them, left-padded into slots shared…shared+rest−1.
+        const own = Array.from(
+          { length: rows },
+          () => Array.from({ length: 1 + next(rest) }, () => next(cfg.vocab)),
+        );
+        const end = shared + rest;
+        const offsets = own.map((o) => end - o.length);
+        const tokens = own.flatMap((o) => [...new Array(rest - o.length).fill(0), ...o]);
+        const sharedRun = interpret(
+          (w: Record<string, Tensor>, p: Tensor, t: Tensor, o: Tensor, slot: Tensor, n: Tensor) => {
+            const one = prefill(cfg, w, p, reshape(lax.iota([1], 0), [1]), length);
+            const cache = {
+              keys: one.cache.keys.map((k) => broadcastTo(k, cacheShape(cfg, rows, length))),
+              values: one.cache.values.map((v) => broadcastTo(v, cacheShape(cfg, rows, length))),
+            };
+            const ext = extend(cfg, w, cache, t, o, shared, shared);
+            const step = decodeStep(cfg, w, ext.cache, argmax(ext.logits, -1), slot, o, n);
+            return [ext.logits, step.logits];
+          },
+          params,
+          i32([1, shared], prefix),
+          i32([rows, rest], tokens),
+          i32([rows], offsets),
+          i32([], [end]),
+          i32([], [shared]),
+        ) as HostArray[];
+        // The reference: every whole prompt left-padded to the same end, prefilled, one step.
+        const whole = own.map((o) => [...prefix, ...o]);
+        const wholeOffsets = whole.map((w) => end - w.length);
+        const wholeTokens = whole.flatMap((w) => [...new Array(end - w.length).fill(0), ...w]);
+        const plain = interpret(
+          (w: Record<string, Tensor>, t: Tensor, o: Tensor, slot: Tensor) => {
+            const pre = prefill(cfg, w, t, o, length);
+            const step = decodeStep(cfg, w, pre.cache, argmax(pre.logits, -1), slot, o);
+            return [pre.logits, step.logits];
+          },
+          params,
+          i32([rows, end], wholeTokens),
+          i32([rows], wholeOffsets),
+          i32([], [end]),
+        ) as HostArray[];
+        assertClose(sharedRun[0], plain[0], { rtol: 1e-4, atol: 1e-4, label: "prompt logits" });
+        assertClose(sharedRun[1], plain[1], {
+          rtol: 1e-4,
+          atol: 1e-4,
+          label: "next step's logits",
+        });
+      }),
+      { numRuns: 8 },
+    );
+  });
+}
+
+Deno.test("extend: slots outside the cache or before the shared prefix are named", () => {
+  const cfg = TINY_LLAMA;
+  const params = initParams(cfg, 1);
+  const zeros = (): HostArray => {
+    const shape = cacheShape(cfg, 1, 8);
+    return { shape, dtype: "f32", data: new Float32Array(shape.reduce((a, b) => a * b)) };
+  };
+  const cache = {
+    keys: Array.from({ length: cfg.layers }, zeros),
+    values: Array.from({ length: cfg.layers }, zeros),
+  };
+  for (const [start, shared] of [[6, 0], [1, 2]]) {
+    assert.throws(
+      () =>
+        interpret(
+          (w: Record<string, Tensor>, c: KvCache<Tensor>, t: Tensor, o: Tensor) =>
+            extend(cfg, w, c, t, o, start, shared).logits,
+          params,
+          cache,
+          i32([1, 3], [1, 2, 3]),
+          i32([1], [start]),
+        ),
+      (e) => e instanceof DslError && e.op === "extend",
+    );
+  }
+});

@@ -4,7 +4,7 @@ import type { HostArray } from "../../dsl/host_array.ts";
 import { forward, initParams } from "../../dsl/nn/transformer.ts";
 import type { ModelConfig } from "../../dsl/nn/config.ts";
 import type { Tensor } from "../../dsl/trace.ts";
-import { generate } from "../../runtime/models/generate.ts";
+import { generate, MIN_SHARED_PREFIX, sharedPrefixLength } from "../../runtime/models/generate.ts";
 import type { Tokenizer } from "../../runtime/text/tokenizer.ts";
 import { TINY_GPT2, TINY_LLAMA } from "../helpers/tiny_models.ts";
 
@@ -81,4 +81,33 @@ Deno.test("generate: a row ends at the tokenizer's stopIds (end-of-turn tokens) 
     maxNewTokens: 6,
   });
   assert.deepEqual(cut, full.map((text) => text.split(stopChar)[0]));
+});
+
+for (const base of [TINY_LLAMA, TINY_GPT2]) {
+  Deno.test(`generate (${base.family}): a prompt prefix every row shares runs once and changes no output`, async () => {
+    const cfg: ModelConfig = { ...base, context: 40 };
+    const params = initParams(cfg, 5);
+    for (const a of Object.values(params)) {
+      if (a.shape.length === 2) a.data.forEach((v, i) => (a.data[i] = v * 40));
+    }
+    const tok = tinyTokenizer(cfg);
+    // An 18-symbol "system prompt" (19 shared tokens with bos), then 1–4 symbols per row.
+    const system = "abcdefghijklmnopab";
+    const prompts = ["c", "dd", "pon", "jklm", "e"].map((s) => system + s);
+    const encoded = prompts.map((p) => [tok.bos!, ...tok.encode(p)]);
+    assert.ok(sharedPrefixLength(encoded) >= MIN_SHARED_PREFIX, "the shared path runs");
+    const opts = { maxNewTokens: 6, batchSize: 4, checkEvery: 3 };
+    const shared = await generate(cfg, tok, params, prompts, opts);
+    const plain = await generate(cfg, tok, params, prompts, { ...opts, sharePrefix: false });
+    assert.deepEqual(shared, plain);
+    assert.deepEqual(shared, prompts.map((p) => referenceGreedy(cfg, params, tok, p, 6)));
+    assert.ok(shared.some((s) => s.length > 0), "something was generated");
+  });
+}
+
+Deno.test("sharedPrefixLength leaves every row a token of its own", () => {
+  assert.equal(sharedPrefixLength([[1, 2, 3], [1, 2, 4]]), 2);
+  assert.equal(sharedPrefixLength([[1, 2], [1, 2, 3]]), 1);
+  assert.equal(sharedPrefixLength([[5, 6, 7]]), 2);
+  assert.equal(sharedPrefixLength([[1], [2]]), 0);
 });
