@@ -106,3 +106,21 @@ export async function readArrays(arrays: readonly DeviceArray[]): Promise<HostAr
     return { shape: [...a.shape], dtype: a.dtype, data };
   });
 }
+
+/**
+ * A host array's values as the typed array a device buffer of its dtype holds: the array itself
+ * where it already is one (uploads of a model's weights copy nothing on the host), else a copy.
+ */
+export function hostData(
+  a: Pick<HostArray, "dtype" | "data">,
+): Float32Array<ArrayBuffer> | Int32Array<ArrayBuffer> {
+  const d = a.data;
+  if (a.dtype === "f32") {
+    return d instanceof Float32Array && d.buffer instanceof ArrayBuffer
+      ? d as Float32Array<ArrayBuffer>
+      : Float32Array.from(d);
+  }
+  return d instanceof Int32Array && d.buffer instanceof ArrayBuffer
+    ? d as Int32Array<ArrayBuffer>
+    : Int32Array.from(d);
+}

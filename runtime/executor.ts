@@ -8,7 +8,7 @@
 import type { HostArray } from "../dsl/mod.ts";
 import type { Program } from "../compiler/mod.ts";
 import type { Device } from "./device.ts";
-import { DeviceArray, isDeviceArray } from "./device_array.ts";
+import { DeviceArray, hostData, isDeviceArray } from "./device_array.ts";
 import { packHalves } from "./io/half.ts";
 
 /** An argument of a compiled program: host data (uploaded per call) or an array on the device. */
@@ -50,7 +50,7 @@ export class Executable {
     for (const s of persistent) {
       if (s.kind !== "constant") continue;
       const value = s.constant!.params.value as HostArray;
-      const data = value.dtype === "f32" ? toF32(value.data) : toI32(value.data);
+      const data = hostData(value);
       // Deno's writeBuffer panics on an empty array (an empty constant has nothing to write).
       if (data.length) device.gpu.queue.writeBuffer(e.persistent.get(s.id)!, 0, data);
     }
@@ -94,9 +94,7 @@ export class Executable {
         const b = fresh(program.slots[slot].bytes, `input ${i}`);
         const data = packed
           ? packHalves(packed, x.data)
-          : node.dtype === "f32"
-          ? toF32(x.data)
-          : toI32(x.data);
+          : hostData({ dtype: node.dtype, data: x.data });
         if (data.length) device.gpu.queue.writeBuffer(b, 0, data); // empty: Deno would panic
         slotBuffer.set(slot, b);
       }
@@ -243,16 +241,4 @@ export class Executable {
     this.persistent.clear();
     this.bindGroups.clear();
   }
-}
-
-function toF32(d: HostArray["data"]): Float32Array<ArrayBuffer> {
-  return d instanceof Float32Array && d.buffer instanceof ArrayBuffer
-    ? d as Float32Array<ArrayBuffer>
-    : Float32Array.from(d);
-}
-
-function toI32(d: HostArray["data"]): Int32Array<ArrayBuffer> {
-  return d instanceof Int32Array && d.buffer instanceof ArrayBuffer
-    ? d as Int32Array<ArrayBuffer>
-    : Int32Array.from(d);
 }

@@ -26,7 +26,7 @@ import {
   tilingProblem,
 } from "../compiler/mod.ts";
 import { type Device, gpu } from "./device.ts";
-import { DeviceArray, isDeviceArray, readArrays } from "./device_array.ts";
+import { DeviceArray, hostData, isDeviceArray, readArrays } from "./device_array.ts";
 import { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
 import { packHalves } from "./io/half.ts";
 
@@ -337,11 +337,7 @@ export async function toDevice(
     if (!host) return l as DeviceArray;
     const buffer = buffers[next++];
     const s = storage[i];
-    const data = s
-      ? packHalves(s, host.data)
-      : host.dtype === "f32"
-      ? Float32Array.from(host.data)
-      : Int32Array.from(host.data);
+    const data = s ? packHalves(s, host.data) : hostData(host);
     if (host.data.length) d.gpu.queue.writeBuffer(buffer, 0, data); // empty: Deno would panic
     return new DeviceArray(d, buffer, [...host.shape], host.dtype, s);
   });

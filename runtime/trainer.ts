@@ -166,6 +166,9 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     readLosses: () => readAndFree(pending.splice(0)),
     params: () => dense(),
     adapters: () => adapters(),
+    ...(method.family === "sharded"
+      ? { deviceParams: () => live.params as Record<string, DeviceArray> }
+      : {}),
     stats: () => ({ step: steps, bytesCommunicated: bytes, kernelsPerStep: kernels }),
     plan: (shards) => planFor(stackShards(shards, K)),
     async profile(shards) {

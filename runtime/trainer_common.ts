@@ -255,7 +255,7 @@ export type SvdMethod = "auto" | "exact" | "randomized";
 export const SVD_METHODS: readonly SvdMethod[] = ["auto", "exact", "randomized"];
 
 /** Sketch columns the randomised SVD adds beyond the wanted k (its default oversampling). */
-const OVERSAMPLE = 10;
+export const OVERSAMPLE = 10;
 /** m·n·min(m, n) up to which "auto" takes the exact SVD: 512³, about a second on one core. */
 const EXACT_AUTO_MAX = 512 ** 3;
 
@@ -343,6 +343,13 @@ export interface Trainer {
   readLosses(): Promise<number[][]>;
   /** The current dense parameters (adapters merged into W for LoRA/PiSSA). */
   params(): Promise<Record<string, HostArray>>;
+  /**
+   * The current dense parameters where the trainer keeps them on the device (mode "virtual", a
+   * sharded method such as HD-PiSSA, whose W is the trained weight): its own arrays, frozen ones
+   * in `frozenStorage`, to be read (e.g. by `generate`) and not kept past the next step or restore.
+   * Absent where dense weights exist only after a merge or on another process.
+   */
+  deviceParams?(): Record<string, DeviceArray>;
   /**
    * LoRA/PiSSA: the trained factors and the initial ones (PiSSA's A₀, B₀; for LoRA the base W is
    * unchanged so no initial factors are needed). Undefined for HD-PiSSA and full fine-tuning,

@@ -1,7 +1,8 @@
 /**
  * Randomised truncated SVD (Halko, Martinsson & Tropp 2011, Alg. 4.4: randomised subspace
  * iteration). The heavy products with W (m×n) run as compiled DSL programs on the device; the thin
- * orthonormalisations (m×l, l = k + oversampling) and the small l×n SVD run on the host in f64.
+ * orthonormalisations (m×l, l = k + oversampling, rounded up to a multiple of 4) and the small
+ * l×n SVD run on the host in f64.
  * The Gaussian sketch comes from the counter-based PRNG, so a seed fixes the result.
  */
 
@@ -17,7 +18,7 @@ import { jit, toDevice } from "../jit.ts";
 export interface RandomizedSvdOptions {
   /** Power (subspace) iterations; PEFT's pissa_niter_N uses 4–16. Default 4. */
   niter?: number;
-  /** Extra sketch columns beyond k (default 10). */
+  /** Extra sketch columns beyond k (default 10; k + oversample is rounded up to a multiple of 4). */
   oversample?: number;
   seed?: number;
   device?: Device;
@@ -32,6 +33,16 @@ function sketch(n: number, l: number) {
   const id = `${n}x${l}`;
   if (!sketches.has(id)) sketches.set(id, jit((key: Tensor) => normal(key, [n, l])));
   return sketches.get(id)!;
+}
+
+/**
+ * Sketch columns of a randomised SVD of an m×n matrix for k triplets: k + oversample rounded up to
+ * a multiple of 4, at most min(m, n). Whole vec4 columns let W·Q and Wᵀ·Q run as vec4 matmul
+ * kernels (26 columns fell to the scalar kernel, several times slower); the extra columns only
+ * oversample more.
+ */
+export function sketchWidth(k: number, oversample: number, m: number, n: number): number {
+  return Math.min(Math.ceil((k + oversample) / 4) * 4, Math.min(m, n));
 }
 
 /** Orthonormal basis of the columns of a row-major [rows, cols] matrix (Gram–Schmidt, twice). */
@@ -72,7 +83,7 @@ export async function randomizedSvd(
       `randomizedSvd: need a 2-D matrix and 1 ≤ k ≤ min(m, n) (got [${w.shape}], k = ${k})`,
     );
   }
-  const l = Math.min(k + (opts.oversample ?? 10), Math.min(m, n));
+  const l = sketchWidth(k, opts.oversample ?? 10, m, n);
   const wd = await toDevice(w, opts.device) as DeviceArray;
   const omega = await sketch(n, l)(prngKey(opts.seed ?? 0)) as HostArray;
   let q = orthonormalize((await times(wd, omega) as HostArray).data as Float32Array, m, l);

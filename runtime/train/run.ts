@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { lmLoss } from "../../dsl/nn/transformer.ts";
 import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
+import type { DeviceArray } from "../device_array.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import { sha256Hex, writeTextAtomic } from "../io/atomic.ts";
 import {
@@ -29,7 +30,8 @@ import { peftFactorsOf, saveLoraAdapter } from "../models/peft.ts";
 import { copyTokenizerFiles } from "../text/tokenizer_files.ts";
 import { createTrainer } from "../trainer.ts";
 import type { Trainer } from "../trainer_common.ts";
-import { type SvdMethod, svdMethodFor } from "../trainer_common.ts";
+import { OVERSAMPLE, type SvdMethod, svdMethodFor } from "../trainer_common.ts";
+import { sketchWidth } from "../linalg/rsvd.ts";
 import { launcherSize } from "../dist/mpi.ts";
 import { barChart, lineChart } from "./charts.ts";
 import { loadLatestCheckpoint, saveCheckpoint } from "./checkpoints.ts";
@@ -317,7 +319,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       JSON.stringify({ ...resolved, adaptedWeights: adapt.length, configHash }, null, 2) + "\n",
     );
   }
-  const evaluate = async (params: Record<string, HostArray>, when: string) => {
+  const evaluate = async (params: Record<string, HostArray | DeviceArray>, when: string) => {
     const scores: Scores = {};
     for (const [task, items] of Object.entries(tests)) {
       scores[task] = await evaluateItems(model.config, tok, params, items, {
@@ -332,7 +334,10 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
   enter("evaluation before training");
   if (leader) {
     if (evalData) log(`eval data ${evalData.source}: ${evalDataLine(evalData, cfg.responseField)}`);
-    if (!before) before = await evaluate(model.params, "before");
+    // The trainer's own device arrays where it has them (no second copy of the model on the
+    // device, and the evaluation programs compile once for both evaluations).
+    const base = step === 0 ? trainer.deviceParams?.() : undefined;
+    if (!before) before = await evaluate(base ?? model.params, "before");
     await writeTextAtomic(statePath, text({ before, configHash }));
     if (evalData && before) {
       await writeEvalRecord(
@@ -457,7 +462,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
 
   enter("final evaluation");
   const finalParams = await trainer.params();
-  const after = await evaluate(finalParams, "after");
+  const after = await evaluate(trainer.deviceParams?.() ?? finalParams, "after");
   if (evalData && after) {
     await writeEvalRecord(metricsPath, evalRecord("after", step, after[evalData.source], evalData));
   }
@@ -620,7 +625,9 @@ function svdChoice(method: SvdMethod, shapes: readonly number[][], k: number): s
   for (const [m, n] of shapes) {
     const how = svdMethodFor(method, [m, n], k) === "exact"
       ? "exact (Golub–Kahan, host f64)"
-      : `randomised top-${k} (+10 oversampling, 4 power iterations, device)`;
+      : `randomised top-${k} (+${
+        sketchWidth(k, OVERSAMPLE, m, n) - k
+      } oversampling, 4 power iterations, device)`;
     const key = `${how} for ${m}×${n}`;
     groups.set(key, (groups.get(key) ?? 0) + 1);
   }

@@ -14,6 +14,8 @@ import { TrainerConfigError } from "../../runtime/trainer_common.ts";
 import { type PackedFormat, roundedTo } from "../../mod.ts";
 import { randomArray } from "../helpers/models.ts";
 import { TINY_LLAMA } from "../helpers/tiny_models.ts";
+import { generate } from "../../runtime/models/generate.ts";
+import type { Tokenizer } from "../../runtime/text/tokenizer.ts";
 import { assertClose } from "../helpers/arrays.ts";
 
 type P = Record<string, Tensor>;
@@ -96,6 +98,30 @@ Deno.test("frozen weights stored in bf16/f16 train exactly as f32, in fewer byte
     assertClose(losses(b), losses(a), { ...SAME, label: `${label} after restore` });
     await plain.close(), await packed.close();
   }
+});
+
+Deno.test("generation reads a trainer's packed device weights as its host weights", async () => {
+  const params = representable("bf16");
+  const trainer = await createTrainer({ ...config("hdpissa", params), frozenStorage: "bf16" });
+  await trainer.step([batch(1), batch(2)]);
+  const device = trainer.deviceParams!();
+  assert.equal(device["model.embed_tokens.weight"].storage, "bf16");
+  assert.equal(device[adapt[0]].storage, undefined);
+  const tok: Tokenizer = {
+    kind: "tiny",
+    vocabSize: cfg.vocab,
+    bos: cfg.bos,
+    eos: cfg.eos!,
+    pad: cfg.pad!,
+    encode: (text) => [...text].map((c) => c.charCodeAt(0) - 97),
+    decode: (ids) => ids.map((i) => String.fromCharCode(97 + i)).join(""),
+  };
+  const prompts = ["abc", "de", "fgh"];
+  const opts = { maxNewTokens: 4 };
+  const fromDevice = await generate(cfg, tok, device, prompts, opts);
+  assert.deepEqual(fromDevice, await generate(cfg, tok, await trainer.params(), prompts, opts));
+  assert.ok(!device["model.embed_tokens.weight"].deleted, "generation leaves the trainer's arrays");
+  await trainer.close();
 });
 
 Deno.test("frozenStorage names an unknown format", async () => {
