@@ -63,46 +63,48 @@ function decoder(cfg: ModelConfig): Jitted {
 /** Prompt lengths are rounded up to this, so a few compiled prefill shapes serve every batch. */
 const PROMPT_QUANTUM = 16;
 
-const prefillers = new WeakMap<ModelConfig, Map<number, Jitted>>();
+type ProgramCache = WeakMap<ModelConfig, Map<number, Jitted>>;
 
-function prefiller(cfg: ModelConfig, length: number): Jitted {
-  const byLength = prefillers.get(cfg) ?? new Map<number, Jitted>();
-  prefillers.set(cfg, byLength);
-  let run = byLength.get(length);
-  if (!run) {
-    run = jit((params: Record<string, Tensor>, tokens: Tensor, offsets: Tensor) => {
-      const out = prefill(cfg, params, tokens, offsets, length);
-      return { next: argmax(out.logits, -1), cache: out.cache };
-    });
-    byLength.set(length, run);
-  }
-  return run;
+/** The program `make` builds for (`cfg`, `key`), compiled once and kept per model config. */
+function cached(cache: ProgramCache, cfg: ModelConfig, key: number, make: () => Jitted): Jitted {
+  const byKey = cache.get(cfg) ?? new Map<number, Jitted>();
+  cache.set(cfg, byKey);
+  if (!byKey.has(key)) byKey.set(key, make());
+  return byKey.get(key)!;
 }
 
-const extenders = new WeakMap<ModelConfig, Map<number, Jitted>>();
+const prefillers: ProgramCache = new WeakMap();
+
+/** The prompt pass into a cache of `length` slots. */
+function prefiller(cfg: ModelConfig, length: number): Jitted {
+  return cached(
+    prefillers,
+    cfg,
+    length,
+    () =>
+      jit((params: Record<string, Tensor>, tokens: Tensor, offsets: Tensor) => {
+        const out = prefill(cfg, params, tokens, offsets, length);
+        return { next: argmax(out.logits, -1), cache: out.cache };
+      }),
+  );
+}
+
+const extenders: ProgramCache = new WeakMap();
 
 /** The prompt pass after a shared prefix of `shared` slots: its cache broadcast to every row. */
 function extender(cfg: ModelConfig, shared: number): Jitted {
-  const byShared = extenders.get(cfg) ?? new Map<number, Jitted>();
-  extenders.set(cfg, byShared);
-  let run = byShared.get(shared);
-  if (!run) {
-    run = jit(
-      (
-        params: Record<string, Tensor>,
-        prefix: KvCache<Tensor>,
-        tokens: Tensor,
-        offsets: Tensor,
-      ) => {
-        const rows = (x: Tensor) => broadcastTo(x, [tokens.shape[0], ...x.shape.slice(1)]);
-        const cache = { keys: prefix.keys.map(rows), values: prefix.values.map(rows) };
-        const out = extend(cfg, params, cache, tokens, offsets, shared, shared);
-        return { next: argmax(out.logits, -1), cache: out.cache };
-      },
-    );
-    byShared.set(shared, run);
-  }
-  return run;
+  return cached(extenders, cfg, shared, () =>
+    jit((
+      params: Record<string, Tensor>,
+      prefix: KvCache<Tensor>,
+      tokens: Tensor,
+      offsets: Tensor,
+    ) => {
+      const rows = (x: Tensor) => broadcastTo(x, [tokens.shape[0], ...x.shape.slice(1)]);
+      const cache = { keys: prefix.keys.map(rows), values: prefix.values.map(rows) };
+      const out = extend(cfg, params, cache, tokens, offsets, shared, shared);
+      return { next: argmax(out.logits, -1), cache: out.cache };
+    }));
 }
 
 /** Length of the token prefix all `rows` share, leaving each row at least one token of its own. */

@@ -3,6 +3,7 @@
 import type { ModelConfig } from "../../dsl/nn/config.ts";
 import { initParams } from "../../dsl/nn/transformer.ts";
 import { saveModel } from "../../runtime/models/model_dir.ts";
+import type { Tokenizer } from "../../runtime/text/tokenizer.ts";
 
 export const TINY_LLAMA: ModelConfig = {
   family: "llama",
@@ -72,3 +73,14 @@ export async function saveTinyByteModel(dir: string): Promise<void> {
     dsl_template: "compact",
   });
 }
+
+/** Symbols a–p are ids 0–15; bos/eos/pad as the tiny configs say. */
+export const tinyTokenizer = (cfg: ModelConfig): Tokenizer => ({
+  kind: "tiny",
+  vocabSize: cfg.vocab,
+  bos: cfg.bos,
+  eos: cfg.eos!,
+  pad: cfg.pad!,
+  encode: (text) => [...text].map((c) => c.charCodeAt(0) - 97),
+  decode: (ids) => ids.filter((i) => i < 16).map((i) => String.fromCharCode(97 + i)).join(""),
+});

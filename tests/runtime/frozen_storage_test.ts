@@ -13,9 +13,8 @@ import { createTrainer, type Method, type TrainerConfig } from "../../runtime/tr
 import { TrainerConfigError } from "../../runtime/trainer_common.ts";
 import { type PackedFormat, roundedTo } from "../../mod.ts";
 import { randomArray } from "../helpers/models.ts";
-import { TINY_LLAMA } from "../helpers/tiny_models.ts";
+import { TINY_LLAMA, tinyTokenizer } from "../helpers/tiny_models.ts";
 import { generate } from "../../runtime/models/generate.ts";
-import type { Tokenizer } from "../../runtime/text/tokenizer.ts";
 import { assertClose } from "../helpers/arrays.ts";
 
 type P = Record<string, Tensor>;
@@ -107,15 +106,7 @@ Deno.test("generation reads a trainer's packed device weights as its host weight
   const device = trainer.deviceParams!();
   assert.equal(device["model.embed_tokens.weight"].storage, "bf16");
   assert.equal(device[adapt[0]].storage, undefined);
-  const tok: Tokenizer = {
-    kind: "tiny",
-    vocabSize: cfg.vocab,
-    bos: cfg.bos,
-    eos: cfg.eos!,
-    pad: cfg.pad!,
-    encode: (text) => [...text].map((c) => c.charCodeAt(0) - 97),
-    decode: (ids) => ids.map((i) => String.fromCharCode(97 + i)).join(""),
-  };
+  const tok = tinyTokenizer(cfg);
   const prompts = ["abc", "de", "fgh"];
   const opts = { maxNewTokens: 4 };
   const fromDevice = await generate(cfg, tok, device, prompts, opts);

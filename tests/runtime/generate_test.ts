@@ -6,18 +6,7 @@ import type { ModelConfig } from "../../dsl/nn/config.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import { generate, MIN_SHARED_PREFIX, sharedPrefixLength } from "../../runtime/models/generate.ts";
 import type { Tokenizer } from "../../runtime/text/tokenizer.ts";
-import { TINY_GPT2, TINY_LLAMA } from "../helpers/tiny_models.ts";
-
-/** Symbols a–p are ids 0–15; bos/eos/pad as the tiny configs say. */
-const tinyTokenizer = (cfg: ModelConfig): Tokenizer => ({
-  kind: "tiny",
-  vocabSize: cfg.vocab,
-  bos: cfg.bos,
-  eos: cfg.eos!,
-  pad: cfg.pad!,
-  encode: (text) => [...text].map((c) => c.charCodeAt(0) - 97),
-  decode: (ids) => ids.filter((i) => i < 16).map((i) => String.fromCharCode(97 + i)).join(""),
-});
+import { TINY_GPT2, TINY_LLAMA, tinyTokenizer } from "../helpers/tiny_models.ts";
 
 /** Greedy decoding by re-running the full causal forward on the CPU reference. */
 function referenceGreedy(
