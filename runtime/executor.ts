@@ -86,7 +86,9 @@ export class Executable {
         if (x.device !== device) throw new Error(`input ${i} lives on another device`);
         if (x.storage !== packed) {
           throw new Error(
-            `input ${i} is stored as ${x.storage ?? "f32"}; the program reads ${packed ?? "f32"}`,
+            `input ${i} (${x.dtype}[${x.shape}]) is stored as ${x.storage ?? "f32"}; the ` +
+              `program was compiled for ${packed ?? "f32"} (call it through jit, which compiles ` +
+              "one program per storage)",
           );
         }
         slotBuffer.set(slot, x.buffer);

@@ -6,6 +6,7 @@
 
 import {
   type AbstractValue,
+  DslError,
   flattenTree,
   formatAval,
   type Graph,
@@ -20,6 +21,7 @@ import {
   lower,
   type LowerOptions,
   type MatmulTiling,
+  PACKED_FORMATS,
   packedBytes,
   type PackedFormat,
   type Program,
@@ -319,12 +321,19 @@ export async function toDevice(
   const hosts = leaves.map((l) =>
     isDeviceArray(l) ? (l.device === d ? undefined : fromOther[fetched.get(l)!]) : l
   );
+  const known = (s: PackedFormat | undefined) => {
+    if (s !== undefined && !PACKED_FORMATS.includes(s)) {
+      throw new DslError(
+        "toDevice",
+        `storage ${JSON.stringify(s)} is not one of ${PACKED_FORMATS.join(", ")}`,
+      );
+    }
+    return s;
+  };
   const storage = leaves.map((l, i) => {
     const s = isDeviceArray(l)
       ? l.storage
-      : typeof opts.storage === "function"
-      ? opts.storage(i)
-      : opts.storage;
+      : known(typeof opts.storage === "function" ? opts.storage(i) : opts.storage);
     return hosts[i]?.dtype === "f32" ? s : undefined;
   });
   const sizes = hosts.flatMap((h, i) =>

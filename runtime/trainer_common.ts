@@ -440,8 +440,11 @@ const isArrayLeaf = (x: unknown): x is HostArray | DeviceArray =>
 
 /**
  * Uploads a live tree (`replicatedTree`/`shardedTree`), keeping the frozen weights in
- * `cfg.frozenStorage`: the leaves that are `cfg.params` entries the method never updates
- * (`updated`: the parameters it writes, such as HD-PiSSA's adapted W).
+ * `cfg.frozenStorage`. A leaf is frozen when it sits under `params/` (never under the trained
+ * tensors), is not one the method writes (`updated`, such as HD-PiSSA's adapted W), and holds
+ * exactly the values given in `cfg.params`. The values decide it, not the object: a base a method
+ * computes (PiSSA's residual) stays f32. An MPI rank that received LoRA's base W from its owner
+ * packs it just as the owner does.
  */
 export async function uploadLive(
   tree: unknown,
@@ -453,14 +456,25 @@ export async function uploadLive(
   if (format === undefined || format === "f32") {
     return await toDevice(tree, device) as Record<string, Tree>;
   }
-  const frozen = new Set(
-    Object.entries(cfg.params)
-      .filter(([name, a]) => !updated.includes(name) && a.dtype === "f32")
-      .map(([, a]) => a),
-  );
   const [leaves] = flattenTree(tree, isArrayLeaf, "upload");
-  const storage = (i: number) => (frozen.has(leaves[i] as HostArray) ? format : undefined);
+  const paths = leafPaths(tree);
+  const frozen = (i: number) => {
+    const name = paths[i].startsWith("params/") ? paths[i].slice(7) : undefined;
+    const given = name === undefined || updated.includes(name) ? undefined : cfg.params[name];
+    return given !== undefined && given.dtype === "f32" && sameValues(leaves[i], given);
+  };
+  const storage = (i: number) => (frozen(i) ? format : undefined);
   return await toDevice(tree, device, { storage }) as Record<string, Tree>;
+}
+
+/** Whether a host leaf holds exactly `given`'s values (the same object, or an equal copy). */
+function sameValues(leaf: HostArray | DeviceArray, given: HostArray): boolean {
+  if (leaf === given) return true;
+  if (!isHostArray(leaf) || leaf.data.length !== given.data.length) return false;
+  for (let i = 0; i < given.data.length; i++) {
+    if (!Object.is(leaf.data[i], given.data[i])) return false;
+  }
+  return true;
 }
 
 /** A snapshot uploaded in the shape and storage of the device tree `live` (see restoredTree). */

@@ -5,6 +5,7 @@
  */
 
 import { DslError } from "../errors.ts";
+import { formatAval } from "../graph.ts";
 import * as lax from "../lax.ts";
 import {
   add,
@@ -153,9 +154,9 @@ export function extend(
   if (!(shared >= 0 && shared <= start && start + t <= length)) {
     throw new DslError(
       "extend",
-      `slots ${start}…${
-        start + t - 1
-      } must lie in the cache's ${length}, after the ${shared} shared ones`,
+      `slots ${start}…${start + t - 1} must lie in the cache's ${length}, after the ${shared} ` +
+        "shared ones",
+      [formatAval(tokens), formatAval(cache.keys[0])],
     );
   }
   const slotIndex = lax.iota([t], 0);

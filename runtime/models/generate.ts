@@ -35,6 +35,8 @@ export interface GenerateOptions {
 
 /** Shorter shared prefixes run with the rest: a second prompt program would cost more. */
 export const MIN_SHARED_PREFIX = 16;
+/** Shared prefix lengths are rounded down to this (a few compiled shapes serve every batch). */
+const SHARED_QUANTUM = 8;
 
 const decoders = new WeakMap<ModelConfig, Jitted>();
 
@@ -162,8 +164,10 @@ async function generateBatch(
   });
   // Filler rows of a short batch repeat its first prompt (their outputs are dropped).
   while (encoded.length < rows) encoded.push(encoded[0]);
+  // Rounded down to a multiple of 8, so that batches whose prompts share a few more or fewer
+  // tokens still reuse the compiled prefix and extend programs.
   const common = rows > 1 && opts.sharePrefix ? sharedPrefixLength(encoded) : 0;
-  const shared = common >= MIN_SHARED_PREFIX ? common : 0;
+  const shared = common >= MIN_SHARED_PREFIX ? common - (common % SHARED_QUANTUM) : 0;
   // Each row's own tokens, left-padded to end at promptEnd, after the shared prefix's slots.
   const own = encoded.map((e) => e.slice(shared));
   const longest = Math.max(...own.map((e) => e.length));

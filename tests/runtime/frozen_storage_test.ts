@@ -61,6 +61,7 @@ Deno.test("frozen weights stored in bf16/f16 train exactly as f32, in fewer byte
     ["lora", "f16", "virtual"],
     ["pissa", "bf16", "virtual"],
     ["hdpissa", "f16", "devices"],
+    ["full", "bf16", "virtual"],
   ];
   for (const [method, format, mode] of cases) {
     const label = `${method} ${format} ${mode}`;
@@ -87,6 +88,8 @@ Deno.test("frozen weights stored in bf16/f16 train exactly as f32, in fewer byte
         0,
       );
       assert.equal(qa.parameterBytes - qb.parameterBytes, halved, `${label}: parameter bytes`);
+      // What the method trains (full fine-tuning's W, adapters) and Adam's moments stay f32.
+      assert.equal(qb.adapterStateBytes, qa.adapterStateBytes, `${label}: trained state bytes`);
       assert.ok(qb.totalBytes < qa.totalBytes, label);
     }
     // A snapshot restores into the packed storage and the steps after it agree still.

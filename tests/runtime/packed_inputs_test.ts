@@ -227,7 +227,12 @@ Deno.test("a packed input passed through or donated stays packed; bad packings a
   await g(w);
   assert.equal(g.cacheSize, 2);
   w.destroy();
-  // Packing an i32 input, or an input that does not exist, is an error naming it.
+  // An unknown storage is refused at the upload; packing an i32 input, or an input that does not
+  // exist, is an error naming it.
+  await assert.rejects(
+    () => toDevice(x, device, { storage: "f8" as PackedFormat }),
+    (e) => e instanceof DslError && e.op === "toDevice" && e.message.includes('"f8"'),
+  );
   const graph = trace((i: Tensor) => dsl.add(i, 1), { shape: [4], dtype: "i32" });
   for (
     const [packed, part] of [[new Map([[0, "bf16"]]), "i32[4]"], [
