@@ -3,7 +3,7 @@
 import type { DType, HostArray } from "../dsl/mod.ts";
 import { packedBytes, type PackedFormat } from "../compiler/mod.ts";
 import type { Device } from "./device.ts";
-import { unpackHalves } from "./io/half.ts";
+import { packHalves, unpackHalves } from "./io/half.ts";
 
 /**
  * An array held in a GPU buffer of one device, with its shape and dtype. An f32 array may be
@@ -41,7 +41,7 @@ export class DeviceArray {
 
   /** Bytes of its buffer's contents. */
   get bytes(): number {
-    return this.storage ? packedBytes(this.size) : Math.max(4, this.size * 4);
+    return storageBytes(this.size, this.storage);
   }
 
   /** Whether the buffer was donated, invalidated or destroyed. */
@@ -105,6 +105,19 @@ export async function readArrays(arrays: readonly DeviceArray[]): Promise<HostAr
     staging[i].destroy();
     return { shape: [...a.shape], dtype: a.dtype, data };
   });
+}
+
+/** Bytes of a buffer holding `elements` 4-byte elements, or packed ones (at least 4). */
+export function storageBytes(elements: number, storage?: PackedFormat): number {
+  return storage ? packedBytes(elements) : Math.max(4, elements * 4);
+}
+
+/** What to write into a buffer holding `a` in `storage`: its words packed, or `hostData(a)`. */
+export function uploadData(
+  a: Pick<HostArray, "dtype" | "data">,
+  storage?: PackedFormat,
+): Uint32Array<ArrayBuffer> | Float32Array<ArrayBuffer> | Int32Array<ArrayBuffer> {
+  return storage ? packHalves(storage, a.data) : hostData(a);
 }
 
 /**

@@ -8,8 +8,7 @@
 import type { HostArray } from "../dsl/mod.ts";
 import type { Program } from "../compiler/mod.ts";
 import type { Device } from "./device.ts";
-import { DeviceArray, hostData, isDeviceArray } from "./device_array.ts";
-import { packHalves } from "./io/half.ts";
+import { DeviceArray, hostData, isDeviceArray, uploadData } from "./device_array.ts";
 
 /** An argument of a compiled program: host data (uploaded per call) or an array on the device. */
 export type ProgramInput = HostArray | DeviceArray;
@@ -94,9 +93,7 @@ export class Executable {
         slotBuffer.set(slot, x.buffer);
       } else {
         const b = fresh(program.slots[slot].bytes, `input ${i}`);
-        const data = packed
-          ? packHalves(packed, x.data)
-          : hostData({ dtype: node.dtype, data: x.data });
+        const data = uploadData({ dtype: node.dtype, data: x.data }, packed);
         if (data.length) device.gpu.queue.writeBuffer(b, 0, data); // empty: Deno would panic
         slotBuffer.set(slot, b);
       }

@@ -22,15 +22,19 @@ import {
   type LowerOptions,
   type MatmulTiling,
   PACKED_FORMATS,
-  packedBytes,
   type PackedFormat,
   type Program,
   tilingProblem,
 } from "../compiler/mod.ts";
 import { type Device, gpu } from "./device.ts";
-import { DeviceArray, hostData, isDeviceArray, readArrays } from "./device_array.ts";
+import {
+  DeviceArray,
+  isDeviceArray,
+  readArrays,
+  storageBytes,
+  uploadData,
+} from "./device_array.ts";
 import { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
-import { packHalves } from "./io/half.ts";
 
 /** Options of `jit`. */
 export interface JitOptions {
@@ -73,13 +77,18 @@ function isLeaf(x: unknown): x is Leaf {
   return isHostArray(x) || isDeviceArray(x) || typeof x === "number" || typeof x === "boolean";
 }
 
-/** The 16-bit format of a packed device array leaf (compiled into the program that reads it). */
-function storageOf(x: Leaf): PackedFormat | undefined {
-  return isDeviceArray(x) ? x.storage : undefined;
+/**
+ * The 16-bit format of a packed leaf: a packed device array, or a `lower` spec that names its
+ * `storage` (compiled into the program that reads it).
+ */
+function storageOf(x: unknown): PackedFormat | undefined {
+  return typeof x === "object" && x !== null
+    ? (x as { storage?: PackedFormat }).storage
+    : undefined;
 }
 
 /** The packed leaves of a call, by leaf index (none: undefined). */
-function packedLeaves(leaves: readonly Leaf[]): Map<number, PackedFormat> | undefined {
+function packedLeaves(leaves: readonly unknown[]): Map<number, PackedFormat> | undefined {
   const packed = new Map<number, PackedFormat>();
   leaves.forEach((l, i) => {
     const s = storageOf(l);
@@ -203,11 +212,6 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
           .shape,
       ) && Object.keys(x).every((k) => k === "shape" || k === "dtype" || k === "storage"));
     const [leaves, inTree] = flattenTree(specs, isSpec as (x: unknown) => x is Leaf, "lower");
-    const packedInputs = new Map<number, PackedFormat>();
-    leaves.forEach((l, i) => {
-      const s = (l as { storage?: PackedFormat }).storage;
-      if (s) packedInputs.set(i, s);
-    });
     const graph = trace(f, ...(unflattenTree(inTree, leaves.map(aval)) as unknown[]));
     const device = await deviceOf();
     // The program a call would run: with the donated leaves (in-place updates) too.
@@ -225,7 +229,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
       maxStorageBuffers: device.maxStorageBuffers,
       fuse: opts.fuse,
       donate,
-      packedInputs,
+      packedInputs: packedLeaves(leaves),
     });
   };
   Object.defineProperty(jitted, "cacheSize", { get: () => cache.size });
@@ -336,9 +340,7 @@ export async function toDevice(
       : known(typeof opts.storage === "function" ? opts.storage(i) : opts.storage);
     return hosts[i]?.dtype === "f32" ? s : undefined;
   });
-  const sizes = hosts.flatMap((h, i) =>
-    h ? [storage[i] ? packedBytes(h.data.length) : Math.max(4, h.data.length * 4)] : []
-  );
+  const sizes = hosts.flatMap((h, i) => h ? [storageBytes(h.data.length, storage[i])] : []);
   const buffers = await d.createBuffers(sizes, "toDevice");
   let next = 0;
   const arrays = leaves.map((l, i) => {
@@ -346,7 +348,7 @@ export async function toDevice(
     if (!host) return l as DeviceArray;
     const buffer = buffers[next++];
     const s = storage[i];
-    const data = s ? packHalves(s, host.data) : hostData(host);
+    const data = uploadData(host, s);
     if (host.data.length) d.gpu.queue.writeBuffer(buffer, 0, data); // empty: Deno would panic
     return new DeviceArray(d, buffer, [...host.shape], host.dtype, s);
   });

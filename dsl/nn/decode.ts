@@ -126,8 +126,7 @@ export function prefill(
     },
   };
   const h = hiddenStates(cfg, params, tokens, plan, {});
-  const last = reshape(slice(h, [0, p - 1, 0], [b, p, cfg.width]), [b, cfg.width]);
-  return { logits: linear(last, headWeight(cfg, params)), cache: { keys, values } };
+  return { logits: lastLogits(cfg, params, h), cache: { keys, values } };
 }
 
 /**
@@ -181,6 +180,12 @@ export function extend(
     },
   };
   const h = hiddenStates(cfg, params, tokens, plan, {});
+  return { logits: lastLogits(cfg, params, h), cache: { keys, values } };
+}
+
+/** Next-token logits [B, vocab] of the last position of hidden states h [B, T, width]. */
+function lastLogits(cfg: ModelConfig, params: Params<Tensor>, h: Tensor): Tensor {
+  const [b, t] = h.shape;
   const last = reshape(slice(h, [0, t - 1, 0], [b, t, cfg.width]), [b, cfg.width]);
-  return { logits: linear(last, headWeight(cfg, params)), cache: { keys, values } };
+  return linear(last, headWeight(cfg, params));
 }
