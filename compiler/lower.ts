@@ -15,6 +15,7 @@ import {
 import { tiledMatmul } from "./codegen/matmul_tiled.ts";
 import { vec4Matmul } from "./codegen/matmul_vec4.ts";
 import { PACKED_FORMATS, type PackedFormat } from "./codegen/packed.ts";
+import { shareShapes } from "./codegen/shape_params.ts";
 import { type KernelPlan, planFusion } from "./fusion.ts";
 import { type BufferSlot, planMemory } from "./memory_plan.ts";
 import { optimize } from "./passes/mod.ts";
@@ -64,6 +65,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulMinWorkgroups: 1,
   maxWorkgroupsPerDimension: 65535,
   maxLoopIterations: Infinity,
+  shareShapes: true,
 };
 
 /**
@@ -136,7 +138,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       tiledMatmul(p, c, o) ?? vec4Matmul(p, c, o) ?? generateMatmul(p, c, o),
     scatter: generateScatter,
   };
-  const kernels: Kernel[] = plans.filter((p) => p.roots[0].size > 0).flatMap((plan) => {
+  const generated: Kernel[] = plans.filter((p) => p.roots[0].size > 0).flatMap((plan) => {
     const gens = [generators[plan.kind](plan, ctx, codegen)].flat();
     return gens.map((gen) => ({
       name: kernelName(plan) + (gen.part ? `_${gen.part}` : ""),
@@ -153,6 +155,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       loopIterations: gen.loopIterations,
     }));
   });
+  const kernels = codegen.shareShapes ? shareShapes(generated) : generated;
   for (const k of kernels) {
     if (k.bindings > opts.maxStorageBuffers) {
       throw new Error(

@@ -36,6 +36,11 @@ export interface Kernel {
   output: string;
   /** Most loop iterations one invocation runs (checked against the device's loop budget). */
   loopIterations: number;
+  /**
+   * Sizes the kernel reads from a uniform buffer bound after its storage buffers (binding
+   * `bindings`), where it shares its text with kernels of other sizes (shape_params.ts).
+   */
+  params?: Int32Array<ArrayBuffer>;
 }
 
 /** A compiled function: its (optimised) graph, kernels in launch order, and buffer slots. */

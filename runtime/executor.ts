@@ -29,6 +29,8 @@ export interface KernelTiming {
 export class Executable {
   private pipelines: GPUComputePipeline[] = [];
   private persistent = new Map<number, GPUBuffer>();
+  /** Each kernel's shape buffer (the sizes it reads from a uniform), where it has one. */
+  private shapeBuffers: (GPUBuffer | undefined)[] = [];
   private bindGroups = new Map<string, GPUBindGroup>();
   private bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 0;
@@ -46,6 +48,7 @@ export class Executable {
     );
     const buffers = await device.createBuffers(persistent.map((s) => s.bytes), "program buffers");
     persistent.forEach((s, i) => e.persistent.set(s.id, buffers[i]));
+    e.shapeBuffers = program.kernels.map((k) => k.params && uniformBuffer(device, k.params));
     for (const s of persistent) {
       if (s.kind !== "constant") continue;
       const value = s.constant!.params.value as HostArray;
@@ -114,11 +117,16 @@ export class Executable {
     if (!group) {
       group = this.device.gpu.createBindGroup({
         layout: this.pipelines[i].getBindGroupLayout(0),
-        entries: buffers.map((buffer, binding) => {
-          const range = k.ranges?.[binding];
-          const resource = range ? { buffer, offset: range[0], size: range[1] } : { buffer };
-          return { binding, resource };
-        }),
+        entries: [
+          ...buffers.map((buffer, binding) => {
+            const range = k.ranges?.[binding];
+            const resource = range ? { buffer, offset: range[0], size: range[1] } : { buffer };
+            return { binding, resource };
+          }),
+          ...(this.shapeBuffers[i]
+            ? [{ binding: k.slots.length, resource: { buffer: this.shapeBuffers[i]! } }]
+            : []),
+        ],
       });
       // Bounded, but large enough for every kernel of a few calls: a program with more kernels
       // than the bound would otherwise rebuild all its bind groups on every call.
@@ -237,7 +245,20 @@ export class Executable {
   /** Destroys the persistent buffers; the Executable cannot run afterwards. */
   destroy(): void {
     for (const b of this.persistent.values()) b.destroy();
+    for (const b of this.shapeBuffers) b?.destroy();
     this.persistent.clear();
+    this.shapeBuffers = [];
     this.bindGroups.clear();
   }
+}
+
+/** A uniform buffer holding `values` (a kernel's sizes). */
+function uniformBuffer(device: Device, values: Int32Array<ArrayBuffer>): GPUBuffer {
+  const buffer = device.gpu.createBuffer({
+    size: values.byteLength,
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    label: "kernel sizes",
+  });
+  device.gpu.queue.writeBuffer(buffer, 0, values);
+  return buffer;
 }

@@ -77,6 +77,11 @@ export interface CodegenOptions {
   /** The device's maxComputeWorkgroupsPerDimension. */
   maxWorkgroupsPerDimension: number;
   /**
+   * Kernels of a program that differ only in sizes read them from a uniform buffer and share one
+   * pipeline (shape_params.ts).
+   */
+  shareShapes: boolean;
+  /**
    * Loop iterations one invocation may run in total (Infinity when the device sets no bound;
    * 65,535 on Mesa's llvmpipe and lavapipe, which stop the invocation silently past it).
    */

@@ -161,14 +161,16 @@ Deno.test("kernels of the same code share one pipeline: pipelineCount counts dis
   assert.equal(p.kernels.length, 3);
   assert.equal(p.pipelineCount, 1);
   assert.match(String(p), /^Program: 3 kernel\(s\) \(1 pipeline\(s\)\)/);
-  // A different shape is different code.
-  const q = kernels(
-    (x: Tensor, w1: Tensor, w2: Tensor) => dsl.tanh(dsl.matmul(dsl.tanh(dsl.matmul(x, w1)), w2)),
-    spec(8, 16),
-    spec(16, 16),
-    spec(16, 12),
-  );
-  assert.equal(q.pipelineCount, 2);
+  // A different shape is different code, unless the sizes that differ are read from a uniform
+  // (shape_params.ts): then the two kernels share one text, each with its own sizes.
+  const twoShapes = (x: Tensor, w1: Tensor, w2: Tensor) =>
+    dsl.tanh(dsl.matmul(dsl.tanh(dsl.matmul(x, w1)), w2));
+  const specs = [spec(8, 16), spec(16, 16), spec(16, 12)];
+  const own = lower(trace(twoShapes, ...specs), { maxStorageBuffers: 16, shareShapes: false });
+  assert.equal(own.pipelineCount, 2);
+  const q = kernels(twoShapes, ...specs);
+  assert.equal(q.pipelineCount, 1);
+  assert.notDeepEqual(q.kernels[0].params, q.kernels[1].params);
 });
 
 /** x [b, t, d] through a linear layer that flattens its tokens: x·Wᵀ as [b·t, d] rows. */

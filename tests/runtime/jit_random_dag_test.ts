@@ -316,6 +316,43 @@ Deno.test("jit random DAGs with several outputs: values, gradients, fused = unfu
   await checkDags(withInputs(arbDag), "dag", 30);
 });
 
+Deno.test("jit random DAGs at two shapes in one program: kernels share pipelines by shape", async () => {
+  // The same DAG on inputs of two shapes: kernels that differ only in sizes read them from a
+  // uniform buffer and share one text.
+  const codegen = { shareShapes: true };
+  const wider = (s: number[]) => s.map((d) => (d === 1 ? 1 : d + 3));
+  const pairs = arbDag.chain((dag) =>
+    fc.tuple(
+      fc.constant(dag),
+      fc.tuple(...dag.inputs.map((s) => arbF32(s))),
+      fc.tuple(...dag.inputs.map((s) => arbF32(wider(s)))),
+    )
+  );
+  let sharing = 0;
+  await checkAsyncProperty(
+    fc.asyncProperty(pairs, async ([dag, xs, ys]) => {
+      const n = xs.length;
+      const f = (
+        ...ts: Tensor[]
+      ) => [buildDag(dag, ...ts.slice(0, n)), buildDag(dag, ...ts.slice(n))];
+      const args = [...xs, ...ys];
+      const describe = () => JSON.stringify(dag);
+      const argnums = args.map((_, i) => i);
+      for (
+        const [g, label] of [[f, "dag"], [grad(lossOf(f), { argnums }), "grad of dag"]] as const
+      ) {
+        await checkProgram(g, args, `${label} at two shapes`, describe, { codegen });
+        const own = await jit(g, { codegen: { shareShapes: false } })(...args);
+        assertTreeMatches(await jit(g, { codegen })(...args), own, FUSED, `${label}: shared sizes`);
+        const program = await jit(g, { codegen }).lower(...args);
+        if (program.kernels.some((k) => k.params)) sharing++;
+      }
+    }),
+    { numRuns: 16 },
+  );
+  if (sharing === 0) throw new Error("no random program had kernels that share by shape");
+});
+
 Deno.test("jit a shared intermediate read by reductions, matmuls, views and outputs", async () => {
   // One value h with many consumers of every kind, and outputs at several stages.
   const f = (x: Tensor, w: Tensor) => {

@@ -1,0 +1,133 @@
+/**
+ * Shape parameters: kernels of one program that differ only in their sizes and strides share one
+ * pipeline. A kernel's WGSL spells every size as a literal (so the shader compiler folds them);
+ * where two or more kernels of a program have the same text once those literals are read from a
+ * uniform buffer instead, they get that text and each its own values. Mesa compiles a pipeline
+ * in time that grows with its text (≈15 ms per KB for the unrolled matmuls, perf-notes.md), and
+ * the same matmul recurs at a few shapes in every transformer step: this is where the first step
+ * spends most of its time on a CPU adapter.
+ *
+ * Only literals that differ between the kernels of a group are lifted: those they all have
+ * (tile offsets, unroll steps, lanes) are the structure and stay constants. Divisors and moduli
+ * are never lifted: a division by a constant is a multiply and a shift, by a uniform a real
+ * division. A kernel that shares with no other keeps its literals, so lifting never costs a
+ * kernel speed for nothing; on lavapipe the default HD-PiSSA step ran as fast lifted (a paired
+ * ratio of 0.96–1.0 over 25 steps).
+ */
+
+/** The uniform array a lifted kernel reads its sizes from (`shape_3` is its fourth size). */
+export const SHAPE_BUFFER = "shape_";
+
+/** What `shareShapes` reads of a kernel: its text and the storage bindings it already has. */
+export interface ShapedKernel {
+  wgsl: string;
+  /** Storage buffers bound (the shape buffer goes after them). */
+  bindings: number;
+  /** Values of the shape buffer, where the kernel reads one. */
+  params?: Int32Array<ArrayBuffer>;
+}
+
+/** i32 literals (`144i`) not part of an identifier or a float. */
+const I32_LITERAL = /(?<![\w.])(\d+)i\b/g;
+
+/** A kernel's text cut at its liftable literals: `pieces` around them, and their values. */
+interface Template {
+  pieces: string[];
+  values: number[];
+}
+
+/**
+ * The i32 literals in the body of `wgsl`'s entry point that are not divisors or moduli, and the
+ * text around them; undefined where there is none.
+ */
+export function shapeTemplate(wgsl: string): Template | undefined {
+  const entry = wgsl.indexOf("\nfn main(");
+  if (entry < 0) return undefined;
+  const pieces: string[] = [], values: number[] = [];
+  let last = 0;
+  for (const m of wgsl.slice(entry).matchAll(I32_LITERAL)) {
+    const at = entry + m.index!, value = Number(m[1]);
+    if (value > 0x7fffffff || /[/%]\s*$/.test(wgsl.slice(at - 3, at))) {
+      continue;
+    }
+    pieces.push(wgsl.slice(last, at));
+    values.push(value);
+    last = at + m[0].length;
+  }
+  pieces.push(wgsl.slice(last));
+  return values.length ? { pieces, values } : undefined;
+}
+
+/**
+ * One text for kernels of one template: a literal the same in every member stays (tile offsets,
+ * unroll steps, lanes: the structure); the others are read from `shape_` (bound at `binding`),
+ * occurrences equal in every member from one slot, and each member gets its slot values.
+ */
+function liftGroup(
+  t: Template,
+  members: readonly number[][],
+  binding: number,
+): { wgsl: string; params: Int32Array<ArrayBuffer>[] } {
+  const slotOfKey = new Map<string, number>();
+  const slots = t.values.map((value, i) => {
+    if (members.every((v) => v[i] === value)) return undefined;
+    const key = members.map((v) => v[i]).join(",");
+    if (!slotOfKey.has(key)) slotOfKey.set(key, slotOfKey.size);
+    return slotOfKey.get(key)!;
+  });
+  const n = slotOfKey.size, vec4s = Math.ceil(n / 4);
+  const lanes = ["x", "y", "z", "w"];
+  let text = t.pieces[0];
+  slots.forEach((s, i) =>
+    text += `${s === undefined ? `${t.values[i]}i` : `${SHAPE_BUFFER}${s}`}${t.pieces[i + 1]}`
+  );
+  // The buffer is declared before the entry point's attributes, and each size is loaded once at
+  // the top of its body: llvmpipe does not hoist loads out of loops.
+  const attrs = text.indexOf("\n@compute");
+  const open = text.indexOf("{\n", text.indexOf("\nfn main(")) + 2;
+  const decl = `\n@group(0) @binding(${binding}) var<uniform> ${SHAPE_BUFFER}: ` +
+    `array<vec4<i32>, ${vec4s}>;`;
+  const lets = Array.from(
+    { length: n },
+    (_, s) => `  let ${SHAPE_BUFFER}${s} = ${SHAPE_BUFFER}[${s >> 2}].${lanes[s & 3]};\n`,
+  );
+  const wgsl = text.slice(0, attrs) + decl + text.slice(attrs, open) + lets.join("") +
+    text.slice(open);
+  const params = members.map((v) => {
+    const p = new Int32Array(4 * vec4s);
+    slots.forEach((s, i) => s !== undefined && (p[s] = v[i]));
+    return p;
+  });
+  return { wgsl, params };
+}
+
+/**
+ * The kernels, with those that share a structure (same text up to liftable literals, same
+ * bindings) with a kernel of other sizes lifted to one text per structure; the others unchanged.
+ * Returns new objects, in the same order.
+ */
+export function shareShapes<K extends ShapedKernel>(kernels: readonly K[]): K[] {
+  const templates = kernels.map((k) => k.params ? undefined : shapeTemplate(k.wgsl));
+  const groups = new Map<string, number[]>();
+  templates.forEach((t, i) => {
+    if (!t) return;
+    const key = `${kernels[i].bindings}\u0000${t.pieces.join("\u0000")}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key)!.push(i);
+  });
+  const out = kernels.map((k) => ({ ...k }));
+  for (const members of groups.values()) {
+    // Lifting pays only where it merges different texts into one pipeline.
+    if (new Set(members.map((i) => kernels[i].wgsl)).size < 2) continue;
+    const t = templates[members[0]]!;
+    const lifted = liftGroup(
+      t,
+      members.map((i) => templates[i]!.values),
+      kernels[members[0]].bindings,
+    );
+    members.forEach((i, j) =>
+      Object.assign(out[i], { wgsl: lifted.wgsl, params: lifted.params[j] })
+    );
+  }
+  return out;
+}

@@ -1,0 +1,102 @@
+/**
+ * Shape parameters (issue 15, compile time): kernels of one program that differ only in sizes
+ * share one pipeline and read their sizes from a uniform buffer. Which literals are lifted, how
+ * kernels of one structure share slots, and that a program so compiled computes what it did.
+ */
+
+import assert from "node:assert/strict";
+import * as dsl from "../../mod.ts";
+import { interpret, jit, lower, trace } from "../../mod.ts";
+import type { Tensor } from "../../mod.ts";
+import {
+  type ShapedKernel,
+  shapeTemplate,
+  shareShapes,
+} from "../../compiler/codegen/shape_params.ts";
+import { CPU_CODEGEN } from "../../runtime/jit.ts";
+import { assertTreeMatches, seeded } from "../runtime/jit_helpers.ts";
+
+/** A kernel in the shape the code generator writes: declarations, attributes, entry point. */
+const kernel = (body: string) =>
+  `fn helper(x: i32) -> i32 { return x * 144i; }
+@group(0) @binding(0) var<storage, read> b0: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out0: array<f32>;
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+${body}
+}
+`;
+
+Deno.test("shapeTemplate lifts sizes of the entry point, not divisors, moduli or declarations", () => {
+  const wgsl = kernel(
+    [
+      "  let i = i32(gid.x);",
+      "  if (i >= 4096i) { return; }",
+      "  let t1 = (i / 144i) % 384i;",
+      "  let t2 = b0[t1 * 384i + i % 48i + 3i + 2u];",
+      "  out0[i + t144i] = t2 * 0.5f + 64.0;",
+    ].join("\n"),
+  );
+  const t = shapeTemplate(wgsl)!;
+  assert.deepEqual(t.values, [4096, 384, 3]);
+  // The pieces put back together are the kernel.
+  const joined = t.pieces.map((p, i) => p + (i < t.values.length ? `${t.values[i]}i` : ""));
+  assert.equal(joined.join(""), wgsl);
+  assert.equal(shapeTemplate(kernel("  out0[0] = 1.0;")), undefined);
+});
+
+Deno.test("shareShapes: one text per structure, sizes lifted where members differ", () => {
+  const body = (m: number, n: number) =>
+    kernel(`  let i = i32(gid.x);\n  if (i >= ${m}i) { return; }\n  out0[i] = b0[i * ${n}i + 5i];`);
+  const kernels: ShapedKernel[] = [
+    { wgsl: body(144, 144), bindings: 2 },
+    { wgsl: body(384, 144), bindings: 2 },
+    { wgsl: body(144, 144), bindings: 2 },
+    { wgsl: body(100, 7), bindings: 2 },
+    { wgsl: kernel("  out0[0] = b0[7i];"), bindings: 2 }, // another structure, alone
+  ];
+  const out = shareShapes(kernels);
+  assert.equal(new Set(out.slice(0, 4).map((k) => k.wgsl)).size, 1);
+  assert.equal(out[4].wgsl, kernels[4].wgsl, "a kernel alone keeps its literals");
+  assert.equal(out[4].params, undefined);
+  const shared = out[0].wgsl;
+  assert.match(shared, /@binding\(2\) var<uniform> shape_: array<vec4<i32>, 1>;\n@compute/);
+  const main = shared.slice(shared.indexOf("fn main("));
+  assert.doesNotMatch(main, /144i|384i/);
+  assert.match(main, /\+ 5i\]/, "a literal every member has stays");
+  // 144 = 144 in the first kernel, not in the second: two slots.
+  assert.deepEqual(out.slice(0, 4).map((k) => [...k.params!]), [
+    [144, 144, 0, 0],
+    [384, 144, 0, 0],
+    [144, 144, 0, 0],
+    [100, 7, 0, 0],
+  ]);
+  // Identical texts alone gain nothing from lifting.
+  const same = shareShapes([kernels[0], kernels[2]]);
+  assert.deepEqual(same.map((k) => k.wgsl), [kernels[0].wgsl, kernels[2].wgsl]);
+});
+
+/** One product with an epilogue, at three contraction sizes. */
+const threeSizes = (...xs: Tensor[]) => {
+  const h = (x: Tensor, w: Tensor) => dsl.tanh(dsl.add(dsl.matmul(x, w), 0.5));
+  return [h(xs[0], xs[1]), h(xs[2], xs[3]), h(xs[4], xs[5])];
+};
+const args = [48, 96, 144].flatMap((k) => [seeded([64, k], k), seeded([k, 64], k + 1)]);
+
+Deno.test("a program with one matmul at three sizes compiles one matmul pipeline for them", async () => {
+  const spec = (s: readonly number[]) => ({ shape: [...s], dtype: "f32" as const });
+  const graph = trace(threeSizes, ...args.map((a) => spec(a.shape)));
+  const opts = { maxStorageBuffers: 8, ...CPU_CODEGEN };
+  const shared = lower(graph, opts), own = lower(graph, { ...opts, shareShapes: false });
+  const matmuls = (p: typeof shared) => p.kernels.filter((k) => k.kind === "matmul");
+  assert.equal(new Set(matmuls(own).map((k) => k.wgsl)).size, 3);
+  assert.equal(new Set(matmuls(shared).map((k) => k.wgsl)).size, 1);
+  assert.ok(matmuls(shared).every((k) => k.params), "each reads its sizes");
+  assert.ok(shared.pipelineCount < own.pipelineCount);
+  // The shared kernels compute what the reference does, and what the unshared ones do.
+  const expected = interpret(threeSizes, ...args);
+  const got = await jit(threeSizes)(...args);
+  const unshared = await jit(threeSizes, { codegen: { shareShapes: false } })(...args);
+  assertTreeMatches(got, expected, { rtol: 1e-5, atol: 1e-5 }, "shared vs interpret");
+  assertTreeMatches(got, unshared, { rtol: 1e-6, atol: 1e-7 }, "shared vs unshared");
+});
