@@ -73,6 +73,12 @@ export interface FusionOptions {
    * a multiple of 4): the choice on CPU adapters, whose NT kernel outruns NN (no copy either).
    */
   ntInPlace?: boolean;
+  /**
+   * Read a transposed left operand (Xᵀ·Y, a weight gradient) in place with the TN kernel where it
+   * can (rows and columns multiples of 4, Y row-major) instead of copying Xᵀ first: the choice on
+   * CPU adapters.
+   */
+  tnInPlace?: boolean;
 }
 
 const VIEW_OPS = new Set(["reshape", "transpose", "broadcast", "slice", "pad", "concat", "gather"]);
@@ -152,17 +158,24 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     for (const n of graph.nodes) {
       if (n.op !== "matmul") continue;
       const [a, b] = n.inputs;
-      if (!isLayoutPreserving(a, plain)) buffers.add(beneathReshapes(a));
+      const rows = n.shape[n.shape.length - 2];
+      const cols = n.shape[n.shape.length - 1], k = b.shape[b.shape.length - 2];
       // A transposed right operand (x·Wᵀ) is read in place by the NT kernel when copying it
       // would cost more than it saves: the product has few rows (decoding: copying a whole cache
       // to multiply one row would dominate), the copy's rows could not be read as vec4 (an odd
       // vocabulary), W is over the binding limit (a tied LM head: the NT kernel reads the table
       // in parts, the copy would be windowed), or the device runs NT faster anyway.
-      const rows = n.shape[n.shape.length - 2];
-      const cols = n.shape[n.shape.length - 1], k = b.shape[b.shape.length - 2];
       const inPlace = rows < 32 || (k % 4 === 0 && (cols % 4 !== 0 || opts.ntInPlace)) ||
         (opts.bindingsOf?.(b) ?? 1) > 1;
       const nt = swapsLastTwo(b) && isLayoutPreserving(b.inputs[0], plain) && inPlace;
+      // A transposed left operand (Xᵀ·Y) is read in place by the TN kernel, which reads rows of
+      // X and of Y as vec4, where Y ends up row-major.
+      const tn = opts.tnInPlace === true && !nt && swapsLastTwo(a) &&
+        isLayoutPreserving(a.inputs[0], plain) && !isSplat(layoutSource(a.inputs[0])) &&
+        (opts.bindingsOf?.(a.inputs[0]) ?? 1) === 1 && rows % 4 === 0 && cols % 4 === 0;
+      if (!isLayoutPreserving(a, plain) && !tn) buffers.add(beneathReshapes(a));
+      // The kernel reads X itself: computed, it is stored once (where the copy stored Xᵀ).
+      if (tn) buffers.add(layoutSource(a.inputs[0]));
       if (!isLayoutPreserving(b, plain) && !nt) buffers.add(beneathReshapes(b));
     }
   }
@@ -277,6 +290,13 @@ function outermost(fixes: ReadonlySet<Node>, buffers: ReadonlySet<Node>): Node[]
  * views, and the kernel computing it may be a matmul epilogue (which iterates the product's
  * shape, not the reshape's).
  */
+/** The array a layout-preserving view reads (through reshapes and contiguous slices). */
+function layoutSource(n: Node): Node {
+  let x = n;
+  while (x.op === "reshape" || x.op === "slice") x = x.inputs[0];
+  return x;
+}
+
 function beneathReshapes(n: Node): Node {
   let x = n;
   while (x.op === "reshape" && !isLeaf(x.inputs[0]) && !isSplat(x.inputs[0])) x = x.inputs[0];

@@ -60,6 +60,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulWorkgroup: [8, 1],
   matmulNtTile: { rows: 8, cols: 4 },
   matmulNtInPlace: false,
+  matmulTnInPlace: false,
   matmulMaxUnroll: 1024,
   matmulTilings: [],
   matmulMinWorkgroups: 1,
@@ -105,6 +106,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     maxRowLength: Math.floor((budget - 1) / 8),
     bindingsOf: (n) => windowCount(n.size, windowElements),
     ntInPlace: codegen.matmulNtInPlace,
+    tnInPlace: codegen.matmulTnInPlace,
   });
   checkPackedInputs(g, opts.packedInputs);
   const memory = planMemory(g, plans, {

@@ -265,6 +265,9 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // 8×4 13; NN with 32×16 tiles 24 (2.7 s to compile): read Wᵀ in place, never copy it.
   matmulNtTile: { rows: 16, cols: 16 },
   matmulNtInPlace: true,
+  // Xᵀ·Y with X in place (TN, vec4 rows of X and Y) instead of a copy of Xᵀ: the default HD-PiSSA
+  // step 8–9% faster on lavapipe, 3 kernels fewer.
+  matmulTnInPlace: true,
 };
 
 /**

@@ -59,6 +59,8 @@ export interface CodegenOptions {
   matmulNtTile: { rows: number; cols: number };
   /** Read x·Wᵀ's W in place with the NT kernel wherever it applies (else W is copied for NN). */
   matmulNtInPlace: boolean;
+  /** Read Xᵀ·Y's X in place with the TN kernel wherever it applies (else Xᵀ is copied for NN). */
+  matmulTnInPlace: boolean;
   /**
    * Most multiply-adds the unrolled k-loop body of a vectorised matmul may hold; larger tiles
    * get fewer rows (then column groups). llvmpipe compiles a kernel at its first run, in time

@@ -2,7 +2,9 @@
  * The register-tile matmul that CPU adapters run fastest (perf-notes.md: large per-invocation
  * tiles, vec4 loads, no workgroup memory), used where operand layouts allow vec4 loads:
  * - NN (B row-major, N % 4 = 0): acc[r] += A[r,k] · B[k, c..c+4] (vec4 FMA; A through any view);
- * - NT (B = Wᵀ, K % 4 = 0, A row-major): acc[r][j] += dot(A[r, k..k+4], W[c+j, k..k+4]).
+ * - NT (B = Wᵀ, K % 4 = 0, A row-major): acc[r][j] += dot(A[r, k..k+4], W[c+j, k..k+4]);
+ * - TN (A = Xᵀ, B row-major, M % 4 = 0, N % 4 = 0): acc[r..r+4] += X[k, r..r+4] ⊗ B[k, c..c+4], an
+ *   outer product of two vec4 rows per k (a weight gradient reads its activations in place).
  *
  * An operand read as vec4 indexes its buffer directly, so it must be one binding. One larger than
  * a binding may be (a vocabulary-sized embedding table under a tied LM head) is read in parts:
@@ -75,6 +77,9 @@ export function vec4Matmul(
   const aVec = A !== undefined && !A.transposed && K % 4 === 0 && A.offset % 4 === 0;
   const layout = ctx.layout;
   const whole = (n: Node) => slotWindows(layout, ctx.slotOf(n)) === 1;
+  // TN reads Xᵀ's rows as vec4: X must be one binding.
+  const aT = nn && A !== undefined && A.transposed && M % 4 === 0 && A.offset % 4 === 0 &&
+    whole(A.node);
   // A range binding starts at an aligned offset at or below the first element it must reach.
   const span = layout ? layout.windowElements - layout.alignElements + 1 : Infinity;
   const ranged = [B, ...(aVec ? [A!] : [])].filter((o) => !whole(o.node));
@@ -95,7 +100,7 @@ export function vec4Matmul(
   }
   if (rowBlocks.length * colBlocks.length > MAX_PARTS) return undefined;
   const parts = rowBlocks.flatMap(([m0, m1]) => colBlocks.map(([n0, n1]) => ({ m0, m1, n0, n1 })));
-  const kernels = parts.map((p) => vec4Part(plan, ctx, opts, { A, B, aVec, nn }, p));
+  const kernels = parts.map((p) => vec4Part(plan, ctx, opts, { A, B, aVec, aT, nn }, p));
   if (kernels.some((k) => k === undefined)) return undefined;
   if (kernels.length > 1) kernels.forEach((k, i) => (k!.part = `part${i}`));
   return kernels as GeneratedKernel[];
@@ -111,6 +116,7 @@ function tileShape(
   opts: CodegenOptions,
   nn: boolean,
   aVec: boolean,
+  aT: boolean,
   rowsP: number,
   colsP: number,
 ): { rows: number; groups: number } {
@@ -125,10 +131,13 @@ function tileShape(
     : Math.max(1, Math.min(Math.floor(opts.matmulNtTile.cols / 4), Math.ceil(colsP / 4)));
   // Multiply-adds per k iteration: 4 columns per group, times 4 k per iteration where A (NN) or
   // both operands (NT, a dot product) are read as vec4.
-  const perRowGroup = 4 * (nn && !aVec ? 1 : 4);
+  // TN's k loop advances by 1 but is budgeted as NN's with vec4 A, so that both get one tile.
+  const perRowGroup = 4 * (nn && !aVec && !aT ? 1 : 4);
   const fits = (g: number) => Math.floor(opts.matmulMaxUnroll / (perRowGroup * g));
   rows = Math.max(Math.min(rows, 4), Math.min(rows, fits(groups)));
   while (rows * groups > fits(1) && groups > 1) groups = Math.ceil(groups / 2);
+  // TN loads four rows at once.
+  if (aT) rows = Math.max(4, rows - (rows % 4));
   return { rows, groups };
 }
 
@@ -137,13 +146,13 @@ function vec4Part(
   plan: KernelPlan,
   ctx: KernelContext,
   opts: CodegenOptions,
-  ops: { A: Operand | undefined; B: Operand; aVec: boolean; nn: boolean },
+  ops: { A: Operand | undefined; B: Operand; aVec: boolean; aT: boolean; nn: boolean },
   p: Part,
 ): GeneratedKernel | undefined {
   const root = plan.roots[0];
   const mm = plan.anchor!;
   const a = mm.inputs[0];
-  const { A, B, aVec, nn } = ops;
+  const { A, B, aVec, aT, nn } = ops;
   const { M, N, K, batchShape, batch } = matmulDims(mm);
   const b = builderFor(plan, ctx);
   const rowsP = p.m1 - p.m0, colsP = p.n1 - p.n0;
@@ -153,15 +162,19 @@ function vec4Part(
     ? [B.offset, B.offset + batch * K * N]
     : [B.offset + p.n0 * K, B.offset + p.n1 * K];
   const bBind = b.rangeName(B.node, bRange[0], bRange[1]);
-  const aBind = aVec ? b.rangeName(A!.node, A!.offset + p.m0 * K, A!.offset + p.m1 * K) : undefined;
-  if (!bBind || (aVec && !aBind)) return undefined;
-  const vecNodes = [B.node, ...(aVec ? [A!.node] : [])];
+  const aBind = aVec
+    ? b.rangeName(A!.node, A!.offset + p.m0 * K, A!.offset + p.m1 * K)
+    : aT
+    ? b.rangeName(A!.node, A!.offset, A!.offset + batch * K * M)
+    : undefined;
+  if (!bBind || ((aVec || aT) && !aBind)) return undefined;
+  const vecNodes = [B.node, ...(aVec || aT ? [A!.node] : [])];
   vecNodes.forEach((n) => b.vec4Slots.add(ctx.slotOf(n)));
   // Quarter-element offsets of each operand's first element inside its binding.
   const bOff = (B.offset - bBind.base) / 4;
   const aOff = aBind ? (A!.offset - aBind.base) / 4 : 0;
   const [WG, WGY] = opts.matmulWorkgroup;
-  const { rows: TM, groups } = tileShape(opts, nn, aVec, rowsP, colsP);
+  const { rows: TM, groups } = tileShape(opts, nn, aVec, aT, rowsP, colsP);
   b.line(`let col0 = ${p.n0}i + i32(gid.x) * ${4 * groups}i;`);
   b.line(`let row0 = ${p.m0}i + i32(gid.y) * ${TM}i;`);
   b.line(`if (col0 >= ${p.n1}i || row0 >= ${p.m1}i || i32(gid.z) >= ${batch}i) { return; }`);
@@ -204,6 +217,27 @@ function vec4Part(
       return b.bind(b.vec4Read(B.node, bBind.name, `${bOff}i + ${clamped}`));
     };
     block(b, `for (var k = 0i; k < ${K}i; k += ${aVec ? 4 : 1}i) {`, () => {
+      if (aT) {
+        // Xᵀ is X [batch, K, M] read by rows: four rows of the tile per vec4 of X's row k (the
+        // last tile's quads past M clamped: read, never stored).
+        const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
+        const quadsFit = rowsP % TM === 0;
+        for (let q = 0; q < TM / 4; q++) {
+          const quad = quadsFit ? `row0 / 4i + ${q}i` : `min(row0 / 4i + ${q}i, ${M / 4 - 1}i)`;
+          const at = `${aOff}i + ${batchFlat} * ${(K * M) / 4}i + k * ${M / 4}i + ${quad}`;
+          const x4 = b.bind(b.vec4Read(A!.node, aBind!.name, at));
+          ["x", "y", "z", "w"].forEach((lane, j) =>
+            bv.forEach((v, g) =>
+              b.line(
+                `${accs[4 * q + j][g]} = fma(vec4<f32>(${x4}.${lane}), ${v}, ${
+                  accs[4 * q + j][g]
+                });`,
+              )
+            )
+          );
+        }
+        return;
+      }
       if (!aVec) {
         const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
         rows.forEach((row, i) => {
