@@ -61,6 +61,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulNtTile: { rows: 8, cols: 4 },
   matmulNtInPlace: false,
   matmulTnInPlace: false,
+  matmulFlatLanes: false,
   matmulMaxUnroll: 1024,
   matmulTilings: [],
   matmulMinWorkgroups: 1,

@@ -70,6 +70,11 @@ export interface CodegenOptions {
   /** Workgroup of the vectorised matmul kernels (columns, rows). */
   matmulWorkgroup: [number, number];
   /**
+   * Number a vectorised matmul's tiles row by row along x (one-row workgroups only), so that
+   * no lane idles where a row of tiles does not fill whole workgroups.
+   */
+  matmulFlatLanes: boolean;
+  /**
    * Shared-memory matmul tilings to choose from, largest first (empty: register-tile kernels
    * only, the choice on CPU adapters).
    */

@@ -175,9 +175,21 @@ function vec4Part(
   const aOff = aBind ? (A!.offset - aBind.base) / 4 : 0;
   const [WG, WGY] = opts.matmulWorkgroup;
   const { rows: TM, groups } = tileShape(opts, nn, aVec, aT, rowsP, colsP);
-  b.line(`let col0 = ${p.n0}i + i32(gid.x) * ${4 * groups}i;`);
-  b.line(`let row0 = ${p.m0}i + i32(gid.y) * ${TM}i;`);
-  b.line(`if (col0 >= ${p.n1}i || row0 >= ${p.m1}i || i32(gid.z) >= ${batch}i) { return; }`);
+  const colTiles = Math.ceil(colsP / (4 * groups)), rowTiles = Math.ceil(rowsP / TM);
+  // Tiles numbered row by row along x, so that no lane idles where a row of tiles does not fill
+  // whole workgroups (144 columns in tiles of 16: 9 of 16 lanes busy). The divisors, once per
+  // invocation, are in parentheses so that kernels of other widths share the text (shape_params).
+  const flat = opts.matmulFlatLanes && WGY === 1;
+  if (flat) {
+    b.line(`let tile = i32(gid.x);`);
+    b.line(`let col0 = ${p.n0}i + (tile % (${colTiles}i)) * ${4 * groups}i;`);
+    b.line(`let row0 = ${p.m0}i + (tile / (${colTiles}i)) * ${TM}i;`);
+    b.line(`if (tile >= ${colTiles * rowTiles}i || i32(gid.z) >= ${batch}i) { return; }`);
+  } else {
+    b.line(`let col0 = ${p.n0}i + i32(gid.x) * ${4 * groups}i;`);
+    b.line(`let row0 = ${p.m0}i + i32(gid.y) * ${TM}i;`);
+    b.line(`if (col0 >= ${p.n1}i || row0 >= ${p.m1}i || i32(gid.z) >= ${batch}i) { return; }`);
+  }
   const bIndex = b.unravel("i32(gid.z)", batchShape);
   const batchFlat = b.bind(b.flatten(bIndex, batchShape));
   const rows = Array.from(
@@ -283,11 +295,9 @@ function vec4Part(
     });
     store(accs, 1);
   }
-  const logical: [number, number, number] = [
-    Math.ceil(Math.ceil(colsP / (4 * groups)) / WG),
-    Math.ceil(Math.ceil(rowsP / TM) / WGY),
-    batch,
-  ];
+  const logical: [number, number, number] = flat
+    ? [Math.ceil((colTiles * rowTiles) / WG), 1, batch]
+    : [Math.ceil(colTiles / WG), Math.ceil(rowTiles / WGY), batch];
   const grid = tileGrid(logical, [WG, WGY, 1], opts, b.closeScope());
   const loops = (nn && !aVec ? K : Math.ceil(K / 4)) + tileEpilogueIterations(TM, 4 * groups);
   return finish(b, plan, ctx, grid.body, grid.dispatch, [WG, WGY, 1], loops);

@@ -27,18 +27,19 @@ ${body}
 }
 `;
 
-Deno.test("shapeTemplate lifts sizes of the entry point, not divisors, moduli or declarations", () => {
+Deno.test("shapeTemplate lifts sizes of the entry point, not bare divisors, moduli or declarations", () => {
   const wgsl = kernel(
     [
       "  let i = i32(gid.x);",
       "  if (i >= 4096i) { return; }",
       "  let t1 = (i / 144i) % 384i;",
-      "  let t2 = b0[t1 * 384i + i % 48i + 3i + 2u];",
+      "  let t2 = b0[t1 * 384i + i % 48i + 3i + 2u + i / (96i)];",
       "  out0[i + t144i] = t2 * 0.5f + 64.0;",
     ].join("\n"),
   );
   const t = shapeTemplate(wgsl)!;
-  assert.deepEqual(t.values, [4096, 384, 3]);
+  // A divisor in parentheses (computed once per invocation) is liftable.
+  assert.deepEqual(t.values, [4096, 384, 3, 96]);
   // The pieces put back together are the kernel.
   const joined = t.pieces.map((p, i) => p + (i < t.values.length ? `${t.values[i]}i` : ""));
   assert.equal(joined.join(""), wgsl);

@@ -102,6 +102,13 @@ const configs: [string, Partial<CodegenOptions>][] = [
     matmulNtTile: { rows: 16, cols: 16 },
     matmulNtInPlace: true,
   }],
+  // The same tiles over a 2-D grid of workgroups (the CPU adapter numbers tiles along x).
+  ["cpu tiles, 2-D grid", {
+    matmulRowBlock: 32,
+    matmulColumnGroups: 8,
+    matmulNtTile: { rows: 16, cols: 16 },
+    matmulFlatLanes: false,
+  }],
   ["gpu tiles", { matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] }],
   ["generic", { vectorizedMatmul: false }],
   // Shared-memory tiles (the discrete-GPU kernel), small enough that these shapes span several.
