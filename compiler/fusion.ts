@@ -167,15 +167,23 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
       // in parts, the copy would be windowed), or the device runs NT faster anyway.
       const inPlace = rows < 32 || (k % 4 === 0 && (cols % 4 !== 0 || opts.ntInPlace)) ||
         (opts.bindingsOf?.(b) ?? 1) > 1;
-      const nt = swapsLastTwo(b) && isLayoutPreserving(b.inputs[0], plain) && inPlace;
+      // Where Wᵀ is the transpose of a view that must be stored anyway (attention heads merged
+      // back: reshape∘transpose), store that view and read it in place: its other consumers
+      // share the buffer, where a copy of Wᵀ would be one more.
+      const nt = swapsLastTwo(b) && inPlace && !isSplat(layoutSource(b.inputs[0]));
+      if (nt && !isLayoutPreserving(b.inputs[0], plain)) buffers.add(beneathReshapes(b.inputs[0]));
       // A transposed left operand (Xᵀ·Y) is read in place by the TN kernel, which reads rows of
       // X and of Y as vec4, where Y ends up row-major.
       const tn = opts.tnInPlace === true && !nt && swapsLastTwo(a) &&
-        isLayoutPreserving(a.inputs[0], plain) && !isSplat(layoutSource(a.inputs[0])) &&
-        (opts.bindingsOf?.(a.inputs[0]) ?? 1) === 1 && rows % 4 === 0 && cols % 4 === 0;
+        !isSplat(layoutSource(a.inputs[0])) && (opts.bindingsOf?.(a.inputs[0]) ?? 1) === 1 &&
+        rows % 4 === 0 && cols % 4 === 0;
       if (!isLayoutPreserving(a, plain) && !tn) buffers.add(beneathReshapes(a));
-      // The kernel reads X itself: computed, it is stored once (where the copy stored Xᵀ).
-      if (tn) buffers.add(layoutSource(a.inputs[0]));
+      // The kernel reads X itself: computed, it is stored once (where the copy stored Xᵀ), in its
+      // own layout where it is a view that does not preserve one.
+      if (tn) {
+        const x = a.inputs[0];
+        buffers.add(isLayoutPreserving(x, plain) ? layoutSource(x) : beneathReshapes(x));
+      }
       if (!isLayoutPreserving(b, plain) && !nt) buffers.add(beneathReshapes(b));
     }
   }
