@@ -16,14 +16,9 @@
 
 import { parseArgs } from "node:util";
 import process from "node:process";
-import { lmLoss } from "../dsl/nn/transformer.ts";
-import type { Tensor } from "../dsl/trace.ts";
-import { BatchSampler, collate, encodeExample, shard } from "../runtime/data/instruct.ts";
-import { taskSplits } from "../runtime/data/synthetic.ts";
-import { loadModel } from "../runtime/models/model_dir.ts";
-import { createTrainer, type Trainer } from "../runtime/trainer.ts";
+import type { Trainer } from "../runtime/trainer.ts";
 import { gpu } from "../runtime/device.ts";
-import { adaptedWeights, DEFAULT_RUN, runSchedule } from "../runtime/train/config.ts";
+import { defaultStep } from "./default_step.ts";
 
 const args = parseArgs({
   args: Deno.args,
@@ -34,22 +29,7 @@ const args = parseArgs({
     steps: { type: "string", default: "3" },
   },
 });
-const cfg = DEFAULT_RUN;
-const model = await loadModel(cfg.model);
-const tok = model.tokenizer;
-const template = cfg.template ?? model.template;
-const { train } = taskSplits(cfg.task, { train: cfg.trainSize, test: cfg.evalSize }, cfg.seed);
-const encoded = train.map((ex) => encodeExample(tok, ex, template));
-const K = cfg.devices, perStep = K * cfg.batch;
-const sampler = new BatchSampler(encoded.length, cfg.seed);
-const shardsAt = (step: number) => {
-  const indices = sampler.take(step * perStep, perStep);
-  return Array.from(
-    { length: K },
-    (_, k) => collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad),
-  );
-};
-const adapt = adaptedWeights(model.params, cfg.adapt);
+const { shardsAt, trainer: newTrainer } = await defaultStep();
 
 // Every distinct WGSL text the device compiles (it compiles each text once), by kernel label.
 const device = await gpu();
@@ -80,19 +60,7 @@ const timed = async (run: () => Promise<unknown>) => {
 
 let trainer!: Trainer;
 const init = await timed(async () => {
-  trainer = await createTrainer({
-    loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
-      lmLoss(model.config, p, b),
-    params: model.params,
-    adapt,
-    method: cfg.method,
-    devices: K,
-    rank: cfg.rank,
-    optimizer: { lr: runSchedule(cfg) },
-    mode: cfg.mode,
-    svd: { method: cfg.svd, seed: cfg.seed },
-    seed: cfg.seed,
-  });
+  trainer = await newTrainer();
 });
 const plan = await timed(() => trainer.plan!(shardsAt(0)));
 

@@ -1,0 +1,74 @@
+/**
+ * A/B of the default training step under two settings, in one process with steps alternating, so
+ * that the machine's drift (30% and more between runs here) weighs on both alike:
+ *
+ *   deno run -A bench/ab.ts '{"matmulFlatLanes": false}' '{"matmulFlatLanes": true}' [--steps 20]
+ *   deno run -A bench/ab.ts '{"method": "hdpissa"}' '{"method": "lora"}'
+ *
+ * Each argument is a setting: `method` picks the trainer's method, every other key overrides a
+ * CPU adapter's code-generator tunables (`CPU_CODEGEN`) while that trainer compiles (on a GPU only
+ * `method` can differ). Both
+ * trainers run two warm-up steps (compilation), then `--steps` steps each, alternating. Prints
+ * each side's median and fastest step and the paired ratio (median over steps of B ÷ A).
+ */
+
+import { parseArgs } from "node:util";
+import type { Method, Trainer } from "../runtime/trainer.ts";
+import { CPU_CODEGEN } from "../runtime/jit.ts";
+import { gpu } from "../runtime/device.ts";
+import { defaultStep } from "./default_step.ts";
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  options: { steps: { type: "string", default: "20" } },
+  allowPositionals: true,
+});
+if (positionals.length !== 2) {
+  console.error("usage: deno run -A bench/ab.ts '<setting A as JSON>' '<setting B>' [--steps N]");
+  Deno.exit(2);
+}
+const settings = positionals.map((s) => JSON.parse(s) as Record<string, unknown>);
+if (
+  !(await gpu()).info.isFallbackAdapter &&
+  settings.some((s) => Object.keys(s).some((k) => k !== "method"))
+) {
+  console.error(
+    "bench/ab.ts: code-generator settings apply to CPU adapters only; this one is a GPU",
+  );
+  Deno.exit(2);
+}
+const { shardsAt, trainer } = await defaultStep();
+
+// The CPU adapter's tunables are read when a trainer compiles: set them around each creation.
+const tunables = CPU_CODEGEN as Record<string, unknown>;
+const saved = { ...tunables };
+const trainers: Trainer[] = [];
+for (const { method, ...codegen } of settings) {
+  Object.assign(tunables, codegen);
+  const t = await trainer(method as Method | undefined);
+  for (const s of [0, 1]) await t.step(shardsAt(s)); // compiled and warm
+  for (const key of Object.keys(codegen)) delete tunables[key];
+  Object.assign(tunables, saved);
+  trainers.push(t);
+}
+
+const steps = Number(values.steps);
+const ms: number[][] = [[], []];
+for (let s = 0; s < steps; s++) {
+  for (const [i, t] of trainers.entries()) {
+    const t0 = performance.now();
+    await t.step(shardsAt(2 + s));
+    ms[i].push(performance.now() - t0);
+  }
+}
+for (const t of trainers) await t.close();
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+settings.forEach((setting, i) =>
+  console.log(
+    `${"AB"[i]} ${JSON.stringify(setting)}: median ${median(ms[i]).toFixed(1)} ms, ` +
+      `fastest ${Math.min(...ms[i]).toFixed(1)} ms`,
+  )
+);
+const paired = median(ms[1].map((b, s) => b / ms[0][s]));
+console.log(`paired ratio B ÷ A over ${steps} steps: ${paired.toFixed(3)}`);
