@@ -292,12 +292,6 @@ function outermost(fixes: ReadonlySet<Node>, buffers: ReadonlySet<Node>): Node[]
   return [...fixes].filter((n) => !beneath.has(n));
 }
 
-/**
- * The node a reshape chain views: materialising it instead of the reshape lets every reader (two
- * kernels, or two matmuls reading it under different reshapes) share one buffer through free
- * views, and the kernel computing it may be a matmul epilogue (which iterates the product's
- * shape, not the reshape's).
- */
 /** The array a layout-preserving view reads (through reshapes and contiguous slices). */
 function layoutSource(n: Node): Node {
   let x = n;
@@ -305,6 +299,12 @@ function layoutSource(n: Node): Node {
   return x;
 }
 
+/**
+ * The node a reshape chain views: materialising it instead of the reshape lets every reader (two
+ * kernels, or two matmuls reading it under different reshapes) share one buffer through free
+ * views, and the kernel computing it may be a matmul epilogue (which iterates the product's
+ * shape, not the reshape's).
+ */
 function beneathReshapes(n: Node): Node {
   let x = n;
   while (x.op === "reshape" && !isLeaf(x.inputs[0]) && !isSplat(x.inputs[0])) x = x.inputs[0];

@@ -8,12 +8,12 @@
  * spends most of its time on a CPU adapter.
  *
  * Only literals that differ between the kernels of a group are lifted: those they all have
- * (tile offsets, unroll steps, lanes) are the structure and stay constants. Divisors and moduli
- * are never lifted: a division by a constant is a multiply and a shift, by a uniform a real
+ * (tile offsets, unroll steps, lanes) are the structure and stay constants. Bare divisors and
+ * moduli are not lifted: a division by a constant is a multiply and a shift, by a uniform a real
  * division. Code that divides once per invocation writes its divisor in parentheses,
- * `tile / (9i)`, which marks it liftable. A kernel that shares with no other keeps its literals, so lifting never costs a
- * kernel speed for nothing; on lavapipe the default HD-PiSSA step ran as fast lifted (a paired
- * ratio of 0.96–1.0 over 25 steps).
+ * `tile / (9i)`, which marks it liftable. A kernel that shares with no other keeps its literals,
+ * so lifting never costs a kernel speed for nothing; on lavapipe the default HD-PiSSA step ran as
+ * fast lifted (paired ratios 0.96–1.01 over 25 steps).
  */
 
 /** The uniform array a lifted kernel reads its sizes from (`shape_3` is its fourth size). */
