@@ -7,9 +7,9 @@
  *
  * Each argument is a setting: `method` picks the trainer's method, every other key overrides a
  * CPU adapter's code-generator tunables (`CPU_CODEGEN`) while that trainer compiles (on a GPU only
- * `method` can differ). Both
- * trainers run two warm-up steps (compilation), then `--steps` steps each, alternating. Prints
- * each side's median and fastest step and the paired ratio (median over steps of B ÷ A).
+ * `method` can differ). Both trainers run two warm-up steps (compilation), then `--steps` steps
+ * each, alternating. Prints each side's median and fastest step and the paired ratio (median over
+ * steps of B ÷ A).
  */
 
 import { parseArgs } from "node:util";
