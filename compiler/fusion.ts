@@ -9,11 +9,15 @@
  *    by two different kernels becomes a buffer instead, unless it is pure index arithmetic over
  *    buffers (then duplicating it is free). Several uses inside one kernel are computed once.
  * 3. A reduction or matmul anchors a kernel and absorbs an elementwise epilogue: it fuses into its
- *    unique consumer when that reads it at the same index (same shape, no view between).
+ *    unique consumer when that reads it at the same index (same shape, no view between). A
+ *    product stored through a permutation that keeps its last axis (attention heads merged back)
+ *    is written there by its own kernel.
  * 4. A reduction absorbs its elementwise prologue; a matmul only reshapes of buffers, because each
  *    operand element is reused across a whole row or column: any other view of an operand
  *    (transpose, broadcast, head split) is copied once into a row-major buffer, which lets the
- *    vectorised tile kernel run (2–3× faster steps for a transformer on llvmpipe).
+ *    vectorised tile kernel run (2–3× faster steps for a transformer on llvmpipe). Exceptions,
+ *    read in place: a transposed matrix (NT, TN), and with `stridedOperands` any strided view the
+ *    vec4 kernel can load (split heads).
  * 5. Row-wise fusion (softmax, layerNorm, logsumexp): a reduction whose result is broadcast back
  *    over the axes it reduced, into a kernel iterating the same space, is computed inside that
  *    kernel, one row per invocation: phase 1 reduces the row, phase 2 uses it (tinygrad's
@@ -26,7 +30,7 @@
  *    multi-output kernel (an optimizer step updates a parameter and its two moments in one pass).
  */
 
-import { isLayoutPreserving, swapsLastTwo } from "./views.ts";
+import { isLayoutPreserving, stridedView, swapsLastTwo, vec4Direction } from "./views.ts";
 import { getPrimitive, type Graph, isElementwise, type Node } from "../dsl/mod.ts";
 
 /** The kernel template a fused kernel is generated from. */
@@ -79,6 +83,12 @@ export interface FusionOptions {
    * CPU adapters.
    */
   tnInPlace?: boolean;
+  /**
+   * Read an operand that is a strided view of an array (attention heads split from [b, t, h·d])
+   * in place with the vec4 kernel where its strides allow (views.ts `vec4Direction`), instead of
+   * copying it into a row-major buffer first: the choice on CPU adapters.
+   */
+  stridedOperands?: boolean;
 }
 
 const VIEW_OPS = new Set(["reshape", "transpose", "broadcast", "slice", "pad", "concat", "gather"]);
@@ -171,20 +181,36 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
       // back: reshape∘transpose), store that view and read it in place: its other consumers
       // share the buffer, where a copy of Wᵀ would be one more.
       const nt = swapsLastTwo(b) && inPlace && !isSplat(layoutSource(b.inputs[0]));
-      if (nt && !isLayoutPreserving(b.inputs[0], plain)) buffers.add(beneathReshapes(b.inputs[0]));
+      // A strided view (a head split) is read where it lies when the kernel can load it as vec4
+      // along the wanted direction; its array is then stored in its own layout.
+      const strided = (x: Node, direction: "rows" | "columns") => {
+        const source = stridedSource(x, direction, plain, opts);
+        if (source && !isLeaf(source)) buffers.add(source);
+        return source !== undefined;
+      };
+      if (nt && !isLayoutPreserving(b.inputs[0], plain) && !strided(b, "columns")) {
+        buffers.add(beneathReshapes(b.inputs[0]));
+      }
+      // Wᵀ as some other view whose rows axis is contiguous ([b, t, h·d] read as [b, h, d, t]).
+      const ntStrided = !nt && inPlace && !isLayoutPreserving(b, plain) && strided(b, "columns");
       // A transposed left operand (Xᵀ·Y) is read in place by the TN kernel, which reads rows of
       // X and of Y as vec4, where Y ends up row-major.
-      const tn = opts.tnInPlace === true && !nt && swapsLastTwo(a) &&
+      const tn = opts.tnInPlace === true && !nt && !ntStrided && swapsLastTwo(a) &&
         !isSplat(layoutSource(a.inputs[0])) && (opts.bindingsOf?.(a.inputs[0]) ?? 1) === 1 &&
         rows % 4 === 0 && cols % 4 === 0;
-      if (!isLayoutPreserving(a, plain) && !tn) buffers.add(beneathReshapes(a));
+      const aInPlace = isLayoutPreserving(a, plain) || tn || strided(a, "rows") ||
+        (!nt && !ntStrided && cols % 4 === 0 && strided(a, "columns"));
+      if (!aInPlace) buffers.add(beneathReshapes(a));
       // The kernel reads X itself: computed, it is stored once (where the copy stored Xᵀ), in its
       // own layout where it is a view that does not preserve one.
       if (tn) {
         const x = a.inputs[0];
-        buffers.add(isLayoutPreserving(x, plain) ? layoutSource(x) : beneathReshapes(x));
+        if (isLayoutPreserving(x, plain)) buffers.add(layoutSource(x));
+        else if (!strided(a, "columns")) buffers.add(beneathReshapes(x));
       }
-      if (!isLayoutPreserving(b, plain) && !nt) buffers.add(beneathReshapes(b));
+      if (!isLayoutPreserving(b, plain) && !nt && !ntStrided && !strided(b, "rows")) {
+        buffers.add(beneathReshapes(b));
+      }
     }
   }
   if (opts.fuse === false) {
@@ -292,6 +318,24 @@ function outermost(fixes: ReadonlySet<Node>, buffers: ReadonlySet<Node>): Node[]
   return [...fixes].filter((n) => !beneath.has(n));
 }
 
+/**
+ * The array a matmul operand reads in place as a strided view loaded as vec4 along `direction`
+ * (fusion option `stridedOperands`), or undefined where it must be copied.
+ */
+function stridedSource(
+  x: Node,
+  direction: "rows" | "columns",
+  plain: (n: Node) => boolean,
+  opts: FusionOptions,
+): Node | undefined {
+  if (!opts.stridedOperands) return undefined;
+  const view = stridedView(x, plain);
+  if (!view || isSplat(view.source) || (opts.bindingsOf?.(view.source) ?? 1) !== 1) {
+    return undefined;
+  }
+  return vec4Direction(x, view) === direction ? view.source : undefined;
+}
+
 /** The array a layout-preserving view reads (through reshapes and contiguous slices). */
 function layoutSource(n: Node): Node {
   let x = n;
@@ -345,7 +389,11 @@ function walkKernel(
     touched: new Set(),
   };
   const rootSet = new Set(roots);
-  const space = roots[0].shape;
+  // A matmul stored through a permutation of its axes (attention heads merged back into
+  // [b, t, h, d]): the kernel iterates the product's space and writes each element where the
+  // permutation puts it, so no other kernel copies the product into that layout.
+  const permuted = roots.length === 1 && isPermutedStore(roots[0], buffers);
+  const space = permuted ? roots[0].inputs[0].shape : roots[0].shape;
   const rowSet = new Set<Node>();
 
   /**
@@ -401,11 +449,16 @@ function walkKernel(
     visited.add(key);
     if (!isRoot && buffers.has(n) && !rootSet.has(n)) {
       w.reads.add(n);
-      const identity = mode === "full" && !inPrologue && n.size === roots[0].size;
+      const identity = mode === "full" && !inPrologue && n.size === roots[0].size && !permuted;
       w.identityReads.set(n, (w.identityReads.get(n) ?? true) && identity);
       return;
     }
     if (isSplat(n) || n.op === "constant") return;
+    if (isRoot && permuted) {
+      w.fused.add(n);
+      visit(n.inputs[0], "full", false, false);
+      return;
+    }
     if (w.fused.has(n) && mode === "full" && !isAnchorOp(n)) return; // same index: computed once
     if (w.fused.has(n) && isAnchorOp(n)) {
       // A reduction is computed at one index only: its own (anchor) or the row's (row phase).
@@ -483,6 +536,18 @@ function walkKernel(
   }
   if (!w.violation && w.anchor && w.rootRowReduction) w.violation = w.rootRowReduction;
   return w;
+}
+
+/**
+ * `root` permutes the axes of a product computed in its own kernel, keeping the last axis last
+ * (each tile row is still stored as consecutive elements).
+ */
+export function isPermutedStore(root: Node, buffers: ReadonlySet<Node>): boolean {
+  if (root.op !== "transpose") return false;
+  const perm = root.params.perm as number[];
+  const mm = root.inputs[0];
+  return perm[perm.length - 1] === perm.length - 1 && mm.op === "matmul" &&
+    !buffers.has(mm);
 }
 
 /**

@@ -61,6 +61,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulNtTile: { rows: 8, cols: 4 },
   matmulNtInPlace: false,
   matmulTnInPlace: false,
+  matmulStridedOperands: false,
   matmulFlatLanes: false,
   matmulMaxUnroll: 1024,
   matmulTilings: [],
@@ -108,6 +109,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     bindingsOf: (n) => windowCount(n.size, windowElements),
     ntInPlace: codegen.matmulNtInPlace,
     tnInPlace: codegen.matmulTnInPlace,
+    stridedOperands: codegen.matmulStridedOperands,
   });
   checkPackedInputs(g, opts.packedInputs);
   const memory = planMemory(g, plans, {

@@ -268,6 +268,9 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // Xᵀ·Y with X in place (TN, vec4 rows of X and Y) instead of a copy of Xᵀ: the default HD-PiSSA
   // step 8–9% faster on lavapipe, 3 kernels fewer.
   matmulTnInPlace: true,
+  // Attention heads split from [b, t, h·d] (V, and dO in the backward pass) read in place by
+  // the batched products instead of being copied into [b, h, t, d] first.
+  matmulStridedOperands: true,
   // Tiles numbered along x: 144 output columns in tiles of 16 kept 9 of 16 lanes busy; the
   // default HD-PiSSA step 15–16% faster on lavapipe.
   matmulFlatLanes: true,

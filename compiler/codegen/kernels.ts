@@ -18,7 +18,7 @@
  * split pass (`compiler/passes/split.ts`) keeps each loop short enough for that.
  */
 
-import { contiguousSliceStart, swapsLastTwo } from "../views.ts";
+import { contiguousSliceStart, stridedView, swapsLastTwo, vec4Direction } from "../views.ts";
 import type { Node } from "../../dsl/mod.ts";
 import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
@@ -61,6 +61,12 @@ export interface CodegenOptions {
   matmulNtInPlace: boolean;
   /** Read Xᵀ·Y's X in place with the TN kernel wherever it applies (else Xᵀ is copied for NN). */
   matmulTnInPlace: boolean;
+  /**
+   * Read an operand that is a strided view of a buffer (attention heads split from, or merged
+   * into, [b, t, h·d]: a batch-axis permutation) in place with the vec4 kernel, where its
+   * contiguous axis and every other stride allow vec4 loads, instead of copying it first.
+   */
+  matmulStridedOperands: boolean;
   /**
    * Most multiply-adds the unrolled k-loop body of a vectorised matmul may hold; larger tiles
    * get fewer rows (then column groups). llvmpipe compiles a kernel at its first run, in time
@@ -464,6 +470,42 @@ export function bufferOperand(
   if (direct) return { ...direct, transposed: false };
   const source = x.op === "transpose" && swapsLastTwo(x) ? base(x.inputs[0]) : undefined;
   return source ? { ...source, transposed: true } : undefined;
+}
+
+/** A matmul operand the vec4 kernel reads in place (see `inPlaceOperand`). */
+export interface InPlaceOperand {
+  node: Node;
+  offset: number;
+  /** Element strides of the operand's axes in its buffer. */
+  strides: number[];
+  /** Read along its columns (its rows axis contiguous): Xᵀ of TN, Wᵀ of NT. */
+  transposed: boolean;
+  /** A contiguous block in row-major order or its last-two-axes transpose (`bufferOperand`). */
+  standard: boolean;
+}
+
+/**
+ * The buffer a matmul operand reads in place: a contiguous block (or its transpose, see
+ * `bufferOperand`), or with `strided` any strided view the vec4 kernel can load from.
+ */
+export function inPlaceOperand(
+  x: Node,
+  ctx: KernelContext,
+  strided: boolean,
+): InPlaceOperand | undefined {
+  const view = stridedView(x, (n) => ctx.buffers.has(n));
+  if (!view) return undefined;
+  const standard = bufferOperand(x, ctx);
+  if (standard) return { ...standard, strides: view.strides, standard: true };
+  const direction = strided ? vec4Direction(x, view) : undefined;
+  if (!direction) return undefined;
+  return {
+    node: view.source,
+    offset: view.offset,
+    strides: view.strides,
+    transposed: direction === "columns",
+    standard: false,
+  };
 }
 
 export function generateMatmul(

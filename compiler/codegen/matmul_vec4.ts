@@ -18,11 +18,12 @@ import type { KernelPlan } from "../fusion.ts";
 import { slotWindows } from "./builder.ts";
 import {
   block,
-  bufferOperand,
   builderFor,
   type CodegenOptions,
   finish,
   type GeneratedKernel,
+  type InPlaceOperand,
+  inPlaceOperand,
   type KernelContext,
   matmulDims,
   tileGrid,
@@ -40,7 +41,7 @@ interface Part {
   n1: number;
 }
 
-type Operand = NonNullable<ReturnType<typeof bufferOperand>>;
+type Operand = InPlaceOperand;
 
 /** Splits [0, total) into blocks of at most `size` (a multiple of `step` where size allows). */
 function blocks(total: number, size: number, step: number): [number, number][] {
@@ -57,6 +58,12 @@ function operandChain(x: Node, buffer: Node): Set<Node> {
   return chain;
 }
 
+/** The vec4 holding an operand's last element, counted from its first element's. */
+function lastQuad(o: Operand, x: Node): number {
+  if (o.standard) return x.size / 4 - 1;
+  return Math.floor(x.shape.reduce((last, d, i) => last + (d - 1) * o.strides[i], 0) / 4);
+}
+
 /** The vec4 register-tile kernel(s) of a matmul plan, or undefined where layouts do not allow. */
 export function vec4Matmul(
   plan: KernelPlan,
@@ -67,8 +74,8 @@ export function vec4Matmul(
   if (mm.dtype !== "f32" || !opts.vectorizedMatmul) return undefined;
   const [a, bOp] = mm.inputs;
   const { M, N, K, batch } = matmulDims(mm);
-  const B = bufferOperand(bOp, ctx);
-  const A = bufferOperand(a, ctx);
+  const B = inPlaceOperand(bOp, ctx, opts.matmulStridedOperands);
+  const A = inPlaceOperand(a, ctx, opts.matmulStridedOperands);
   if (!B) return undefined;
   const nn = !B.transposed && N % 4 === 0 && B.offset % 4 === 0;
   const nt = B.transposed && K % 4 === 0 && A !== undefined && !A.transposed &&
@@ -83,6 +90,8 @@ export function vec4Matmul(
   // A range binding starts at an aligned offset at or below the first element it must reach.
   const span = layout ? layout.windowElements - layout.alignElements + 1 : Infinity;
   const ranged = [B, ...(aVec ? [A!] : [])].filter((o) => !whole(o.node));
+  // Strided views are read through whole bindings only.
+  if (ranged.some((o) => !o.standard)) return undefined;
   // A ranged buffer is bound once, so nothing else in the kernel may read it elsewhere.
   for (const o of ranged) {
     const chain = operandChain(o === B ? bOp : a, o.node);
@@ -192,6 +201,17 @@ function vec4Part(
   }
   const bIndex = b.unravel("i32(gid.z)", batchShape);
   const batchFlat = b.bind(b.flatten(bIndex, batchShape));
+  // An operand's batch term and the stride of the axis its loads step along, in vec4s: those of
+  // a contiguous [batch, R, C] block (its `matrix` = R·C elements, `stride` along the axis)
+  // where it is one, else its own strides (`axis` 0: its R axis, 1: its C axis).
+  const quads = (o: Operand, matrix: number, stride: number, axis: 0 | 1) => {
+    if (o.standard) return { batch: `${batchFlat} * ${matrix / 4}i`, stride: stride / 4 };
+    const terms = bIndex.flatMap((ix, i) =>
+      batchShape[i] === 1 || o.strides[i] === 0 ? [] : [`${ix} * ${o.strides[i] / 4}i`]
+    );
+    const batch = terms.length === 0 ? "0i" : b.bind(`(${terms.join(" + ")})`);
+    return { batch, stride: o.strides[o.strides.length - 2 + axis] / 4 };
+  };
   const rows = Array.from(
     { length: TM },
     (_, i) => b.bind(rowsP % TM === 0 ? `(row0 + ${i}i)` : `min(row0 + ${i}i, ${p.m1 - 1}i)`),
@@ -210,11 +230,12 @@ function vec4Part(
       rowEnd: p.m1,
       colEnd: p.n1,
     });
+  const aRows = aVec ? quads(A!, M * K, K, 0) : undefined;
   const aRow = (row: string, k: string) =>
     b.vec4Read(
       A!.node,
       aBind!.name,
-      `${aOff}i + ${batchFlat} * ${(M * K) / 4}i + ${row} * ${K / 4}i + ${k}`,
+      `${aOff}i + ${aRows!.batch} + ${row} * ${aRows!.stride}i + ${k}`,
     );
   if (nn) {
     // TM rows × (4·G) columns: G vec4 accumulators per row, G vec4 loads of B per k. When A is
@@ -223,9 +244,10 @@ function vec4Part(
     const accs = rows.map((_, i) => Array.from({ length: G }, (_, g) => `acc${i}_${g}`));
     accs.flat().forEach((c) => b.line(`var ${c} = vec4<f32>(0.0f);`));
     const colsFit = colsP % (4 * G) === 0;
+    const bRows = quads(B, K * N, N, 0);
     const bLoad = (k: string, g: number) => {
-      const at = `${batchFlat} * ${(K * N) / 4}i + ${k} * ${N / 4}i + col0 / 4i + ${g}i`;
-      const clamped = colsFit ? at : `min(${at}, ${(batch * K * N) / 4 - 1}i)`;
+      const at = `${bRows.batch} + ${k} * ${bRows.stride}i + col0 / 4i + ${g}i`;
+      const clamped = colsFit ? at : `min(${at}, ${lastQuad(B, mm.inputs[1])}i)`;
       return b.bind(b.vec4Read(B.node, bBind.name, `${bOff}i + ${clamped}`));
     };
     block(b, `for (var k = 0i; k < ${K}i; k += ${aVec ? 4 : 1}i) {`, () => {
@@ -234,9 +256,10 @@ function vec4Part(
         // last tile's quads past M clamped: read, never stored).
         const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
         const quadsFit = rowsP % TM === 0;
+        const xRows = quads(A!, K * M, M, 1);
         for (let q = 0; q < TM / 4; q++) {
           const quad = quadsFit ? `row0 / 4i + ${q}i` : `min(row0 / 4i + ${q}i, ${M / 4 - 1}i)`;
-          const at = `${aOff}i + ${batchFlat} * ${(K * M) / 4}i + k * ${M / 4}i + ${quad}`;
+          const at = `${aOff}i + ${xRows.batch} + k * ${xRows.stride}i + ${quad}`;
           const x4 = b.bind(b.vec4Read(A!.node, aBind!.name, at));
           ["x", "y", "z", "w"].forEach((lane, j) =>
             bv.forEach((v, g) =>
@@ -278,13 +301,14 @@ function vec4Part(
     );
     const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
     accs.flat().forEach((c) => b.line(`var ${c} = 0.0f;`));
+    const wRows = quads(B, N * K, K, 1);
     block(b, `for (var k = 0i; k < ${K / 4}i; k++) {`, () => {
       const wv = cols.map((c) =>
         b.bind(
           b.vec4Read(
             B.node,
             bBind.name,
-            `${bOff}i + ${batchFlat} * ${(N * K) / 4}i + ${c} * ${K / 4}i + k`,
+            `${bOff}i + ${wRows.batch} + ${c} * ${wRows.stride}i + k`,
           ),
         )
       );

@@ -62,13 +62,23 @@ export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
         const store = () => {
           const index = [...t.batchIndex, row, col];
           b.seed(t.mm, index, pick(b, values));
-          storeRoots(b, [t.root], index, b.flatten(index, t.root.shape));
+          const at = rootIndex(t, index);
+          storeRoots(b, [t.root], at, b.flatten(at, t.root.shape));
         };
         if (t.consecutiveCols) store();
         else block(b, `if (${col} < ${t.colEnd}i) {`, store);
       });
     });
   });
+}
+
+/**
+ * Where the product's element `index` lands in the root: the same index, or permuted where the
+ * root is a transpose of the product (fusion.ts `isPermutedStore`).
+ */
+function rootIndex(t: TileEpilogue, index: readonly string[]): readonly string[] {
+  if (t.root.op !== "transpose" || t.root.inputs[0] !== t.mm) return index;
+  return (t.root.params.perm as number[]).map((p) => index[p]);
 }
 
 /**
