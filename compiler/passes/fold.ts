@@ -4,8 +4,8 @@
  * A *splat* is a scalar constant, possibly reshaped or broadcast (how the DSL writes `full`).
  * An elementwise op whose operands are all splats is evaluated once on the CPU reference and
  * becomes a splat; identities such as x·1, x+0, neg(neg x), reshape∘reshape and transpose∘transpose
- * are removed. Autodiff emits many of these (seeds of 1, zero cotangents), so this pass is what
- * keeps a gradient's IR readable and its kernels lean.
+ * are removed, and Aᵀ·Bᵀ read down columns becomes (B·A)ᵀ. Autodiff emits many of these (seeds
+ * of 1, zero cotangents), so this pass is what keeps a gradient's IR readable and its kernels lean.
  */
 
 import {
@@ -102,9 +102,33 @@ function simplify(node: Node, inputs: readonly Node[], emitter: Emitter): Node |
       if (composed.every((p, i) => p === i)) return a.inputs[0];
       return emitter.emit("transpose", { perm: composed }, [a.inputs[0]], node.shape, node.dtype);
     }
+    case "matmul":
+      return transposeProduct(node, a, b, emitter);
     default:
       return undefined;
   }
+}
+
+/**
+ * Aᵀ·Bᵀ → (B·A)ᵀ where both operands are transposes that read their array down its columns (the
+ * operand's rows axis is the array's last): the product then reads rows, and its consumer gets a
+ * transposed view, which a matmul reads in place (TN) or an elementwise kernel through its index.
+ * HD-PiSSA's projected gradient Bᵀ·δᵀ becomes (δ·B)ᵀ, with no copy of Bᵀ.
+ */
+function transposeProduct(node: Node, a: Node, b: Node, emitter: Emitter): Node | undefined {
+  const r = node.shape.length;
+  const downColumns = (x: Node) =>
+    x.op === "transpose" && (x.params.perm as number[])[r - 2] === r - 1;
+  if (!downColumns(a) || !downColumns(b)) return undefined;
+  const swap = node.shape.map((_, i) => (i < r - 2 ? i : 2 * r - 3 - i));
+  const swapped = (shape: readonly number[]) => swap.map((p) => shape[p]);
+  const flip = (x: Node) => {
+    const perm = composePerms(x.params.perm as number[], swap);
+    if (perm.every((p, i) => p === i)) return x.inputs[0];
+    return emitter.emit("transpose", { perm }, [x.inputs[0]], swapped(x.shape), x.dtype);
+  };
+  const product = emitter.emit("matmul", {}, [flip(b), flip(a)], swapped(node.shape), node.dtype);
+  return emitter.emit("transpose", { perm: swap }, [product], node.shape, node.dtype);
 }
 
 /** Folds splat-only elementwise ops and removes algebraic identities. */

@@ -10,14 +10,17 @@ import {
   full,
   grad,
   type Graph,
+  matmul,
   mul,
   optimize,
   sum,
   tanh,
   trace,
+  transpose,
 } from "../../mod.ts";
 import type { Tensor } from "../../mod.ts";
 import { arbArray } from "../helpers/arrays.ts";
+import { randomArray } from "../helpers/models.ts";
 import { checkProperty, fc } from "../helpers/property.ts";
 import { arbExpr, buildExpr, PROGRAM_SHAPE } from "../helpers/random_program.ts";
 
@@ -61,6 +64,39 @@ Deno.test("algebraic identities x·1, x+0, neg∘neg, transpose∘transpose vani
   );
   assert.deepEqual(ops(optimize(g)), []);
   assert.equal(optimize(g).outputs[0], optimize(g).inputs[0]);
+});
+
+Deno.test("Aᵀ·Bᵀ read down columns becomes (B·A)ᵀ, same values, at random sizes", () => {
+  // Split heads transposed (HD-PiSSA's Bᵀ·δᵀ has this form): after the rewrite no product reads
+  // both operands down their columns, and its values are the raw graph's.
+  const downColumns = (x: Graph["nodes"][number]) => {
+    const perm = x.params.perm as number[] | undefined;
+    return x.op === "transpose" && perm![perm!.length - 2] === perm!.length - 1;
+  };
+  checkProperty(
+    fc.property(
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 0, max: 1000 }),
+      (h, m, k, n, seed) => {
+        // x: [k, h, m] viewed as [h, m, k]; y: [h, n, k] transposed to [h, k, n].
+        const f = (x: Tensor, y: Tensor) =>
+          matmul(transpose(x, [1, 2, 0]), transpose(y, [0, 2, 1]));
+        const g = trace(f, { shape: [k, h, m] }, { shape: [h, n, k] });
+        const o = optimize(g);
+        const products = o.nodes.filter((x) => x.op === "matmul");
+        assert.equal(products.length, 1);
+        assert.ok(!products[0].inputs.every(downColumns), String(o));
+        const x = randomArray([k, h, m], seed), y = randomArray([h, n, k], seed + 1);
+        const [raw] = evaluateGraph(g, [x, y]);
+        const [opt] = evaluateGraph(o, [x, y]);
+        assert.deepEqual(opt, raw);
+      },
+    ),
+    { numRuns: 40 },
+  );
 });
 
 Deno.test("optimize shrinks the gradient graph (seed of 1 folded away)", () => {
