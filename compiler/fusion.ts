@@ -27,7 +27,9 @@
  * 7. No kernel binds more storage buffers than the device grants: past the cap, the fused
  *    sub-expression reading the most buffers is materialised (jax-js's backtracking rule).
  * 8. Elementwise kernels of one shape that only read each other at the same index merge into one
- *    multi-output kernel (an optimizer step updates a parameter and its two moments in one pass).
+ *    multi-output kernel (an optimizer step updates a parameter and its two moments in one pass),
+ *    also into the matmul kernel whose product they read (a gate's activation); a product only
+ *    those merged outputs read is then not stored.
  */
 
 import { isLayoutPreserving, stridedView, swapsLastTwo, vec4Direction } from "./views.ts";
@@ -283,11 +285,20 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     added.forEach((n) => buffers.add(n));
   }
   const roots = graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n));
-  return mergeElementwise(
+  const kernels = mergeElementwise(
     roots.map((r) => describeKernel([r], buffers, opts.maxRowLength)),
     opts.maxStorageBuffers,
     weight,
   );
+  // A product that only the outputs merged into its own kernel read (the MLP's hidden gradient,
+  // read by the gate's and the up projection's gradients) is not stored.
+  const read = new Set(kernels.flatMap((k) => k.reads));
+  return kernels.map((k) => {
+    const [first, ...rest] = k.roots;
+    const unread = k.kind === "matmul" && rest.length > 0 && first === k.anchor &&
+      !read.has(first) && !outputs.has(first);
+    return unread ? { ...k, roots: rest } : k;
+  });
 }
 
 /** `x` computes a reduction or product inline (through elementwise ops and reshapes). */
@@ -616,8 +627,10 @@ function describeKernel(roots: Node[], buffers: Set<Node>, maxRowLength?: number
 }
 
 /**
- * Rule 8: merges an elementwise kernel into a later one of the same shape when nothing between
- * them reads its output and the later one reads it (if at all) only at the same index.
+ * Rule 8: merges an elementwise kernel into an earlier one of the same shape when nothing between
+ * them produces what it reads and it reads the earlier one's outputs (if at all) only at the same
+ * index. The earlier one may be a matmul whose output it reads: the tile epilogue then stores
+ * both (a gate's activation next to the gate, the gated product next to the up projection).
  */
 function mergeElementwise(
   kernels: KernelPlan[],
@@ -630,7 +643,10 @@ function mergeElementwise(
     for (let j = out.length - 1; j >= 0 && k.kind === "elementwise"; j--) {
       const prev = out[j];
       const readsPrev = prev.roots.some((r) => k.reads.includes(r));
-      const mergeable = prev.kind === "elementwise" &&
+      const permuted = prev.roots[0].op === "transpose" && prev.roots[0].inputs[0] === prev.anchor;
+      const intoProduct = prev.kind === "matmul" && readsPrev && !permuted &&
+        sameShape(prev.roots[0].shape, prev.anchor!.shape);
+      const mergeable = (prev.kind === "elementwise" || intoProduct) &&
         sameShape(prev.roots[0].shape, k.roots[0].shape) &&
         prev.roots.every((r) => !k.reads.includes(r) || k.identityReads.has(r));
       if (mergeable) {

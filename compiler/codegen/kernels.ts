@@ -514,7 +514,6 @@ export function generateMatmul(
   opts: CodegenOptions,
 ): GeneratedKernel {
   const b = builderFor(plan, ctx);
-  const root = plan.roots[0];
   const mm = plan.anchor!;
   const [a, bm] = mm.inputs;
   const { M, N, K, batchShape, batch } = matmulDims(mm);
@@ -545,7 +544,7 @@ export function generateMatmul(
   });
   storeTile(b, {
     mm,
-    root,
+    roots: plan.roots,
     batchIndex: bIndex,
     accumulators: accs,
     width: 1,

@@ -96,7 +96,6 @@ export function tiledMatmul(
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel | undefined {
-  const root = plan.roots[0];
   const mm = plan.anchor!;
   if (mm.dtype !== "f32") return undefined;
   const [a, bm] = mm.inputs;
@@ -145,8 +144,10 @@ export function tiledMatmul(
   // a bound; where the operand is also a buffer bound whole, each load is one vec4.
   const exact = M % BM === 0 && N % BN === 0 && K % BK === 0;
   const A = bufferOperand(a, ctx), B = bufferOperand(bm, ctx);
-  const vectorA = exact && A?.offset === 0 && b.isWhole(A.node) && b.isWhole(root);
-  const vectorB = exact && B?.offset === 0 && b.isWhole(B.node) && b.isWhole(root);
+  const vectorA = exact && A?.offset === 0 && b.isWhole(A.node) &&
+    plan.roots.every((r) => b.isWhole(r));
+  const vectorB = exact && B?.offset === 0 && b.isWhole(B.node) &&
+    plan.roots.every((r) => b.isWhole(r));
   if (vectorA) b.vec4Slots.add(ctx.slotOf(A!.node));
   if (vectorB) b.vec4Slots.add(ctx.slotOf(B!.node));
   const batchFlat = b.bind(b.flatten(bIndex, batchShape));
@@ -271,7 +272,7 @@ export function tiledMatmul(
   // Column j of the register block is column (j mod 4) of the invocation's vec4 number j / 4.
   storeTile(b, {
     mm,
-    root,
+    roots: plan.roots,
     batchIndex: bIndex,
     accumulators: accs,
     width: 1,

@@ -158,7 +158,6 @@ function vec4Part(
   ops: { A: Operand | undefined; B: Operand; aVec: boolean; aT: boolean; nn: boolean },
   p: Part,
 ): GeneratedKernel | undefined {
-  const root = plan.roots[0];
   const mm = plan.anchor!;
   const a = mm.inputs[0];
   const { A, B, aVec, aT, nn } = ops;
@@ -219,7 +218,7 @@ function vec4Part(
   const store = (accumulators: string[][], width: 1 | 4) =>
     storeTile(b, {
       mm,
-      root,
+      roots: plan.roots,
       batchIndex: bIndex,
       accumulators,
       width,

@@ -19,8 +19,11 @@ import { block, storeRoots } from "./kernels.ts";
 export interface TileEpilogue {
   /** The matmul whose value the epilogue reads at each element. */
   mm: Node;
-  /** The kernel's output (the matmul or its fused consumer). */
-  root: Node;
+  /**
+   * The kernel's outputs: the matmul or its fused consumer, then any elementwise kernel merged
+   * in (fusion rule 8), each stored at the product's index.
+   */
+  roots: readonly Node[];
   /** Index of the batch axes (WGSL i32 expressions). */
   batchIndex: readonly string[];
   /**
@@ -63,7 +66,7 @@ export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
           const index = [...t.batchIndex, row, col];
           b.seed(t.mm, index, pick(b, values));
           const at = rootIndex(t, index);
-          storeRoots(b, [t.root], at, b.flatten(at, t.root.shape));
+          storeRoots(b, t.roots, at, b.flatten(at, t.roots[0].shape));
         };
         if (t.consecutiveCols) store();
         else block(b, `if (${col} < ${t.colEnd}i) {`, store);
@@ -77,8 +80,9 @@ export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
  * root is a transpose of the product (fusion.ts `isPermutedStore`).
  */
 function rootIndex(t: TileEpilogue, index: readonly string[]): readonly string[] {
-  if (t.root.op !== "transpose" || t.root.inputs[0] !== t.mm) return index;
-  return (t.root.params.perm as number[]).map((p) => index[p]);
+  const root = t.roots[0];
+  if (root.op !== "transpose" || root.inputs[0] !== t.mm) return index;
+  return (root.params.perm as number[]).map((p) => index[p]);
 }
 
 /**

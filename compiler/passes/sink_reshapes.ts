@@ -9,10 +9,13 @@
  * consumers read it as a view.
  *
  * Only chains fusion would absorb are rewritten: the product (or an epilogue already sunk) feeds
- * only the reshape, and the reshape only the elementwise op.
+ * only the reshape, and the reshape only the elementwise op; or, where the product has other
+ * readers, every operand of the op is already a view of an array of the product's shape (a gated
+ * MLP's activation and gating: fusion rule 8 then stores them from the product's own kernel).
  */
 
 import { type Graph, isElementwise, type Node } from "../../dsl/mod.ts";
+import { splatValue } from "./fold.ts";
 import { rewriteGraph } from "./rewrite.ts";
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -33,12 +36,23 @@ export function sinkReshapes(graph: Graph): Graph {
   const isAnchor = (n: Node) => n.op === "matmul" || epilogues.has(n);
   return rewriteGraph(graph, (node, inputs, emit) => {
     if (!isElementwise(node.op) || node.shape.length === 0) return undefined;
-    const at = inputs.findIndex((x, i) => {
+    const viewsAnchor = (x: Node) => x.op === "reshape" && isAnchor(x.inputs[0]);
+    let at = inputs.findIndex((x, i) => {
       const old = node.inputs[i];
       const link = single(old) && (old.op !== "reshape" || single(old.inputs[0]));
-      return link && x.op === "reshape" && isAnchor(x.inputs[0]);
+      return link && viewsAnchor(x);
     });
-    if (at < 0) return undefined;
+    if (at < 0) {
+      // A product read elsewhere too: sunk only where every operand is already a view of an array
+      // in the product's shape (or a splat), so the op becomes one more output of the product's
+      // kernel (fusion rule 8) without reshaping anything that was not flat already.
+      at = inputs.findIndex(viewsAnchor);
+      const target = at < 0 ? undefined : inputs[at].inputs[0].shape;
+      const flat = (x: Node) =>
+        splatValue(x) !== undefined ||
+        (x.op === "reshape" && sameShape(x.inputs[0].shape, target!));
+      if (at < 0 || !inputs.every(flat)) return undefined;
+    }
     const inner = inputs[at].inputs[0];
     const target = inner.shape;
     const operands = inputs.map((x, i) => {

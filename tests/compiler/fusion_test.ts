@@ -196,6 +196,28 @@ Deno.test("a residual add read through the linear layer's reshape is the matmul'
   assert.equal(p.kernels.length, 3, String(p)); // matmul + add, the norm, the +1
 });
 
+Deno.test("a gated MLP's activation and gated product are more outputs of the gate and up products", () => {
+  // silu(x·Gᵀ) ⊙ (x·Uᵀ) through the linear layers' reshapes, with its gradient: both products
+  // are kept for the backward pass, so each product's kernel also stores what is computed from it
+  // at the same index (σ(g) and silu(g); the gated product), and no elementwise kernel computes
+  // the activation or the gating.
+  const mlp = (x: Tensor, gate: Tensor, up: Tensor, down: Tensor) =>
+    dsl.sum(dsl.square(linear(dsl.mul(dsl.silu(linear(x, gate)), linear(x, up)), down)));
+  const p = kernels(
+    dsl.grad(mlp, { argnums: [1, 2, 3] }),
+    spec(2, 8, 16),
+    spec(24, 16),
+    spec(24, 16),
+    spec(16, 24),
+  );
+  const [gate, up] = p.kernels;
+  assert.deepEqual([gate.kind, up.kind], ["matmul", "matmul"], String(p));
+  assert.ok(gate.ops.includes("sigmoid") && gate.output.split(" ").length === 3, String(p));
+  assert.ok(up.ops.includes("mul") && up.output.split(" ").length === 2, String(p));
+  const elementwise = p.kernels.filter((k) => k.kind === "elementwise");
+  assert.ok(elementwise.every((k) => !k.ops.includes("sigmoid")), String(p));
+});
+
 Deno.test("an epilogue stops where a second product joins: the sum of two branches' products", () => {
   // dx = g₁·W₁ + g₂·W₂ scaled by γ and read by a row-wise kernel: one product goes to memory, the
   // other adds it (and γ) in its epilogue, and the row-wise kernel reads that.

@@ -13,11 +13,14 @@ import {
   matmul,
   mean,
   mul,
+  relu,
   reshape,
   rmsNorm,
+  sigmoid,
   silu,
   square,
   sum,
+  tanh,
   type Tensor,
   transpose,
 } from "../../mod.ts";
@@ -93,3 +96,42 @@ for (const [label, codegen] of CODEGENS) {
     );
   });
 }
+
+Deno.test("gated MLPs at random sizes: products that also store their activations = interpreted", async () => {
+  // An activation of the gate and the gated product are more outputs of the gate's and the up
+  // projection's kernels, and in the backward pass both gradients of the gated product are
+  // outputs of the hidden gradient's product (fusion rule 8). Sizes that are not multiples of 4
+  // take the scalar paths; every template must agree with the reference.
+  const activations = { silu, tanh, relu, sigmoid } as const;
+  await checkAsyncProperty(
+    fc.asyncProperty(
+      fc.record({
+        rows: fc.integer({ min: 1, max: 12 }),
+        d: fc.integer({ min: 1, max: 12 }),
+        f: fc.integer({ min: 1, max: 20 }),
+        act: fc.constantFrom(...Object.keys(activations) as (keyof typeof activations)[]),
+        seed: fc.integer({ min: 1, max: 1 << 20 }),
+      }),
+      async ({ rows, d, f, act, seed }) => {
+        const lin = (x: Tensor, w: Tensor) =>
+          reshape(matmul(reshape(x, [2, rows, x.shape[2]]), transpose(w)), [2, rows, w.shape[0]]);
+        const mlp = (x: Tensor, gate: Tensor, up: Tensor, down: Tensor) =>
+          mean(square(lin(mul(activations[act](lin(x, gate)), lin(x, up)), down)));
+        const args = [
+          seeded([2, rows, d], seed, -1, 1),
+          seeded([f, d], seed + 1, -0.5, 0.5),
+          seeded([f, d], seed + 2, -0.5, 0.5),
+          seeded([d, f], seed + 3, -0.5, 0.5),
+        ];
+        const grads = grad(mlp, { argnums: [0, 1, 2, 3] });
+        for (const [label, codegen] of CODEGENS) {
+          await expectJitMatches(mlp, args, TRANSCENDENTAL, `${act} loss (${label})`, { codegen });
+          await expectJitMatches(grads, args, TRANSCENDENTAL, `${act} grads (${label})`, {
+            codegen,
+          });
+        }
+      },
+    ),
+    { numRuns: 8 },
+  );
+});
