@@ -291,28 +291,35 @@ export class KernelBuilder {
     return this.readBindings;
   }
 
+  /** Element `flat` (row-major) of buffer node `node`, as a WGSL value of its dtype. */
+  private readFlat(node: Node, flatIndex: string): string {
+    const slot = this.slotOf(node);
+    const base = this.rangeBase.get(slot);
+    const flat = base === undefined ? flatIndex : `(${flatIndex} - ${base}i)`;
+    const name = base === undefined ? undefined : `b${this.bindingOfSlot.get(slot)}`;
+    const format = this.packedOf(slot);
+    const raw = format
+      ? this.packedRead(node, format, this.bind(flat), name)
+      : this.vec4Slots.has(slot)
+      ? `${name ?? this.bufferName(node)}[${this.bind(flat)} / 4i][${this.bind(flat)} % 4i]`
+      : name !== undefined
+      ? `${name}[${flat}]`
+      : this.load(this.bufferNames(node), flat, node.size);
+    return this.bind(node.dtype === "bool" ? `(${raw} != 0i)` : raw);
+  }
+
   /** The value of `node` at a multi-index, as a WGSL expression of its dtype. */
   valueAt(node: Node, index: readonly string[]): string {
     const key = this.key(node, index);
     const known = this.lookup(key);
     if (known !== undefined) return known;
     let value: string;
-    if (this.buffers.has(node) && !this.roots.has(node)) {
-      const slot = this.slotOf(node);
-      const base = this.rangeBase.get(slot);
-      const flat = base === undefined
-        ? this.flatten(index, node.shape)
-        : `(${this.flatten(index, node.shape)} - ${base}i)`;
-      const name = base === undefined ? undefined : `b${this.bindingOfSlot.get(slot)}`;
-      const format = this.packedOf(slot);
-      const raw = format
-        ? this.packedRead(node, format, this.bind(flat), name)
-        : this.vec4Slots.has(slot)
-        ? `${name ?? this.bufferName(node)}[${this.bind(flat)} / 4i][${this.bind(flat)} % 4i]`
-        : name !== undefined
-        ? `${name}[${flat}]`
-        : this.load(this.bufferNames(node), flat, node.size);
-      value = this.bind(node.dtype === "bool" ? `(${raw} != 0i)` : raw);
+    const stored = (n: Node) => this.buffers.has(n) && !this.roots.has(n);
+    let source = node;
+    while (source.op === "reshape" && !stored(source)) source = source.inputs[0];
+    if (stored(source)) {
+      // A buffer, or a reshape of one: the same flat element (no round trip through the shapes).
+      value = this.readFlat(source, this.flatten(index, node.shape));
     } else if (isSplat(node)) {
       value = this.splatLiteral(node);
     } else {

@@ -218,6 +218,20 @@ Deno.test("a gated MLP's activation and gated product are more outputs of the ga
   assert.ok(elementwise.every((k) => !k.ops.includes("sigmoid")), String(p));
 });
 
+Deno.test("a buffer read through a reshape is read at the view's flat index", () => {
+  // The residual x [2, 8, 16] added to the product's [16, 16] rows: its element is x's flat
+  // element row·16 + col, with no round trip through x's own shape (divisions by 8·16, % 8).
+  const p = kernels(
+    (x: Tensor, w: Tensor) =>
+      dsl.add(dsl.reshape(x, [16, 16]), dsl.matmul(dsl.reshape(x, [16, 16]), w)),
+    spec(2, 8, 16),
+    spec(16, 16),
+  );
+  assert.equal(p.kernels.length, 1, String(p));
+  const wgsl = p.kernels[0].wgsl;
+  assert.ok(!wgsl.includes("128i") && !wgsl.includes("% 8i"), wgsl);
+});
+
 Deno.test("an epilogue stops where a second product joins: the sum of two branches' products", () => {
   // dx = g₁·W₁ + g₂·W₂ scaled by γ and read by a row-wise kernel: one product goes to memory, the
   // other adds it (and γ) in its epilogue, and the row-wise kernel reads that.
