@@ -133,10 +133,23 @@ export function reducedAxes(n: Node): number[] {
   return n.op === "argmax" ? [n.params.axis as number] : [...(n.params.axes as number[])];
 }
 
-/** Pure index arithmetic over buffers (views of a buffer, splats, iota): free to duplicate. */
+/**
+ * Comparisons and selects: a mask or one-hot built from them over index arithmetic (a causal mask
+ * from two iotas, one-hot targets) costs a few instructions per element to recompute, less than
+ * reading it back from memory. Integer sums and products of indices count as index arithmetic.
+ */
+const MASK_OPS = new Set(["less", "equal", "where", "cast"]);
+const INDEX_ARITHMETIC = new Set(["add", "sub", "mul"]);
+
+/**
+ * Pure index arithmetic over buffers (views of a buffer, splats, iota), and masks computed from
+ * it: free to duplicate.
+ */
 function isCheapIndexing(node: Node, buffers: Set<Node>): boolean {
   if (buffers.has(node) || isSplat(node) || node.op === "iota") return true;
-  if (!VIEW_OPS.has(node.op) || node.op === "gather") return false;
+  const view = VIEW_OPS.has(node.op) && node.op !== "gather";
+  const indexMath = INDEX_ARITHMETIC.has(node.op) && node.dtype === "i32";
+  if (!view && !MASK_OPS.has(node.op) && !indexMath) return false;
   return node.inputs.every((x) => isCheapIndexing(x, buffers));
 }
 

@@ -218,6 +218,23 @@ Deno.test("a gated MLP's activation and gated product are more outputs of the ga
   assert.ok(elementwise.every((k) => !k.ops.includes("sigmoid")), String(p));
 });
 
+Deno.test("a mask built from iotas is recomputed where it is read, not stored", () => {
+  // A causal mask used by two products' epilogues (two attention layers): comparing two indices
+  // costs less than a kernel that stores the mask and two reads of it.
+  const p = kernels(
+    (a: Tensor, b: Tensor) => {
+      const rows = dsl.reshape(dsl.arange(8), [8, 1]), cols = dsl.reshape(dsl.arange(8), [1, 8]);
+      const mask = dsl.less(cols, dsl.add(rows, 1));
+      const masked = (x: Tensor) => dsl.where(mask, dsl.matmul(x, dsl.transpose(x)), -1e9);
+      return [masked(a), masked(b)];
+    },
+    spec(8, 16),
+    spec(8, 16),
+  );
+  assert.equal(p.kernels.length, 2, String(p));
+  assert.ok(p.kernels.every((k) => k.kind === "matmul" && k.ops.includes("less")), String(p));
+});
+
 Deno.test("a buffer read through a reshape is read at the view's flat index", () => {
   // The residual x [2, 8, 16] added to the product's [16, 16] rows: its element is x's flat
   // element row·16 + col, with no round trip through x's own shape (divisions by 8·16, % 8).
