@@ -7,7 +7,8 @@
  * 2. Elementwise ops, views (reshape, transpose, broadcast, slice, pad, concat), gather and iota
  *    are index arithmetic and fuse into the kernel that reads them. A node that would be computed
  *    by two different kernels becomes a buffer instead, unless it is pure index arithmetic over
- *    buffers (then duplicating it is free). Several uses inside one kernel are computed once.
+ *    buffers, or a mask built from it (then duplicating it is free). Several uses inside one
+ *    kernel are computed once.
  * 3. A reduction or matmul anchors a kernel and absorbs an elementwise epilogue: it fuses into its
  *    unique consumer when that reads it at the same index (same shape, no view between). A
  *    product stored through a permutation that keeps its last axis (attention heads merged back)
@@ -29,7 +30,8 @@
  * 8. Elementwise kernels of one shape that only read each other at the same index merge into one
  *    multi-output kernel (an optimizer step updates a parameter and its two moments in one pass),
  *    also into the matmul kernel whose product they read (a gate's activation); a product only
- *    those merged outputs read is then not stored.
+ *    those merged outputs read is then not stored. An earlier elementwise kernel may also move
+ *    down to a later one when nothing between them reads its outputs.
  */
 
 import { isLayoutPreserving, stridedView, swapsLastTwo, vec4Direction } from "./views.ts";
@@ -93,6 +95,8 @@ export interface FusionOptions {
   stridedOperands?: boolean;
 }
 
+/** Kernels back an elementwise kernel looks for one to merge with by moving it down (rule 8). */
+const MERGE_WINDOW = 16;
 const VIEW_OPS = new Set(["reshape", "transpose", "broadcast", "slice", "pad", "concat", "gather"]);
 /** A row reduction longer than this with fewer rows than MIN_ROWS would starve the device. */
 const MAX_SERIAL_ROW = 4096;
@@ -650,6 +654,26 @@ function mergeElementwise(
   maxBuffers: number,
   weight: (nodes: Iterable<Node>) => number,
 ): KernelPlan[] {
+  /** `first` and `then` as one kernel, or undefined past the binding cap. */
+  const merge = (first: KernelPlan, then: KernelPlan): KernelPlan | undefined => {
+    const roots = [...first.roots, ...then.roots];
+    const reads = [...new Set([...first.reads, ...then.reads])].filter((n) => !roots.includes(n));
+    if (weight(reads) + weight(roots) > maxBuffers) return undefined;
+    const identity = (n: Node) =>
+      (!first.reads.includes(n) || first.identityReads.has(n)) &&
+      (!then.reads.includes(n) || then.identityReads.has(n));
+    return {
+      ...first,
+      roots,
+      fused: [...new Set([...first.fused, ...then.fused])].sort((a, b) => a.id - b.id),
+      reads,
+      identityReads: new Set(reads.filter(identity)),
+    };
+  };
+  /** `k` reads `prev`'s outputs, if at all, only at its own index. */
+  const sameIndex = (prev: KernelPlan, k: KernelPlan) =>
+    sameShape(prev.roots[0].shape, k.roots[0].shape) &&
+    prev.roots.every((r) => !k.reads.includes(r) || k.identityReads.has(r));
   const out: KernelPlan[] = [];
   for (const k of kernels) {
     let merged = false;
@@ -659,28 +683,29 @@ function mergeElementwise(
       const permuted = prev.roots[0].op === "transpose" && prev.roots[0].inputs[0] === prev.anchor;
       const intoProduct = prev.kind === "matmul" && readsPrev && !permuted &&
         sameShape(prev.roots[0].shape, prev.anchor!.shape);
-      const mergeable = (prev.kind === "elementwise" || intoProduct) &&
-        sameShape(prev.roots[0].shape, k.roots[0].shape) &&
-        prev.roots.every((r) => !k.reads.includes(r) || k.identityReads.has(r));
-      if (mergeable) {
-        const roots = [...prev.roots, ...k.roots];
-        const reads = [...new Set([...prev.reads, ...k.reads])].filter((n) => !roots.includes(n));
-        if (weight(reads) + weight(roots) <= maxBuffers) {
-          const identity = (n: Node) =>
-            (!prev.reads.includes(n) || prev.identityReads.has(n)) &&
-            (!k.reads.includes(n) || k.identityReads.has(n));
-          out[j] = {
-            ...prev,
-            roots,
-            fused: [...new Set([...prev.fused, ...k.fused])].sort((a, b) => a.id - b.id),
-            reads,
-            identityReads: new Set(reads.filter(identity)),
-          };
-          merged = true;
-          break;
-        }
+      const both = (prev.kind === "elementwise" || intoProduct) && sameIndex(prev, k) &&
+        merge(prev, k);
+      if (both) {
+        out[j] = both;
+        merged = true;
+        break;
       }
       if (readsPrev) break; // k cannot move above a kernel whose output it reads
+    }
+    // Else an earlier elementwise kernel moves down to k, when no kernel between them reads what
+    // it writes (a query's rotary embedding next to the key's, past the key's projection).
+    const read = new Set<Node>();
+    const lowest = Math.max(0, out.length - MERGE_WINDOW);
+    for (let j = out.length - 1; !merged && j >= lowest && k.kind === "elementwise"; j--) {
+      const prev = out[j];
+      const free = prev.kind === "elementwise" && prev.roots.every((r) => !read.has(r));
+      const both = free && sameIndex(prev, k) && merge(prev, k);
+      if (both) {
+        out.splice(j, 1);
+        out.push(both);
+        merged = true;
+      }
+      prev.reads.forEach((n) => read.add(n));
     }
     if (!merged) out.push(k);
   }

@@ -218,6 +218,22 @@ Deno.test("a gated MLP's activation and gated product are more outputs of the ga
   assert.ok(elementwise.every((k) => !k.ops.includes("sigmoid")), String(p));
 });
 
+Deno.test("an elementwise kernel moves past a product to merge with a later one", () => {
+  // The query's and the key's rotary embeddings, as in attention: each reads its own projection
+  // through a view, so neither is an epilogue; the query's moves past the key's projection (which
+  // does not read it) and the two are one kernel.
+  const p = kernels(
+    (x: Tensor, wq: Tensor, wk: Tensor) => {
+      const rotated = (w: Tensor) => dsl.mul(dsl.transpose(dsl.matmul(x, w)), 2);
+      return [rotated(wq), rotated(wk)];
+    },
+    spec(8, 16),
+    spec(16, 12),
+    spec(16, 12),
+  );
+  assert.deepEqual(p.kernels.map((k) => k.kind), ["matmul", "matmul", "elementwise"], String(p));
+});
+
 Deno.test("a mask built from iotas is recomputed where it is read, not stored", () => {
   // A causal mask used by two products' epilogues (two attention layers): comparing two indices
   // costs less than a kernel that stores the mask and two reads of it.
