@@ -12,7 +12,8 @@
  * 3. A reduction or matmul anchors a kernel and absorbs an elementwise epilogue: it fuses into its
  *    unique consumer when that reads it at the same index (same shape, no view between). A
  *    product stored through a permutation that keeps its last axis (attention heads merged back)
- *    is written there by its own kernel.
+ *    is written there by its own kernel. With `sumProducts`, products joined by adds are summed
+ *    in one kernel (`KernelPlan.terms`).
  * 4. A reduction absorbs its elementwise prologue; a matmul only reshapes of buffers, because each
  *    operand element is reused across a whole row or column: any other view of an operand
  *    (transpose, broadcast, head split) is copied once into a row-major buffer, which lets the
@@ -58,6 +59,11 @@ export interface KernelPlan {
   reads: Node[];
   /** Buffers read only at the kernel's own output index (safe to overwrite in place). */
   identityReads: Set<Node>;
+  /**
+   * Products of the anchor's shape summed into it (the input gradient of sibling layers): the
+   * kernel accumulates each into the anchor's tile, and the sum's epilogue reads them as 0.
+   */
+  terms?: Node[];
 }
 
 /** Options of `planFusion`. */
@@ -93,6 +99,18 @@ export interface FusionOptions {
    * copying it into a row-major buffer first: the choice on CPU adapters.
    */
   stridedOperands?: boolean;
+  /**
+   * Sum products of one shape that meet through adds (the input gradient of sibling layers:
+   * δ_q·W_q + δ_k·W_k + δ_v·W_v) in one kernel, each accumulated into the same register tile,
+   * instead of one kernel per product that adds the previous one's output: the choice on CPU
+   * adapters, whose register-tile kernels take such terms.
+   */
+  sumProducts?: boolean;
+  /**
+   * Most multiply-adds along k one kernel of summed products may run per output (the split
+   * pass's chunk: the split halves of a long product are not summed back into one kernel).
+   */
+  maxProductDepth?: number;
 }
 
 /** Kernels back an elementwise kernel looks for one to merge with by moving it down (rule 8). */
@@ -255,11 +273,30 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
       if (consumerCount.get(x) !== 1 || outputs.has(x) || !c || buffers.has(c)) return x;
       if (!isElementwise(c.op) || !sameShape(c.shape, n.shape)) return x;
       // A sum of two products (an input gradient of two branches) ends the epilogue: one of
-      // them must go to memory, and the other's kernel then adds it.
-      if (c.inputs.some((y) => y !== x && computesAnchor(y, buffers))) return x;
+      // them must go to memory, and the other's kernel then adds it; unless the other is
+      // summed into this one's kernel (`sumProducts`).
+      const joins = (y: Node) =>
+        y !== x && computesAnchor(y, buffers) &&
+        !(y.op === "matmul" && summed?.(y, n, buffers) === true);
+      if (c.inputs.some(joins)) return x;
       x = c;
     }
   };
+  // A product joins another's sum through adds alone, each read once: the kernel then seeds the
+  // anchor with the sum of both and reads the term as 0 (linear, so the adds still add up).
+  const single = (x: Node) => consumerCount.get(x) === 1 && !outputs.has(x);
+  const depth = (mm: Node) => mm.inputs[0].shape[mm.shape.length - 1];
+  const summed: SumTerm | undefined = opts.sumProducts
+    ? (n, anchor, bufs, before = 0) => {
+      const join = consumerOf.get(n)!;
+      const reaches = (x: Node): boolean =>
+        x === anchor ||
+        (x.op === "add" && single(x) && !bufs.has(x) && x.inputs.some(reaches));
+      const fits = depth(anchor) + before + depth(n) <= (opts.maxProductDepth ?? Infinity);
+      return single(n) && n.dtype === "f32" && sameShape(n.shape, anchor.shape) && fits &&
+        join.op === "add" && join.inputs.some((x) => x !== n && reaches(x));
+    }
+    : undefined;
   // A kernel's walk depends only on which of the nodes it touched are buffers: one that touched
   // none of the last round's new buffers (and was clean) is the same walk again.
   const walkOf = new Map<Node, Walk>();
@@ -267,7 +304,7 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   const walk = (root: Node) => {
     const cached = walkOf.get(root);
     if (cached && !cached.violation && !added.some((n) => cached.touched.has(n))) return cached;
-    const w = walkKernel([root], buffers, opts.maxRowLength);
+    const w = walkKernel([root], buffers, opts.maxRowLength, summed);
     walkOf.set(root, w);
     return w;
   };
@@ -303,7 +340,7 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   }
   const roots = graph.nodes.filter((n) => buffers.has(n) && !isLeaf(n));
   const kernels = mergeElementwise(
-    roots.map((r) => describeKernel([r], buffers, opts.maxRowLength)),
+    roots.map((r) => describeKernel([r], buffers, opts.maxRowLength, summed)),
     opts.maxStorageBuffers,
     weight,
   );
@@ -383,8 +420,19 @@ function beneathReshapes(n: Node): Node {
   return x;
 }
 
+/** Whether product `n` is summed into `anchor`'s kernel as a term (fusion option `sumProducts`). */
+type SumTerm = (
+  n: Node,
+  anchor: Node,
+  buffers: ReadonlySet<Node>,
+  /** Depth of the terms already summed into the anchor. */
+  before?: number,
+) => boolean;
+
 interface Walk {
   anchor?: Node;
+  /** Products summed into the anchor (`KernelPlan.terms`). */
+  terms: Node[];
   rowReductions: Node[];
   rowAxes?: number[];
   /** Row reductions found outside a reduction's prologue (incompatible with an anchor). */
@@ -408,8 +456,10 @@ function walkKernel(
   roots: readonly Node[],
   buffers: Set<Node>,
   maxRowLength = Infinity,
+  summed?: SumTerm,
 ): Walk {
   const w: Walk = {
+    terms: [],
     rowReductions: [],
     fused: new Set(),
     reads: new Set(),
@@ -511,6 +561,21 @@ function walkKernel(
     }
     if (isAnchorOp(n)) {
       const kind = wgslKind(n);
+      const term = kind === "matmul" && w.anchor !== undefined && w.anchor !== n &&
+        wgslKind(w.anchor) === "matmul" && mode === "full" && !inPrologue &&
+        summed?.(
+            n,
+            w.anchor,
+            buffers,
+            w.terms.reduce((d, t) => d + t.inputs[0].shape.at(-1)!, 0),
+          ) ===
+          true;
+      if (term) {
+        w.terms.push(n);
+        w.fused.add(n);
+        n.inputs.forEach((x) => visit(x, "operand", true, false));
+        return;
+      }
       // A matmul's epilogue must iterate exactly its output (its tile indices are seeded).
       const ok = (isRoot || (mode === "full" && !inPrologue)) && (!w.anchor || w.anchor === n) &&
         (kind !== "matmul" || sameShape(n.shape, space));
@@ -617,8 +682,13 @@ function heaviestFusedInput(
   return best;
 }
 
-function describeKernel(roots: Node[], buffers: Set<Node>, maxRowLength?: number): KernelPlan {
-  const w = walkKernel(roots, buffers, maxRowLength);
+function describeKernel(
+  roots: Node[],
+  buffers: Set<Node>,
+  maxRowLength?: number,
+  summed?: SumTerm,
+): KernelPlan {
+  const w = walkKernel(roots, buffers, maxRowLength, summed);
   if (w.violation) throw new Error(`internal: fusion left a violation at ${w.violation.op}`);
   const anchorKind = w.anchor ? wgslKind(w.anchor) : undefined;
   const kind: KernelKind = anchorKind === "reduce"
@@ -640,6 +710,7 @@ function describeKernel(roots: Node[], buffers: Set<Node>, maxRowLength?: number
     fused: [...w.fused].sort((a, b) => a.id - b.id),
     reads: [...w.reads],
     identityReads,
+    ...(w.terms.length ? { terms: w.terms } : {}),
   };
 }
 

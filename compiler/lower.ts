@@ -62,6 +62,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulNtInPlace: false,
   matmulTnInPlace: false,
   matmulStridedOperands: false,
+  matmulSumProducts: false,
   matmulFlatLanes: false,
   matmulMaxUnroll: 1024,
   matmulTilings: [],
@@ -100,7 +101,8 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
   const codegen: CodegenOptions = { ...DEFAULT_CODEGEN, ...opts };
   const budget = codegen.maxLoopIterations;
   const optimized = opts.optimize === false ? graph : optimize(graph);
-  const g = splitLargeWork(optimized, { ...splitSizesFor(budget), ...opts.split });
+  const split = { ...splitSizesFor(budget), ...opts.split };
+  const g = splitLargeWork(optimized, split);
   const windowElements = bindingWindow(opts);
   const plans = planFusion(g, {
     maxStorageBuffers: opts.maxStorageBuffers,
@@ -110,6 +112,8 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     ntInPlace: codegen.matmulNtInPlace,
     tnInPlace: codegen.matmulTnInPlace,
     stridedOperands: codegen.matmulStridedOperands,
+    sumProducts: codegen.matmulSumProducts,
+    maxProductDepth: split.matmulChunk,
   });
   checkPackedInputs(g, opts.packedInputs);
   const memory = planMemory(g, plans, {

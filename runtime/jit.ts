@@ -271,6 +271,8 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // Attention heads split from [b, t, h·d] (V, and dO in the backward pass) read in place by
   // the batched products instead of being copied into [b, h, t, d] first.
   matmulStridedOperands: true,
+  // The input gradient of sibling layers (q, k, v; gate, up) as one kernel of summed products.
+  matmulSumProducts: true,
   // Tiles numbered along x: 144 output columns in tiles of 16 kept 9 of 16 lanes busy; the
   // default HD-PiSSA step 15–16% faster on lavapipe.
   matmulFlatLanes: true,

@@ -68,6 +68,11 @@ export interface CodegenOptions {
    */
   matmulStridedOperands: boolean;
   /**
+   * Sum products of one shape that meet through adds in one kernel (fusion option
+   * `sumProducts`): the register-tile kernels accumulate each into the same tile.
+   */
+  matmulSumProducts: boolean;
+  /**
    * Most multiply-adds the unrolled k-loop body of a vectorised matmul may hold; larger tiles
    * get fewer rows (then column groups). llvmpipe compiles a kernel at its first run, in time
    * that grows with this body; bodies past 1024 ran no faster there (32 rows vs 16).
@@ -515,8 +520,8 @@ export function generateMatmul(
 ): GeneratedKernel {
   const b = builderFor(plan, ctx);
   const mm = plan.anchor!;
-  const [a, bm] = mm.inputs;
-  const { M, N, K, batchShape, batch } = matmulDims(mm);
+  const products = [mm, ...(plan.terms ?? [])];
+  const { M, N, batchShape, batch } = matmulDims(mm);
   const TM = Math.min(opts.matmulTile.rows, M), TN = Math.min(opts.matmulTile.cols, N);
   const [wx, wy] = opts.matmulTile.workgroup;
   const t = storageType(mm.dtype);
@@ -529,21 +534,26 @@ export function generateMatmul(
   const cols = Array.from({ length: TN }, (_, j) => b.bind(`min(col0 + ${j}i, ${N - 1}i)`));
   const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
   accs.flat().forEach((c) => b.line(`var ${c}: ${t} = ${t === "f32" ? "0.0f" : "0i"};`));
-  block(b, `for (var k = 0i; k < ${K}i; k++) {`, () => {
-    const av = rows.map((row) => b.valueAt(a, [...bIndex, row, "k"]));
-    const bv = cols.map((col) => b.valueAt(bm, [...bIndex, "k", col]));
-    accs.forEach((row, i) =>
-      row.forEach((c, j) =>
-        b.line(
-          t === "f32"
-            ? `${c} = fma(${av[i]}, ${bv[j]}, ${c});`
-            : `${c} = ${c} + ${av[i]} * ${bv[j]};`,
+  // The anchor, then each product summed into it, into the same accumulators.
+  for (const { inputs: [a, bm] } of products) {
+    const depth = a.shape[a.shape.length - 1];
+    block(b, `for (var k = 0i; k < ${depth}i; k++) {`, () => {
+      const av = rows.map((row) => b.valueAt(a, [...bIndex, row, "k"]));
+      const bv = cols.map((col) => b.valueAt(bm, [...bIndex, "k", col]));
+      accs.forEach((row, i) =>
+        row.forEach((c, j) =>
+          b.line(
+            t === "f32"
+              ? `${c} = fma(${av[i]}, ${bv[j]}, ${c});`
+              : `${c} = ${c} + ${av[i]} * ${bv[j]};`,
+          )
         )
-      )
-    );
-  });
+      );
+    });
+  }
   storeTile(b, {
     mm,
+    terms: plan.terms ?? [],
     roots: plan.roots,
     batchIndex: bIndex,
     accumulators: accs,
@@ -561,7 +571,8 @@ export function generateMatmul(
     batch,
   ];
   const grid = tileGrid(logical, [wx, wy, 1], opts, b.closeScope());
-  const loops = K + tileEpilogueIterations(TM, TN);
+  const depths = products.reduce((n, p) => n + p.inputs[0].shape[p.shape.length - 1], 0);
+  const loops = depths + tileEpilogueIterations(TM, TN);
   return finish(b, plan, ctx, grid.body, grid.dispatch, [wx, wy, 1], loops);
 }
 

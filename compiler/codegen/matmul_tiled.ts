@@ -97,7 +97,8 @@ export function tiledMatmul(
   opts: CodegenOptions,
 ): GeneratedKernel | undefined {
   const mm = plan.anchor!;
-  if (mm.dtype !== "f32") return undefined;
+  // Summed products (`KernelPlan.terms`) are the register-tile kernels' alone.
+  if (mm.dtype !== "f32" || plan.terms?.length) return undefined;
   const [a, bm] = mm.inputs;
   const { M, N, K, batchShape, batch } = matmulDims(mm);
   const tiling = chooseTiling(M, N, batch, opts);

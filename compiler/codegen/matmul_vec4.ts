@@ -109,7 +109,21 @@ export function vec4Matmul(
   }
   if (rowBlocks.length * colBlocks.length > MAX_PARTS) return undefined;
   const parts = rowBlocks.flatMap(([m0, m1]) => colBlocks.map(([n0, n1]) => ({ m0, m1, n0, n1 })));
-  const kernels = parts.map((p) => vec4Part(plan, ctx, opts, { A, B, aVec, aT, nn }, p));
+  // Products summed into this one (`KernelPlan.terms`) accumulate into the same tile, so each
+  // must be read the same way, through whole bindings.
+  const products: Product[] = [{ mm, A, B }];
+  for (const term of plan.terms ?? []) {
+    const tB = inPlaceOperand(term.inputs[1], ctx, opts.matmulStridedOperands);
+    const tA = inPlaceOperand(term.inputs[0], ctx, opts.matmulStridedOperands);
+    const tK = term.inputs[0].shape[term.shape.length - 1];
+    const same = tB !== undefined && tB.transposed === B.transposed && tB.offset % 4 === 0 &&
+      (tA === undefined || tA.offset % 4 === 0) && (!(aVec || nt) || tK % 4 === 0) &&
+      (!(aVec || aT || nt) || (tA !== undefined && tA.transposed === A!.transposed)) &&
+      [tB, ...(aVec || aT ? [tA!] : [])].every((o) => whole(o.node));
+    if (!same || parts.length > 1 || ranged.length > 0) return undefined;
+    products.push({ mm: term, A: tA, B: tB });
+  }
+  const kernels = parts.map((p) => vec4Part(plan, ctx, opts, { products, aVec, aT, nn }, p));
   if (kernels.some((k) => k === undefined)) return undefined;
   if (kernels.length > 1) kernels.forEach((k, i) => (k!.part = `part${i}`));
   return kernels as GeneratedKernel[];
@@ -150,37 +164,59 @@ function tileShape(
   return { rows, groups };
 }
 
+/** A product the kernel accumulates: the anchor, or a term summed into it (`KernelPlan.terms`). */
+interface Product {
+  mm: Node;
+  A: Operand | undefined;
+  B: Operand;
+}
+
+/** A product with its operands' bindings in one kernel (quarter-element offsets inside them). */
+interface Bound extends Product {
+  product: Node;
+  K: number;
+  a: Node;
+  bBind: { name: string; base: number };
+  aBind: { name: string; base: number } | undefined;
+  bOff: number;
+  aOff: number;
+}
+
 /** One kernel of `vec4Matmul`: the output block `p`. */
 function vec4Part(
   plan: KernelPlan,
   ctx: KernelContext,
   opts: CodegenOptions,
-  ops: { A: Operand | undefined; B: Operand; aVec: boolean; aT: boolean; nn: boolean },
+  ops: { products: Product[]; aVec: boolean; aT: boolean; nn: boolean },
   p: Part,
 ): GeneratedKernel | undefined {
   const mm = plan.anchor!;
-  const a = mm.inputs[0];
-  const { A, B, aVec, aT, nn } = ops;
-  const { M, N, K, batchShape, batch } = matmulDims(mm);
+  const { products, aVec, aT, nn } = ops;
+  const { M, N, batchShape, batch } = matmulDims(mm);
   const b = builderFor(plan, ctx);
   const rowsP = p.m1 - p.m0, colsP = p.n1 - p.n0;
-  // The elements of each vec4 buffer this block reads: all of B for NN; the block's rows of W
-  // (NT) or of A.
-  const bRange = nn
-    ? [B.offset, B.offset + batch * K * N]
-    : [B.offset + p.n0 * K, B.offset + p.n1 * K];
-  const bBind = b.rangeName(B.node, bRange[0], bRange[1]);
-  const aBind = aVec
-    ? b.rangeName(A!.node, A!.offset + p.m0 * K, A!.offset + p.m1 * K)
-    : aT
-    ? b.rangeName(A!.node, A!.offset, A!.offset + batch * K * M)
-    : undefined;
-  if (!bBind || ((aVec || aT) && !aBind)) return undefined;
-  const vecNodes = [B.node, ...(aVec || aT ? [A!.node] : [])];
-  vecNodes.forEach((n) => b.vec4Slots.add(ctx.slotOf(n)));
-  // Quarter-element offsets of each operand's first element inside its binding.
-  const bOff = (B.offset - bBind.base) / 4;
-  const aOff = aBind ? (A!.offset - aBind.base) / 4 : 0;
+  // Each product's bindings: the elements of each vec4 buffer this block reads (all of B for NN;
+  // the block's rows of W (NT) or of A), and each operand's first element inside its binding in
+  // quarter elements.
+  const bound = products.map(({ mm: product, A, B }) => {
+    const K = product.inputs[0].shape[product.shape.length - 1];
+    const bRange = nn
+      ? [B.offset, B.offset + batch * K * N]
+      : [B.offset + p.n0 * K, B.offset + p.n1 * K];
+    const bBind = b.rangeName(B.node, bRange[0], bRange[1]);
+    const aBind = aVec
+      ? b.rangeName(A!.node, A!.offset + p.m0 * K, A!.offset + p.m1 * K)
+      : aT
+      ? b.rangeName(A!.node, A!.offset, A!.offset + batch * K * M)
+      : undefined;
+    if (!bBind || ((aVec || aT) && !aBind)) return undefined;
+    const vecNodes = [B.node, ...(aVec || aT ? [A!.node] : [])];
+    vecNodes.forEach((n) => b.vec4Slots.add(ctx.slotOf(n)));
+    const bOff = (B.offset - bBind.base) / 4;
+    const aOff = aBind ? (A!.offset - aBind.base) / 4 : 0;
+    return { mm: product, product, A, B, K, a: product.inputs[0], bBind, aBind, bOff, aOff };
+  });
+  if (bound.some((x) => x === undefined)) return undefined;
   const [WG, WGY] = opts.matmulWorkgroup;
   const { rows: TM, groups } = tileShape(opts, nn, aVec, aT, rowsP, colsP);
   const colTiles = Math.ceil(colsP / (4 * groups)), rowTiles = Math.ceil(rowsP / TM);
@@ -218,6 +254,7 @@ function vec4Part(
   const store = (accumulators: string[][], width: 1 | 4) =>
     storeTile(b, {
       mm,
+      terms: plan.terms ?? [],
       roots: plan.roots,
       batchIndex: bIndex,
       accumulators,
@@ -229,13 +266,6 @@ function vec4Part(
       rowEnd: p.m1,
       colEnd: p.n1,
     });
-  const aRows = aVec ? quads(A!, M * K, K, 0) : undefined;
-  const aRow = (row: string, k: string) =>
-    b.vec4Read(
-      A!.node,
-      aBind!.name,
-      `${aOff}i + ${aRows!.batch} + ${row} * ${aRows!.stride}i + ${k}`,
-    );
   if (nn) {
     // TM rows × (4·G) columns: G vec4 accumulators per row, G vec4 loads of B per k. When A is
     // row-major too, k advances by 4 with one vec4 load of A per row.
@@ -243,55 +273,59 @@ function vec4Part(
     const accs = rows.map((_, i) => Array.from({ length: G }, (_, g) => `acc${i}_${g}`));
     accs.flat().forEach((c) => b.line(`var ${c} = vec4<f32>(0.0f);`));
     const colsFit = colsP % (4 * G) === 0;
-    const bRows = quads(B, K * N, N, 0);
-    const bLoad = (k: string, g: number) => {
-      const at = `${bRows.batch} + ${k} * ${bRows.stride}i + col0 / 4i + ${g}i`;
-      const clamped = colsFit ? at : `min(${at}, ${lastQuad(B, mm.inputs[1])}i)`;
-      return b.bind(b.vec4Read(B.node, bBind.name, `${bOff}i + ${clamped}`));
-    };
-    block(b, `for (var k = 0i; k < ${K}i; k += ${aVec ? 4 : 1}i) {`, () => {
-      if (aT) {
-        // Xᵀ is X [batch, K, M] read by rows: four rows of the tile per vec4 of X's row k (the
-        // last tile's quads past M clamped: read, never stored).
-        const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
-        const quadsFit = rowsP % TM === 0;
-        const xRows = quads(A!, K * M, M, 1);
-        for (let q = 0; q < TM / 4; q++) {
-          const quad = quadsFit ? `row0 / 4i + ${q}i` : `min(row0 / 4i + ${q}i, ${M / 4 - 1}i)`;
-          const at = `${aOff}i + ${xRows.batch} + k * ${xRows.stride}i + ${quad}`;
-          const x4 = b.bind(b.vec4Read(A!.node, aBind!.name, at));
-          ["x", "y", "z", "w"].forEach((lane, j) =>
-            bv.forEach((v, g) =>
-              b.line(
-                `${accs[4 * q + j][g]} = fma(vec4<f32>(${x4}.${lane}), ${v}, ${
-                  accs[4 * q + j][g]
-                });`,
+    for (const { product, A, B, K, a, bBind, aBind, bOff, aOff } of bound as Bound[]) {
+      const aRows = aVec ? quads(A!, M * K, K, 0) : undefined;
+      const bRows = quads(B, K * N, N, 0);
+      const bLoad = (k: string, g: number) => {
+        const at = `${bRows.batch} + ${k} * ${bRows.stride}i + col0 / 4i + ${g}i`;
+        const clamped = colsFit ? at : `min(${at}, ${lastQuad(B, product.inputs[1])}i)`;
+        return b.bind(b.vec4Read(B.node, bBind.name, `${bOff}i + ${clamped}`));
+      };
+      block(b, `for (var k = 0i; k < ${K}i; k += ${aVec ? 4 : 1}i) {`, () => {
+        if (aT) {
+          // Xᵀ is X [batch, K, M] read by rows: four rows of the tile per vec4 of X's row k (the
+          // last tile's quads past M clamped: read, never stored).
+          const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
+          const quadsFit = rowsP % TM === 0;
+          const xRows = quads(A!, K * M, M, 1);
+          for (let q = 0; q < TM / 4; q++) {
+            const quad = quadsFit ? `row0 / 4i + ${q}i` : `min(row0 / 4i + ${q}i, ${M / 4 - 1}i)`;
+            const at = `${aOff}i + ${xRows.batch} + k * ${xRows.stride}i + ${quad}`;
+            const x4 = b.bind(b.vec4Read(A!.node, aBind!.name, at));
+            ["x", "y", "z", "w"].forEach((lane, j) =>
+              bv.forEach((v, g) =>
+                b.line(
+                  `${accs[4 * q + j][g]} = fma(vec4<f32>(${x4}.${lane}), ${v}, ${
+                    accs[4 * q + j][g]
+                  });`,
+                )
               )
+            );
+          }
+          return;
+        }
+        if (!aVec) {
+          const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
+          rows.forEach((row, i) => {
+            const av = b.bind(`vec4<f32>(${b.valueAt(a, [...bIndex, row, "k"])})`);
+            bv.forEach((v, g) => b.line(`${accs[i][g]} = fma(${av}, ${v}, ${accs[i][g]});`));
+          });
+          return;
+        }
+        const bv = [0, 1, 2, 3].map((q) =>
+          Array.from({ length: G }, (_, g) => bLoad(q === 0 ? "k" : `(k + ${q}i)`, g))
+        );
+        rows.forEach((row, i) => {
+          const at = `${aOff}i + ${aRows!.batch} + ${row} * ${aRows!.stride}i + k / 4i`;
+          const a4 = b.bind(b.vec4Read(A!.node, aBind!.name, at));
+          ["x", "y", "z", "w"].forEach((q, j) =>
+            bv[j].forEach((v, g) =>
+              b.line(`${accs[i][g]} = fma(vec4<f32>(${a4}.${q}), ${v}, ${accs[i][g]});`)
             )
           );
-        }
-        return;
-      }
-      if (!aVec) {
-        const bv = Array.from({ length: G }, (_, g) => bLoad("k", g));
-        rows.forEach((row, i) => {
-          const av = b.bind(`vec4<f32>(${b.valueAt(a, [...bIndex, row, "k"])})`);
-          bv.forEach((v, g) => b.line(`${accs[i][g]} = fma(${av}, ${v}, ${accs[i][g]});`));
         });
-        return;
-      }
-      const bv = [0, 1, 2, 3].map((q) =>
-        Array.from({ length: G }, (_, g) => bLoad(q === 0 ? "k" : `(k + ${q}i)`, g))
-      );
-      rows.forEach((row, i) => {
-        const a4 = b.bind(aRow(row, "k / 4i"));
-        ["x", "y", "z", "w"].forEach((q, j) =>
-          bv[j].forEach((v, g) =>
-            b.line(`${accs[i][g]} = fma(vec4<f32>(${a4}.${q}), ${v}, ${accs[i][g]});`)
-          )
-        );
       });
-    });
+    }
     store(accs, 4);
   } else {
     const cols = Array.from(
@@ -300,28 +334,34 @@ function vec4Part(
     );
     const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
     accs.flat().forEach((c) => b.line(`var ${c} = 0.0f;`));
-    const wRows = quads(B, N * K, K, 1);
-    block(b, `for (var k = 0i; k < ${K / 4}i; k++) {`, () => {
-      const wv = cols.map((c) =>
-        b.bind(
-          b.vec4Read(
-            B.node,
-            bBind.name,
-            `${bOff}i + ${wRows.batch} + ${c} * ${wRows.stride}i + k`,
-          ),
-        )
-      );
-      rows.forEach((row, i) => {
-        const av = b.bind(aRow(row, "k"));
-        wv.forEach((w, j) => b.line(`${accs[i][j]} = ${accs[i][j]} + dot(${av}, ${w});`));
+    for (const { A, B, K, bBind, aBind, bOff, aOff } of bound as Bound[]) {
+      const aRows = quads(A!, M * K, K, 0);
+      const wRows = quads(B, N * K, K, 1);
+      block(b, `for (var k = 0i; k < ${K / 4}i; k++) {`, () => {
+        const wv = cols.map((c) =>
+          b.bind(
+            b.vec4Read(
+              B.node,
+              bBind.name,
+              `${bOff}i + ${wRows.batch} + ${c} * ${wRows.stride}i + k`,
+            ),
+          )
+        );
+        rows.forEach((row, i) => {
+          const at = `${aOff}i + ${aRows.batch} + ${row} * ${aRows.stride}i + k`;
+          const av = b.bind(b.vec4Read(A!.node, aBind!.name, at));
+          wv.forEach((w, j) => b.line(`${accs[i][j]} = ${accs[i][j]} + dot(${av}, ${w});`));
+        });
       });
-    });
+    }
     store(accs, 1);
   }
   const logical: [number, number, number] = flat
     ? [Math.ceil((colTiles * rowTiles) / WG), 1, batch]
     : [Math.ceil(colTiles / WG), Math.ceil(rowTiles / WGY), batch];
   const grid = tileGrid(logical, [WG, WGY, 1], opts, b.closeScope());
-  const loops = (nn && !aVec ? K : Math.ceil(K / 4)) + tileEpilogueIterations(TM, 4 * groups);
+  const loops =
+    (bound as Bound[]).reduce((n, { K }) => n + (nn && !aVec ? K : Math.ceil(K / 4)), 0) +
+    tileEpilogueIterations(TM, 4 * groups);
   return finish(b, plan, ctx, grid.body, grid.dispatch, [WG, WGY, 1], loops);
 }

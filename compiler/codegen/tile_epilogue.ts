@@ -20,6 +20,11 @@ export interface TileEpilogue {
   /** The matmul whose value the epilogue reads at each element. */
   mm: Node;
   /**
+   * Products summed into `mm`'s accumulators (`KernelPlan.terms`): the epilogue reads them as 0,
+   * since `mm`'s value already holds their sum.
+   */
+  terms?: readonly Node[];
+  /**
    * The kernel's outputs: the matmul or its fused consumer, then any elementwise kernel merged
    * in (fusion rule 8), each stored at the product's index.
    */
@@ -65,6 +70,7 @@ export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
         const store = () => {
           const index = [...t.batchIndex, row, col];
           b.seed(t.mm, index, pick(b, values));
+          t.terms?.forEach((term) => b.seed(term, index, `0.0f`));
           const at = rootIndex(t, index);
           storeRoots(b, t.roots, at, b.flatten(at, t.roots[0].shape));
         };

@@ -218,6 +218,22 @@ Deno.test("a gated MLP's activation and gated product are more outputs of the ga
   assert.ok(elementwise.every((k) => !k.ops.includes("sigmoid")), String(p));
 });
 
+Deno.test("the input gradient of sibling layers is one kernel of summed products", () => {
+  // dx = dq·Wq + dk·Wk + dv·Wv: with `matmulSumProducts` (CPU adapters) each product accumulates
+  // into one register tile; without it, each product's kernel adds the previous one's output.
+  // A product reached through anything but adds (2·(x·W)) keeps its own kernel.
+  const f = (dq: Tensor, dk: Tensor, dv: Tensor, wq: Tensor, wk: Tensor, wv: Tensor) => [
+    dsl.mul(dsl.add(dsl.add(dsl.matmul(dq, wq), dsl.matmul(dk, wk)), dsl.matmul(dv, wv)), 3),
+    dsl.add(dsl.mul(dsl.matmul(dq, wk), 2), dsl.matmul(dv, wq)),
+  ];
+  const specs = [spec(16, 12), spec(16, 12), spec(16, 12), spec(12, 8), spec(12, 8), spec(12, 8)];
+  const summed = lower(trace(f, ...specs), { maxStorageBuffers: 16, matmulSumProducts: true });
+  const sums = summed.kernels.filter((k) => k.ops.filter((op) => op === "matmul").length === 3);
+  assert.equal(sums.length, 1, String(summed));
+  assert.equal(summed.kernels.length, 3, String(summed)); // the sum, then 2·(dq·Wk) and its add
+  assert.equal(kernels(f, ...specs).kernels.length, 5);
+});
+
 Deno.test("an elementwise kernel moves past a product to merge with a later one", () => {
   // The query's and the key's rotary embeddings, as in attention: each reads its own projection
   // through a view, so neither is an epilogue; the query's moves past the key's projection (which

@@ -345,3 +345,62 @@ Deno.test("products of split attention heads match the reference at random sizes
     { numRuns: 30 },
   );
 });
+
+Deno.test("sums of products in one kernel (matmulSumProducts) match the reference at random sizes", async () => {
+  // Σ x_i·W_i joined by adds, each product read in its own layout (NN, NT, TN), then an epilogue;
+  // and a product joined through a non-add (2·(x·W) + y·V), which must not be summed. Sizes
+  // that are not multiples of 4, and mixed layouts, take the other kernels; all must agree.
+  const layouts = ["NN", "NT", "TN"] as const;
+  let sums = 0;
+  await checkAsyncProperty(
+    fc.asyncProperty(
+      fc.record({
+        m: fc.integer({ min: 1, max: 20 }),
+        n: fc.integer({ min: 1, max: 20 }),
+        ks: fc.array(fc.integer({ min: 1, max: 24 }), { minLength: 2, maxLength: 3 }),
+        // Every size a multiple of 4 half of the time: the vec4 kernels' summed paths.
+        aligned: fc.boolean(),
+        layout: fc.oneof(
+          fc.constant(["NN", "NN", "NN"] as (typeof layouts[number])[]),
+          fc.array(fc.constantFrom(...layouts), { minLength: 3, maxLength: 3 }),
+        ),
+        scaled: fc.boolean(),
+        seed: fc.integer({ min: 0, max: 1000 }),
+      }),
+      async ({ m: m0, n: n0, ks: ks0, aligned, layout, scaled, seed }) => {
+        const up = (d: number) => (aligned ? 4 * Math.ceil(d / 4) : d);
+        const [m, n, ks] = [up(m0), up(n0), ks0.map(up)];
+        const args = ks.flatMap((k, i) => {
+          const l = layout[i];
+          return [
+            randomArray(l === "TN" ? [k, m] : [m, k], seed + 2 * i),
+            randomArray(l === "NT" ? [n, k] : [k, n], seed + 2 * i + 1),
+          ];
+        });
+        const product = (x: Tensor, w: Tensor, i: number) =>
+          dsl.matmul(
+            layout[i] === "TN" ? dsl.transpose(x) : x,
+            layout[i] === "NT" ? dsl.transpose(w) : w,
+          );
+        const f = (...ts: Tensor[]) => {
+          const terms = ks.map((_, i) => product(ts[2 * i], ts[2 * i + 1], i));
+          const first = scaled ? dsl.mul(terms[0], 2) : terms[0];
+          return dsl.tanh(terms.slice(1).reduce((s, t) => dsl.add(s, t), first));
+        };
+        const want = interpret(f, ...args) as HostArray;
+        const program = await jit(f, { codegen: { matmulSumProducts: true } }).lower(...args);
+        const summed = program.kernels.filter((k) =>
+          k.ops.filter((op) => op === "matmul").length > 1
+        );
+        if (summed.some((k) => k.wgsl.includes("array<vec4<f32>>"))) sums++;
+        for (const [label, codegen] of configs) {
+          const options = { codegen: { ...codegen, matmulSumProducts: true } };
+          const got = (await jit(f, options)(...args)) as HostArray;
+          assertClose(got, want, { rtol: 1e-5, atol: 1e-5, label: `${layout} ${ks} (${label})` });
+        }
+      },
+    ),
+    { numRuns: 20 },
+  );
+  assert.ok(sums >= 4, `only ${sums} programs summed products in one vec4 kernel`);
+});
