@@ -271,8 +271,12 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // Attention heads split from [b, t, h·d] (V, and dO in the backward pass) read in place by
   // the batched products instead of being copied into [b, h, t, d] first.
   matmulStridedOperands: true,
-  // The input gradient of sibling layers (q, k, v; gate, up) as one kernel of summed products.
-  matmulSumProducts: true,
+  // Off: summing the input gradient of sibling layers (q, k, v; gate, up) into one kernel each
+  // takes the default HD-PiSSA step from 284 to 274 kernels and makes it 1.1% faster, but its
+  // 2- and 3-product kernels cost Mesa 1.3 s more to compile (first step 6.2 → 7.4–7.7 s, near
+  // the 8 s bound); sharing one unroll budget among the products compiles as fast but runs 4%
+  // slower. Fewer dispatches matter on a GPU, whose shared-memory kernel takes no summed terms.
+  matmulSumProducts: false,
   // Tiles numbered along x: 144 output columns in tiles of 16 kept 9 of 16 lanes busy; the
   // default HD-PiSSA step 15–16% faster on lavapipe.
   matmulFlatLanes: true,
