@@ -173,7 +173,6 @@ interface Product {
 
 /** A product with its operands' bindings in one kernel (quarter-element offsets inside them). */
 interface Bound extends Product {
-  product: Node;
   K: number;
   a: Node;
   bBind: { name: string; base: number };
@@ -214,7 +213,7 @@ function vec4Part(
     vecNodes.forEach((n) => b.vec4Slots.add(ctx.slotOf(n)));
     const bOff = (B.offset - bBind.base) / 4;
     const aOff = aBind ? (A!.offset - aBind.base) / 4 : 0;
-    return { mm: product, product, A, B, K, a: product.inputs[0], bBind, aBind, bOff, aOff };
+    return { mm: product, A, B, K, a: product.inputs[0], bBind, aBind, bOff, aOff };
   });
   if (bound.some((x) => x === undefined)) return undefined;
   const [WG, WGY] = opts.matmulWorkgroup;
@@ -273,7 +272,7 @@ function vec4Part(
     const accs = rows.map((_, i) => Array.from({ length: G }, (_, g) => `acc${i}_${g}`));
     accs.flat().forEach((c) => b.line(`var ${c} = vec4<f32>(0.0f);`));
     const colsFit = colsP % (4 * G) === 0;
-    for (const { product, A, B, K, a, bBind, aBind, bOff, aOff } of bound as Bound[]) {
+    for (const { mm: product, A, B, K, a, bBind, aBind, bOff, aOff } of bound as Bound[]) {
       const aRows = aVec ? quads(A!, M * K, K, 0) : undefined;
       const bRows = quads(B, K * N, N, 0);
       const bLoad = (k: string, g: number) => {
