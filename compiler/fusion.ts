@@ -35,7 +35,13 @@
  *    down to a later one when nothing between them reads its outputs.
  */
 
-import { isLayoutPreserving, stridedView, swapsLastTwo, vec4Direction } from "./views.ts";
+import {
+  isLayoutPreserving,
+  stridedView,
+  swapsLastTwo,
+  transposesProduct,
+  vec4Direction,
+} from "./views.ts";
 import { getPrimitive, type Graph, isElementwise, type Node } from "../dsl/mod.ts";
 
 /** The kernel template a fused kernel is generated from. */
@@ -287,12 +293,13 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   const single = (x: Node) => consumerCount.get(x) === 1 && !outputs.has(x);
   const depth = (mm: Node) => mm.inputs[0].shape[mm.shape.length - 1];
   const summed: SumTerm | undefined = opts.sumProducts
-    ? (n, anchor, bufs, before = 0) => {
+    ? (n, anchor, bufs, terms = []) => {
       const join = consumerOf.get(n)!;
       const reaches = (x: Node): boolean =>
         x === anchor ||
         (x.op === "add" && single(x) && !bufs.has(x) && x.inputs.some(reaches));
-      const fits = depth(anchor) + before + depth(n) <= (opts.maxProductDepth ?? Infinity);
+      const summedDepth = [anchor, ...terms, n].reduce((d, mm) => d + depth(mm), 0);
+      const fits = summedDepth <= (opts.maxProductDepth ?? Infinity);
       return single(n) && n.dtype === "f32" && sameShape(n.shape, anchor.shape) && fits &&
         join.op === "add" && join.inputs.some((x) => x !== n && reaches(x));
     }
@@ -425,8 +432,8 @@ type SumTerm = (
   n: Node,
   anchor: Node,
   buffers: ReadonlySet<Node>,
-  /** Depth of the terms already summed into the anchor. */
-  before?: number,
+  /** The terms already summed into the anchor. */
+  terms?: readonly Node[],
 ) => boolean;
 
 interface Walk {
@@ -563,13 +570,7 @@ function walkKernel(
       const kind = wgslKind(n);
       const term = kind === "matmul" && w.anchor !== undefined && w.anchor !== n &&
         wgslKind(w.anchor) === "matmul" && mode === "full" && !inPrologue &&
-        summed?.(
-            n,
-            w.anchor,
-            buffers,
-            w.terms.reduce((d, t) => d + t.inputs[0].shape.at(-1)!, 0),
-          ) ===
-          true;
+        summed?.(n, w.anchor, buffers, w.terms) === true;
       if (term) {
         w.terms.push(n);
         w.fused.add(n);
@@ -751,7 +752,7 @@ function mergeElementwise(
     for (let j = out.length - 1; j >= 0 && k.kind === "elementwise"; j--) {
       const prev = out[j];
       const readsPrev = prev.roots.some((r) => k.reads.includes(r));
-      const permuted = prev.roots[0].op === "transpose" && prev.roots[0].inputs[0] === prev.anchor;
+      const permuted = transposesProduct(prev.roots[0], prev.anchor);
       const intoProduct = prev.kind === "matmul" && readsPrev && !permuted &&
         sameShape(prev.roots[0].shape, prev.anchor!.shape);
       const both = (prev.kind === "elementwise" || intoProduct) && sameIndex(prev, k) &&

@@ -37,6 +37,11 @@ export function contiguousSliceStart(slice: Node): number | undefined {
   return starts.reduce((flat, s, i) => flat * shape[i] + s, 0);
 }
 
+/** A kernel's output `root` is its product `mm` stored through a permutation (heads merged). */
+export function transposesProduct(root: Node, mm: Node | undefined): boolean {
+  return root.op === "transpose" && root.inputs[0] === mm;
+}
+
 /** `x` as strides over a buffer: x[i] is source[offset + Σ i_k · strides_k]. */
 export interface StridedView {
   source: Node;

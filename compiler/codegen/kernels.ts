@@ -535,9 +535,9 @@ export function generateMatmul(
   const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
   accs.flat().forEach((c) => b.line(`var ${c}: ${t} = ${t === "f32" ? "0.0f" : "0i"};`));
   // The anchor, then each product summed into it, into the same accumulators.
-  for (const { inputs: [a, bm] } of products) {
-    const depth = a.shape[a.shape.length - 1];
-    block(b, `for (var k = 0i; k < ${depth}i; k++) {`, () => {
+  for (const product of products) {
+    const [a, bm] = product.inputs;
+    block(b, `for (var k = 0i; k < ${matmulDims(product).K}i; k++) {`, () => {
       const av = rows.map((row) => b.valueAt(a, [...bIndex, row, "k"]));
       const bv = cols.map((col) => b.valueAt(bm, [...bIndex, "k", col]));
       accs.forEach((row, i) =>
@@ -571,7 +571,7 @@ export function generateMatmul(
     batch,
   ];
   const grid = tileGrid(logical, [wx, wy, 1], opts, b.closeScope());
-  const depths = products.reduce((n, p) => n + p.inputs[0].shape[p.shape.length - 1], 0);
+  const depths = products.reduce((n, p) => n + matmulDims(p).K, 0);
   const loops = depths + tileEpilogueIterations(TM, TN);
   return finish(b, plan, ctx, grid.body, grid.dispatch, [wx, wy, 1], loops);
 }

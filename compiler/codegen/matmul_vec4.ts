@@ -115,7 +115,7 @@ export function vec4Matmul(
   for (const term of plan.terms ?? []) {
     const tB = inPlaceOperand(term.inputs[1], ctx, opts.matmulStridedOperands);
     const tA = inPlaceOperand(term.inputs[0], ctx, opts.matmulStridedOperands);
-    const tK = term.inputs[0].shape[term.shape.length - 1];
+    const tK = matmulDims(term).K;
     const same = tB !== undefined && tB.transposed === B.transposed && tB.offset % 4 === 0 &&
       (tA === undefined || tA.offset % 4 === 0) && (!(aVec || nt) || tK % 4 === 0) &&
       (!(aVec || aT || nt) || (tA !== undefined && tA.transposed === A!.transposed)) &&
@@ -198,7 +198,7 @@ function vec4Part(
   // the block's rows of W (NT) or of A), and each operand's first element inside its binding in
   // quarter elements.
   const bound = products.map(({ mm: product, A, B }) => {
-    const K = product.inputs[0].shape[product.shape.length - 1];
+    const K = matmulDims(product).K;
     const bRange = nn
       ? [B.offset, B.offset + batch * K * N]
       : [B.offset + p.n0 * K, B.offset + p.n1 * K];
@@ -215,7 +215,7 @@ function vec4Part(
     const aOff = aBind ? (A!.offset - aBind.base) / 4 : 0;
     return { mm: product, A, B, K, a: product.inputs[0], bBind, aBind, bOff, aOff };
   });
-  if (bound.some((x) => x === undefined)) return undefined;
+  if (!bound.every((x): x is Bound => x !== undefined)) return undefined;
   const [WG, WGY] = opts.matmulWorkgroup;
   const { rows: TM, groups } = tileShape(opts, nn, aVec, aT, rowsP, colsP);
   const colTiles = Math.ceil(colsP / (4 * groups)), rowTiles = Math.ceil(rowsP / TM);
@@ -272,7 +272,7 @@ function vec4Part(
     const accs = rows.map((_, i) => Array.from({ length: G }, (_, g) => `acc${i}_${g}`));
     accs.flat().forEach((c) => b.line(`var ${c} = vec4<f32>(0.0f);`));
     const colsFit = colsP % (4 * G) === 0;
-    for (const { mm: product, A, B, K, a, bBind, aBind, bOff, aOff } of bound as Bound[]) {
+    for (const { mm: product, A, B, K, a, bBind, aBind, bOff, aOff } of bound) {
       const aRows = aVec ? quads(A!, M * K, K, 0) : undefined;
       const bRows = quads(B, K * N, N, 0);
       const bLoad = (k: string, g: number) => {
@@ -333,7 +333,7 @@ function vec4Part(
     );
     const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
     accs.flat().forEach((c) => b.line(`var ${c} = 0.0f;`));
-    for (const { A, B, K, bBind, aBind, bOff, aOff } of bound as Bound[]) {
+    for (const { A, B, K, bBind, aBind, bOff, aOff } of bound) {
       const aRows = quads(A!, M * K, K, 0);
       const wRows = quads(B, N * K, K, 1);
       block(b, `for (var k = 0i; k < ${K / 4}i; k++) {`, () => {
@@ -359,8 +359,7 @@ function vec4Part(
     ? [Math.ceil((colTiles * rowTiles) / WG), 1, batch]
     : [Math.ceil(colTiles / WG), Math.ceil(rowTiles / WGY), batch];
   const grid = tileGrid(logical, [WG, WGY, 1], opts, b.closeScope());
-  const loops =
-    (bound as Bound[]).reduce((n, { K }) => n + (nn && !aVec ? K : Math.ceil(K / 4)), 0) +
+  const loops = bound.reduce((n, { K }) => n + (nn && !aVec ? K : Math.ceil(K / 4)), 0) +
     tileEpilogueIterations(TM, 4 * groups);
   return finish(b, plan, ctx, grid.body, grid.dispatch, [WG, WGY, 1], loops);
 }

@@ -15,6 +15,7 @@
 import type { Node } from "../../dsl/mod.ts";
 import type { KernelBuilder } from "./builder.ts";
 import { block, storeRoots } from "./kernels.ts";
+import { transposesProduct } from "../views.ts";
 
 export interface TileEpilogue {
   /** The matmul whose value the epilogue reads at each element. */
@@ -87,7 +88,7 @@ export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
  */
 function rootIndex(t: TileEpilogue, index: readonly string[]): readonly string[] {
   const root = t.roots[0];
-  if (root.op !== "transpose" || root.inputs[0] !== t.mm) return index;
+  if (!transposesProduct(root, t.mm)) return index;
   return (root.params.perm as number[]).map((p) => index[p]);
 }
 
