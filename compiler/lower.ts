@@ -65,6 +65,8 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulSumProducts: false,
   matmulFlatLanes: false,
   matmulMaxUnroll: 1024,
+  matmulEpilogueRowLoop: true,
+  matmulCompactWork: 0,
   matmulTilings: [],
   matmulMinWorkgroups: 1,
   maxWorkgroupsPerDimension: 65535,

@@ -78,6 +78,16 @@ export interface CodegenOptions {
    * that grows with this body; bodies past 1024 ran no faster there (32 rows vs 16).
    */
   matmulMaxUnroll: number;
+  /**
+   * Products of fewer multiply-adds than this get a quarter of `matmulMaxUnroll`: their run time
+   * is small whatever the tile, their compile time is not.
+   */
+  matmulCompactWork: number;
+  /**
+   * Store a register tile through its epilogue in a loop over the tile's rows, the epilogue
+   * emitted once (tile_epilogue.ts), instead of once per row.
+   */
+  matmulEpilogueRowLoop: boolean;
   /** Workgroup of the vectorised matmul kernels (columns, rows). */
   matmulWorkgroup: [number, number];
   /**
@@ -564,6 +574,7 @@ export function generateMatmul(
     consecutiveCols: true,
     rowEnd: M,
     colEnd: N,
+    rowLoop: opts.matmulEpilogueRowLoop,
   });
   const logical: [number, number, number] = [
     Math.ceil(Math.ceil(N / TN) / wx),

@@ -283,6 +283,7 @@ export function tiledMatmul(
     consecutiveCols: false,
     rowEnd: M,
     colEnd: N,
+    rowLoop: opts.matmulEpilogueRowLoop,
   });
   const loops = Math.ceil(K / BK) * (BK + 1) + tileEpilogueIterations(TM, TN);
   return finish(b, plan, ctx, b.closeScope(), dispatch, [threadsX, threadsY, 1], loops);

@@ -137,6 +137,7 @@ export function vec4Matmul(
  */
 function tileShape(
   opts: CodegenOptions,
+  maxUnroll: number,
   nn: boolean,
   aVec: boolean,
   aT: boolean,
@@ -156,7 +157,7 @@ function tileShape(
   // both operands (NT, a dot product) are read as vec4.
   // TN's k loop advances by 1 but is budgeted as NN's with vec4 A, so that both get one tile.
   const perRowGroup = 4 * (nn && !aVec && !aT ? 1 : 4);
-  const fits = (g: number) => Math.floor(opts.matmulMaxUnroll / (perRowGroup * g));
+  const fits = (g: number) => Math.floor(maxUnroll / (perRowGroup * g));
   rows = Math.max(Math.min(rows, 4), Math.min(rows, fits(groups)));
   while (rows * groups > fits(1) && groups > 1) groups = Math.ceil(groups / 2);
   // TN loads four rows at once.
@@ -217,7 +218,9 @@ function vec4Part(
   });
   if (!bound.every((x): x is Bound => x !== undefined)) return undefined;
   const [WG, WGY] = opts.matmulWorkgroup;
-  const { rows: TM, groups } = tileShape(opts, nn, aVec, aT, rowsP, colsP);
+  const work = batch * rowsP * colsP * bound.reduce((n, { K }) => n + K, 0);
+  const budget = work < opts.matmulCompactWork ? opts.matmulMaxUnroll / 4 : opts.matmulMaxUnroll;
+  const { rows: TM, groups } = tileShape(opts, budget, nn, aVec, aT, rowsP, colsP);
   const colTiles = Math.ceil(colsP / (4 * groups)), rowTiles = Math.ceil(rowsP / TM);
   // Tiles numbered row by row along x, so that no lane idles where a row of tiles does not fill
   // whole workgroups (144 columns in tiles of 16: 9 of 16 lanes busy). The divisors, once per
@@ -264,6 +267,7 @@ function vec4Part(
       consecutiveCols: true,
       rowEnd: p.m1,
       colEnd: p.n1,
+      rowLoop: opts.matmulEpilogueRowLoop,
     });
   if (nn) {
     // TM rows × (4·G) columns: G vec4 accumulators per row, G vec4 loads of B per k. When A is

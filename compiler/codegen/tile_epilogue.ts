@@ -6,10 +6,14 @@
  * Per element, the CPU adapter's large tiles (up to 32 × 16 per invocation) got hundreds of copies
  * of the epilogue, and Mesa's llvmpipe/lavapipe compiled each such kernel for seconds at its first
  * dispatch (every store is a loop over the SIMD lanes there). The column loop picks its value
- * from the row's accumulators with a few selects, so the accumulators stay in registers. Tried on
- * llvmpipe and dropped: one loop over the whole tile through workgroup memory (compiles faster,
- * but its extra store and load per element made kernels up to ≈20 % slower), and through a
- * private array (Mesa then compiled a kernel for 30 s instead of 3).
+ * from the row's accumulators with a few selects, so the accumulators stay in registers.
+ *
+ * With `rowLoop` the rows are a loop too: each iteration picks its row's accumulators with a
+ * chain of selects, so the epilogue is emitted once. On llvmpipe that cut a gated-MLP product's
+ * compile time by about 40 % at the same step speed (the selects are a few per element, against
+ * the depth's multiply-adds). Tried there and dropped: one loop over the whole tile through
+ * workgroup memory (compiles faster, but its extra store and load per element made kernels up to
+ * ≈20 % slower), and through a private array (Mesa then compiled a kernel for 30 s instead of 3).
  */
 
 import type { Node } from "../../dsl/mod.ts";
@@ -49,11 +53,13 @@ export interface TileEpilogue {
   /** Rows and columns past the last ones this kernel writes. */
   rowEnd: number;
   colEnd: number;
+  /** Loop over the tile rows (the epilogue emitted once) instead of unrolling them. */
+  rowLoop: boolean;
 }
 
-/** Most loop iterations `storeTile` adds to one invocation (one per tile element). */
+/** Most loop iterations `storeTile` adds to one invocation (a row loop's, then one per element). */
 export function tileEpilogueIterations(rows: number, cols: number): number {
-  return rows * cols;
+  return rows + rows * cols;
 }
 
 /** Emits the store of the tile (see the module comment). */
@@ -62,10 +68,8 @@ export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
   const colCount = t.consecutiveCols
     ? b.bind(`min(${cols}i, ${t.colEnd}i - ${t.col("0i")})`)
     : `${cols}i`;
-  t.accumulators.forEach((accs, i) => {
-    const row = `(${t.firstRow} + ${i}i)`;
+  const storeRow = (row: string, values: RowValues) =>
     block(b, `if (${row} < ${t.rowEnd}i) {`, () => {
-      const values = rowValues(b, t, accs);
       block(b, `for (var tj = 0i; tj < ${colCount}; tj++) {`, () => {
         const col = b.bind(t.col("tj"));
         const store = () => {
@@ -79,6 +83,14 @@ export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
         else block(b, `if (${col} < ${t.colEnd}i) {`, store);
       });
     });
+  const rows = t.accumulators.map((accs) => rowValues(b, t, accs));
+  if (!t.rowLoop || rows.length === 1) {
+    rows.forEach((values, i) => storeRow(`(${t.firstRow} + ${i}i)`, values));
+    return;
+  }
+  block(b, `for (var ti = 0i; ti < ${rows.length}i; ti++) {`, () => {
+    const values = rows[0].values.map((_, p) => b.bind(chain(rows.map((r) => r.values[p]), "ti")));
+    storeRow(b.bind(`(${t.firstRow} + ti)`), { quads: rows[0].quads, values });
   });
 }
 
@@ -96,11 +108,7 @@ function rootIndex(t: TileEpilogue, index: readonly string[]): readonly string[]
  * A tile row as vec4s (scalar accumulators grouped by 4 where the row's length allows, so that
  * picking one of 16 columns takes 3 selects, not 15), or as its scalars.
  */
-function rowValues(
-  b: KernelBuilder,
-  t: TileEpilogue,
-  accs: readonly string[],
-): { quads: boolean; values: string[] } {
+function rowValues(b: KernelBuilder, t: TileEpilogue, accs: readonly string[]): RowValues {
   if (t.width === 4) return { quads: true, values: [...accs] };
   if (accs.length % 4 !== 0) return { quads: false, values: [...accs] };
   const quads = Array.from(
@@ -110,10 +118,22 @@ function rowValues(
   return { quads: true, values: quads };
 }
 
+/** A tile row's values: vec4s of 4 consecutive columns (`quads`), or one per column. */
+interface RowValues {
+  quads: boolean;
+  values: string[];
+}
+
+/** `values[at]` (WGSL) as a chain of selects: registers stay registers, unlike an array. */
+function chain(values: readonly string[], at: string): string {
+  return values.slice(1).reduce(
+    (v, next, k) => `select(${v}, ${next}, ${at} == ${k + 1}i)`,
+    values[0],
+  );
+}
+
 /** Column `tj` of a tile row (WGSL): the vec4 holding it, chosen by selects, then its component. */
-function pick(b: KernelBuilder, row: { quads: boolean; values: string[] }): string {
-  const chain = (values: readonly string[], at: string) =>
-    values.slice(1).reduce((v, next, k) => `select(${v}, ${next}, ${at} == ${k + 1}i)`, values[0]);
+function pick(b: KernelBuilder, row: RowValues): string {
   if (!row.quads) return b.bind(chain(row.values, "tj"));
   const quad = row.values.length === 1
     ? row.values[0]

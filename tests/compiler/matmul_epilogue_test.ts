@@ -1,7 +1,8 @@
 /**
- * The size of matmul kernels (issue 15, compile time): a fused epilogue is emitted once per row of
- * the register tile, never once per tile element, and the unrolled k loop stays within
- * `matmulMaxUnroll`. Mesa's llvmpipe compiles each kernel at its first dispatch in time that
+ * The size of matmul kernels (issue 15, compile time): a fused epilogue is emitted once (in a
+ * loop over the register tile's rows), or once per tile row with that loop off, never once per
+ * tile element; the unrolled k loop stays within `matmulMaxUnroll`, and within a quarter of it
+ * for products of fewer than `matmulCompactWork` multiply-adds. Mesa's llvmpipe compiles each kernel at its first dispatch in time that
  * grows with its code, so these bounds keep the first training step short.
  */
 
@@ -10,6 +11,7 @@ import * as dsl from "../../mod.ts";
 import { type CodegenOptions, lower, trace } from "../../mod.ts";
 import type { Tensor } from "../../mod.ts";
 import { CPU_CODEGEN } from "../../runtime/jit.ts";
+import { DEFAULT_CODEGEN } from "../../compiler/lower.ts";
 
 const spec = (...shape: number[]) => ({ shape, dtype: "f32" as const });
 
@@ -43,31 +45,36 @@ const layouts: [string, (a: Tensor, b: Tensor) => Tensor, number[], number[]][] 
 ];
 
 for (const [name, f, a, b] of layouts) {
-  Deno.test(`matmul epilogue is emitted once per tile row, not per element: ${name}`, () => {
-    const narrow = { ...cpu, matmulColumnGroups: 1, matmulNtTile: { rows: 16, cols: 4 } };
-    const codegens = name === "generic" ? [{ vectorizedMatmul: false }] : [narrow, cpu];
-    const copies = codegens.map((codegen) => {
-      const wgsl = matmulKernel(f, a, b, codegen);
-      const n = epilogueCopies(wgsl);
-      assert.ok(n >= 1, `${name}: the epilogue is fused`);
-      assert.ok(n <= tileRows(wgsl), `${name}: ${n} copies for ${tileRows(wgsl)} tile rows`);
-      return n;
-    });
-    // Four times the tile's columns, the same epilogue code.
-    assert.equal(new Set(copies).size, 1, `${name}: copies ${copies}`);
+  Deno.test(`matmul epilogue is emitted once, or once per tile row, not per element: ${name}`, () => {
+    const full = { ...cpu, matmulCompactWork: 0 };
+    const narrow = { ...full, matmulColumnGroups: 1, matmulNtTile: { rows: 16, cols: 4 } };
+    const codegens = name === "generic" ? [{ vectorizedMatmul: false }] : [narrow, full];
+    for (const rowLoop of [true, false]) {
+      const copies = codegens.map((codegen) => {
+        const wgsl = matmulKernel(f, a, b, { ...codegen, matmulEpilogueRowLoop: rowLoop });
+        const rows = tileRows(wgsl);
+        assert.ok(rows > 1, `${name}: a tile of several rows`);
+        assert.equal(epilogueCopies(wgsl), rowLoop ? 1 : rows, `${name}: ${rows} tile rows`);
+        return rowLoop ? 1 : rows;
+      });
+      // Four times the tile's columns, the same epilogue code.
+      assert.equal(new Set(copies).size, 1, `${name}: copies ${copies}`);
+    }
   });
 }
 
-Deno.test("shared-memory matmul emits its epilogue once per register-block row", () => {
+Deno.test("shared-memory matmul emits its epilogue once, or once per register-block row", () => {
   const tiling = { tileM: 32, tileN: 32, tileK: 8, threadM: 4, threadN: 8 };
-  const wgsl = matmulKernel(
-    (a, b) => epilogue(dsl.matmul(a, b)),
-    [64, 32],
-    [32, 64],
-    { matmulTilings: [tiling] },
-  );
-  assert.ok(wgsl.includes("var<workgroup> tileA"));
-  assert.equal(epilogueCopies(wgsl), tiling.threadM);
+  for (const rowLoop of [true, false]) {
+    const wgsl = matmulKernel(
+      (a, b) => epilogue(dsl.matmul(a, b)),
+      [64, 32],
+      [32, 64],
+      { matmulTilings: [tiling], matmulEpilogueRowLoop: rowLoop },
+    );
+    assert.ok(wgsl.includes("var<workgroup> tileA"));
+    assert.equal(epilogueCopies(wgsl), rowLoop ? 1 : tiling.threadM);
+  }
 });
 
 Deno.test("the vectorised matmul's unrolled k loop stays within matmulMaxUnroll", () => {
@@ -81,4 +88,18 @@ Deno.test("the vectorised matmul's unrolled k loop stays within matmulMaxUnroll"
   }
   // The default keeps a CPU adapter's 32-row block at 16 rows × 16 columns.
   assert.equal(tileRows(matmulKernel(nn, [1024, 64], [64, 256], cpu)), 16);
+});
+
+Deno.test("products under matmulCompactWork multiply-adds get a quarter of the unroll budget", () => {
+  const nn = (a: Tensor, b: Tensor) => dsl.matmul(a, b);
+  const fmaLines = (wgsl: string) => wgsl.match(/= fma\(/g)?.length ?? 0;
+  const work = 1024 * 64 * 256;
+  const at = (compact: number) =>
+    fmaLines(matmulKernel(nn, [1024, 64], [64, 256], { ...cpu, matmulCompactWork: compact }));
+  assert.equal(at(work), at(0), "a product of exactly the bound keeps the full tile");
+  assert.ok(4 * at(work + 1) <= DEFAULT_CODEGEN.matmulMaxUnroll / 4, `${at(work + 1)} FMA lines`);
+  assert.ok(at(work + 1) < at(0));
+  // The CPU adapter's bound: the shipped model's 1024×144×144 products keep the full tile, its
+  // rank-4 projections and merges do not.
+  assert.ok(1024 * 144 * 144 >= cpu.matmulCompactWork! && 144 * 384 * 32 < cpu.matmulCompactWork!);
 });

@@ -145,6 +145,14 @@ const configs: [string, Partial<CodegenOptions>][] = [
     matmulNtTile: { rows: 16, cols: 16 },
     matmulFlatLanes: false,
   }],
+  // Every product gets the compact tile, and tile rows are stored unrolled, not in a loop.
+  ["cpu tiles, compact, rows unrolled", {
+    matmulRowBlock: 32,
+    matmulColumnGroups: 8,
+    matmulNtTile: { rows: 16, cols: 16 },
+    matmulCompactWork: Infinity,
+    matmulEpilogueRowLoop: false,
+  }],
   ["gpu tiles", { matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] }],
   ["generic", { vectorizedMatmul: false }],
   // Shared-memory tiles (the discrete-GPU kernel), small enough that these shapes span several.
