@@ -16,6 +16,7 @@ import { tiledMatmul } from "./codegen/matmul_tiled.ts";
 import { vec4Matmul } from "./codegen/matmul_vec4.ts";
 import { PACKED_FORMATS, type PackedFormat } from "./codegen/packed.ts";
 import { shareShapes } from "./codegen/shape_params.ts";
+import { shareEpilogues } from "./codegen/epilogue_variants.ts";
 import { type KernelPlan, planFusion } from "./fusion.ts";
 import { type BufferSlot, planMemory } from "./memory_plan.ts";
 import { optimize } from "./passes/mod.ts";
@@ -72,6 +73,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   maxWorkgroupsPerDimension: 65535,
   maxLoopIterations: Infinity,
   shareShapes: true,
+  shareEpilogues: true,
 };
 
 /**
@@ -166,7 +168,10 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
       loopIterations: gen.loopIterations,
     }));
   });
-  const kernels = codegen.shareShapes ? shareShapes(generated) : generated;
+  const merged = codegen.shareEpilogues
+    ? shareEpilogues(generated, opts.maxStorageBuffers)
+    : generated;
+  const kernels = codegen.shareShapes ? shareShapes(merged) : merged;
   for (const k of kernels) {
     if (k.bindings > opts.maxStorageBuffers) {
       throw new Error(

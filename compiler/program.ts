@@ -17,7 +17,10 @@ export interface Kernel {
   ops: string[];
   /** Number of storage buffers bound (the output included). */
   bindings: number;
-  /** Buffer slots bound, in binding order; the written ones last. */
+  /**
+   * Buffer slots bound, in binding order; the written ones last. -1: a binding only the code of
+   * another kernel sharing this one's text reads (epilogue_variants.ts), bound to a placeholder.
+   */
   slots: number[];
   /** Buffer slots the kernel writes. */
   written: number[];

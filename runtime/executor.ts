@@ -108,10 +108,26 @@ export class Executable {
     return { slotBuffer, created, fresh };
   }
 
+  private placeholders: GPUBuffer[] = [];
+
+  /**
+   * A small buffer for binding `binding` of kernels that share their text with kernels of other
+   * epilogues and do not read it: one per binding number, so that no two bindings alias.
+   */
+  private placeholder(binding: number): GPUBuffer {
+    return this.placeholders[binding] ??= this.device.gpu.createBuffer({
+      size: 16,
+      usage: GPUBufferUsage.STORAGE,
+      label: `placeholder binding ${binding}`,
+    });
+  }
+
   /** Records kernel `i`'s dispatch into `pass`, with a cached bind group for its buffers. */
   private encodeKernel(pass: GPUComputePassEncoder, i: number, slotBuffer: Map<number, GPUBuffer>) {
     const k = this.program.kernels[i];
-    const buffers = k.slots.map((s) => slotBuffer.get(s)!);
+    const buffers = k.slots.map((s, binding) =>
+      s < 0 ? this.placeholder(binding) : slotBuffer.get(s)!
+    );
     const key = `${i}:${buffers.map((b) => this.idOf(b)).join(",")}`;
     let group = this.bindGroups.get(key);
     if (!group) {
@@ -246,6 +262,8 @@ export class Executable {
   destroy(): void {
     for (const b of this.persistent.values()) b.destroy();
     for (const b of this.shapeBuffers) b?.destroy();
+    for (const b of this.placeholders) b?.destroy();
+    this.placeholders = [];
     this.persistent.clear();
     this.shapeBuffers = [];
     this.bindGroups.clear();

@@ -110,6 +110,11 @@ export interface CodegenOptions {
    */
   shareShapes: boolean;
   /**
+   * Matmul kernels of a program that differ only in their fused epilogue (and sizes) share one
+   * pipeline, each epilogue chosen by a uniform (epilogue_variants.ts).
+   */
+  shareEpilogues: boolean;
+  /**
    * Loop iterations one invocation may run in total (Infinity when the device sets no bound;
    * 65,535 on Mesa's llvmpipe and lavapipe, which stop the invocation silently past it).
    */

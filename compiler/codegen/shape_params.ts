@@ -32,7 +32,7 @@ export interface ShapedKernel {
 const I32_LITERAL = /(?<![\w.])(\d+)i\b/g;
 
 /** A kernel's text cut at its liftable literals: `pieces` around them, and their values. */
-interface Template {
+export interface Template {
   pieces: string[];
   values: number[];
 }
@@ -44,35 +44,48 @@ interface Template {
 export function shapeTemplate(wgsl: string): Template | undefined {
   const entry = wgsl.indexOf("\nfn main(");
   if (entry < 0) return undefined;
+  const t = literalTemplate(wgsl, entry);
+  return t.values.length ? t : undefined;
+}
+
+/** `text` cut at its liftable literals from `from` on (see `shapeTemplate`). */
+export function literalTemplate(text: string, from = 0): Template {
   const pieces: string[] = [], values: number[] = [];
   let last = 0;
-  for (const m of wgsl.slice(entry).matchAll(I32_LITERAL)) {
-    const at = entry + m.index!, value = Number(m[1]);
-    if (value > 0x7fffffff || /[/%]\s*$/.test(wgsl.slice(at - 3, at))) {
+  for (const m of text.slice(from).matchAll(I32_LITERAL)) {
+    const at = from + m.index!, value = Number(m[1]);
+    if (value > 0x7fffffff || /[/%]\s*$/.test(text.slice(at - 3, at))) {
       continue;
     }
-    pieces.push(wgsl.slice(last, at));
+    pieces.push(text.slice(last, at));
     values.push(value);
     last = at + m[0].length;
   }
-  pieces.push(wgsl.slice(last));
-  return values.length ? { pieces, values } : undefined;
+  pieces.push(text.slice(last));
+  return { pieces, values };
 }
 
 /**
  * One text for kernels of one template: a literal the same in every member stays (tile offsets,
  * unroll steps, lanes: the structure); the others are read from `shape_` (bound at `binding`),
- * occurrences equal in every member from one slot, and each member gets its slot values.
+ * occurrences equal in every member from one slot, and each member gets its slot values. A
+ * member's undefined value is a literal of code it never runs (another member's epilogue,
+ * epilogue_variants.ts): it agrees with any value.
  */
-function liftGroup(
-  t: Template,
-  members: readonly number[][],
+export function liftGroup(
+  t: { pieces: readonly string[] },
+  members: readonly (readonly (number | undefined)[])[],
   binding: number,
 ): { wgsl: string; params: Int32Array<ArrayBuffer>[] } {
   const slotOfKey = new Map<string, number>();
-  const slots = t.values.map((value, i) => {
-    if (members.every((v) => v[i] === value)) return undefined;
-    const key = members.map((v) => v[i]).join(",");
+  const constants: number[] = [];
+  const slots = t.pieces.slice(1).map((_, i) => {
+    const defined = new Set(members.map((v) => v[i]).filter((x) => x !== undefined));
+    if (defined.size <= 1) {
+      constants[i] = [...defined][0] ?? 0;
+      return undefined;
+    }
+    const key = members.map((v) => v[i] ?? "*").join(",");
     if (!slotOfKey.has(key)) slotOfKey.set(key, slotOfKey.size);
     return slotOfKey.get(key)!;
   });
@@ -80,7 +93,7 @@ function liftGroup(
   const lanes = ["x", "y", "z", "w"];
   let text = t.pieces[0];
   slots.forEach((s, i) =>
-    text += `${s === undefined ? `${t.values[i]}i` : `${SHAPE_BUFFER}${s}`}${t.pieces[i + 1]}`
+    text += `${s === undefined ? `${constants[i]}i` : `${SHAPE_BUFFER}${s}`}${t.pieces[i + 1]}`
   );
   // The buffer is declared before the entry point's attributes, and each size is loaded once at
   // the top of its body: llvmpipe does not hoist loads out of loops.
@@ -96,7 +109,7 @@ function liftGroup(
     text.slice(open);
   const params = members.map((v) => {
     const p = new Int32Array(4 * vec4s);
-    slots.forEach((s, i) => s !== undefined && (p[s] = v[i]));
+    slots.forEach((s, i) => s !== undefined && (p[s] = v[i] ?? 0));
     return p;
   });
   return { wgsl, params };

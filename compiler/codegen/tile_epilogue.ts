@@ -64,6 +64,15 @@ export function tileEpilogueIterations(rows: number, cols: number): number {
 
 /** Emits the store of the tile (see the module comment). */
 export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
+  b.line(EPILOGUE_START);
+  emitStore(b, t);
+  b.line(EPILOGUE_END);
+}
+
+/** Comment lines around a tile's store: what epilogue_variants.ts cuts out and shares. */
+export const EPILOGUE_START = "// epilogue begins", EPILOGUE_END = "// epilogue ends";
+
+function emitStore(b: KernelBuilder, t: TileEpilogue): void {
   const cols = t.accumulators[0].length * t.width;
   const colCount = t.consecutiveCols
     ? b.bind(`min(${cols}i, ${t.colEnd}i - ${t.col("0i")})`)

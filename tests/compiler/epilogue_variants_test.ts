@@ -1,0 +1,151 @@
+/**
+ * Epilogue variants (issue 15, compile time): matmul kernels that differ only in their fused
+ * epilogue share one pipeline, each epilogue chosen by a uniform, and bindings only other
+ * epilogues read are bound to placeholders. The merged kernels compute what the separate ones did,
+ * in every matmul template, and never bind more buffers than the device allows.
+ */
+
+import assert from "node:assert/strict";
+import * as dsl from "../../mod.ts";
+import {
+  type CodegenOptions,
+  gpu,
+  type HostArray,
+  interpret,
+  jit,
+  lower,
+  trace,
+} from "../../mod.ts";
+import type { Program, Tensor } from "../../mod.ts";
+import { CPU_CODEGEN } from "../../runtime/jit.ts";
+import { assertTreeMatches, checkAsyncProperty, fc } from "../runtime/jit_helpers.ts";
+import { randomArray } from "../helpers/models.ts";
+
+const EPILOGUES = ["plain", "tanh", "residual", "gate", "two outputs"] as const;
+type Epilogue = (typeof EPILOGUES)[number];
+
+/** y through `e`, with `extra` (y's shape) for the residual and the gate. */
+function epilogue(e: Epilogue, y: Tensor, extra: Tensor): Tensor[] {
+  switch (e) {
+    case "plain":
+      return [y];
+    case "tanh":
+      return [dsl.tanh(dsl.add(y, 0.5))];
+    case "residual":
+      return [dsl.add(y, extra)];
+    case "gate":
+      return [dsl.mul(dsl.sigmoid(y), extra)];
+    case "two outputs":
+      return [dsl.mul(y, 2), dsl.relu(y)];
+  }
+}
+
+/** Products x_i·W_i (W_i stored [n, k] when `nt`), each through its epilogue. */
+function products(epilogues: readonly Epilogue[], nt: boolean) {
+  return (...ts: Tensor[]) =>
+    epilogues.flatMap((e, i) => {
+      const [x, w, extra] = ts.slice(3 * i, 3 * i + 3);
+      return epilogue(e, dsl.matmul(x, nt ? dsl.transpose(w) : w), extra);
+    });
+}
+
+function inputs(m: number, n: number, ks: readonly number[], nt: boolean, seed: number) {
+  return ks.flatMap((k, i) => [
+    randomArray([m, k], seed + 3 * i),
+    randomArray(nt ? [n, k] : [k, n], seed + 3 * i + 1),
+    randomArray([m, n], seed + 3 * i + 2),
+  ]);
+}
+
+const matmulTexts = (p: Program) =>
+  new Set(p.kernels.filter((k) => k.kind === "matmul").map((k) => k.wgsl)).size;
+
+const spec = (a: HostArray) => ({ shape: [...a.shape], dtype: "f32" as const });
+
+Deno.test("products that differ only in their epilogue share one pipeline and compute what they did", async () => {
+  const epilogues: Epilogue[] = ["plain", "tanh", "residual", "gate", "two outputs"];
+  for (const nt of [false, true]) {
+    const f = products(epilogues, nt);
+    const args = inputs(64, 48, [32, 32, 64, 32, 64], nt, 7);
+    const graph = trace(f, ...args.map(spec));
+    const opts = { maxStorageBuffers: 16, ...CPU_CODEGEN };
+    const shared = lower(graph, opts);
+    const separate = lower(graph, { ...opts, shareEpilogues: false });
+    assert.equal(matmulTexts(separate), 5, "one text per epilogue without sharing");
+    assert.equal(matmulTexts(shared), 1, "one text for all with sharing");
+    assert.ok(shared.kernels.some((k) => k.slots.includes(-1)), "placeholders are bound");
+    assert.ok(shared.kernels.every((k) => k.bindings <= 16));
+    const want = interpret(f, ...args);
+    const got = await jit(f)(...args);
+    const unshared = await jit(f, { codegen: { shareEpilogues: false } })(...args);
+    assertTreeMatches(got, want, { rtol: 1e-5, atol: 1e-5 }, `nt ${nt}: shared vs interpret`);
+    assertTreeMatches(got, unshared, { rtol: 0, atol: 0 }, `nt ${nt}: shared vs separate`);
+  }
+});
+
+Deno.test("epilogue variants stay within the binding limit: more texts, never more bindings", async () => {
+  const epilogues: Epilogue[] = ["gate", "two outputs", "residual", "gate", "tanh"];
+  const f = products(epilogues, true);
+  const args = inputs(40, 32, [16, 16, 16, 16, 16], true, 3);
+  const graph = trace(f, ...args.map(spec));
+  for (const limit of [4, 5, 6, 8]) {
+    const p = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: limit });
+    assert.ok(p.kernels.every((k) => k.bindings <= limit), `limit ${limit}`);
+    const wide = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: 16 });
+    assert.ok(matmulTexts(p) >= matmulTexts(wide));
+  }
+  // Four bindings hold the two operands and one epilogue (of one or two): nothing merges.
+  const narrow = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: 4 });
+  assert.equal(narrow.kernels.filter((k) => k.slots.includes(-1)).length, 0);
+  const device = await gpu({ limits: { maxStorageBuffersPerShaderStage: 6 } });
+  const got = await jit(f, { device })(...args);
+  assertTreeMatches(got, interpret(f, ...args), { rtol: 1e-5, atol: 1e-5 }, "limit 6");
+});
+
+// The matmul templates a device may get: a CPU adapter's register tiles, a GPU's small tiles,
+// the shared-memory kernel, the generic kernel.
+const configs: [string, Partial<CodegenOptions>][] = [
+  ["cpu", { ...CPU_CODEGEN }],
+  ["cpu, rows unrolled", { ...CPU_CODEGEN, matmulEpilogueRowLoop: false }],
+  ["gpu tiles", { matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] }],
+  ["shared", { matmulTilings: [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }] }],
+  ["generic", { vectorizedMatmul: false }],
+];
+
+Deno.test("epilogue variants match the reference at random sizes, epilogues and templates", async () => {
+  let merged = 0;
+  await checkAsyncProperty(
+    fc.asyncProperty(
+      fc.record({
+        m: fc.integer({ min: 1, max: 40 }),
+        n: fc.integer({ min: 1, max: 24 }),
+        ks: fc.array(fc.integer({ min: 1, max: 24 }), { minLength: 2, maxLength: 4 }),
+        epilogues: fc.array(fc.constantFrom(...EPILOGUES), { minLength: 4, maxLength: 4 }),
+        // Sizes multiples of 4 half of the time: the vec4 kernels, where most merges happen.
+        aligned: fc.boolean(),
+        nt: fc.boolean(),
+        seed: fc.integer({ min: 0, max: 1000 }),
+      }),
+      async ({ m: m0, n: n0, ks: ks0, epilogues: all, aligned, nt, seed }) => {
+        const up = (d: number) => (aligned ? 4 * Math.ceil(d / 4) : d);
+        const [m, n, ks] = [up(m0), up(n0), ks0.map(up)];
+        const epilogues = all.slice(0, ks.length);
+        const f = products(epilogues, nt);
+        const args = inputs(m, n, ks, nt, seed);
+        const want = interpret(f, ...args);
+        for (const [label, codegen] of configs) {
+          const run = jit(f, { codegen });
+          const program = await run.lower(...args);
+          const separate = await jit(f, { codegen: { ...codegen, shareEpilogues: false } })
+            .lower(...args);
+          assert.ok(matmulTexts(program) <= matmulTexts(separate), label);
+          if (matmulTexts(program) < matmulTexts(separate)) merged++;
+          const got = await run(...args);
+          assertTreeMatches(got, want, { rtol: 1e-5, atol: 1e-5 }, `${epilogues} (${label})`);
+        }
+      },
+    ),
+    { numRuns: 12 },
+  );
+  assert.ok(merged >= 6, `only ${merged} programs merged epilogues`);
+});
