@@ -28,6 +28,10 @@ const cases = {
   gather_scatter: (x, i) => H.scatterAdd(H.zeros([3, 4]), i, H.take(x, i)),
   random: () => H.uniform(H.prngKey(7), [8]),
   grad: (x, w) => H.grad((p) => H.sum(H.tanh(H.matmul(x, p))))(w),
+  // Two products of one layout with different epilogues: one kernel text, the epilogue chosen by
+  // a uniform, a placeholder bound for the other's residual (epilogue_variants.ts).
+  epilogue_variants: (x, w, r) =>
+    H.add(H.tanh(H.add(H.matmul(x, w), 0.5)), H.add(H.matmul(x, H.mul(w, 2)), r)),
 };
 const args = {
   arithmetic: [a, b],
@@ -45,6 +49,7 @@ const args = {
   gather_scatter: [a, ids],
   random: [],
   grad: [a, m],
+  epilogue_variants: [a, m, H.array([[1, -1], [0.5, 2]])],
 };
 args.gather_scatter = [H.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]), ids];
 
