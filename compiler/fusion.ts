@@ -7,8 +7,9 @@
  * 2. Elementwise ops, views (reshape, transpose, broadcast, slice, pad, concat), gather and iota
  *    are index arithmetic and fuse into the kernel that reads them. A node that would be computed
  *    by two different kernels becomes a buffer instead, unless it is pure index arithmetic over
- *    buffers, or a mask built from it (then duplicating it is free). Several uses inside one
- *    kernel are computed once.
+ *    buffers, or a mask built from it (then duplicating it is free); a shared reshape or broadcast
+ *    is stored as what it views (a log-sum-exp read back over its rows: [n, 1], not [n, V]).
+ *    Several uses inside one kernel are computed once.
  * 3. A reduction or matmul anchors a kernel and absorbs an elementwise epilogue: it fuses into its
  *    unique consumer when that reads it at the same index (same shape, no view between). A
  *    product stored through a permutation that keeps its last axis (attention heads merged back)
@@ -338,7 +339,7 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
       const sharedSet = new Set(shared);
       for (const n of shared) {
         const c = consumerOf.get(n);
-        if (!(c && sharedSet.has(c) && consumerCount.get(n) === 1)) fixes.add(beneathReshapes(n));
+        if (!(c && sharedSet.has(c) && consumerCount.get(n) === 1)) fixes.add(beneathViews(n));
       }
     }
     if (fixes.size === 0) break;
@@ -424,6 +425,18 @@ function layoutSource(n: Node): Node {
 function beneathReshapes(n: Node): Node {
   let x = n;
   while (x.op === "reshape" && !isLeaf(x.inputs[0]) && !isSplat(x.inputs[0])) x = x.inputs[0];
+  return x;
+}
+
+/**
+ * The node a chain of reshapes and broadcasts views: a shared broadcast (a row statistic read
+ * back over the row by two kernels) is stored unbroadcast, and its readers expand it for free.
+ */
+function beneathViews(n: Node): Node {
+  let x = n;
+  while (
+    (x.op === "reshape" || x.op === "broadcast") && !isLeaf(x.inputs[0]) && !isSplat(x.inputs[0])
+  ) x = x.inputs[0];
   return x;
 }
 

@@ -4,6 +4,7 @@ import * as lax from "../lax.ts";
 import type { Tensor } from "../trace.ts";
 import { asTensor, normalizeAxes, normalizeOneAxis, type TensorLike } from "./coerce.ts";
 import { isFinite, where } from "./elementwise.ts";
+import { customVjp } from "../custom_vjp.ts";
 
 /** One axis or several; negative axes count from the end. */
 export type Axes = number | readonly number[];
@@ -61,16 +62,28 @@ export function argmax(x: TensorLike, axis = -1, opts: ReduceOptions = {}): Tens
 
 /**
  * log Σ exp(x), stable: the maximum is subtracted first (held constant for the gradient, which is
- * exact because the result does not depend on the shift). Rows of −∞ give −∞.
+ * exact because the result does not depend on the shift). Rows of −∞ give −∞. The gradient,
+ * exp(x − result), is recomputed from x where it is read: no buffer of exponentials is kept for
+ * the backward pass, and the forward pass is one row-wise kernel (a cross-entropy's loss).
  */
 export function logsumexp(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}): Tensor {
   const t = lax.cast(numeric(x, "logsumexp"), "f32");
   const ax = normalizeAxes("logsumexp", t, axes);
   const keptShape = t.shape.map((d, i) => (ax.includes(i) ? 1 : d));
-  const rawMax = lax.stopGradient(lax.reshape(lax.max(t, ax), keptShape));
-  const shift = where(isFinite(rawMax), rawMax, 0);
-  const shifted = lax.sub(t, lax.broadcast(shift, t.shape));
-  const summed = lax.reshape(lax.sum(lax.exp(shifted), ax), keptShape);
-  const out = lax.add(lax.log(summed), shift);
+  const out = customVjp(
+    (u) => {
+      const rawMax = lax.stopGradient(lax.reshape(lax.max(u, ax), keptShape));
+      const shift = where(isFinite(rawMax), rawMax, 0);
+      const shifted = lax.sub(u, lax.broadcast(shift, u.shape));
+      const summed = lax.reshape(lax.sum(lax.exp(shifted), ax), keptShape);
+      return lax.add(lax.log(summed), shift);
+    },
+    (g, [u], y) => [
+      lax.mul(
+        lax.broadcast(g, u.shape),
+        lax.exp(lax.sub(u, lax.broadcast(y, u.shape))),
+      ),
+    ],
+  )(t);
   return opts.keepDims ? out : lax.reshape(out, t.shape.filter((_, i) => !ax.includes(i)));
 }

@@ -62,6 +62,38 @@ Deno.test("logsumexp to a vector is one reduction kernel with its max phase insi
   assert.equal(p.kernels[0].kind, "reduce");
 });
 
+Deno.test("a cross-entropy's loss and gradient keep no exponentials: log-sum-exp is one row-wise reduction", () => {
+  // valueAndGrad of the mean cross-entropy of [64, 50] logits: the forward pass's log-sum-exp is
+  // one reduction kernel (its max phase inside) writing [64, 1], and the gradient recomputes
+  // exp(z − lse) where it is read (logsumexp's custom gradient), so the only [64, 50] buffers
+  // are the logits and their gradient.
+  const loss = (z: Tensor, y: Tensor) => dsl.valueAndGrad((t: Tensor) => dsl.crossEntropy(t, y))(z);
+  const p = kernels(loss, spec(64, 50), { shape: [64], dtype: "i32" });
+  const lse = p.kernels.filter((k) => k.output === "f32[64,1]");
+  assert.equal(lse.length, 1, p.toString());
+  assert.equal(lse[0].kind, "reduce");
+  assert.ok(lse[0].ops.includes("max") && lse[0].ops.includes("exp"), lse[0].ops.join(","));
+  const wide = p.kernels.filter((k) => k.output.includes("[64,50]"));
+  assert.equal(wide.length, 1, "only the gradient is written at the logits' shape");
+  assert.ok(p.kernels.length <= 4, p.toString());
+});
+
+Deno.test("a broadcast read by two kernels is stored unbroadcast; its readers expand it", () => {
+  // r = log Σ_row exp(x), broadcast back over the row, read by a row reduction (Σ_row (r − x)·w)
+  // and by an elementwise output (exp(x − r)): r is stored as its 32 values, not as a [32, 40]
+  // copy that one of its readers writes.
+  const f = (x: Tensor, w: Tensor) => {
+    const lse = dsl.log(dsl.sum(dsl.exp(x), 1, { keepDims: true }));
+    const r = dsl.broadcastTo(lse, [32, 40]);
+    return [dsl.sum(dsl.mul(dsl.sub(r, x), w), 1), dsl.exp(dsl.sub(x, r))];
+  };
+  const p = kernels(f, spec(32, 40), spec(32, 40));
+  assert.ok(p.kernels.some((k) => k.output === "f32[32,1]"), p.toString());
+  const wide = p.kernels.filter((k) => k.output.includes("[32,40]"));
+  assert.deepEqual(wide.map((k) => k.output), ["f32[32,40]"], p.toString());
+  assert.ok(p.kernels.length <= 3, p.toString());
+});
+
 Deno.test("an Adam update over a parameter record is one kernel per parameter", () => {
   const shapes = { w: [64, 32], b: [32], e: [100, 16] };
   const specs = Object.fromEntries(Object.entries(shapes).map(([k, s]) => [k, { shape: s }]));

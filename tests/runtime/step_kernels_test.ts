@@ -15,8 +15,8 @@ import { createTrainer, type Method } from "../../runtime/trainer.ts";
 import { adaptedWeights, DEFAULT_RUN } from "../../runtime/train/config.ts";
 
 /**
- * Upper bounds, measured on lavapipe (2026-12-06): HD-PiSSA 284, DP-PiSSA and DP-LoRA 280, full
- * fine-tuning 160 (375, 359, 359 and 237 before residual adds became matmul epilogues through
+ * Upper bounds, measured on lavapipe (2026-12-07): HD-PiSSA 281, DP-PiSSA and DP-LoRA 274, full
+ * fine-tuning 155 (375, 359, 359 and 237 before residual adds became matmul epilogues through
  * the linear layers' reshapes and softmax/norms row-wise kernels with custom gradients; 320, 317,
  * 317 and 194 before the TN kernel read Xᵀ·Y's X in place; LoRA/PiSSA 313 before NT and TN read
  * a stored view of the merged attention heads instead of its transposed copy, one kernel more;
@@ -26,21 +26,23 @@ import { adaptedWeights, DEFAULT_RUN } from "../../runtime/train/config.ts";
  * activation, gating and their gradients became more outputs of the products they read; 290,
  * 286, 286, 166 before masks built from iotas were recomputed where read; 288, 284, 284, 164
  * before an elementwise kernel could move down past a product to merge with a later one; 274,
- * 270, 270, 150 with `matmulSumProducts`, off by default for its compile time).
+ * 270, 270, 150 with `matmulSumProducts`, off by default for its compile time; 284, 280, 280, 160
+ * before log-sum-exp's gradient was recomputed from its input and shared broadcasts were stored
+ * unbroadcast).
  */
-const BUDGET: Record<string, number> = { hdpissa: 284, pissa: 280, lora: 280, full: 160 };
+const BUDGET: Record<string, number> = { hdpissa: 281, pissa: 274, lora: 274, full: 155 };
 
 /**
- * Distinct pipelines (what a cold first step compiles), same date and device: HD-PiSSA 46,
- * DP-PiSSA and DP-LoRA 43, full fine-tuning 35 (76, 74, 74, 59 before kernels that differ only in
+ * Distinct pipelines (what a cold first step compiles), same date and device: HD-PiSSA 41,
+ * DP-PiSSA and DP-LoRA 31, full fine-tuning 27 (76, 74, 74, 59 before kernels that differ only in
  * sizes shared one, and before transposed views of stored views were read in place; 61, 58, 58,
  * 47 before heads were read and stored in place; 59, 56, 56 before Aᵀ·Bᵀ became (B·A)ᵀ; 57, 55,
  * 55, 45 before a reshape of a buffer was read at the view's flat index; 56, 54, 54, 44 before masks
  * were recomputed where read; 54, 52, 52, 42 before small products got the compact tile, which
  * made two of their texts one; 53, 51, 51, 42 before products that differ only in their epilogue
- * shared one text).
+ * shared one text; 46, 43, 43, 35 before the log-sum-exp and broadcast changes above).
  */
-const PIPELINES: Record<string, number> = { hdpissa: 46, pissa: 43, lora: 43, full: 35 };
+const PIPELINES: Record<string, number> = { hdpissa: 41, pissa: 31, lora: 31, full: 27 };
 
 const cfg = DEFAULT_RUN;
 const model = await loadModel(cfg.model);
