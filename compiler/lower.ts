@@ -68,6 +68,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulMaxUnroll: 1024,
   matmulEpilogueRowLoop: true,
   matmulCompactWork: 0,
+  matmulCompactUnroll: 256,
   matmulTilings: [],
   matmulMinWorkgroups: 1,
   maxWorkgroupsPerDimension: 65535,

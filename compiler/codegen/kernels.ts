@@ -79,10 +79,12 @@ export interface CodegenOptions {
    */
   matmulMaxUnroll: number;
   /**
-   * Products of fewer multiply-adds than this get a quarter of `matmulMaxUnroll`: their run time
-   * is small whatever the tile, their compile time is not.
+   * Products of fewer multiply-adds than this get `matmulCompactUnroll` instead of
+   * `matmulMaxUnroll`: their run time is small whatever the tile, their compile time is not.
    */
   matmulCompactWork: number;
+  /** The unroll budget of products under `matmulCompactWork`. */
+  matmulCompactUnroll: number;
   /**
    * Store a register tile through its epilogue in a loop over the tile's rows, the epilogue
    * emitted once (tile_epilogue.ts), instead of once per row.

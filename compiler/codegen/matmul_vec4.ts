@@ -219,7 +219,7 @@ function vec4Part(
   if (!bound.every((x): x is Bound => x !== undefined)) return undefined;
   const [WG, WGY] = opts.matmulWorkgroup;
   const work = batch * rowsP * colsP * bound.reduce((n, { K }) => n + K, 0);
-  const budget = work < opts.matmulCompactWork ? opts.matmulMaxUnroll / 4 : opts.matmulMaxUnroll;
+  const budget = work < opts.matmulCompactWork ? opts.matmulCompactUnroll : opts.matmulMaxUnroll;
   const { rows: TM, groups } = tileShape(opts, budget, nn, aVec, aT, rowsP, colsP);
   const colTiles = Math.ceil(colsP / (4 * groups)), rowTiles = Math.ceil(rowsP / TM);
   // Tiles numbered row by row along x, so that no lane idles where a row of tiles does not fill

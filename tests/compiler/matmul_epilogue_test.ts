@@ -1,7 +1,7 @@
 /**
  * The size of matmul kernels (issue 15, compile time): a fused epilogue is emitted once (in a
  * loop over the register tile's rows), or once per tile row with that loop off, never once per
- * tile element; the unrolled k loop stays within `matmulMaxUnroll`, and within a quarter of it
+ * tile element; the unrolled k loop stays within `matmulMaxUnroll`, and within `matmulCompactUnroll`
  * for products of fewer than `matmulCompactWork` multiply-adds. Mesa's llvmpipe compiles each kernel at its first dispatch in time that
  * grows with its code, so these bounds keep the first training step short.
  */
@@ -90,14 +90,14 @@ Deno.test("the vectorised matmul's unrolled k loop stays within matmulMaxUnroll"
   assert.equal(tileRows(matmulKernel(nn, [1024, 64], [64, 256], cpu)), 16);
 });
 
-Deno.test("products under matmulCompactWork multiply-adds get a quarter of the unroll budget", () => {
+Deno.test("products under matmulCompactWork multiply-adds get the matmulCompactUnroll budget", () => {
   const nn = (a: Tensor, b: Tensor) => dsl.matmul(a, b);
   const fmaLines = (wgsl: string) => wgsl.match(/= fma\(/g)?.length ?? 0;
   const work = 1024 * 64 * 256;
   const at = (compact: number) =>
     fmaLines(matmulKernel(nn, [1024, 64], [64, 256], { ...cpu, matmulCompactWork: compact }));
   assert.equal(at(work), at(0), "a product of exactly the bound keeps the full tile");
-  assert.ok(4 * at(work + 1) <= DEFAULT_CODEGEN.matmulMaxUnroll / 4, `${at(work + 1)} FMA lines`);
+  assert.ok(4 * at(work + 1) <= DEFAULT_CODEGEN.matmulCompactUnroll, `${at(work + 1)} FMA lines`);
   assert.ok(at(work + 1) < at(0));
   // The CPU adapter's bound: the shipped model's 1024×144×144 products keep the full tile, its
   // rank-4 projections and merges do not.
