@@ -423,9 +423,7 @@ function layoutSource(n: Node): Node {
  * shape, not the reshape's).
  */
 function beneathReshapes(n: Node): Node {
-  let x = n;
-  while (x.op === "reshape" && !isLeaf(x.inputs[0]) && !isSplat(x.inputs[0])) x = x.inputs[0];
-  return x;
+  return beneath(n, RESHAPE);
 }
 
 /**
@@ -433,10 +431,16 @@ function beneathReshapes(n: Node): Node {
  * back over the row by two kernels) is stored unbroadcast, and its readers expand it for free.
  */
 function beneathViews(n: Node): Node {
+  return beneath(n, EXPANDING_VIEWS);
+}
+
+const RESHAPE = new Set(["reshape"]);
+const EXPANDING_VIEWS = new Set(["reshape", "broadcast"]);
+
+/** The node beneath a chain of `views` of `n`, stopping above leaves and splats. */
+function beneath(n: Node, views: ReadonlySet<string>): Node {
   let x = n;
-  while (
-    (x.op === "reshape" || x.op === "broadcast") && !isLeaf(x.inputs[0]) && !isSplat(x.inputs[0])
-  ) x = x.inputs[0];
+  while (views.has(x.op) && !isLeaf(x.inputs[0]) && !isSplat(x.inputs[0])) x = x.inputs[0];
   return x;
 }
 

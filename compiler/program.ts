@@ -18,8 +18,9 @@ export interface Kernel {
   /** Number of storage buffers bound (the output included). */
   bindings: number;
   /**
-   * Buffer slots bound, in binding order; the written ones last. -1: a binding only the code of
-   * another kernel sharing this one's text reads (epilogue_variants.ts), bound to a placeholder.
+   * Buffer slots bound, in binding order; the written ones last, except in a text several
+   * epilogues share (epilogue_variants.ts), whose epilogues' bindings follow one another. -1: a
+   * binding only another epilogue of that text reads, bound to a placeholder.
    */
   slots: number[];
   /** Buffer slots the kernel writes. */

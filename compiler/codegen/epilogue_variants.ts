@@ -89,6 +89,8 @@ interface Member {
 interface Group {
   members: Member[];
   variants: Parts[];
+  /** Variant index by epilogue key (own bindings, epilogue text up to literals, helpers). */
+  variantOf: Map<string, number>;
 }
 
 /**
@@ -107,12 +109,18 @@ export function shareEpilogues(kernels: readonly Kernel[], maxStorageBuffers: nu
       "\u0001",
       ...literalTemplate(parts.tail).pieces,
     ].join("\u0000");
-    const group = groups.get(key) ?? { members: [], variants: [] };
+    const group: Group = groups.get(key) ?? { members: [], variants: [], variantOf: new Map() };
     groups.set(key, group);
-    const epilogueKey = (p: Parts) =>
-      [shape(p.own), ...literalTemplate(p.epilogue).pieces, ...p.items].join("\u0000");
-    let variant = group.variants.findIndex((v) => epilogueKey(v) === epilogueKey(parts));
-    if (variant < 0) variant = group.variants.push(parts) - 1;
+    const epilogueKey = [
+      shape(parts.own),
+      ...literalTemplate(parts.epilogue).pieces,
+      ...parts.items,
+    ].join("\u0000");
+    let variant = group.variantOf.get(epilogueKey);
+    if (variant === undefined) {
+      variant = group.variants.push(parts) - 1;
+      group.variantOf.set(epilogueKey, variant);
+    }
     group.members.push({ kernel: i, parts, variant });
   });
   const out = kernels.map((k) => ({ ...k }));

@@ -32,7 +32,7 @@ export interface ShapedKernel {
 const I32_LITERAL = /(?<![\w.])(\d+)i\b/g;
 
 /** A kernel's text cut at its liftable literals: `pieces` around them, and their values. */
-export interface Template {
+interface Template {
   pieces: string[];
   values: number[];
 }
