@@ -17,8 +17,10 @@ import { vec4Matmul } from "./codegen/matmul_vec4.ts";
 import { PACKED_FORMATS, type PackedFormat } from "./codegen/packed.ts";
 import { shareShapes } from "./codegen/shape_params.ts";
 import { shareEpilogues } from "./codegen/epilogue_variants.ts";
+import { groupKernels, MAX_GROUP_MEMBERS } from "./codegen/kernel_groups.ts";
 import { type KernelPlan, planFusion } from "./fusion.ts";
-import { type BufferSlot, planMemory } from "./memory_plan.ts";
+import { type BufferSlot, type MemoryPlan, planMemory } from "./memory_plan.ts";
+import { scheduleGroups } from "./schedule.ts";
 import { optimize } from "./passes/mod.ts";
 import { splitLargeWork, type SplitSizes } from "./passes/split.ts";
 import { type Kernel, Program } from "./program.ts";
@@ -75,6 +77,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   maxLoopIterations: Infinity,
   shareShapes: true,
   shareEpilogues: true,
+  groupKernels: true,
 };
 
 /**
@@ -121,58 +124,31 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     maxProductDepth: split.matmulChunk,
   });
   checkPackedInputs(g, opts.packedInputs);
-  const memory = planMemory(g, plans, {
-    donate: opts.donate,
-    reuse: opts.fuse !== false,
-    packed: opts.packedInputs,
-  });
-  const buffers = new Set<Node>(memory.slotOf.keys());
-  checkBufferSizes(memory.slots, memory.slotOf, opts);
-  const ctx: KernelContext = {
-    buffers,
-    slotOf: (n) => {
-      const s = memory.slotOf.get(n);
-      if (s === undefined) throw new Error(`lower: ${n.op} has no buffer slot`);
-      return s;
-    },
-    slotDtype: (s) => memory.slots[s].element,
-    packedOf: (s) => memory.slots[s].packed,
-    layout: windowElements === undefined ? undefined : {
-      windowElements,
-      // A multiple of the device's alignment and of a vec4 (powers of two).
-      alignElements: Math.max(16, opts.bindingAlignment ?? 256) / 4,
-      elementsOf: (s) => memory.slots[s].bytes / 4,
-    },
-  };
-  const generators = {
-    elementwise: generateElementwise,
-    rowwise: generateRowwise,
-    reduce: generateReduce,
-    matmul: (p: KernelPlan, c: KernelContext, o: CodegenOptions) =>
-      tiledMatmul(p, c, o) ?? vec4Matmul(p, c, o) ?? generateMatmul(p, c, o),
-    scatter: generateScatter,
-  };
-  const generated: Kernel[] = plans.filter((p) => p.roots[0].size > 0).flatMap((plan) => {
-    const gens = [generators[plan.kind](plan, ctx, codegen)].flat();
-    return gens.map((gen) => ({
-      name: kernelName(plan) + (gen.part ? `_${gen.part}` : ""),
-      kind: plan.kind,
-      ops: plan.fused.map((n) => n.op),
-      bindings: gen.slots.length,
-      slots: gen.slots,
-      written: gen.written,
-      ranges: bindingRanges(gen, memory.slots, windowElements),
-      wgsl: gen.wgsl,
-      dispatch: gen.dispatch,
-      workgroupSize: gen.workgroupSize,
-      output: plan.roots.map((r) => `${r.dtype}[${r.shape.join(",")}]`).join(" "),
-      loopIterations: gen.loopIterations,
-    }));
-  });
-  const merged = codegen.shareEpilogues
-    ? shareEpilogues(generated, opts.maxStorageBuffers)
-    : generated;
-  const kernels = codegen.shareShapes ? shareShapes(merged) : merged;
+  let built = generate(g, plans, undefined, opts, codegen, windowElements);
+  let kernels = built.kernels;
+  if (codegen.groupKernels) {
+    // Kernels that came out with one text, and read nothing the other computes, are grouped:
+    // the plans are rescheduled, planned and generated again, and each group's runs of one text
+    // become one dispatch.
+    const only = new Map<number, Kernel>();
+    built.planOf.forEach((p, k) => only.set(p, only.has(p) ? undefined! : built.kernels[k]));
+    const schedule = scheduleGroups(plans, {
+      keyOf: (_, i) => only.get(i)?.wgsl,
+      bindingsOf: (_, i) => only.get(i)?.slots.filter((slot) => slot >= 0).length ?? Infinity,
+      sharedOf: (_, i) => only.get(i)?.slots.filter((slot) => slot < 0).length ?? 0,
+      maxStorageBuffers: opts.maxStorageBuffers,
+      window: GROUP_WINDOW,
+      maxMembers: MAX_GROUP_MEMBERS,
+    });
+    if (schedule.groups.some((group) => group >= 0)) {
+      built = generate(g, schedule.plans, schedule.groups, opts, codegen, windowElements);
+      kernels = groupKernels(built.kernels, built.planOf.map((p) => schedule.groups[p]), {
+        maxStorageBuffers: opts.maxStorageBuffers,
+        maxWorkgroupsPerDimension: codegen.maxWorkgroupsPerDimension,
+      });
+    }
+  }
+  const memory = built.memory;
   for (const k of kernels) {
     if (k.bindings > opts.maxStorageBuffers) {
       throw new Error(
@@ -201,6 +177,81 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     g.outputs.map((n) => memory.slotOf.get(n)!),
     memory.peakBytes,
   );
+}
+
+/** How many kernels past a group's first member the schedule looks for more members. */
+const GROUP_WINDOW = 64;
+
+/**
+ * The kernels of `plans` (in that order, `groups` as in `planMemory`): buffers planned, WGSL
+ * generated, texts shared. `planOf` is each kernel's plan index.
+ */
+function generate(
+  g: Graph,
+  plans: readonly KernelPlan[],
+  groups: readonly number[] | undefined,
+  opts: LowerOptions,
+  codegen: CodegenOptions,
+  windowElements: number | undefined,
+): { kernels: Kernel[]; memory: MemoryPlan; planOf: number[] } {
+  const memory = planMemory(g, plans, {
+    donate: opts.donate,
+    reuse: opts.fuse !== false,
+    packed: opts.packedInputs,
+    groups,
+  });
+  const buffers = new Set<Node>(memory.slotOf.keys());
+  checkBufferSizes(memory.slots, memory.slotOf, opts);
+  const ctx: KernelContext = {
+    buffers,
+    slotOf: (n) => {
+      const s = memory.slotOf.get(n);
+      if (s === undefined) throw new Error(`lower: ${n.op} has no buffer slot`);
+      return s;
+    },
+    slotDtype: (s) => memory.slots[s].element,
+    packedOf: (s) => memory.slots[s].packed,
+    layout: windowElements === undefined ? undefined : {
+      windowElements,
+      // A multiple of the device's alignment and of a vec4 (powers of two).
+      alignElements: Math.max(16, opts.bindingAlignment ?? 256) / 4,
+      elementsOf: (s) => memory.slots[s].bytes / 4,
+    },
+  };
+  const generators = {
+    elementwise: generateElementwise,
+    rowwise: generateRowwise,
+    reduce: generateReduce,
+    matmul: (p: KernelPlan, c: KernelContext, o: CodegenOptions) =>
+      tiledMatmul(p, c, o) ?? vec4Matmul(p, c, o) ?? generateMatmul(p, c, o),
+    scatter: generateScatter,
+  };
+  const planOf: number[] = [];
+  const generated: Kernel[] = plans.flatMap((plan, p) => {
+    if (plan.roots[0].size === 0) return [];
+    const gens = [generators[plan.kind](plan, ctx, codegen)].flat();
+    return gens.map((gen) => {
+      planOf.push(p);
+      return {
+        name: kernelName(plan) + (gen.part ? `_${gen.part}` : ""),
+        kind: plan.kind,
+        ops: plan.fused.map((n) => n.op),
+        bindings: gen.slots.length,
+        slots: gen.slots,
+        written: gen.written,
+        ranges: bindingRanges(gen, memory.slots, windowElements),
+        wgsl: gen.wgsl,
+        dispatch: gen.dispatch,
+        workgroupSize: gen.workgroupSize,
+        output: plan.roots.map((r) => `${r.dtype}[${r.shape.join(",")}]`).join(" "),
+        loopIterations: gen.loopIterations,
+      };
+    });
+  });
+  const merged = codegen.shareEpilogues
+    ? shareEpilogues(generated, opts.maxStorageBuffers)
+    : generated;
+  return { kernels: codegen.shareShapes ? shareShapes(merged) : merged, memory, planOf };
 }
 
 /** Only f32 inputs can be stored packed, in a format the code generator knows. */

@@ -57,6 +57,12 @@ export function planMemory(
     reuse?: boolean;
     /** Inputs stored packed, by input index (their slots are never reused or written). */
     packed?: ReadonlyMap<number, PackedFormat>;
+    /**
+     * Each kernel's group (-1: none): adjacent kernels that run as one dispatch
+     * (schedule.ts). Their buffers live through the whole group, and none is written in place of
+     * a buffer another member reads.
+     */
+    groups?: readonly number[];
   } = {},
 ): MemoryPlan {
   const slots: BufferSlot[] = [];
@@ -85,9 +91,23 @@ export function planMemory(
     }
   }
 
-  // Last kernel reading each buffer.
+  // Last kernel reading each buffer (a group's last member, for a buffer a member reads).
+  const groupOf = (t: number) => opts.groups?.[t] ?? -1;
+  const end = kernels.map((_, t) => t);
+  for (let t = kernels.length - 2; t >= 0; t--) {
+    if (groupOf(t) >= 0 && groupOf(t + 1) === groupOf(t)) end[t] = end[t + 1];
+  }
   const lastUse = new Map<Node, number>();
-  kernels.forEach((k, t) => k.reads.forEach((n) => lastUse.set(n, t)));
+  kernels.forEach((k, t) => k.reads.forEach((n) => lastUse.set(n, end[t])));
+  // Buffers two members of a group read: neither may write over them.
+  const readInGroup = new Map<Node, number>(), sharedInGroup = new Set<Node>();
+  kernels.forEach((k, t) => {
+    if (groupOf(t) < 0) return;
+    for (const n of new Set(k.reads)) {
+      if (readInGroup.get(n) === groupOf(t)) sharedInGroup.add(n);
+      readInGroup.set(n, groupOf(t));
+    }
+  });
   const outputIndex = new Map<Node, number[]>();
   graph.outputs.forEach((n, i) => outputIndex.set(n, [...(outputIndex.get(n) ?? []), i]));
 
@@ -111,7 +131,8 @@ export function planMemory(
       const inPlace = opts.reuse === false
         ? undefined
         : k.reads.find((r) =>
-          !taken.has(r) && lastUse.get(r) === t && k.identityReads.has(r) &&
+          !taken.has(r) && lastUse.get(r) === end[t] && !sharedInGroup.has(r) &&
+          k.identityReads.has(r) &&
           bytesOf(r) === bytes && slots[slotOf.get(r)!].element === element(n) &&
           !outputIndex.has(r) &&
           (donatedNodes.has(r) || (!outs && slots[slotOf.get(r)!].kind === "intermediate"))
@@ -124,7 +145,7 @@ export function planMemory(
           slots[s].outputIndices = outs;
           outs.forEach((o) => donatedOutputs.set(o, s));
         }
-        releasing.set(t, (releasing.get(t) ?? []).filter((x) => x !== inPlace));
+        releasing.set(end[t], (releasing.get(end[t]) ?? []).filter((x) => x !== inPlace));
         continue;
       }
       if (outs) {

@@ -284,6 +284,11 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // unroll (`matmulCompactUnroll` 256): their kernels compiled in about 110 ms instead of 300–440
   // (about 0.9 s off the default first step). Paired, the step is 0.6–1.5% slower with it.
   matmulCompactWork: 1 << 22,
+  // Off: a grouped dispatch (kernel_groups.ts) reaches each member's bindings through a switch
+  // on the member, and llvmpipe runs a switch as masked code for every case. The default HD-PiSSA
+  // step went from 281 to 157 kernels but ran 22% slower (paired ratio 1.218 over 30 steps), its
+  // projections 2× slower; a dispatch here costs ≈30 µs, so 124 fewer saved ≈4 ms of 290.
+  groupKernels: false,
 };
 
 /**
@@ -293,13 +298,29 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
  */
 export function codegenFor(device: Device): Partial<CodegenOptions> {
   if (device.info.isFallbackAdapter) return { ...CPU_CODEGEN };
+  return gpuCodegen(device.info.limits);
+}
+
+/**
+ * The code-generator tunables of a GPU with these limits: small register tiles in 16×16
+ * workgroups, the shared-memory tilings the limits allow, every operand read where it lies
+ * (the tiled kernel loads NN, NT, TN and split heads coalesced, so no layout copies), and
+ * independent kernels of one pipeline grouped into one dispatch.
+ */
+export function gpuCodegen(
+  limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
+): Partial<CodegenOptions> {
   return {
     maxWorkgroups: 65535,
     matmulRowBlock: 4,
     matmulColumnGroups: 1,
     matmulWorkgroup: [16, 16],
-    matmulTilings: GPU_MATMUL_TILINGS.filter((t) => !tilingProblem(t, device.info.limits)),
+    matmulTilings: GPU_MATMUL_TILINGS.filter((t) => !tilingProblem(t, limits)),
     matmulMinWorkgroups: 128,
+    matmulNtInPlace: true,
+    matmulTnInPlace: true,
+    matmulStridedOperands: true,
+    groupKernels: true,
   };
 }
 

@@ -98,14 +98,20 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
   const inits: Record<string, Record<string, HostArray>> = {};
   for (const name of adapt) inits[name] = await initMatrix(method, cfg, name);
   if (method.family === "sharded") {
-    const f = jit(hdpissaStep(cfg.loss, adapt, r, hyper), { donate: [0, 2] });
+    const f = jit(hdpissaStep(cfg.loss, adapt, r, hyper), {
+      donate: [0, 2],
+      codegen: cfg.codegen,
+    });
     compiled = { f, args: ["params", "slices", "state"] };
     live = await uploadLive(shardedTree(cfg, inits, K), cfg, adapt);
     run = (lr, batch) =>
       runStep(f, ["params", "slices", "state"], { params: "params", state: "state" }, lr, batch);
     dense = async () => await toHost(live.params) as Record<string, HostArray>;
   } else {
-    const f = jit(replicatedStep(method, cfg.loss, scale, hyper), { donate: [1, 3] });
+    const f = jit(replicatedStep(method, cfg.loss, scale, hyper), {
+      donate: [1, 3],
+      codegen: cfg.codegen,
+    });
     const args = ["params", "trained", "frozen", "state"];
     compiled = { f, args };
     live = await uploadLive(replicatedTree(method, cfg, inits), cfg, []);

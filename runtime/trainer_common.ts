@@ -11,7 +11,7 @@ import { flattenTree, unflattenTree } from "../dsl/pytree.ts";
 import type { Tensor } from "../dsl/trace.ts";
 import type { Device } from "./device.ts";
 import { jit, toDevice } from "./jit.ts";
-import { PACKED_FORMATS, type PackedFormat } from "../compiler/mod.ts";
+import { type CodegenOptions, PACKED_FORMATS, type PackedFormat } from "../compiler/mod.ts";
 import { randomizedSvd } from "./linalg/rsvd.ts";
 import type { StepPlan } from "./step_plan.ts";
 import type { KernelTiming } from "./executor.ts";
@@ -35,6 +35,11 @@ export interface TrainerConfig {
   devices: number;
   /** Adapter rank r (per device for HD-PiSSA); ignored by "full". */
   rank: number;
+  /**
+   * Code-generator overrides for the step's compilation, over the device's own (`codegenFor`):
+   * for instance a GPU adapter's settings (`gpuCodegen`), to read the kernels a GPU would run.
+   */
+  codegen?: Partial<CodegenOptions>;
   /** PiSSA/LoRA scale numerator: the adapter is scaled by alpha / rank (default rank). */
   alpha?: number;
   /** rsLoRA: scale the LoRA-family adapters by alpha / √rank instead of alpha / rank. */

@@ -117,6 +117,11 @@ export interface CodegenOptions {
    */
   shareEpilogues: boolean;
   /**
+   * Independent kernels of a program that share a pipeline run as one dispatch, each workgroup
+   * finding its member in a uniform (kernel_groups.ts, schedule.ts).
+   */
+  groupKernels: boolean;
+  /**
    * Loop iterations one invocation may run in total (Infinity when the device sets no bound;
    * 65,535 on Mesa's llvmpipe and lavapipe, which stop the invocation silently past it).
    */

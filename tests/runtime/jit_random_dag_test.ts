@@ -353,6 +353,43 @@ Deno.test("jit random DAGs at two shapes in one program: kernels share pipelines
   if (sharing === 0) throw new Error("no random program had kernels that share by shape");
 });
 
+Deno.test("jit random DAGs twice in one program: grouped dispatches compute what separate kernels do", async () => {
+  // Two copies of a DAG (at its shape and a wider one) are independent: kernels of one text, one
+  // from each copy, run as one dispatch (kernel_groups.ts), and so do siblings inside a copy.
+  const codegen = { groupKernels: true };
+  const wider = (s: number[]) => s.map((d) => (d === 1 ? 1 : d + 2));
+  const pairs = arbDag.chain((dag) =>
+    fc.tuple(
+      fc.constant(dag),
+      fc.tuple(...dag.inputs.map((s) => arbF32(s))),
+      fc.tuple(...dag.inputs.map((s) => arbF32(wider(s)))),
+    )
+  );
+  let grouping = 0;
+  await checkAsyncProperty(
+    fc.asyncProperty(pairs, async ([dag, xs, ys]) => {
+      const n = xs.length;
+      const f = (
+        ...ts: Tensor[]
+      ) => [buildDag(dag, ...ts.slice(0, n)), buildDag(dag, ...ts.slice(n))];
+      const args = [...xs, ...ys];
+      const describe = () => JSON.stringify(dag);
+      const argnums = args.map((_, i) => i);
+      for (
+        const [g, label] of [[f, "dag"], [grad(lossOf(f), { argnums }), "grad of dag"]] as const
+      ) {
+        await checkProgram(g, args, `${label}, grouped`, describe, { codegen });
+        const apart = await jit(g, { codegen: { groupKernels: false } })(...args);
+        assertTreeMatches(await jit(g, { codegen })(...args), apart, FUSED, `${label}: grouped`);
+        const program = await jit(g, { codegen }).lower(...args);
+        if (program.kernels.some((k) => k.name.startsWith("grouped"))) grouping++;
+      }
+    }),
+    { numRuns: 16 },
+  );
+  if (grouping < 8) throw new Error(`only ${grouping} random programs had a grouped dispatch`);
+});
+
 Deno.test("jit a shared intermediate read by reductions, matmuls, views and outputs", async () => {
   // One value h with many consumers of every kind, and outputs at several stages.
   const f = (x: Tensor, w: Tensor) => {

@@ -8,6 +8,11 @@ const H = await import(new URL("./hdpissa.js", import.meta.url).href);
 const a = H.array([[0.5, -1.25, 2], [3, -0.75, 0.1]]);
 const b = H.array([[1.5, 0.25, -2], [0.5, 2, -3]]);
 const m = H.array([[1, 2], [3, -1], [0.5, 0.25]]);
+const sq = (n, seed) =>
+  H.array(
+    Array.from({ length: n }, (_, i) =>
+      Array.from({ length: n }, (_, j) => Math.sin(seed * 7 + i * 1.3 + j * 0.7))),
+  );
 const ids = { shape: [4], dtype: "i32", data: Int32Array.from([2, 0, 1, 2]) };
 const cases = {
   arithmetic: (x, y) => H.add(H.mul(x, y), H.div(H.sub(x, y), H.add(H.abs(y), 1))),
@@ -32,6 +37,18 @@ const cases = {
   // a uniform, a placeholder bound for the other's residual (epilogue_variants.ts).
   epilogue_variants: (x, w, r) =>
     H.add(H.tanh(H.add(H.matmul(x, w), 0.5)), H.add(H.matmul(x, H.mul(w, 2)), r)),
+  // Independent products of one text as one dispatch, each binding reached through a switch on
+  // the workgroup's member (kernel_groups.ts); in the shared-memory kernel too, whose barriers
+  // Tint's uniformity analysis must accept.
+  kernel_groups: (x, w, r) =>
+    H.concat([H.matmul(x, w), H.matmul(r, w), H.matmul(w, r), H.matmul(x, H.transpose(w))], 0),
+  kernel_groups_shared: (x, w, r) =>
+    H.concat([H.matmul(x, w), H.matmul(r, w), H.matmul(w, r), H.matmul(x, H.transpose(w))], 0),
+};
+const TILED = [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }];
+const options = {
+  kernel_groups: { codegen: { groupKernels: true } },
+  kernel_groups_shared: { codegen: { groupKernels: true, matmulTilings: TILED } },
 };
 const args = {
   arithmetic: [a, b],
@@ -50,6 +67,8 @@ const args = {
   random: [],
   grad: [a, m],
   epilogue_variants: [a, m, H.array([[1, -1], [0.5, 2]])],
+  kernel_groups: [sq(16, 1), sq(16, 2), sq(16, 3)],
+  kernel_groups_shared: [sq(16, 1), sq(16, 2), sq(16, 3)],
 };
 args.gather_scatter = [H.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]), ids];
 
@@ -58,7 +77,7 @@ async function run() {
   for (const [name, f] of Object.entries(cases)) {
     try {
       const want = H.interpret(f, ...args[name]);
-      const got = await H.jit(f)(...args[name]);
+      const got = await H.jit(f, options[name])(...args[name]);
       let worst = 0;
       for (let k = 0; k < want.data.length; k++) {
         const w = want.data[k], g = got.data[k];
