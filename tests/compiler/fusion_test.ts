@@ -12,8 +12,9 @@ import { adamUpdate, mlpState, mlpTrainStep, randomArray } from "../helpers/mode
 import { causalAttention } from "../../dsl/nn/layers.ts";
 
 const spec = (...shape: number[]) => ({ shape });
+/** The kernels fusion makes (grouped dispatches, kernel_groups_test.ts, would join some). */
 function kernels(f: (...a: never[]) => unknown, ...specs: unknown[]): Program {
-  return lower(trace(f, ...specs), { maxStorageBuffers: 16 });
+  return lower(trace(f, ...specs), { maxStorageBuffers: 16, groupKernels: false });
 }
 
 Deno.test("a + b + c is one kernel", () => {
