@@ -130,8 +130,10 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     // Kernels that came out with one text, and read nothing the other computes, are grouped:
     // the plans are rescheduled, planned and generated again, and each group's runs of one text
     // become one dispatch.
-    const only = new Map<number, Kernel>();
-    built.planOf.forEach((p, k) => only.set(p, only.has(p) ? undefined! : built.kernels[k]));
+    // A plan split into parts (several kernels) is not grouped.
+    const parts = new Map<number, Kernel[]>();
+    built.planOf.forEach((p, k) => parts.set(p, [...(parts.get(p) ?? []), built.kernels[k]]));
+    const only = new Map([...parts].filter(([, ks]) => ks.length === 1).map(([p, [k]]) => [p, k]));
     const schedule = scheduleGroups(plans, {
       keyOf: (_, i) => only.get(i)?.wgsl,
       bindingsOf: (_, i) => only.get(i)?.slots.filter((slot) => slot >= 0).length ?? Infinity,

@@ -56,7 +56,7 @@ interface Shape {
 /** `text` parsed for grouping; undefined where it holds something this pass does not rewrite. */
 function parse(text: string): Shape | undefined {
   const entry = ENTRY.exec(text);
-  if (!entry || /\b(group_\w*|member_)\b/.test(text)) return undefined;
+  if (!entry || /\b(group_\w*|member_|flat_|grid_|local_)\b/.test(text)) return undefined;
   const bindings: Shape["bindings"] = [], items: string[] = [];
   let sizes = 0;
   for (const item of text.slice(0, entry.index).split(/\n(?=@|fn |var<workgroup>|const )/)) {

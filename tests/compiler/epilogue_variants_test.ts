@@ -19,7 +19,7 @@ import {
 import type { Program, Tensor } from "../../mod.ts";
 import { CPU_CODEGEN } from "../../runtime/jit.ts";
 import { assertTreeMatches, checkAsyncProperty, fc } from "../runtime/jit_helpers.ts";
-import { randomArray } from "../helpers/models.ts";
+import { arbProducts, productInputs } from "../helpers/products.ts";
 
 const EPILOGUES = ["plain", "tanh", "residual", "gate", "two outputs"] as const;
 type Epilogue = (typeof EPILOGUES)[number];
@@ -49,14 +49,6 @@ function products(epilogues: readonly Epilogue[], nt: boolean) {
     });
 }
 
-function inputs(m: number, n: number, ks: readonly number[], nt: boolean, seed: number) {
-  return ks.flatMap((k, i) => [
-    randomArray([m, k], seed + 3 * i),
-    randomArray(nt ? [n, k] : [k, n], seed + 3 * i + 1),
-    randomArray([m, n], seed + 3 * i + 2),
-  ]);
-}
-
 const matmulTexts = (p: Program) =>
   new Set(p.kernels.filter((k) => k.kind === "matmul").map((k) => k.wgsl)).size;
 
@@ -66,7 +58,7 @@ Deno.test("products that differ only in their epilogue share one pipeline and co
   const epilogues: Epilogue[] = ["plain", "tanh", "residual", "gate", "two outputs"];
   for (const nt of [false, true]) {
     const f = products(epilogues, nt);
-    const args = inputs(64, 48, [32, 32, 64, 32, 64], nt, 7);
+    const args = productInputs(64, 48, [32, 32, 64, 32, 64], nt, 7);
     const graph = trace(f, ...args.map(spec));
     const opts = { maxStorageBuffers: 16, ...CPU_CODEGEN };
     const shared = lower(graph, opts);
@@ -86,7 +78,7 @@ Deno.test("products that differ only in their epilogue share one pipeline and co
 Deno.test("epilogue variants stay within the binding limit: more texts, never more bindings", async () => {
   const epilogues: Epilogue[] = ["gate", "two outputs", "residual", "gate", "tanh"];
   const f = products(epilogues, true);
-  const args = inputs(40, 32, [16, 16, 16, 16, 16], true, 3);
+  const args = productInputs(40, 32, [16, 16, 16, 16, 16], true, 3);
   const graph = trace(f, ...args.map(spec));
   for (const limit of [4, 5, 6, 8]) {
     const p = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: limit });
@@ -116,22 +108,10 @@ Deno.test("epilogue variants match the reference at random sizes, epilogues and 
   let merged = 0;
   await checkAsyncProperty(
     fc.asyncProperty(
-      fc.record({
-        m: fc.integer({ min: 1, max: 40 }),
-        n: fc.integer({ min: 1, max: 24 }),
-        ks: fc.array(fc.integer({ min: 1, max: 24 }), { minLength: 2, maxLength: 4 }),
-        epilogues: fc.array(fc.constantFrom(...EPILOGUES), { minLength: 4, maxLength: 4 }),
-        // Sizes multiples of 4 half of the time: the vec4 kernels, where most merges happen.
-        aligned: fc.boolean(),
-        nt: fc.boolean(),
-        seed: fc.integer({ min: 0, max: 1000 }),
-      }),
-      async ({ m: m0, n: n0, ks: ks0, epilogues: all, aligned, nt, seed }) => {
-        const up = (d: number) => (aligned ? 4 * Math.ceil(d / 4) : d);
-        const [m, n, ks] = [up(m0), up(n0), ks0.map(up)];
-        const epilogues = all.slice(0, ks.length);
+      arbProducts(EPILOGUES, 4),
+      async ({ m, n, ks, epilogues, nt, seed }) => {
         const f = products(epilogues, nt);
-        const args = inputs(m, n, ks, nt, seed);
+        const args = productInputs(m, n, ks, nt, seed);
         const want = interpret(f, ...args);
         for (const [label, codegen] of configs) {
           const run = jit(f, { codegen });

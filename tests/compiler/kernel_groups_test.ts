@@ -24,6 +24,7 @@ import { scheduleGroups } from "../../compiler/schedule.ts";
 import type { Kernel } from "../../compiler/program.ts";
 import { assertTreeMatches, checkAsyncProperty, fc } from "../runtime/jit_helpers.ts";
 import { checkProperty } from "../helpers/property.ts";
+import { arbProducts, productInputs } from "../helpers/products.ts";
 import { randomArray } from "../helpers/models.ts";
 
 const EPILOGUES = ["plain", "tanh", "residual", "sum"] as const;
@@ -42,14 +43,6 @@ function products(epilogues: readonly Epilogue[], nt: boolean) {
     });
 }
 
-function inputs(m: number, n: number, ks: readonly number[], nt: boolean, seed: number) {
-  return ks.flatMap((k, i) => [
-    randomArray([m, k], seed + 3 * i),
-    randomArray(nt ? [n, k] : [k, n], seed + 3 * i + 1),
-    randomArray([m, n], seed + 3 * i + 2),
-  ]);
-}
-
 const spec = (a: HostArray) => ({ shape: [...a.shape], dtype: "f32" as const });
 const grouped = (p: Program) => p.kernels.filter((k) => k.name.startsWith("grouped"));
 
@@ -66,7 +59,7 @@ Deno.test("independent products of one template run as one dispatch and compute 
   const epilogues: Epilogue[] = ["plain", "plain", "residual", "plain", "residual"];
   for (const nt of [false, true]) {
     const f = products(epilogues, nt);
-    const args = inputs(32, 16, [16, 16, 16, 32, 16], nt, 5);
+    const args = productInputs(32, 16, [16, 16, 16, 32, 16], nt, 5);
     const graph = trace(f, ...args.map(spec));
     const opts = { maxStorageBuffers: 32, ...CPU_CODEGEN };
     const on = lower(graph, { ...opts, groupKernels: true });
@@ -85,7 +78,7 @@ Deno.test("independent products of one template run as one dispatch and compute 
 
 Deno.test("a group never binds more buffers than the device allows", () => {
   const f = products(["plain", "plain", "plain", "plain", "plain", "plain"], true);
-  const graph = trace(f, ...inputs(16, 16, [16, 16, 16, 16, 16, 16], true, 1).map(spec));
+  const graph = trace(f, ...productInputs(16, 16, [16, 16, 16, 16, 16, 16], true, 1).map(spec));
   for (const limit of [5, 6, 8, 9, 12, 32]) {
     const p = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: limit, groupKernels: true });
     assert.ok(p.kernels.every((k) => k.bindings <= limit), `limit ${limit}`);
@@ -158,21 +151,10 @@ Deno.test("grouped dispatches match the separate kernels and the reference at ra
   let groupedPrograms = 0;
   await checkAsyncProperty(
     fc.asyncProperty(
-      fc.record({
-        m: fc.integer({ min: 1, max: 40 }),
-        n: fc.integer({ min: 1, max: 24 }),
-        ks: fc.array(fc.integer({ min: 1, max: 24 }), { minLength: 2, maxLength: 5 }),
-        epilogues: fc.array(fc.constantFrom(...EPILOGUES), { minLength: 5, maxLength: 5 }),
-        aligned: fc.boolean(),
-        nt: fc.boolean(),
-        seed: fc.integer({ min: 0, max: 1000 }),
-      }),
-      async ({ m: m0, n: n0, ks: ks0, epilogues: all, aligned, nt, seed }) => {
-        const up = (d: number) => (aligned ? 4 * Math.ceil(d / 4) : d);
-        const [m, n, ks] = [up(m0), up(n0), ks0.map(up)];
-        const epilogues = all.slice(0, ks.length);
+      arbProducts(EPILOGUES, 5),
+      async ({ m, n, ks, epilogues, nt, seed }) => {
         const f = products(epilogues, nt);
-        const args = inputs(m, n, ks, nt, seed);
+        const args = productInputs(m, n, ks, nt, seed);
         const want = interpret(f, ...args);
         for (const [label, codegen] of configs) {
           const run = jit(f, { codegen });

@@ -20,6 +20,7 @@
 
 import * as dsl from "../../mod.ts";
 import {
+  type CodegenOptions,
   gpu,
   grad,
   type HostArray,
@@ -27,6 +28,7 @@ import {
   jit,
   type JitOptions,
   type Kernel,
+  type Program,
   type Tensor,
 } from "../../mod.ts";
 import { arbExpr, buildExpr, type Expr, PROGRAM_SHAPE } from "../helpers/random_program.ts";
@@ -316,11 +318,19 @@ Deno.test("jit random DAGs with several outputs: values, gradients, fused = unfu
   await checkDags(withInputs(arbDag), "dag", 30);
 });
 
-Deno.test("jit random DAGs at two shapes in one program: kernels share pipelines by shape", async () => {
-  // The same DAG on inputs of two shapes: kernels that differ only in sizes read them from a
-  // uniform buffer and share one text.
-  const codegen = { shareShapes: true };
-  const wider = (s: number[]) => s.map((d) => (d === 1 ? 1 : d + 3));
+/**
+ * The same random DAG twice in one program, on inputs of its shape and one `grow` wider, and its
+ * gradient: with `codegen` against the reference and, to a few ULPs, against `apart` (the
+ * setting it changes). Returns how many of the programs `counts` held for.
+ */
+async function checkDagPairs(
+  label: string,
+  codegen: Partial<CodegenOptions>,
+  apart: Partial<CodegenOptions>,
+  grow: number,
+  counts: (p: Program) => boolean,
+): Promise<number> {
+  const wider = (s: number[]) => s.map((d) => (d === 1 ? 1 : d + grow));
   const pairs = arbDag.chain((dag) =>
     fc.tuple(
       fc.constant(dag),
@@ -328,7 +338,7 @@ Deno.test("jit random DAGs at two shapes in one program: kernels share pipelines
       fc.tuple(...dag.inputs.map((s) => arbF32(wider(s)))),
     )
   );
-  let sharing = 0;
+  let counted = 0;
   await checkAsyncProperty(
     fc.asyncProperty(pairs, async ([dag, xs, ys]) => {
       const n = xs.length;
@@ -339,53 +349,40 @@ Deno.test("jit random DAGs at two shapes in one program: kernels share pipelines
       const describe = () => JSON.stringify(dag);
       const argnums = args.map((_, i) => i);
       for (
-        const [g, label] of [[f, "dag"], [grad(lossOf(f), { argnums }), "grad of dag"]] as const
+        const [g, what] of [[f, "dag"], [grad(lossOf(f), { argnums }), "grad of dag"]] as const
       ) {
-        await checkProgram(g, args, `${label} at two shapes`, describe, { codegen });
-        const own = await jit(g, { codegen: { shareShapes: false } })(...args);
-        assertTreeMatches(await jit(g, { codegen })(...args), own, FUSED, `${label}: shared sizes`);
-        const program = await jit(g, { codegen }).lower(...args);
-        if (program.kernels.some((k) => k.params)) sharing++;
+        await checkProgram(g, args, `${what}, ${label}`, describe, { codegen });
+        const other = await jit(g, { codegen: apart })(...args);
+        assertTreeMatches(await jit(g, { codegen })(...args), other, FUSED, `${what}: ${label}`);
+        if (counts(await jit(g, { codegen }).lower(...args))) counted++;
       }
     }),
     { numRuns: 16 },
+  );
+  return counted;
+}
+
+Deno.test("jit random DAGs at two shapes in one program: kernels share pipelines by shape", async () => {
+  // Kernels that differ only in sizes read them from a uniform buffer and share one text.
+  const sharing = await checkDagPairs(
+    "shared sizes",
+    { shareShapes: true },
+    { shareShapes: false },
+    3,
+    (p) => p.kernels.some((k) => k.params !== undefined),
   );
   if (sharing === 0) throw new Error("no random program had kernels that share by shape");
 });
 
 Deno.test("jit random DAGs twice in one program: grouped dispatches compute what separate kernels do", async () => {
-  // Two copies of a DAG (at its shape and a wider one) are independent: kernels of one text, one
-  // from each copy, run as one dispatch (kernel_groups.ts), and so do siblings inside a copy.
-  const codegen = { groupKernels: true };
-  const wider = (s: number[]) => s.map((d) => (d === 1 ? 1 : d + 2));
-  const pairs = arbDag.chain((dag) =>
-    fc.tuple(
-      fc.constant(dag),
-      fc.tuple(...dag.inputs.map((s) => arbF32(s))),
-      fc.tuple(...dag.inputs.map((s) => arbF32(wider(s)))),
-    )
-  );
-  let grouping = 0;
-  await checkAsyncProperty(
-    fc.asyncProperty(pairs, async ([dag, xs, ys]) => {
-      const n = xs.length;
-      const f = (
-        ...ts: Tensor[]
-      ) => [buildDag(dag, ...ts.slice(0, n)), buildDag(dag, ...ts.slice(n))];
-      const args = [...xs, ...ys];
-      const describe = () => JSON.stringify(dag);
-      const argnums = args.map((_, i) => i);
-      for (
-        const [g, label] of [[f, "dag"], [grad(lossOf(f), { argnums }), "grad of dag"]] as const
-      ) {
-        await checkProgram(g, args, `${label}, grouped`, describe, { codegen });
-        const apart = await jit(g, { codegen: { groupKernels: false } })(...args);
-        assertTreeMatches(await jit(g, { codegen })(...args), apart, FUSED, `${label}: grouped`);
-        const program = await jit(g, { codegen }).lower(...args);
-        if (program.kernels.some((k) => k.name.startsWith("grouped"))) grouping++;
-      }
-    }),
-    { numRuns: 16 },
+  // The two copies are independent: kernels of one text, one from each copy, run as one dispatch
+  // (kernel_groups.ts), and so do siblings inside a copy.
+  const grouping = await checkDagPairs(
+    "grouped",
+    { groupKernels: true },
+    { groupKernels: false },
+    2,
+    (p) => p.kernels.some((k) => k.name.startsWith("grouped")),
   );
   if (grouping < 8) throw new Error(`only ${grouping} random programs had a grouped dispatch`);
 });
