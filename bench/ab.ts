@@ -5,9 +5,10 @@
  *   deno run -A bench/ab.ts '{"matmulFlatLanes": false}' '{"matmulFlatLanes": true}' [--steps 20]
  *   deno run -A bench/ab.ts '{"method": "hdpissa"}' '{"method": "lora"}'
  *
- * Each argument is a setting: `method` picks the trainer's method, every other key overrides a
- * CPU adapter's code-generator tunables (`CPU_CODEGEN`) while that trainer compiles (on a GPU only
- * `method` can differ). Both trainers run two warm-up steps (compilation), then `--steps` steps
+ * Each argument is a setting: `method` picks the trainer's method, `autotune: true` has the trainer
+ * tune its matmuls (timed in this process, not cached), every other key overrides a CPU adapter's
+ * code-generator tunables (`CPU_CODEGEN`) while that trainer compiles (on a GPU only `method` and
+ * `autotune` can differ). Both trainers run two warm-up steps (compilation), then `--steps` steps
  * each, alternating. Prints each side's median and fastest step and the paired ratio (median over
  * steps of B ÷ A).
  */
@@ -30,7 +31,7 @@ if (positionals.length !== 2) {
 const settings = positionals.map((s) => JSON.parse(s) as Record<string, unknown>);
 if (
   !(await gpu()).info.isFallbackAdapter &&
-  settings.some((s) => Object.keys(s).some((k) => k !== "method"))
+  settings.some((s) => Object.keys(s).some((k) => k !== "method" && k !== "autotune"))
 ) {
   console.error(
     "bench/ab.ts: code-generator settings apply to CPU adapters only; this one is a GPU",
@@ -43,9 +44,12 @@ const { shardsAt, trainer } = await defaultStep();
 const tunables = CPU_CODEGEN as Record<string, unknown>;
 const saved = { ...tunables };
 const trainers: Trainer[] = [];
-for (const { method, ...codegen } of settings) {
+for (const { method, autotune, ...codegen } of settings) {
   Object.assign(tunables, codegen);
-  const t = await trainer(method as Method | undefined);
+  const t = await trainer(
+    method as Method | undefined,
+    autotune ? { autotune: { store: null } } : {},
+  );
   for (const s of [0, 1]) await t.step(shardsAt(s)); // compiled and warm
   for (const key of Object.keys(codegen)) delete tunables[key];
   Object.assign(tunables, saved);

@@ -10,12 +10,13 @@ import { BatchSampler, collate, encodeExample, shard } from "../runtime/data/ins
 import { taskSplits } from "../runtime/data/synthetic.ts";
 import { loadModel } from "../runtime/models/model_dir.ts";
 import { createTrainer, type Method, type Trainer } from "../runtime/trainer.ts";
+import type { TrainerConfig } from "../runtime/trainer_common.ts";
 import { adaptedWeights, DEFAULT_RUN, runSchedule } from "../runtime/train/config.ts";
 
 /** The default run's model, its shards for step s, and a way to build its trainer. */
 export async function defaultStep(): Promise<{
   shardsAt: (step: number) => Record<string, HostArray>[];
-  trainer: (method?: Method) => Promise<Trainer>;
+  trainer: (method?: Method, extra?: Partial<TrainerConfig>) => Promise<Trainer>;
 }> {
   const cfg = DEFAULT_RUN;
   const model = await loadModel(cfg.model);
@@ -32,7 +33,7 @@ export async function defaultStep(): Promise<{
       (_, k) => collate(shard(indices, k, K).map((i) => encoded[i]), cfg.maxLen, tok.pad),
     );
   };
-  const trainer = (method: Method = cfg.method) =>
+  const trainer = (method: Method = cfg.method, extra: Partial<TrainerConfig> = {}) =>
     createTrainer({
       loss: (p: Record<string, Tensor>, b: { ids: Tensor; targets: Tensor; mask: Tensor }) =>
         lmLoss(model.config, p, b),
@@ -45,6 +46,7 @@ export async function defaultStep(): Promise<{
       mode: cfg.mode,
       svd: { method: cfg.svd, seed: cfg.seed },
       seed: cfg.seed,
+      ...extra,
     });
   return { shardsAt, trainer };
 }

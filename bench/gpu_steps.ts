@@ -4,6 +4,7 @@
  * per shard) for HD-PiSSA, DP-LoRA and full fine-tuning, modes virtual and devices.
  */
 import { createTrainer, type Method } from "../runtime/trainer.ts";
+import type { TrainerConfig } from "../runtime/trainer_common.ts";
 import { readSafetensorsFile } from "../runtime/io/safetensors.ts";
 import { configFromHf } from "../dsl/nn/config.ts";
 import { lmLoss } from "../dsl/nn/transformer.ts";
@@ -27,34 +28,48 @@ const shard = (s: number) => ({
   targets: tok(s + 1),
   mask: { shape: [4, 192], dtype: "f32" as const, data: new Float32Array(768).fill(1) },
 });
-for (const method of ["hdpissa", "lora", "full"] as Method[]) {
-  for (const mode of ["virtual", "devices"] as const) {
-    const t0 = performance.now();
-    const t = await createTrainer({
-      loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(model.config, p, b),
-      params: model.params,
-      adapt,
-      method,
-      devices: 4,
-      rank: 4,
-      optimizer: { lr: 1e-3 },
-      mode,
-    });
-    const times: number[] = [];
-    for (let s = 0; s < 8; s++) {
-      const a = performance.now();
-      await t.step([shard(4 * s), shard(4 * s + 1), shard(4 * s + 2), shard(4 * s + 3)]);
-      if (s >= 2) times.push(performance.now() - a);
-    }
-    times.sort((x, y) => x - y);
-    console.log(
-      JSON.stringify({
-        method,
-        mode,
-        medianMs: +times[times.length >> 1].toFixed(1),
-        totalS: +((performance.now() - t0) / 1000).toFixed(1),
-        kernels: t.stats().kernelsPerStep,
-      }),
-    );
+/** One trainer's step: median of steps 3–8, its setup and kernel count, as one JSON line. */
+async function measure(
+  method: Method,
+  mode: "virtual" | "devices",
+  variant = "default",
+  extra: Partial<TrainerConfig> = {},
+) {
+  const t0 = performance.now();
+  const t = await createTrainer({
+    loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(model.config, p, b),
+    params: model.params,
+    adapt,
+    method,
+    devices: 4,
+    rank: 4,
+    optimizer: { lr: 1e-3 },
+    mode,
+    ...extra,
+  });
+  const times: number[] = [];
+  for (let s = 0; s < 8; s++) {
+    const a = performance.now();
+    await t.step([shard(4 * s), shard(4 * s + 1), shard(4 * s + 2), shard(4 * s + 3)]);
+    if (s >= 2) times.push(performance.now() - a);
   }
+  times.sort((x, y) => x - y);
+  console.log(
+    JSON.stringify({
+      method,
+      mode,
+      variant,
+      medianMs: +times[times.length >> 1].toFixed(1),
+      totalS: +((performance.now() - t0) / 1000).toFixed(1),
+      kernels: t.stats().kernelsPerStep,
+    }),
+  );
+  await t.close();
 }
+
+for (const method of ["hdpissa", "lora", "full"] as Method[]) {
+  for (const mode of ["virtual", "devices"] as const) await measure(method, mode);
+}
+// What grouped dispatches and the autotuner (issue 15) change on this device.
+await measure("hdpissa", "virtual", "separate dispatches", { codegen: { groupKernels: false } });
+await measure("hdpissa", "virtual", "autotuned", { autotune: { store: null } });

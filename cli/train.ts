@@ -61,6 +61,9 @@ const HELP = `deno task train [--config run.json] [flags]
                                      step time, then stop (mode virtual; writes nothing)
   --checkpoint-activations           recompute each decoder block's activations in the backward
                                      pass: a lower activation peak for one more forward pass
+  --autotune                         time each matmul shape class's candidate kernels on this
+                                     device at compile time and keep the fastest (cached per
+                                     adapter in ~/.cache/hdpissa/autotune.json; $HDPISSA_CACHE_DIR)
   --frozen-dtype auto|f32|bf16|f16   frozen weights on the device: packed in 16 bits (half the
                                      bytes, widened in the kernels) or f32; auto: the checkpoint's
                                      own dtype when it is BF16 or F16, else f32 (default auto)
@@ -95,6 +98,7 @@ const fields = Object.keys(DEFAULT_RUN).concat([
   "commTimeout",
   "dryRun",
   "checkpointActivations",
+  "autotune",
   "evalData",
   "answerRegex",
   "evalMaxNewTokens",
@@ -110,7 +114,7 @@ function parse(args: string[]): RunConfig {
     config: { type: "string" },
     help: { type: "boolean" },
   };
-  const flags = ["resume", "dryRun", "checkpointActivations", "rsLora"];
+  const flags = ["resume", "dryRun", "checkpointActivations", "rsLora", "autotune"];
   for (const f of fields) options[kebab(f)] = { type: flags.includes(f) ? "boolean" : "string" };
   let values: Record<string, string | boolean | undefined>;
   try {

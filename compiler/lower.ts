@@ -13,6 +13,7 @@ import {
   type KernelContext,
 } from "./codegen/kernels.ts";
 import { tiledMatmul } from "./codegen/matmul_tiled.ts";
+import { tunedOptions } from "./codegen/matmul_classes.ts";
 import { vec4Matmul } from "./codegen/matmul_vec4.ts";
 import { PACKED_FORMATS, type PackedFormat } from "./codegen/packed.ts";
 import { shareShapes } from "./codegen/shape_params.ts";
@@ -224,8 +225,10 @@ function generate(
     elementwise: generateElementwise,
     rowwise: generateRowwise,
     reduce: generateReduce,
-    matmul: (p: KernelPlan, c: KernelContext, o: CodegenOptions) =>
-      tiledMatmul(p, c, o) ?? vec4Matmul(p, c, o) ?? generateMatmul(p, c, o),
+    matmul: (p: KernelPlan, c: KernelContext, o: CodegenOptions) => {
+      const tuned = tunedOptions(p.anchor!, o);
+      return tiledMatmul(p, c, tuned) ?? vec4Matmul(p, c, tuned) ?? generateMatmul(p, c, tuned);
+    },
     scatter: generateScatter,
   };
   const planOf: number[] = [];

@@ -10,6 +10,13 @@ export {
   tilingProblem,
 } from "./codegen/matmul_tiled.ts";
 export { type Kernel, Program } from "./program.ts";
+export {
+  type MatmulChoice,
+  matmulClass,
+  type MatmulLayout,
+  type MatmulProblem,
+  matmulProblems,
+} from "./codegen/matmul_classes.ts";
 export { PACKED_FORMATS, packedBytes, type PackedFormat } from "./codegen/packed.ts";
 export {
   type FusionOptions,

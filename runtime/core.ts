@@ -23,6 +23,7 @@ export { Executable, type KernelTiming, type ProgramInput } from "./executor.ts"
 export {
   codegenFor,
   GPU_MATMUL_TILINGS,
+  gpuCodegen,
   jit,
   type JitOptions,
   type Jitted,
@@ -30,6 +31,13 @@ export {
   type ToDeviceOptions,
   toHost,
 } from "./jit.ts";
+export {
+  type AutotuneOptions,
+  matmulCandidates,
+  setDefaultTuneStore,
+  tuneMatmuls,
+  type TuneStore,
+} from "./autotune.ts";
 export { packHalves, roundedTo, unpackHalves } from "./io/half.ts";
 export {
   parseSafetensors,

@@ -20,6 +20,7 @@ import {
   type CodegenOptions,
   lower,
   type LowerOptions,
+  matmulProblems,
   type MatmulTiling,
   PACKED_FORMATS,
   type PackedFormat,
@@ -35,6 +36,7 @@ import {
   uploadData,
 } from "./device_array.ts";
 import { Executable, type KernelTiming, type ProgramInput } from "./executor.ts";
+import { type AutotuneOptions, tuneMatmuls } from "./autotune.ts";
 
 /** Options of `jit`. */
 export interface JitOptions {
@@ -46,6 +48,12 @@ export interface JitOptions {
   fuse?: boolean;
   /** Overrides of the code generator's tunables (tile sizes, vectorisation). */
   codegen?: Partial<CodegenOptions>;
+  /**
+   * Time the candidate matmul kernels of each of the program's shape classes on this device when
+   * it compiles, and use the fastest (runtime/autotune.ts; choices cached per adapter on disk).
+   * Ignored where `codegen.matmulTuned` is given.
+   */
+  autotune?: boolean | AutotuneOptions;
 }
 
 /** A function compiled by `jit`: callable, plus ways to inspect and profile what it runs. */
@@ -133,6 +141,13 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     opts.donate === undefined ? [] : typeof opts.donate === "number" ? [opts.donate] : opts.donate,
   );
   const deviceOf = () => Promise.resolve(opts.device ?? gpu());
+  /** The device's code generator settings with the caller's, tuned where asked. */
+  const tunedCodegen = async (graph: Graph, device: Device): Promise<Partial<CodegenOptions>> => {
+    const base = { ...codegenFor(device), ...opts.codegen };
+    if (!opts.autotune || base.matmulTuned) return base;
+    const tuning = opts.autotune === true ? {} : opts.autotune;
+    return { ...base, matmulTuned: await tuneMatmuls(device, matmulProblems(graph), base, tuning) };
+  };
 
   const compile = async (
     graph: Graph,
@@ -144,10 +159,9 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     const donatedLeaves = new Set<number>();
     leafArgs.forEach((arg, leaf) => donateArgs.has(arg) && donatedLeaves.add(leaf));
     const program = lower(graph, {
-      maxStorageBuffers: device.maxStorageBuffers,
-      ...codegenFor(device),
+      ...await tunedCodegen(graph, device),
       ...loweringLimitsFor(device),
-      ...opts.codegen,
+      maxStorageBuffers: device.maxStorageBuffers,
       fuse: opts.fuse,
       donate: donatedLeaves,
       packedInputs,
@@ -223,9 +237,8 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
       });
     }
     return lower(graph, {
-      ...codegenFor(device),
+      ...await tunedCodegen(graph, device),
       ...loweringLimitsFor(device),
-      ...opts.codegen,
       maxStorageBuffers: device.maxStorageBuffers,
       fuse: opts.fuse,
       donate,

@@ -2,6 +2,12 @@
 export * from "./core.ts";
 export { readSafetensors, readSafetensorsFile, writeSafetensors } from "./io/safetensors.ts";
 export { writeFileAtomic, writeTextAtomic } from "./io/atomic.ts";
+export { defaultTuneFile, fileTuneStore } from "./io/autotune_store.ts";
+import { fileTuneStore } from "./io/autotune_store.ts";
+import { setDefaultTuneStore } from "./autotune.ts";
+
+// Under Deno, tuned matmul choices persist in a file (the browser build keeps them in memory).
+setDefaultTuneStore(fileTuneStore());
 export { copyTokenizerFiles, hasTokenizerJson, loadTokenizer } from "./text/tokenizer_files.ts";
 export * from "./data/instruct.ts";
 export * from "./data/synthetic.ts";

@@ -101,6 +101,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     const f = jit(hdpissaStep(cfg.loss, adapt, r, hyper), {
       donate: [0, 2],
       codegen: cfg.codegen,
+      autotune: cfg.autotune,
     });
     compiled = { f, args: ["params", "slices", "state"] };
     live = await uploadLive(shardedTree(cfg, inits, K), cfg, adapt);
@@ -111,6 +112,7 @@ export async function createTrainer(cfg: TrainerConfig): Promise<Trainer> {
     const f = jit(replicatedStep(method, cfg.loss, scale, hyper), {
       donate: [1, 3],
       codegen: cfg.codegen,
+      autotune: cfg.autotune,
     });
     const args = ["params", "trained", "frozen", "state"];
     compiled = { f, args };

@@ -15,6 +15,7 @@ import { type CodegenOptions, PACKED_FORMATS, type PackedFormat } from "../compi
 import { randomizedSvd } from "./linalg/rsvd.ts";
 import type { StepPlan } from "./step_plan.ts";
 import type { KernelTiming } from "./executor.ts";
+import type { AutotuneOptions } from "./autotune.ts";
 import type { AdapterExport, MethodSpec, ReplicatedMethod } from "../dsl/adapters/methods/spec.ts";
 import { METHODS, methodSpec } from "../dsl/adapters/methods/registry.ts";
 
@@ -40,6 +41,11 @@ export interface TrainerConfig {
    * for instance a GPU adapter's settings (`gpuCodegen`), to read the kernels a GPU would run.
    */
   codegen?: Partial<CodegenOptions>;
+  /**
+   * Time the candidate matmul kernels of the step's shape classes on this device when it compiles
+   * and use the fastest (runtime/autotune.ts; cached per adapter on disk).
+   */
+  autotune?: boolean | AutotuneOptions;
   /** PiSSA/LoRA scale numerator: the adapter is scaled by alpha / rank (default rank). */
   alpha?: number;
   /** rsLoRA: scale the LoRA-family adapters by alpha / √rank instead of alpha / rank. */

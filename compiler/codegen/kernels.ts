@@ -24,6 +24,7 @@ import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
 import { type BindingLayout, KernelBuilder, storageType } from "./builder.ts";
 import type { MatmulTiling } from "./matmul_tiled.ts";
+import type { MatmulChoice } from "./matmul_classes.ts";
 import type { PackedFormat } from "./packed.ts";
 import { storeTile, tileEpilogueIterations } from "./tile_epilogue.ts";
 
@@ -121,6 +122,11 @@ export interface CodegenOptions {
    * finding its member in a uniform (kernel_groups.ts, schedule.ts).
    */
   groupKernels: boolean;
+  /**
+   * Tunables chosen per matmul shape class by the autotuner (matmul_classes.ts,
+   * runtime/autotune.ts), applied to the products of that class over the settings above.
+   */
+  matmulTuned?: ReadonlyMap<string, MatmulChoice>;
   /**
    * Loop iterations one invocation may run in total (Infinity when the device sets no bound;
    * 65,535 on Mesa's llvmpipe and lavapipe, which stop the invocation silently past it).

@@ -88,6 +88,11 @@ export interface RunConfig {
   /** Recompute each decoder block's activations in the backward pass (less memory). */
   checkpointActivations?: boolean;
   /**
+   * Time the candidate matmul kernels of the step's shape classes when it compiles and keep the
+   * fastest (runtime/autotune.ts), cached per adapter in `~/.cache/hdpissa/autotune.json`.
+   */
+  autotune?: boolean;
+  /**
    * The frozen weights' storage on the device: f32, bf16 or f16 (packed, half the bytes), or
    * "auto" (default): the checkpoint's own when it is stored in BF16 or F16, else f32.
    */

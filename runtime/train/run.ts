@@ -10,6 +10,7 @@ import { lmLoss } from "../../dsl/nn/transformer.ts";
 import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { DeviceArray } from "../device_array.ts";
+import { fileTuneStore } from "../io/autotune_store.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import { sha256Hex, writeTextAtomic } from "../io/atomic.ts";
 import {
@@ -210,6 +211,8 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       commTimeout: undefined,
       dryRun: undefined,
       checkpointActivations: undefined,
+      // Which kernels run (like the device) may change the last bits, not the method.
+      autotune: undefined,
     })),
   )).slice(0, 16);
   const adapt = adaptedWeights(model.params, cfg.adapt);
@@ -249,6 +252,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
     verifyReplicasEvery: cfg.verifyReplicasEvery,
     collectiveTimeoutMs: cfg.commTimeout ? cfg.commTimeout * 1000 : undefined,
     frozenStorage,
+    autotune: cfg.autotune ? { store: fileTuneStore() } : undefined,
   });
   // Mode "mpi": this process is one rank; it builds and trains its own shards only, and rank 0
   // alone evaluates and writes the run folder. Every rank takes the same decisions (stop,
