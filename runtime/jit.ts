@@ -142,11 +142,14 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
   );
   const deviceOf = () => Promise.resolve(opts.device ?? gpu());
   /** The device's code generator settings with the caller's, tuned where asked. */
-  const tunedCodegen = async (graph: Graph, device: Device): Promise<Partial<CodegenOptions>> => {
-    const base = { ...codegenFor(device), ...opts.codegen };
+  /** The device's code generator settings and limits, the caller's over them, tuned if asked. */
+  const tunedCodegen = async (graph: Graph, device: Device): Promise<Partial<LowerOptions>> => {
+    const base = { ...codegenFor(device), ...loweringLimitsFor(device), ...opts.codegen };
     if (!opts.autotune || base.matmulTuned) return base;
     const tuning = opts.autotune === true ? {} : opts.autotune;
-    return { ...base, matmulTuned: await tuneMatmuls(device, matmulProblems(graph), base, tuning) };
+    const codegen = { ...codegenFor(device), ...opts.codegen };
+    const matmulTuned = await tuneMatmuls(device, matmulProblems(graph), codegen, tuning);
+    return { ...base, matmulTuned };
   };
 
   const compile = async (
@@ -160,7 +163,6 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     leafArgs.forEach((arg, leaf) => donateArgs.has(arg) && donatedLeaves.add(leaf));
     const program = lower(graph, {
       ...await tunedCodegen(graph, device),
-      ...loweringLimitsFor(device),
       maxStorageBuffers: device.maxStorageBuffers,
       fuse: opts.fuse,
       donate: donatedLeaves,
@@ -238,7 +240,6 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     }
     return lower(graph, {
       ...await tunedCodegen(graph, device),
-      ...loweringLimitsFor(device),
       maxStorageBuffers: device.maxStorageBuffers,
       fuse: opts.fuse,
       donate,

@@ -296,6 +296,31 @@ Deno.test({
 });
 
 Deno.test({
+  name: "train CLI: --autotune tunes the step's matmuls once per machine, then reads the choices",
+  sanitizeResources: false,
+  async fn() {
+    const env = { HDPISSA_CACHE_DIR: join(root, "tune-cache") };
+    const file = join(env.HDPISSA_CACHE_DIR, "autotune.json");
+    const run = (name: string) =>
+      train([...BASE, "--steps", "2", "--autotune", "--out", join(root, name)], undefined, [], env);
+    const first = await run("autotuned");
+    assert.equal(first.code, 0, first.stderr + first.stdout);
+    const stored = JSON.parse(await Deno.readTextFile(file));
+    assert.ok(Object.keys(stored).length >= 2, "one choice per shape class of the step");
+    const written = (await Deno.stat(file)).mtime!.getTime();
+    const second = await run("autotuned-again");
+    assert.equal(second.code, 0, second.stderr + second.stdout);
+    assert.equal((await Deno.stat(file)).mtime!.getTime(), written, "nothing tuned again");
+    // Which kernels run does not change the run's identity: the config hashes agree.
+    const hash = async (name: string) =>
+      JSON.parse(await Deno.readTextFile(join(root, name, "config.json"))).configHash;
+    const plain = await train([...BASE, "--steps", "2", "--out", join(root, "untuned")]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(await hash("autotuned"), await hash("untuned"));
+  },
+});
+
+Deno.test({
   name:
     "train CLI: --dry-run prints the memory plan, the work and a probed step time, writes nothing",
   sanitizeResources: false,

@@ -8,12 +8,13 @@ export function trainCommand(
   args: string[],
   cli = TRAIN,
   permissions: string[] = [],
+  env: Record<string, string> = {},
 ): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-read", "--allow-write", "--allow-env", ...permissions, cli, ...args],
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   });
 }
 
@@ -22,8 +23,9 @@ export async function train(
   args: string[],
   cli = TRAIN,
   permissions: string[] = [],
+  env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await trainCommand(args, cli, permissions).output();
+  const out = await trainCommand(args, cli, permissions, env).output();
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
 }
