@@ -127,11 +127,11 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
   checkPackedInputs(g, opts.packedInputs);
   let built = generate(g, plans, undefined, opts, codegen, windowElements);
   let kernels = built.kernels;
-  if (codegen.groupKernels) {
+  // The op-by-op baseline (fuse: false) keeps one dispatch per primitive.
+  if (codegen.groupKernels && opts.fuse !== false) {
     // Kernels that came out with one text, and read nothing the other computes, are grouped:
     // the plans are rescheduled, planned and generated again, and each group's runs of one text
-    // become one dispatch.
-    // A plan split into parts (several kernels) is not grouped.
+    // become one dispatch. A plan split into parts (several kernels) is not grouped.
     const parts = new Map<number, Kernel[]>();
     built.planOf.forEach((p, k) => parts.set(p, [...(parts.get(p) ?? []), built.kernels[k]]));
     const only = new Map([...parts].filter(([, ks]) => ks.length === 1).map(([p, [k]]) => [p, k]));

@@ -18,8 +18,8 @@ import {
 } from "../../mod.ts";
 import type { Program, Tensor } from "../../mod.ts";
 import { CPU_CODEGEN } from "../../runtime/jit.ts";
-import { assertTreeMatches, checkAsyncProperty, fc } from "../runtime/jit_helpers.ts";
-import { arbProducts, productInputs } from "../helpers/products.ts";
+import { assertTreeMatches } from "../runtime/jit_helpers.ts";
+import { checkProductPrograms, productInputs } from "../helpers/products.ts";
 
 const EPILOGUES = ["plain", "tanh", "residual", "gate", "two outputs"] as const;
 type Epilogue = (typeof EPILOGUES)[number];
@@ -105,27 +105,22 @@ const configs: [string, Partial<CodegenOptions>][] = [
 ];
 
 Deno.test("epilogue variants match the reference at random sizes, epilogues and templates", async () => {
-  let merged = 0;
-  await checkAsyncProperty(
-    fc.asyncProperty(
-      arbProducts(EPILOGUES, 4),
-      async ({ m, n, ks, epilogues, nt, seed }) => {
-        const f = products(epilogues, nt);
-        const args = productInputs(m, n, ks, nt, seed);
-        const want = interpret(f, ...args);
-        for (const [label, codegen] of configs) {
-          const run = jit(f, { codegen });
-          const program = await run.lower(...args);
-          const separate = await jit(f, { codegen: { ...codegen, shareEpilogues: false } })
-            .lower(...args);
-          assert.ok(matmulTexts(program) <= matmulTexts(separate), label);
-          if (matmulTexts(program) < matmulTexts(separate)) merged++;
-          const got = await run(...args);
-          assertTreeMatches(got, want, { rtol: 1e-5, atol: 1e-5 }, `${epilogues} (${label})`);
-        }
-      },
-    ),
-    { numRuns: 12 },
+  const merged = await checkProductPrograms(
+    EPILOGUES,
+    4,
+    products,
+    configs,
+    async ({ f, args, want, epilogues, label, codegen }) => {
+      const run = jit(f, { codegen });
+      const program = await run.lower(...args);
+      const separate = await jit(f, { codegen: { ...codegen, shareEpilogues: false } })
+        .lower(...args);
+      assert.ok(matmulTexts(program) <= matmulTexts(separate), label);
+      const got = await run(...args);
+      assertTreeMatches(got, want, { rtol: 1e-5, atol: 1e-5 }, `${epilogues} (${label})`);
+      return matmulTexts(program) < matmulTexts(separate);
+    },
+    12,
   );
   assert.ok(merged >= 6, `only ${merged} programs merged epilogues`);
 });

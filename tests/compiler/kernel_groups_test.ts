@@ -22,9 +22,9 @@ import { CPU_CODEGEN } from "../../runtime/jit.ts";
 import { groupKernels } from "../../compiler/codegen/kernel_groups.ts";
 import { scheduleGroups } from "../../compiler/schedule.ts";
 import type { Kernel } from "../../compiler/program.ts";
-import { assertTreeMatches, checkAsyncProperty, fc } from "../runtime/jit_helpers.ts";
+import { assertTreeMatches, fc } from "../runtime/jit_helpers.ts";
 import { checkProperty } from "../helpers/property.ts";
-import { arbProducts, productInputs } from "../helpers/products.ts";
+import { checkProductPrograms, productInputs } from "../helpers/products.ts";
 import { randomArray } from "../helpers/models.ts";
 
 const EPILOGUES = ["plain", "tanh", "residual", "sum"] as const;
@@ -148,29 +148,22 @@ const configs: [string, Partial<CodegenOptions>][] = [
 ];
 
 Deno.test("grouped dispatches match the separate kernels and the reference at random sizes and templates", async () => {
-  let groupedPrograms = 0;
-  await checkAsyncProperty(
-    fc.asyncProperty(
-      arbProducts(EPILOGUES, 5),
-      async ({ m, n, ks, epilogues, nt, seed }) => {
-        const f = products(epilogues, nt);
-        const args = productInputs(m, n, ks, nt, seed);
-        const want = interpret(f, ...args);
-        for (const [label, codegen] of configs) {
-          const run = jit(f, { codegen });
-          const program = await run.lower(...args);
-          assertMembersApart(program, label);
-          if (grouped(program).length) groupedPrograms++;
-          const got = await run(...args);
-          const separate = await jit(f, { codegen: { ...codegen, groupKernels: false } })(
-            ...args,
-          );
-          assertTreeMatches(got, separate, { rtol: 0, atol: 0 }, `${epilogues} (${label})`);
-          assertTreeMatches(got, want, { rtol: 1e-5, atol: 1e-5 }, `${epilogues} (${label})`);
-        }
-      },
-    ),
-    { numRuns: 10 },
+  const groupedPrograms = await checkProductPrograms(
+    EPILOGUES,
+    5,
+    products,
+    configs,
+    async ({ f, args, want, epilogues, label, codegen }) => {
+      const run = jit(f, { codegen });
+      const program = await run.lower(...args);
+      assertMembersApart(program, label);
+      const got = await run(...args);
+      const separate = await jit(f, { codegen: { ...codegen, groupKernels: false } })(...args);
+      assertTreeMatches(got, separate, { rtol: 0, atol: 0 }, `${epilogues} (${label})`);
+      assertTreeMatches(got, want, { rtol: 1e-5, atol: 1e-5 }, `${epilogues} (${label})`);
+      return grouped(program).length > 0;
+    },
+    10,
   );
   assert.ok(groupedPrograms >= 10, `only ${groupedPrograms} programs had a grouped dispatch`);
 });

@@ -3,9 +3,10 @@
  * what the code generator's text-sharing passes (epilogue variants, grouped dispatches) merge.
  */
 
-import type { HostArray } from "../../mod.ts";
+import { type CodegenOptions, type HostArray, interpret, type Tensor } from "../../mod.ts";
 import { fc } from "./property.ts";
 import { randomArray } from "./models.ts";
+import { checkAsyncProperty } from "../runtime/jit_helpers.ts";
 
 /** Sizes of such a program: m×n outputs, one contraction per product, NN or NT (W as [n, k]). */
 export interface ProductSizes<E> {
@@ -52,4 +53,42 @@ export function productInputs(
     randomArray(nt ? [n, k] : [k, n], seed + 3 * i + 1),
     randomArray([m, n], seed + 3 * i + 2),
   ]);
+}
+
+/** A program of products, its arguments, the reference's results, and a code generator setting. */
+export interface ProductCase {
+  f: (...ts: Tensor[]) => Tensor[];
+  args: HostArray[];
+  want: unknown;
+  epilogues: string;
+  label: string;
+  codegen: Partial<CodegenOptions>;
+}
+
+/**
+ * For random product programs (`arbProducts(epilogues, most)`, built by `build`), runs `check` under
+ * each labelled code generator setting; returns how many cases `check` counted.
+ */
+export async function checkProductPrograms<E>(
+  epilogues: readonly E[],
+  most: number,
+  build: (epilogues: E[], nt: boolean) => (...ts: Tensor[]) => Tensor[],
+  configs: readonly [string, Partial<CodegenOptions>][],
+  check: (c: ProductCase) => Promise<boolean>,
+  numRuns: number,
+): Promise<number> {
+  let counted = 0;
+  await checkAsyncProperty(
+    fc.asyncProperty(arbProducts(epilogues, most), async ({ m, n, ks, epilogues, nt, seed }) => {
+      const f = build(epilogues, nt);
+      const args = productInputs(m, n, ks, nt, seed);
+      const want = interpret(f, ...args);
+      for (const [label, codegen] of configs) {
+        const c = { f, args, want, epilogues: String(epilogues), label, codegen };
+        if (await check(c)) counted++;
+      }
+    }),
+    { numRuns },
+  );
+  return counted;
 }
