@@ -76,6 +76,14 @@ Deno.test("independent products of one template run as one dispatch and compute 
   }
 });
 
+Deno.test("the op-by-op baseline (fuse: false) keeps one dispatch per primitive", () => {
+  const f = products(["plain", "plain", "plain"], false);
+  const graph = trace(f, ...productInputs(16, 16, [16, 16, 16], false, 2).map(spec));
+  const opts = { ...CPU_CODEGEN, maxStorageBuffers: 32, groupKernels: true };
+  assert.equal(lower(graph, { ...opts, fuse: false }).kernels.length, 3);
+  assert.equal(lower(graph, opts).kernels.length, 1);
+});
+
 Deno.test("a group never binds more buffers than the device allows", () => {
   const f = products(["plain", "plain", "plain", "plain", "plain", "plain"], true);
   const graph = trace(f, ...productInputs(16, 16, [16, 16, 16, 16, 16, 16], true, 1).map(spec));
