@@ -15,17 +15,7 @@
 import type { Kernel } from "../program.ts";
 import { liftGroup, literalTemplate } from "./shape_params.ts";
 import { EPILOGUE_END, EPILOGUE_START } from "./tile_epilogue.ts";
-
-/** A storage binding's declaration: `@group(0) @binding(i) var<access> name: type;`. */
-const BINDING =
-  /^@group\(0\) @binding\((\d+)\) var<(storage, read|storage, read_write)> (\w+): (.+);$/;
-
-interface Binding {
-  index: number;
-  access: string;
-  name: string;
-  type: string;
-}
+import { type Binding, declaration, parseBinding } from "./bindings_text.ts";
 
 /** A kernel cut around its epilogue. */
 interface Parts {
@@ -55,8 +45,8 @@ function split(wgsl: string): Parts | undefined {
   if (compute < 0 || !start || !end || end[0] < start[1]) return undefined;
   const bindings: Binding[] = [], items: string[][] = [];
   for (const line of wgsl.slice(0, compute).split("\n")) {
-    const m = BINDING.exec(line);
-    if (m) bindings.push({ index: +m[1], access: m[2], name: m[3], type: m[4] });
+    const binding = parseBinding(line);
+    if (binding) bindings.push(binding);
     else if (line.startsWith("@")) return undefined; // a binding this pass does not know
     else if (/^[^\s}]/.test(line) || items.length === 0) items.push([line]);
     else items.at(-1)!.push(line);
@@ -74,8 +64,6 @@ function split(wgsl: string): Parts | undefined {
   };
 }
 
-const declaration = (b: Binding, index: number, name = b.name) =>
-  `@group(0) @binding(${index}) var<${b.access}> ${name}: ${b.type};`;
 const shape = (bs: readonly Binding[]) => bs.map((b) => declaration(b, 0)).join("\n");
 
 /** A kernel of a group: its index in the program, its parts, which epilogue it has. */

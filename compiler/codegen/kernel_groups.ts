@@ -15,6 +15,7 @@
 
 import type { Kernel } from "../program.ts";
 import { SHAPE_BUFFER } from "./shape_params.ts";
+import { type Binding, declaration, parseBinding } from "./bindings_text.ts";
 
 /**
  * Most members of one dispatch: each binding access of the body is a switch over them, which a
@@ -25,9 +26,6 @@ export const MAX_GROUP_MEMBERS = 16;
 /** The uniform a grouped kernel reads: a vec4 per member (first workgroup, grid), then sizes. */
 export const GROUP_BUFFER = "group_";
 
-/** A storage binding's declaration (every binding a generated kernel has but its shape buffer). */
-const STORAGE =
-  /^@group\(0\) @binding\((\d+)\) var<storage, (read|read_write)> (\w+): array<(.+)>;$/;
 const UNIFORM = new RegExp(
   `^@group\\(0\\) @binding\\(\\d+\\) var<uniform> ${SHAPE_BUFFER}: array<vec4<i32>, (\\d+)>;$`,
 );
@@ -43,7 +41,7 @@ const BUILTINS = new Map([
 /** A kernel's text cut for grouping. */
 interface Shape {
   /** Storage bindings in binding order. */
-  bindings: { name: string; access: string; element: string }[];
+  bindings: Binding[];
   /** Module-scope items other than bindings (helpers, workgroup arrays). */
   items: string[];
   workgroupSize: [number, number, number];
@@ -62,10 +60,10 @@ function parse(text: string): Shape | undefined {
   for (const item of text.slice(0, entry.index).split(/\n(?=@|fn |var<workgroup>|const )/)) {
     const line = item.trim();
     if (!line) continue;
-    const storage = STORAGE.exec(line), uniform = UNIFORM.exec(line);
+    const storage = parseBinding(line), uniform = UNIFORM.exec(line);
     if (storage) {
-      if (+storage[1] !== bindings.length) return undefined;
-      bindings.push({ name: storage[3], access: storage[2], element: storage[4] });
+      if (storage.index !== bindings.length || !/^array<.+>$/.test(storage.type)) return undefined;
+      bindings.push(storage);
     } else if (uniform) sizes = +uniform[1];
     else if (line.startsWith("@")) return undefined;
     else items.push(line);
@@ -145,13 +143,14 @@ function accessors(body: string, names: ReadonlySet<string>): string | undefined
   return out + body.slice(at);
 }
 
-/** The module-scope accessors of binding `name` for `members` members. */
-function accessorFunctions(b: Shape["bindings"][number], members: number): string[] {
+/** The module-scope accessors of binding `b` for `members` members. */
+function accessorFunctions(b: Binding, members: number): string[] {
+  const element = b.type.slice("array<".length, -1);
   if (members === 0) {
     // A placeholder no member reads: one binding for all of them.
-    const load = `fn ${b.name}_(member: i32, i: i32) -> ${b.element} { return ${b.name}_s[i]; }`;
-    const store = `fn ${b.name}_put(member: i32, i: i32, v: ${b.element}) { ${b.name}_s[i] = v; }`;
-    return b.access === "read" ? [load] : [load, store];
+    const load = `fn ${b.name}_(member: i32, i: i32) -> ${element} { return ${b.name}_s[i]; }`;
+    const store = `fn ${b.name}_put(member: i32, i: i32, v: ${element}) { ${b.name}_s[i] = v; }`;
+    return b.access === "storage, read" ? [load] : [load, store];
   }
   const cases = (statement: (name: string) => string) =>
     Array.from(
@@ -160,17 +159,17 @@ function accessorFunctions(b: Shape["bindings"][number], members: number): strin
         `    ${m === members - 1 ? "default" : `case ${m}i`}: { ${statement(`${b.name}_${m}`)} }`,
     );
   const load = [
-    `fn ${b.name}_(member: i32, i: i32) -> ${b.element} {`,
-    `  var v: ${b.element};`,
+    `fn ${b.name}_(member: i32, i: i32) -> ${element} {`,
+    `  var v: ${element};`,
     "  switch member {",
     ...cases((name) => `v = ${name}[i];`),
     "  }",
     "  return v;",
     "}",
   ];
-  if (b.access === "read") return [load.join("\n")];
+  if (b.access === "storage, read") return [load.join("\n")];
   const store = [
-    `fn ${b.name}_put(member: i32, i: i32, v: ${b.element}) {`,
+    `fn ${b.name}_put(member: i32, i: i32, v: ${element}) {`,
     "  switch member {",
     ...cases((name) => `${name}[i] = v;`),
     "  }",
@@ -185,11 +184,8 @@ function accessorFunctions(b: Shape["bindings"][number], members: number): strin
  */
 function groupText(s: Shape, members: number, shared: ReadonlySet<number>): string {
   const declarations: string[] = [];
-  const declare = (b: Shape["bindings"][number], name: string) =>
-    declarations.push(
-      `@group(0) @binding(${declarations.length}) var<storage, ${b.access}> ` +
-        `${name}: array<${b.element}>;`,
-    );
+  const declare = (b: Binding, name: string) =>
+    declarations.push(declaration(b, declarations.length, name));
   for (let m = 0; m < members; m++) {
     s.bindings.forEach((b, i) => !shared.has(i) && declare(b, `${b.name}_${m}`));
   }
@@ -227,13 +223,8 @@ function groupText(s: Shape, members: number, shared: ReadonlySet<number>): stri
   ].join("\n");
 }
 
-/** Bindings that are placeholders in every kernel of `run`. */
-function sharedPlaceholders(kernels: readonly Kernel[], run: readonly number[]): Set<number> {
-  const slots = kernels[run[0]].slots;
-  return new Set(
-    slots.map((_, b) => b).filter((b) => run.every((k) => kernels[k].slots[b] < 0)),
-  );
-}
+/** The bindings of `k` that are placeholders (slot -1). */
+const placeholders = (k: Kernel) => new Set(k.slots.flatMap((slot, b) => (slot < 0 ? [b] : [])));
 
 /** Storage bindings a grouped dispatch of `members` members with `shared` placeholders takes. */
 function groupBindings(per: number, members: number, shared: number): number {
@@ -306,8 +297,9 @@ export function groupKernels(
     if (!shapes.has(k.wgsl)) shapes.set(k.wgsl, parse(k.wgsl));
     return shapes.get(k.wgsl);
   };
-  // Runs of one planned group with one text, split to fit the limits.
-  const runs: number[][] = [];
+  // Runs of one planned group with one text, split to fit the limits; each with the
+  // placeholders all its members have.
+  const runs: { members: number[]; shared: Set<number> }[] = [];
   for (let i = 0; i < kernels.length;) {
     let j = i + 1;
     while (j < kernels.length && groupOf[i] >= 0 && groupOf[j] === groupOf[i]) j++;
@@ -320,40 +312,42 @@ export function groupKernels(
     for (const members of byText.values()) {
       const s = shapeOf(kernels[members[0]]);
       if (!s || members.length < 2) {
-        members.forEach((k) => runs.push([k]));
+        members.forEach((k) => runs.push({ members: [k], shared: new Set() }));
         continue;
       }
-      let run: number[] = [], workgroups = 0;
+      let run: number[] = [], shared = new Set<number>(), workgroups = 0;
       for (const k of members) {
         const n = kernels[k].dispatch.reduce((a, b) => a * b);
-        const wider = [...run, k];
-        const bindings = groupBindings(
-          s.bindings.length,
-          wider.length,
-          sharedPlaceholders(kernels, wider).size,
-        );
+        const own = placeholders(kernels[k]);
+        const both = run.length ? new Set([...shared].filter((b) => own.has(b))) : own;
+        const bindings = groupBindings(s.bindings.length, run.length + 1, both.size);
         if (
           run.length && (bindings > limits.maxStorageBuffers || run.length >= MAX_GROUP_MEMBERS ||
             workgroups + n > limits.maxWorkgroupsPerDimension)
-        ) runs.push(run), run = [], workgroups = 0;
+        ) {
+          runs.push({ members: run, shared });
+          run = [], shared = own, workgroups = 0;
+        } else shared = both;
         run.push(k), workgroups += n;
       }
-      runs.push(run);
+      runs.push({ members: run, shared });
     }
     i = j;
   }
   // Runs of one text and placeholders get as many member slots as the largest: one pipeline.
-  const keyOf = (run: readonly number[]) =>
-    `${[...sharedPlaceholders(kernels, run)].join(",")}\u0000${kernels[run[0]].wgsl}`;
+  const keyOf = (run: (typeof runs)[number]) =>
+    `${[...run.shared].join(",")}\u0000${kernels[run.members[0]].wgsl}`;
   const width = new Map<string, number>();
-  for (const run of runs) width.set(keyOf(run), Math.max(width.get(keyOf(run)) ?? 0, run.length));
+  for (const run of runs) {
+    width.set(keyOf(run), Math.max(width.get(keyOf(run)) ?? 0, run.members.length));
+  }
   return runs.map((run) =>
-    run.length < 2 ? kernels[run[0]] : grouped(
+    run.members.length < 2 ? kernels[run.members[0]] : grouped(
       kernels,
-      run,
-      shapeOf(kernels[run[0]])!,
+      run.members,
+      shapeOf(kernels[run.members[0]])!,
       width.get(keyOf(run))!,
-      sharedPlaceholders(kernels, run),
+      run.shared,
     )
   );
 }

@@ -1,0 +1,29 @@
+/**
+ * A generated kernel's storage bindings as text: the passes that rewrite whole kernels (epilogue
+ * variants, grouped dispatches) read each declaration and write it back under another number or
+ * name.
+ */
+
+/** A storage binding's declaration: `@group(0) @binding(i) var<access> name: type;`. */
+const BINDING =
+  /^@group\(0\) @binding\((\d+)\) var<(storage, read|storage, read_write)> (\w+): (.+);$/;
+
+/** One storage binding of a kernel. */
+export interface Binding {
+  index: number;
+  /** "storage, read" or "storage, read_write". */
+  access: string;
+  name: string;
+  /** Its WGSL type, e.g. `array<vec4<f32>>`. */
+  type: string;
+}
+
+/** The binding `line` declares, if it is a storage binding's declaration. */
+export function parseBinding(line: string): Binding | undefined {
+  const m = BINDING.exec(line);
+  return m ? { index: +m[1], access: m[2], name: m[3], type: m[4] } : undefined;
+}
+
+/** `b`'s declaration at binding `index`, under `name`. */
+export const declaration = (b: Binding, index: number, name = b.name) =>
+  `@group(0) @binding(${index}) var<${b.access}> ${name}: ${b.type};`;
