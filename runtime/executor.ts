@@ -111,8 +111,9 @@ export class Executable {
   private placeholders: GPUBuffer[] = [];
 
   /**
-   * A small buffer for binding `binding` of kernels that share their text with kernels of other
-   * epilogues and do not read it: one per binding number, so that no two bindings alias.
+   * A small buffer for binding `binding` of a kernel that never reads it: another epilogue's in a
+   * shared text, or an absent member's in a grouped dispatch. One per binding number, so that no
+   * two bindings alias.
    */
   private placeholder(binding: number): GPUBuffer {
     return this.placeholders[binding] ??= this.device.gpu.createBuffer({

@@ -141,13 +141,13 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     opts.donate === undefined ? [] : typeof opts.donate === "number" ? [opts.donate] : opts.donate,
   );
   const deviceOf = () => Promise.resolve(opts.device ?? gpu());
-  /** The device's code generator settings with the caller's, tuned where asked. */
   /** The device's code generator settings and limits, the caller's over them, tuned if asked. */
   const tunedCodegen = async (graph: Graph, device: Device): Promise<Partial<LowerOptions>> => {
-    const base = { ...codegenFor(device), ...loweringLimitsFor(device), ...opts.codegen };
+    const own = codegenFor(device);
+    const base = { ...own, ...loweringLimitsFor(device), ...opts.codegen };
     if (!opts.autotune || base.matmulTuned) return base;
     const tuning = opts.autotune === true ? {} : opts.autotune;
-    const codegen = { ...codegenFor(device), ...opts.codegen };
+    const codegen = { ...own, ...opts.codegen };
     const matmulTuned = await tuneMatmuls(device, matmulProblems(graph), codegen, tuning);
     return { ...base, matmulTuned };
   };

@@ -96,11 +96,12 @@ Deno.test("a group never binds more buffers than the device allows", () => {
   }
 });
 
-Deno.test("a product that reads another's output waits for it; one that reads what a third computes moves up with it", () => {
-  // y1 = x·W1, y2 = tanh(x)·W2 (its prologue kernel runs between), y3 = y1·W3 (needs y1).
+Deno.test("a product that reads another's output waits for it; one that reads what a third computes moves up with it", async () => {
+  // x·W1, x·W3 and x·W2 are independent; y1·W3 needs y1, and (x·W3 ⊙ t)·W2 needs the row
+  // reduction t of y1, computed between them.
   const f = (x: Tensor, w1: Tensor, w2: Tensor, w3: Tensor) => {
     const y1 = dsl.matmul(x, w1);
-    const t = dsl.exp(dsl.sum(dsl.mul(y1, y1), [1], { keepDims: true }));
+    const t = dsl.tanh(dsl.sum(dsl.mul(y1, y1), [1], { keepDims: true }));
     const y2 = dsl.matmul(dsl.mul(dsl.matmul(x, w3), t), w2);
     const y3 = dsl.matmul(y1, w3);
     return [y2, y3, dsl.matmul(x, w2)];
@@ -111,6 +112,10 @@ Deno.test("a product that reads another's output waits for it; one that reads wh
   const off = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: 32, groupKernels: false });
   assert.ok(p.kernels.length < off.kernels.length, `${p}\n${off}`);
   assertMembersApart(p, "chain");
+  const got = await jit(f, { codegen: { ...CPU_CODEGEN, groupKernels: true } })(...args);
+  const apart = await jit(f, { codegen: { ...CPU_CODEGEN, groupKernels: false } })(...args);
+  assertTreeMatches(got, apart, { rtol: 0, atol: 0 }, "chain: grouped vs separate");
+  assertTreeMatches(got, interpret(f, ...args), { rtol: 1e-5, atol: 1e-5 }, "chain");
 });
 
 Deno.test("a member never writes where another member reads, though that buffer dies in the group", async () => {
