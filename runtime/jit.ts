@@ -289,7 +289,7 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // takes the default HD-PiSSA step from 284 to 274 kernels and makes it 1.1% faster, but its
   // 2- and 3-product kernels cost Mesa 1.3 s more to compile (first step 6.2 → 7.4–7.7 s, near
   // the 8 s bound); sharing one unroll budget among the products compiles as fast but runs 4%
-  // slower. Fewer dispatches matter on a GPU, whose shared-memory kernel takes no summed terms.
+  // slower. Fewer dispatches matter more on a GPU: `gpuCodegen` sums them.
   matmulSumProducts: false,
   // Tiles numbered along x: 144 output columns in tiles of 16 kept 9 of 16 lanes busy; the
   // default HD-PiSSA step 15–16% faster on lavapipe.
@@ -318,8 +318,9 @@ export function codegenFor(device: Device): Partial<CodegenOptions> {
 /**
  * The code-generator tunables of a GPU with these limits: small register tiles in 16×16
  * workgroups, the shared-memory tilings the limits allow, every operand read where it lies
- * (the tiled kernel loads NN, NT, TN and split heads coalesced, so no layout copies), and
- * independent kernels of one pipeline grouped into one dispatch.
+ * (the tiled kernel loads NN, NT, TN and split heads coalesced, so no layout copies), the input
+ * gradients of sibling layers summed in one kernel, and independent kernels of one pipeline grouped
+ * into one dispatch.
  */
 export function gpuCodegen(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
@@ -334,6 +335,7 @@ export function gpuCodegen(
     matmulNtInPlace: true,
     matmulTnInPlace: true,
     matmulStridedOperands: true,
+    matmulSumProducts: true,
     groupKernels: true,
   };
 }

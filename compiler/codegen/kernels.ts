@@ -70,7 +70,8 @@ export interface CodegenOptions {
   matmulStridedOperands: boolean;
   /**
    * Sum products of one shape that meet through adds in one kernel (fusion option
-   * `sumProducts`): the register-tile kernels accumulate each into the same tile.
+   * `sumProducts`): the register-tile kernels accumulate each into the same tile, the
+   * shared-memory kernel runs each product's tiled contraction in turn into the same block.
    */
   matmulSumProducts: boolean;
   /**

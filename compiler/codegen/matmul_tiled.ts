@@ -91,18 +91,34 @@ export function chooseTiling(
   return fits.find((t) => groups(t) >= opts.matmulMinWorkgroups) ?? fits[fits.length - 1];
 }
 
+/** One operand tile loaded cooperatively into workgroup memory. */
+interface TileLoad {
+  operand: Node;
+  tile: "tileA" | "tileB";
+  /** Rows (A) or columns (B) of the output the tile covers. */
+  extent: number;
+  stride: number;
+  at: (outer: string, k: string) => string[];
+  outer0: string;
+  outerSize: number;
+  kMajor: boolean;
+  vector: boolean;
+  buffer?: Node;
+}
+
 export function tiledMatmul(
   plan: KernelPlan,
   ctx: KernelContext,
   opts: CodegenOptions,
 ): GeneratedKernel | undefined {
   const mm = plan.anchor!;
-  // Summed products (`KernelPlan.terms`) are the register-tile kernels' alone.
-  if (mm.dtype !== "f32" || plan.terms?.length) return undefined;
-  const [a, bm] = mm.inputs;
-  const { M, N, K, batchShape, batch } = matmulDims(mm);
+  // The anchor, then each product summed into it (`KernelPlan.terms`: the same M × N output,
+  // each with its own operands, layouts and contraction), into the same accumulators.
+  const products = [mm, ...(plan.terms ?? [])];
+  if (mm.dtype !== "f32") return undefined;
+  const { M, N, batchShape, batch } = matmulDims(mm);
   const tiling = chooseTiling(M, N, batch, opts);
-  if (!tiling || K < tiling.tileK / 2) return undefined;
+  if (!tiling || products.some((p) => matmulDims(p).K < tiling.tileK / 2)) return undefined;
   const { tileM: BM, tileN: BN, tileK: BK, threadM: TM, threadN: TN } = tiling;
   const threadsX = BN / TN, threadsY = BM / TM, threads = threadsX * threadsY;
   // Rows of the tiles in workgroup memory, padded by one vec4 against bank conflicts.
@@ -143,136 +159,131 @@ export function tiledMatmul(
   // Cooperative tile loads. `kMajor`: the operand's contraction axis is its contiguous one, so
   // consecutive invocations take consecutive k. Where every size divides its tile, no load needs
   // a bound; where the operand is also a buffer bound whole, each load is one vec4.
-  const exact = M % BM === 0 && N % BN === 0 && K % BK === 0;
-  const A = bufferOperand(a, ctx), B = bufferOperand(bm, ctx);
-  const vectorA = exact && A?.offset === 0 && b.isWhole(A.node) &&
-    plan.roots.every((r) => b.isWhole(r));
-  const vectorB = exact && B?.offset === 0 && b.isWhole(B.node) &&
-    plan.roots.every((r) => b.isWhole(r));
-  if (vectorA) b.vec4Slots.add(ctx.slotOf(A!.node));
-  if (vectorB) b.vec4Slots.add(ctx.slotOf(B!.node));
-  const batchFlat = b.bind(b.flatten(bIndex, batchShape));
-  interface TileLoad {
-    operand: Node;
-    tile: "tileA" | "tileB";
-    /** Rows (A) or columns (B) of the output the tile covers. */
-    extent: number;
-    stride: number;
-    at: (outer: string, k: string) => string[];
-    outer0: string;
-    outerSize: number;
-    kMajor: boolean;
-    vector: boolean;
-    buffer?: Node;
-  }
-  const loadTile = (t: TileLoad) => {
-    if (t.vector) return loadTileVec4(t);
-    for (let s = 0; s < (t.extent * BK) / threads; s++) {
-      const e = `(lin + ${s * threads}i)`;
-      const [o, kk] = t.kMajor
-        ? [b.bind(`${e} / ${BK}i`), b.bind(`${e} % ${BK}i`)]
-        : [b.bind(`${e} % ${t.extent}i`), b.bind(`${e} / ${t.extent}i`)];
-      const go = b.bind(`${t.outer0} + ${o}`), gk = b.bind(`k0 + ${kk}`);
-      const slot = b.bind(`${kk} * ${t.stride}i + ${o}`);
-      if (exact) {
-        b.line(`${t.tile}[${slot} / 4i][${slot} % 4i] = ${b.valueAt(t.operand, t.at(go, gk))};`);
-        continue;
-      }
-      const inside = `${go} < ${t.outerSize}i && ${gk} < ${K}i`;
-      const v = b.valueAt(
-        t.operand,
-        t.at(b.bind(`min(${go}, ${t.outerSize - 1}i)`), b.bind(`min(${gk}, ${K - 1}i)`)),
-      );
-      b.line(`${t.tile}[${slot} / 4i][${slot} % 4i] = select(0.0f, ${v}, ${inside});`);
-    }
-  };
-  // One vec4 per load from the buffer itself (row-major, the contiguous axis a multiple of 4).
-  const loadTileVec4 = (t: TileLoad) => {
-    const name = b.bufferName(t.buffer!);
-    const units = (t.extent * BK) / 4;
-    for (let s = 0; s < Math.ceil(units / threads); s++) {
-      const e = b.bind(`(lin + ${s * threads}i)`);
-      const guard = units % threads !== 0 && (s + 1) * threads > units;
-      if (guard) b.line(`if (${e} < ${units}i) {`);
-      const plane = t.tile === "tileA" ? M * K : K * N;
-      if (t.kMajor) {
-        // The operand's rows run along k: a vec4 holds 4 consecutive k of one row (or column).
-        const o = b.bind(`${e} / ${BK / 4}i`), kq = b.bind(`${e} % ${BK / 4}i`);
-        const v = b.bind(
-          b.vec4Read(
-            t.buffer!,
-            name,
-            `(${batchFlat} * ${plane}i + (${t.outer0} + ${o}) * ${K}i + k0) / 4i + ${kq}`,
-          ),
+  const accumulate = (product: Node) => {
+    const [a, bm] = product.inputs;
+    const { K } = matmulDims(product);
+    const exact = M % BM === 0 && N % BN === 0 && K % BK === 0;
+    const A = bufferOperand(a, ctx), B = bufferOperand(bm, ctx);
+    const vectorA = exact && A?.offset === 0 && b.isWhole(A.node) &&
+      plan.roots.every((r) => b.isWhole(r));
+    const vectorB = exact && B?.offset === 0 && b.isWhole(B.node) &&
+      plan.roots.every((r) => b.isWhole(r));
+    if (vectorA) b.vec4Slots.add(ctx.slotOf(A!.node));
+    if (vectorB) b.vec4Slots.add(ctx.slotOf(B!.node));
+    const loadTile = (t: TileLoad) => {
+      if (t.vector) return loadTileVec4(t);
+      for (let s = 0; s < (t.extent * BK) / threads; s++) {
+        const e = `(lin + ${s * threads}i)`;
+        const [o, kk] = t.kMajor
+          ? [b.bind(`${e} / ${BK}i`), b.bind(`${e} % ${BK}i`)]
+          : [b.bind(`${e} % ${t.extent}i`), b.bind(`${e} / ${t.extent}i`)];
+        const go = b.bind(`${t.outer0} + ${o}`), gk = b.bind(`k0 + ${kk}`);
+        const slot = b.bind(`${kk} * ${t.stride}i + ${o}`);
+        if (exact) {
+          b.line(`${t.tile}[${slot} / 4i][${slot} % 4i] = ${b.valueAt(t.operand, t.at(go, gk))};`);
+          continue;
+        }
+        const inside = `${go} < ${t.outerSize}i && ${gk} < ${K}i`;
+        const v = b.valueAt(
+          t.operand,
+          t.at(b.bind(`min(${go}, ${t.outerSize - 1}i)`), b.bind(`min(${gk}, ${K - 1}i)`)),
         );
-        ["x", "y", "z", "w"].forEach((c, q) => {
-          const slot = b.bind(`(${kq} * 4i + ${q}i) * ${t.stride}i + ${o}`);
-          b.line(`${t.tile}[${slot} / 4i][${slot} % 4i] = ${v}.${c};`);
-        });
-      } else {
-        // The operand's rows run along the output axis: a vec4 holds 4 consecutive rows/columns.
-        const rowLen = t.tile === "tileA" ? M : N;
-        const o4 = b.bind(`${e} % ${t.extent / 4}i`), kk = b.bind(`${e} / ${t.extent / 4}i`);
-        const at =
-          `(${batchFlat} * ${plane}i + (k0 + ${kk}) * ${rowLen}i + ${t.outer0}) / 4i + ${o4}`;
-        b.line(`${t.tile}[${kk} * ${t.stride / 4}i + ${o4}] = ${b.vec4Read(t.buffer!, name, at)};`);
+        b.line(`${t.tile}[${slot} / 4i][${slot} % 4i] = select(0.0f, ${v}, ${inside});`);
       }
-      if (guard) b.line("}");
-    }
-  };
-  block(b, `for (var k0 = 0i; k0 < ${K}i; k0 += ${BK}i) {`, () => {
-    loadTile({
-      operand: a,
-      tile: "tileA",
-      extent: BM,
-      stride: strideA,
-      at: (m, k) => [...bIndex, m, k],
-      outer0: "row0",
-      outerSize: M,
-      kMajor: !A?.transposed,
-      vector: vectorA,
-      buffer: A?.node,
-    });
-    loadTile({
-      operand: bm,
-      tile: "tileB",
-      extent: BN,
-      stride: strideB,
-      at: (n, k) => [...bIndex, k, n],
-      outer0: "col0",
-      outerSize: N,
-      kMajor: !!B?.transposed,
-      vector: vectorB,
-      buffer: B?.node,
-    });
-    b.line("workgroupBarrier();");
-    block(b, `for (var kk = 0i; kk < ${BK}i; kk++) {`, () => {
-      // Invocation (x, y) owns rows y·TM… and the column vec4s x, x + BN/TN, …: neighbouring
-      // invocations read neighbouring vec4s of tileB (no bank conflicts), and share tileA's.
-      const av = Array.from(
-        { length: TM / 4 },
-        (_, q) => b.bind(`tileA[kk * ${strideA / 4}i + i32(lid.y) * ${TM / 4}i + ${q}i]`),
-      );
-      const bv = Array.from(
-        { length: TN / 4 },
-        (_, q) => b.bind(`tileB[kk * ${strideB / 4}i + i32(lid.x) + ${q * threadsX}i]`),
-      );
-      const comp = ["x", "y", "z", "w"];
-      accs.forEach((row, i) =>
-        row.forEach((c, j) =>
+    };
+    // One vec4 per load from the buffer itself (row-major, the contiguous axis a multiple of 4).
+    const loadTileVec4 = (t: TileLoad) => {
+      const name = b.bufferName(t.buffer!);
+      const units = (t.extent * BK) / 4;
+      for (let s = 0; s < Math.ceil(units / threads); s++) {
+        const e = b.bind(`(lin + ${s * threads}i)`);
+        const guard = units % threads !== 0 && (s + 1) * threads > units;
+        if (guard) b.line(`if (${e} < ${units}i) {`);
+        const plane = t.tile === "tileA" ? M * K : K * N;
+        if (t.kMajor) {
+          // The operand's rows run along k: a vec4 holds 4 consecutive k of one row (or column).
+          const o = b.bind(`${e} / ${BK / 4}i`), kq = b.bind(`${e} % ${BK / 4}i`);
+          const v = b.bind(
+            b.vec4Read(
+              t.buffer!,
+              name,
+              `(${batchFlat} * ${plane}i + (${t.outer0} + ${o}) * ${K}i + k0) / 4i + ${kq}`,
+            ),
+          );
+          ["x", "y", "z", "w"].forEach((c, q) => {
+            const slot = b.bind(`(${kq} * 4i + ${q}i) * ${t.stride}i + ${o}`);
+            b.line(`${t.tile}[${slot} / 4i][${slot} % 4i] = ${v}.${c};`);
+          });
+        } else {
+          // The operand's rows run along the output axis: a vec4 holds 4 consecutive rows/columns.
+          const rowLen = t.tile === "tileA" ? M : N;
+          const o4 = b.bind(`${e} % ${t.extent / 4}i`), kk = b.bind(`${e} / ${t.extent / 4}i`);
+          const at =
+            `(${batchFlat} * ${plane}i + (k0 + ${kk}) * ${rowLen}i + ${t.outer0}) / 4i + ${o4}`;
           b.line(
-            `${c} = fma(${av[i >> 2]}.${comp[i & 3]}, ${bv[j >> 2]}.${comp[j & 3]}, ${c});`,
+            `${t.tile}[${kk} * ${t.stride / 4}i + ${o4}] = ${b.vec4Read(t.buffer!, name, at)};`,
+          );
+        }
+        if (guard) b.line("}");
+      }
+    };
+    block(b, `for (var k0 = 0i; k0 < ${K}i; k0 += ${BK}i) {`, () => {
+      loadTile({
+        operand: a,
+        tile: "tileA",
+        extent: BM,
+        stride: strideA,
+        at: (m, k) => [...bIndex, m, k],
+        outer0: "row0",
+        outerSize: M,
+        kMajor: !A?.transposed,
+        vector: vectorA,
+        buffer: A?.node,
+      });
+      loadTile({
+        operand: bm,
+        tile: "tileB",
+        extent: BN,
+        stride: strideB,
+        at: (n, k) => [...bIndex, k, n],
+        outer0: "col0",
+        outerSize: N,
+        kMajor: !!B?.transposed,
+        vector: vectorB,
+        buffer: B?.node,
+      });
+      b.line("workgroupBarrier();");
+      block(b, `for (var kk = 0i; kk < ${BK}i; kk++) {`, () => {
+        // Invocation (x, y) owns rows y·TM… and the column vec4s x, x + BN/TN, …: neighbouring
+        // invocations read neighbouring vec4s of tileB (no bank conflicts), and share tileA's.
+        const av = Array.from(
+          { length: TM / 4 },
+          (_, q) => b.bind(`tileA[kk * ${strideA / 4}i + i32(lid.y) * ${TM / 4}i + ${q}i]`),
+        );
+        const bv = Array.from(
+          { length: TN / 4 },
+          (_, q) => b.bind(`tileB[kk * ${strideB / 4}i + i32(lid.x) + ${q * threadsX}i]`),
+        );
+        const comp = ["x", "y", "z", "w"];
+        accs.forEach((row, i) =>
+          row.forEach((c, j) =>
+            b.line(
+              `${c} = fma(${av[i >> 2]}.${comp[i & 3]}, ${bv[j >> 2]}.${comp[j & 3]}, ${c});`,
+            )
           )
-        )
-      );
+        );
+      });
+      b.line("workgroupBarrier();");
     });
-    b.line("workgroupBarrier();");
-  });
+  };
+  const batchFlat = b.bind(b.flatten(bIndex, batchShape));
+  products.forEach(accumulate);
   b.line(`let r0 = row0 + i32(lid.y) * ${TM}i;`);
   b.line(`let q0 = col0 + i32(lid.x) * 4i;`);
   // Column j of the register block is column (j mod 4) of the invocation's vec4 number j / 4.
   storeTile(b, {
     mm,
+    terms: plan.terms ?? [],
     roots: plan.roots,
     batchIndex: bIndex,
     accumulators: accs,
@@ -285,6 +296,7 @@ export function tiledMatmul(
     colEnd: N,
     rowLoop: opts.matmulEpilogueRowLoop,
   });
-  const loops = Math.ceil(K / BK) * (BK + 1) + tileEpilogueIterations(TM, TN);
+  const loops = products.reduce((n, p) => n + Math.ceil(matmulDims(p).K / BK) * (BK + 1), 0) +
+    tileEpilogueIterations(TM, TN);
   return finish(b, plan, ctx, b.closeScope(), dispatch, [threadsX, threadsY, 1], loops);
 }

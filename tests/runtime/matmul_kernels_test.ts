@@ -131,6 +131,9 @@ const cases: Case[] = [
 ];
 
 // The tunables a CPU adapter gets, those a GPU gets, and the generic kernel alone.
+/** A shared-memory tiling small enough that the test shapes span several tiles. */
+const SMALL_TILING = { tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 };
+
 const configs: [string, Partial<CodegenOptions>][] = [
   ["cpu tiles", {
     matmulRowBlock: 32,
@@ -156,9 +159,7 @@ const configs: [string, Partial<CodegenOptions>][] = [
   ["gpu tiles", { matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] }],
   ["generic", { vectorizedMatmul: false }],
   // Shared-memory tiles (the discrete-GPU kernel), small enough that these shapes span several.
-  ["shared 16×16×8", {
-    matmulTilings: [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }],
-  }],
+  ["shared 16×16×8", { matmulTilings: [SMALL_TILING] }],
   [
     "shared 32×16×4, 8×4 per invocation",
     { matmulTilings: [{ tileM: 32, tileN: 16, tileK: 4, threadM: 8, threadN: 4 }] },
@@ -359,7 +360,7 @@ Deno.test("sums of products in one kernel (matmulSumProducts) match the referenc
   // and a product joined through a non-add (2·(x·W) + y·V), which must not be summed. Sizes
   // that are not multiples of 4, and mixed layouts, take the other kernels; all must agree.
   const layouts = ["NN", "NT", "TN"] as const;
-  let sums = 0;
+  let sums = 0, tiledSums = 0;
   await checkAsyncProperty(
     fc.asyncProperty(
       fc.record({
@@ -401,6 +402,15 @@ Deno.test("sums of products in one kernel (matmulSumProducts) match the referenc
           k.ops.filter((op) => op === "matmul").length > 1
         );
         if (summed.some((k) => k.wgsl.includes("array<vec4<f32>>"))) sums++;
+        // The shared-memory kernel sums them too, one contraction after another.
+        const tiled = await jit(f, {
+          codegen: { matmulSumProducts: true, matmulTilings: [SMALL_TILING] },
+        }).lower(...args);
+        if (
+          tiled.kernels.some((k) =>
+            k.wgsl.includes("var<workgroup>") && k.ops.filter((op) => op === "matmul").length > 1
+          )
+        ) tiledSums++;
         for (const [label, codegen] of configs) {
           const options = { codegen: { ...codegen, matmulSumProducts: true } };
           const got = (await jit(f, options)(...args)) as HostArray;
@@ -411,4 +421,48 @@ Deno.test("sums of products in one kernel (matmulSumProducts) match the referenc
     { numRuns: 20 },
   );
   assert.ok(sums >= 4, `only ${sums} programs summed products in one vec4 kernel`);
+  assert.ok(tiledSums >= 2, `only ${tiledSums} programs summed products in one tiled kernel`);
+});
+
+Deno.test("the shared-memory kernel sums products in one dispatch: NN, NT and TN, whole tiles or not", async () => {
+  // x·W + yᵀ·V + z·Uᵀ, then tanh: each product loads its own tiles, one contraction after
+  // another, into the same accumulators. 32×48 with contractions 24, 16, 40 divides the 16×16×8
+  // tiles (vec4 tile loads); 30×45 with 21, 13, 37 does not (bounded loads).
+  for (const [m, n, ks] of [[32, 48, [24, 16, 40]], [30, 45, [21, 13, 37]]] as const) {
+    const args = [
+      randomArray([m, ks[0]], 1),
+      randomArray([ks[0], n], 2),
+      randomArray([ks[1], m], 3),
+      randomArray([ks[1], n], 4),
+      randomArray([m, ks[2]], 5),
+      randomArray([n, ks[2]], 6),
+    ];
+    const f = (x: Tensor, w: Tensor, y: Tensor, v: Tensor, z: Tensor, u: Tensor) =>
+      dsl.tanh(
+        dsl.add(
+          dsl.add(dsl.matmul(x, w), dsl.matmul(dsl.transpose(y), v)),
+          dsl.matmul(z, dsl.transpose(u)),
+        ),
+      );
+    const codegen = {
+      matmulSumProducts: true,
+      matmulTilings: [SMALL_TILING],
+      matmulNtInPlace: true,
+      matmulTnInPlace: true,
+    };
+    const program = await jit(f, { codegen }).lower(...args);
+    // (yᵀ is copied first where its rows are not whole vec4s: the fusion's rule, not the tile's.)
+    const kernel = program.kernels.find((k) => k.ops.filter((op) => op === "matmul").length === 3);
+    assert.ok(kernel, `${m}×${n}: the three products in one kernel`);
+    assert.ok(kernel.wgsl.includes("var<workgroup>"), `${m}×${n}: the shared-memory kernel`);
+    assertClose(
+      await jit(f, { codegen })(...args) as HostArray,
+      interpret(f, ...args) as HostArray,
+      {
+        rtol: 1e-5,
+        atol: 1e-5,
+        label: `${m}×${n}`,
+      },
+    );
+  }
 });

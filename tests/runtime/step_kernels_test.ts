@@ -53,13 +53,15 @@ const PIPELINES: Record<string, number> = { hdpissa: 41, pissa: 31, lora: 31, fu
  * layout copies, and independent kernels of one pipeline grouped into one dispatch), under this
  * adapter's limits (32 storage buffers a dispatch; a GPU that grants more groups more), measured
  * 2026-12-07: kernels and pipelines. HD-PiSSA 299 kernels before operands were read in place on
- * GPUs, 281 before grouping; DP-LoRA/PiSSA 289 and 274, full fine-tuning 170 and 155.
+ * GPUs, 281 before grouping, 149 (44 pipelines) before sibling products were summed in the
+ * shared-memory kernel; DP-LoRA/PiSSA 289, 274 and 167 (36); full fine-tuning 170, 155 and 122 (31).
+ * With 64 storage buffers a dispatch HD-PiSSA lowers to 124 kernels, with no bound to 120.
  */
 const GPU_BUDGET: Record<string, [number, number]> = {
-  hdpissa: [149, 44],
-  pissa: [167, 36],
-  lora: [167, 36],
-  full: [122, 31],
+  hdpissa: [139, 46],
+  pissa: [157, 38],
+  lora: [157, 38],
+  full: [112, 33],
 };
 
 const cfg = DEFAULT_RUN;
