@@ -7,19 +7,11 @@
 
 import assert from "node:assert/strict";
 import * as dsl from "../../mod.ts";
-import {
-  type CodegenOptions,
-  gpu,
-  type HostArray,
-  interpret,
-  jit,
-  lower,
-  trace,
-} from "../../mod.ts";
+import { type CodegenOptions, gpu, interpret, jit, lower } from "../../mod.ts";
 import type { Program, Tensor } from "../../mod.ts";
 import { CPU_CODEGEN } from "../../runtime/jit.ts";
 import { assertTreeMatches } from "../runtime/jit_helpers.ts";
-import { checkProductPrograms, productInputs } from "../helpers/products.ts";
+import { checkProductPrograms, productInputs, traceProducts } from "../helpers/products.ts";
 
 const EPILOGUES = ["plain", "tanh", "residual", "gate", "two outputs"] as const;
 type Epilogue = (typeof EPILOGUES)[number];
@@ -52,14 +44,12 @@ function products(epilogues: readonly Epilogue[], nt: boolean) {
 const matmulTexts = (p: Program) =>
   new Set(p.kernels.filter((k) => k.kind === "matmul").map((k) => k.wgsl)).size;
 
-const spec = (a: HostArray) => ({ shape: [...a.shape], dtype: "f32" as const });
-
 Deno.test("products that differ only in their epilogue share one pipeline and compute what they did", async () => {
   const epilogues: Epilogue[] = ["plain", "tanh", "residual", "gate", "two outputs"];
   for (const nt of [false, true]) {
     const f = products(epilogues, nt);
     const args = productInputs(64, 48, [32, 32, 64, 32, 64], nt, 7);
-    const graph = trace(f, ...args.map(spec));
+    const graph = traceProducts(f, args);
     const opts = { maxStorageBuffers: 16, ...CPU_CODEGEN };
     const shared = lower(graph, opts);
     const separate = lower(graph, { ...opts, shareEpilogues: false });
@@ -79,7 +69,7 @@ Deno.test("epilogue variants stay within the binding limit: more texts, never mo
   const epilogues: Epilogue[] = ["gate", "two outputs", "residual", "gate", "tanh"];
   const f = products(epilogues, true);
   const args = productInputs(40, 32, [16, 16, 16, 16, 16], true, 3);
-  const graph = trace(f, ...args.map(spec));
+  const graph = traceProducts(f, args);
   for (const limit of [4, 5, 6, 8]) {
     const p = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: limit });
     assert.ok(p.kernels.every((k) => k.bindings <= limit), `limit ${limit}`);

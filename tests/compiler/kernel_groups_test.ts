@@ -9,7 +9,6 @@ import assert from "node:assert/strict";
 import * as dsl from "../../mod.ts";
 import {
   type CodegenOptions,
-  type HostArray,
   interpret,
   jit,
   type KernelPlan,
@@ -24,7 +23,7 @@ import { scheduleGroups } from "../../compiler/schedule.ts";
 import type { Kernel } from "../../compiler/program.ts";
 import { assertTreeMatches, fc } from "../runtime/jit_helpers.ts";
 import { checkProperty } from "../helpers/property.ts";
-import { checkProductPrograms, productInputs } from "../helpers/products.ts";
+import { checkProductPrograms, productInputs, traceProducts } from "../helpers/products.ts";
 import { randomArray } from "../helpers/models.ts";
 
 const EPILOGUES = ["plain", "tanh", "residual", "sum"] as const;
@@ -43,7 +42,6 @@ function products(epilogues: readonly Epilogue[], nt: boolean) {
     });
 }
 
-const spec = (a: HostArray) => ({ shape: [...a.shape], dtype: "f32" as const });
 const grouped = (p: Program) => p.kernels.filter((k) => k.name.startsWith("grouped"));
 
 /** Every slot a grouped kernel writes is bound once: no member reads or writes another's output. */
@@ -60,7 +58,7 @@ Deno.test("independent products of one template run as one dispatch and compute 
   for (const nt of [false, true]) {
     const f = products(epilogues, nt);
     const args = productInputs(32, 16, [16, 16, 16, 32, 16], nt, 5);
-    const graph = trace(f, ...args.map(spec));
+    const graph = traceProducts(f, args);
     const opts = { maxStorageBuffers: 32, ...CPU_CODEGEN };
     const on = lower(graph, { ...opts, groupKernels: true });
     const off = lower(graph, { ...opts, groupKernels: false });
@@ -78,7 +76,7 @@ Deno.test("independent products of one template run as one dispatch and compute 
 
 Deno.test("the op-by-op baseline (fuse: false) keeps one dispatch per primitive", () => {
   const f = products(["plain", "plain", "plain"], false);
-  const graph = trace(f, ...productInputs(16, 16, [16, 16, 16], false, 2).map(spec));
+  const graph = traceProducts(f, productInputs(16, 16, [16, 16, 16], false, 2));
   const opts = { ...CPU_CODEGEN, maxStorageBuffers: 32, groupKernels: true };
   assert.equal(lower(graph, { ...opts, fuse: false }).kernels.length, 3);
   assert.equal(lower(graph, opts).kernels.length, 1);
@@ -86,7 +84,7 @@ Deno.test("the op-by-op baseline (fuse: false) keeps one dispatch per primitive"
 
 Deno.test("a group never binds more buffers than the device allows", () => {
   const f = products(["plain", "plain", "plain", "plain", "plain", "plain"], true);
-  const graph = trace(f, ...productInputs(16, 16, [16, 16, 16, 16, 16, 16], true, 1).map(spec));
+  const graph = traceProducts(f, productInputs(16, 16, [16, 16, 16, 16, 16, 16], true, 1));
   for (const limit of [5, 6, 8, 9, 12, 32]) {
     const p = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: limit, groupKernels: true });
     assert.ok(p.kernels.every((k) => k.bindings <= limit), `limit ${limit}`);
@@ -107,7 +105,7 @@ Deno.test("a product that reads another's output waits for it; one that reads wh
     return [y2, y3, dsl.matmul(x, w2)];
   };
   const args = [0, 1, 2, 3].map((s) => randomArray([16, 16], 40 + s));
-  const graph = trace(f, ...args.map(spec));
+  const graph = traceProducts(f, args);
   const p = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: 32, groupKernels: true });
   const off = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: 32, groupKernels: false });
   assert.ok(p.kernels.length < off.kernels.length, `${p}\n${off}`);
@@ -129,7 +127,7 @@ Deno.test("a member never writes where another member reads, though that buffer 
     randomArray([16, 16], 60 + 2 * i),
     randomArray([16, 16], 61 + 2 * i),
   ]);
-  const graph = trace(f, ...args.map(spec));
+  const graph = traceProducts(f, args);
   const p = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: 32, groupKernels: true });
   assert.ok(grouped(p).length > 0, String(p));
   assertMembersApart(p, "dying inputs");

@@ -3,7 +3,14 @@
  * what the code generator's text-sharing passes (epilogue variants, grouped dispatches) merge.
  */
 
-import { type CodegenOptions, type HostArray, interpret, type Tensor } from "../../mod.ts";
+import {
+  type CodegenOptions,
+  type Graph,
+  type HostArray,
+  interpret,
+  type Tensor,
+  trace,
+} from "../../mod.ts";
 import { fc } from "./property.ts";
 import { randomArray } from "./models.ts";
 import { checkAsyncProperty } from "../runtime/jit_helpers.ts";
@@ -53,6 +60,11 @@ export function productInputs(
     randomArray(nt ? [n, k] : [k, n], seed + 3 * i + 1),
     randomArray([m, n], seed + 3 * i + 2),
   ]);
+}
+
+/** The graph of `f` traced on arguments of `args`' shapes (all f32). */
+export function traceProducts(f: (...ts: Tensor[]) => Tensor[], args: readonly HostArray[]): Graph {
+  return trace(f, ...args.map((a) => ({ shape: [...a.shape], dtype: "f32" as const })));
 }
 
 /** A program of products, its arguments, the reference's results, and a code generator setting. */
