@@ -34,6 +34,10 @@
  *    also into the matmul kernel whose product they read (a gate's activation); a product only
  *    those merged outputs read is then not stored. An earlier elementwise kernel may also move
  *    down to a later one when nothing between them reads its outputs.
+ * 9. With `coProducts`, a product kernel whose epilogue reads an earlier product kernel's outputs
+ *    at its own index (the up projection times the gate's activation) moves up and computes both
+ *    products, each into its own accumulators (`KernelPlan.coProducts`): horizontal fusion of
+ *    siblings that share an input, without concatenating their weights.
  */
 
 import {
@@ -71,6 +75,13 @@ export interface KernelPlan {
    * kernel accumulates each into the anchor's tile, and the sum's epilogue reads them as 0.
    */
   terms?: Node[];
+  /**
+   * Products of the anchor's shape computed beside it, each into accumulators of its own, that
+   * the epilogue reads at the product's index (a gate's activation that multiplies the up
+   * projection): the two products are one kernel, and the value between them never goes to memory
+   * (fusion option `coProducts`).
+   */
+  coProducts?: Node[];
 }
 
 /** Options of `planFusion`. */
@@ -118,6 +129,14 @@ export interface FusionOptions {
    * pass's chunk: the split halves of a long product are not summed back into one kernel).
    */
   maxProductDepth?: number;
+  /**
+   * A product kernel whose epilogue reads an earlier product kernel's outputs at its own index
+   * (the up projection times the gate's activation) computes both products (`KernelPlan.
+   * coProducts`): one kernel instead of two, and the gate's activation is not read back. The
+   * choice on GPUs, where it saves a dispatch; each product keeps its own accumulators, which
+   * doubles the registers a tile holds.
+   */
+  coProducts?: boolean;
 }
 
 /** Kernels back an elementwise kernel looks for one to merge with by moving it down (rule 8). */
@@ -182,7 +201,7 @@ function isCheapIndexing(node: Node, buffers: Set<Node>): boolean {
   return node.inputs.every((x) => isCheapIndexing(x, buffers));
 }
 
-/** Splits a graph into kernels (rules 1–8 above), in execution order. */
+/** Splits a graph into kernels (rules 1–9 above), in execution order. */
 export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   const outputs = new Set(graph.outputs);
   const consumerCount = new Map<Node, number>();
@@ -351,15 +370,17 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     roots.map((r) => describeKernel([r], buffers, opts.maxRowLength, summed)),
     opts.maxStorageBuffers,
     weight,
+    opts.coProducts === true,
   );
   // A product that only the outputs merged into its own kernel read (the MLP's hidden gradient,
   // read by the gate's and the up projection's gradients) is not stored.
   const read = new Set(kernels.flatMap((k) => k.reads));
   return kernels.map((k) => {
-    const [first, ...rest] = k.roots;
-    const unread = k.kind === "matmul" && rest.length > 0 && first === k.anchor &&
-      !read.has(first) && !outputs.has(first);
-    return unread ? { ...k, roots: rest } : k;
+    if (k.kind !== "matmul") return k;
+    const products = new Set([k.anchor, ...(k.coProducts ?? [])]);
+    const unread = (r: Node) => products.has(r) && !read.has(r) && !outputs.has(r);
+    const roots = k.roots.filter((r) => !unread(r));
+    return roots.length > 0 && roots.length < k.roots.length ? { ...k, roots } : k;
   });
 }
 
@@ -742,6 +763,7 @@ function mergeElementwise(
   kernels: KernelPlan[],
   maxBuffers: number,
   weight: (nodes: Iterable<Node>) => number,
+  coProducts: boolean,
 ): KernelPlan[] {
   /** `first` and `then` as one kernel, or undefined past the binding cap. */
   const merge = (first: KernelPlan, then: KernelPlan): KernelPlan | undefined => {
@@ -763,20 +785,59 @@ function mergeElementwise(
   const sameIndex = (prev: KernelPlan, k: KernelPlan) =>
     sameShape(prev.roots[0].shape, k.roots[0].shape) &&
     prev.roots.every((r) => !k.reads.includes(r) || k.identityReads.has(r));
+  /** A product kernel iterating its own product's space (not stored through a permutation). */
+  const plainProduct = (k: KernelPlan) =>
+    k.kind === "matmul" && !transposesProduct(k.roots[0], k.anchor) &&
+    sameShape(k.roots[0].shape, k.anchor!.shape);
+  /** Rule 9: `k`'s product computed beside `prev`'s (`KernelPlan.coProducts`), if allowed. */
+  const coProduct = (prev: KernelPlan, k: KernelPlan): KernelPlan | undefined => {
+    const ok = coProducts && plainProduct(prev) && plainProduct(k) && !prev.terms &&
+      !prev.coProducts && !k.coProducts && prev.anchor!.dtype === "f32" &&
+      k.anchor!.dtype === "f32" && sameShape(prev.anchor!.shape, k.anchor!.shape);
+    const both = ok ? merge(prev, k) : undefined;
+    if (!both) return undefined;
+    const { terms: _, ...rest } = both;
+    return {
+      ...rest,
+      anchor: k.anchor,
+      ...(k.terms ? { terms: k.terms } : {}),
+      coProducts: [prev.anchor!],
+    };
+  };
   const out: KernelPlan[] = [];
+  // The product kernel at j (an elementwise kernel just merged into it: the gated product read
+  // next to the up projection) joins the kernel it reads from, where that is a product kernel.
+  const joinCoProduct = (j: number) => {
+    const k = out[j];
+    for (let i = j - 1; i >= 0; i--) {
+      if (!out[i].roots.some((r) => k.reads.includes(r))) continue;
+      const both = sameIndex(out[i], k) ? coProduct(out[i], k) : undefined;
+      if (both) {
+        out[i] = both;
+        out.splice(j, 1);
+      }
+      return;
+    }
+  };
   for (const k of kernels) {
     let merged = false;
-    for (let j = out.length - 1; j >= 0 && k.kind === "elementwise"; j--) {
+    for (
+      let j = out.length - 1;
+      j >= 0 && (k.kind === "elementwise" || (coProducts && k.kind === "matmul"));
+      j--
+    ) {
       const prev = out[j];
       const readsPrev = prev.roots.some((r) => k.reads.includes(r));
       const permuted = transposesProduct(prev.roots[0], prev.anchor);
       const intoProduct = prev.kind === "matmul" && readsPrev && !permuted &&
         sameShape(prev.roots[0].shape, prev.anchor!.shape);
-      const both = (prev.kind === "elementwise" || intoProduct) && sameIndex(prev, k) &&
-        merge(prev, k);
+      const both = k.kind === "elementwise"
+        ? (prev.kind === "elementwise" || intoProduct) && sameIndex(prev, k) && merge(prev, k)
+        : k.kind === "matmul" && readsPrev && sameIndex(prev, k) && coProduct(prev, k);
       if (both) {
         out[j] = both;
         merged = true;
+        if (coProducts && both.kind === "matmul") joinCoProduct(j);
         break;
       }
       if (readsPrev) break; // k cannot move above a kernel whose output it reads

@@ -67,6 +67,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulTnInPlace: false,
   matmulStridedOperands: false,
   matmulSumProducts: false,
+  matmulCoProducts: false,
   matmulFlatLanes: false,
   matmulMaxUnroll: 1024,
   matmulEpilogueRowLoop: true,
@@ -122,6 +123,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     tnInPlace: codegen.matmulTnInPlace,
     stridedOperands: codegen.matmulStridedOperands,
     sumProducts: codegen.matmulSumProducts,
+    coProducts: codegen.matmulCoProducts,
     maxProductDepth: split.matmulChunk,
   });
   checkPackedInputs(g, opts.packedInputs);

@@ -291,6 +291,11 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // the 8 s bound); sharing one unroll budget among the products compiles as fast but runs 4%
   // slower. Fewer dispatches matter more on a GPU: `gpuCodegen` sums them.
   matmulSumProducts: false,
+  // Off for the same reason: computing a product beside the one whose epilogue reads it (the up
+  // projection beside the gate, and each input gradient beside the sibling's it adds) takes the
+  // default HD-PiSSA step from 281 to 270 kernels at an even step speed (paired 0.998 and 0.969),
+  // but its two-product kernels made the cold first step 1.3 s longer (5.0 → 6.3 s, 43 pipelines).
+  matmulCoProducts: false,
   // Tiles numbered along x: 144 output columns in tiles of 16 kept 9 of 16 lanes busy; the
   // default HD-PiSSA step 15–16% faster on lavapipe.
   matmulFlatLanes: true,
@@ -336,6 +341,7 @@ export function gpuCodegen(
     matmulTnInPlace: true,
     matmulStridedOperands: true,
     matmulSumProducts: true,
+    matmulCoProducts: true,
     groupKernels: true,
   };
 }

@@ -75,6 +75,11 @@ export interface CodegenOptions {
    */
   matmulSumProducts: boolean;
   /**
+   * Compute a product beside another whose epilogue reads it at the same index (fusion option
+   * `coProducts`: the up projection beside the gate), each into accumulators of its own.
+   */
+  matmulCoProducts: boolean;
+  /**
    * Most multiply-adds the unrolled k-loop body of a vectorised matmul may hold; larger tiles
    * get fewer rows (then column groups). llvmpipe compiles a kernel at its first run, in time
    * that grows with this body; bodies past 1024 ran no faster there (32 rows vs 16).
@@ -561,31 +566,38 @@ export function generateMatmul(
   const bIndex = b.unravel("i32(gid.z)", batchShape);
   const rows = Array.from({ length: TM }, (_, i) => b.bind(`min(row0 + ${i}i, ${M - 1}i)`));
   const cols = Array.from({ length: TN }, (_, j) => b.bind(`min(col0 + ${j}i, ${N - 1}i)`));
-  const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
-  accs.flat().forEach((c) => b.line(`var ${c}: ${t} = ${t === "f32" ? "0.0f" : "0i"};`));
-  // The anchor, then each product summed into it, into the same accumulators.
-  for (const product of products) {
-    const [a, bm] = product.inputs;
-    block(b, `for (var k = 0i; k < ${matmulDims(product).K}i; k++) {`, () => {
-      const av = rows.map((row) => b.valueAt(a, [...bIndex, row, "k"]));
-      const bv = cols.map((col) => b.valueAt(bm, [...bIndex, "k", col]));
-      accs.forEach((row, i) =>
-        row.forEach((c, j) =>
-          b.line(
-            t === "f32"
-              ? `${c} = fma(${av[i]}, ${bv[j]}, ${c});`
-              : `${c} = ${c} + ${av[i]} * ${bv[j]};`,
+  // Accumulators per product group: the anchor with the products summed into it, then each
+  // co-product (`KernelPlan.coProducts`).
+  const groups = [products, ...(plan.coProducts ?? []).map((co) => [co])];
+  const tiles = groups.map((_, g) =>
+    rows.map((_, i) => cols.map((_, j) => g === 0 ? `c${i}_${j}` : `co${g}_${i}_${j}`))
+  );
+  tiles.flat(2).forEach((c) => b.line(`var ${c}: ${t} = ${t === "f32" ? "0.0f" : "0i"};`));
+  groups.forEach((group, g) => {
+    for (const product of group) {
+      const [a, bm] = product.inputs;
+      block(b, `for (var k = 0i; k < ${matmulDims(product).K}i; k++) {`, () => {
+        const av = rows.map((row) => b.valueAt(a, [...bIndex, row, "k"]));
+        const bv = cols.map((col) => b.valueAt(bm, [...bIndex, "k", col]));
+        tiles[g].forEach((row, i) =>
+          row.forEach((c, j) =>
+            b.line(
+              t === "f32"
+                ? `${c} = fma(${av[i]}, ${bv[j]}, ${c});`
+                : `${c} = ${c} + ${av[i]} * ${bv[j]};`,
+            )
           )
-        )
-      );
-    });
-  }
+        );
+      });
+    }
+  });
   storeTile(b, {
     mm,
     terms: plan.terms ?? [],
+    coProducts: (plan.coProducts ?? []).map((co, c) => ({ mm: co, accumulators: tiles[c + 1] })),
     roots: plan.roots,
     batchIndex: bIndex,
-    accumulators: accs,
+    accumulators: tiles[0],
     width: 1,
     element: t,
     firstRow: "row0",
@@ -601,7 +613,7 @@ export function generateMatmul(
     batch,
   ];
   const grid = tileGrid(logical, [wx, wy, 1], opts, b.closeScope());
-  const depths = products.reduce((n, p) => n + matmulDims(p).K, 0);
+  const depths = groups.flat().reduce((n, p) => n + matmulDims(p).K, 0);
   const loops = depths + tileEpilogueIterations(TM, TN);
   return finish(b, plan, ctx, grid.body, grid.dispatch, [wx, wy, 1], loops);
 }

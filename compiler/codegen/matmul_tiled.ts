@@ -115,10 +115,13 @@ export function tiledMatmul(
   // The anchor, then each product summed into it (`KernelPlan.terms`: the same M × N output,
   // each with its own operands, layouts and contraction), into the same accumulators.
   const products = [mm, ...(plan.terms ?? [])];
+  // Each co-product (`KernelPlan.coProducts`) into accumulators of its own.
+  const coProducts = plan.coProducts ?? [];
+  const all = [...products, ...coProducts];
   if (mm.dtype !== "f32") return undefined;
   const { M, N, batchShape, batch } = matmulDims(mm);
   const tiling = chooseTiling(M, N, batch, opts);
-  if (!tiling || products.some((p) => matmulDims(p).K < tiling.tileK / 2)) return undefined;
+  if (!tiling || all.some((p) => matmulDims(p).K < tiling.tileK / 2)) return undefined;
   const { tileM: BM, tileN: BN, tileK: BK, threadM: TM, threadN: TN } = tiling;
   const threadsX = BN / TN, threadsY = BM / TM, threads = threadsX * threadsY;
   // Rows of the tiles in workgroup memory, padded by one vec4 against bank conflicts.
@@ -150,16 +153,19 @@ export function tiledMatmul(
   b.line(`let row0 = wg.y * ${BM}i;`);
   b.line(`let col0 = wg.x * ${BN}i;`);
   const bIndex = b.unravel("wg.z", batchShape);
-  const accs = Array.from(
-    { length: TM },
-    (_, i) => Array.from({ length: TN }, (_, j) => `c${i}_${j}`),
-  );
-  accs.flat().forEach((c) => b.line(`var ${c} = 0.0f;`));
+  const tileOf = (prefix: string) =>
+    Array.from(
+      { length: TM },
+      (_, i) => Array.from({ length: TN }, (_, j) => `${prefix}${i}_${j}`),
+    );
+  const accs = tileOf("c");
+  const coAccs = coProducts.map((_, c) => tileOf(`co${c + 1}_`));
+  [accs, ...coAccs].flat(2).forEach((c) => b.line(`var ${c} = 0.0f;`));
 
   // Cooperative tile loads. `kMajor`: the operand's contraction axis is its contiguous one, so
   // consecutive invocations take consecutive k. Where every size divides its tile, no load needs
   // a bound; where the operand is also a buffer bound whole, each load is one vec4.
-  const accumulate = (product: Node) => {
+  const accumulate = (product: Node, accs: readonly (readonly string[])[]) => {
     const [a, bm] = product.inputs;
     const { K } = matmulDims(product);
     const exact = M % BM === 0 && N % BN === 0 && K % BK === 0;
@@ -277,13 +283,15 @@ export function tiledMatmul(
     });
   };
   const batchFlat = b.bind(b.flatten(bIndex, batchShape));
-  products.forEach(accumulate);
+  products.forEach((p) => accumulate(p, accs));
+  coProducts.forEach((p, c) => accumulate(p, coAccs[c]));
   b.line(`let r0 = row0 + i32(lid.y) * ${TM}i;`);
   b.line(`let q0 = col0 + i32(lid.x) * 4i;`);
   // Column j of the register block is column (j mod 4) of the invocation's vec4 number j / 4.
   storeTile(b, {
     mm,
     terms: plan.terms ?? [],
+    coProducts: coProducts.map((co, c) => ({ mm: co, accumulators: coAccs[c] })),
     roots: plan.roots,
     batchIndex: bIndex,
     accumulators: accs,
@@ -296,7 +304,7 @@ export function tiledMatmul(
     colEnd: N,
     rowLoop: opts.matmulEpilogueRowLoop,
   });
-  const loops = products.reduce((n, p) => n + Math.ceil(matmulDims(p).K / BK) * (BK + 1), 0) +
+  const loops = all.reduce((n, p) => n + Math.ceil(matmulDims(p).K / BK) * (BK + 1), 0) +
     tileEpilogueIterations(TM, TN);
   return finish(b, plan, ctx, b.closeScope(), dispatch, [threadsX, threadsY, 1], loops);
 }

@@ -109,10 +109,15 @@ export function vec4Matmul(
   }
   if (rowBlocks.length * colBlocks.length > MAX_PARTS) return undefined;
   const parts = rowBlocks.flatMap(([m0, m1]) => colBlocks.map(([n0, n1]) => ({ m0, m1, n0, n1 })));
-  // Products summed into this one (`KernelPlan.terms`) accumulate into the same tile, so each
+  // Products summed into this one (`KernelPlan.terms`) accumulate into the same tile, and
+  // co-products (`KernelPlan.coProducts`) into tiles of their own laid out the same way, so each
   // must be read the same way, through whole bindings.
-  const products: Product[] = [{ mm, A, B }];
-  for (const term of plan.terms ?? []) {
+  const products: Product[] = [{ mm, A, B, group: 0 }];
+  const others = [
+    ...(plan.terms ?? []).map((mm) => ({ mm, group: 0 })),
+    ...(plan.coProducts ?? []).map((mm, c) => ({ mm, group: c + 1 })),
+  ];
+  for (const { mm: term, group } of others) {
     const tB = inPlaceOperand(term.inputs[1], ctx, opts.matmulStridedOperands);
     const tA = inPlaceOperand(term.inputs[0], ctx, opts.matmulStridedOperands);
     const tK = matmulDims(term).K;
@@ -121,7 +126,7 @@ export function vec4Matmul(
       (!(aVec || aT || nt) || (tA !== undefined && tA.transposed === A!.transposed)) &&
       [tB, ...(aVec || aT ? [tA!] : [])].every((o) => whole(o.node));
     if (!same || parts.length > 1 || ranged.length > 0) return undefined;
-    products.push({ mm: term, A: tA, B: tB });
+    products.push({ mm: term, A: tA, B: tB, group });
   }
   const kernels = parts.map((p) => vec4Part(plan, ctx, opts, { products, aVec, aT, nn }, p));
   if (kernels.some((k) => k === undefined)) return undefined;
@@ -170,6 +175,8 @@ interface Product {
   mm: Node;
   A: Operand | undefined;
   B: Operand;
+  /** Its accumulators: 0 the anchor's (summed terms too), c the c-th co-product's. */
+  group: number;
 }
 
 /** A product with its operands' bindings in one kernel (quarter-element offsets inside them). */
@@ -198,7 +205,7 @@ function vec4Part(
   // Each product's bindings: the elements of each vec4 buffer this block reads (all of B for NN;
   // the block's rows of W (NT) or of A), and each operand's first element inside its binding in
   // quarter elements.
-  const bound = products.map(({ mm: product, A, B }) => {
+  const bound = products.map(({ mm: product, A, B, group }) => {
     const K = matmulDims(product).K;
     const bRange = nn
       ? [B.offset, B.offset + batch * K * N]
@@ -214,13 +221,17 @@ function vec4Part(
     vecNodes.forEach((n) => b.vec4Slots.add(ctx.slotOf(n)));
     const bOff = (B.offset - bBind.base) / 4;
     const aOff = aBind ? (A!.offset - aBind.base) / 4 : 0;
-    return { mm: product, A, B, K, a: product.inputs[0], bBind, aBind, bOff, aOff };
+    return { mm: product, A, B, group, K, a: product.inputs[0], bBind, aBind, bOff, aOff };
   });
   if (!bound.every((x): x is Bound => x !== undefined)) return undefined;
   const [WG, WGY] = opts.matmulWorkgroup;
   const work = batch * rowsP * colsP * bound.reduce((n, { K }) => n + K, 0);
   const budget = work < opts.matmulCompactWork ? opts.matmulCompactUnroll : opts.matmulMaxUnroll;
   const { rows: TM, groups } = tileShape(opts, budget, nn, aVec, aT, rowsP, colsP);
+  // Co-products hold tiles of their own, each of the full tile's size: each product's loop is
+  // unrolled alone, and on llvmpipe sharing the budget instead (half the rows) made the step 9%
+  // slower where the full tiles measured even (paired, 0.998 and 0.969).
+  const tileCount = 1 + (plan.coProducts?.length ?? 0);
   const colTiles = Math.ceil(colsP / (4 * groups)), rowTiles = Math.ceil(rowsP / TM);
   // Tiles numbered row by row along x, so that no lane idles where a row of tiles does not fill
   // whole workgroups (144 columns in tiles of 16: 9 of 16 lanes busy). The divisors, once per
@@ -253,13 +264,14 @@ function vec4Part(
     { length: TM },
     (_, i) => b.bind(rowsP % TM === 0 ? `(row0 + ${i}i)` : `min(row0 + ${i}i, ${p.m1 - 1}i)`),
   );
-  const store = (accumulators: string[][], width: 1 | 4) =>
+  const store = (tiles: string[][][], width: 1 | 4) =>
     storeTile(b, {
       mm,
       terms: plan.terms ?? [],
+      coProducts: (plan.coProducts ?? []).map((co, c) => ({ mm: co, accumulators: tiles[c + 1] })),
       roots: plan.roots,
       batchIndex: bIndex,
-      accumulators,
+      accumulators: tiles[0],
       width,
       element: "f32",
       firstRow: "row0",
@@ -273,10 +285,17 @@ function vec4Part(
     // TM rows × (4·G) columns: G vec4 accumulators per row, G vec4 loads of B per k. When A is
     // row-major too, k advances by 4 with one vec4 load of A per row.
     const G = groups;
-    const accs = rows.map((_, i) => Array.from({ length: G }, (_, g) => `acc${i}_${g}`));
-    accs.flat().forEach((c) => b.line(`var ${c} = vec4<f32>(0.0f);`));
+    const tiles = Array.from(
+      { length: tileCount },
+      (_, t) =>
+        rows.map((_, i) =>
+          Array.from({ length: G }, (_, g) => t === 0 ? `acc${i}_${g}` : `co${t}_acc${i}_${g}`)
+        ),
+    );
+    tiles.flat(2).forEach((c) => b.line(`var ${c} = vec4<f32>(0.0f);`));
     const colsFit = colsP % (4 * G) === 0;
-    for (const { mm: product, A, B, K, a, bBind, aBind, bOff, aOff } of bound) {
+    for (const { mm: product, A, B, group, K, a, bBind, aBind, bOff, aOff } of bound) {
+      const accs = tiles[group];
       const aRows = aVec ? quads(A!, M * K, K, 0) : undefined;
       const bRows = quads(B, K * N, N, 0);
       const bLoad = (k: string, g: number) => {
@@ -329,15 +348,20 @@ function vec4Part(
         });
       });
     }
-    store(accs, 4);
+    store(tiles, 4);
   } else {
     const cols = Array.from(
       { length: 4 * groups },
       (_, j) => b.bind(`min(col0 + ${j}i, ${p.n1 - 1}i)`),
     );
-    const accs = rows.map((_, i) => cols.map((_, j) => `c${i}_${j}`));
-    accs.flat().forEach((c) => b.line(`var ${c} = 0.0f;`));
-    for (const { A, B, K, bBind, aBind, bOff, aOff } of bound) {
+    const tiles = Array.from(
+      { length: tileCount },
+      (_, t) =>
+        rows.map((_, i) => cols.map((_, j) => t === 0 ? `c${i}_${j}` : `co${t}_c${i}_${j}`)),
+    );
+    tiles.flat(2).forEach((c) => b.line(`var ${c} = 0.0f;`));
+    for (const { A, B, group, K, bBind, aBind, bOff, aOff } of bound) {
+      const accs = tiles[group];
       const aRows = quads(A!, M * K, K, 0);
       const wRows = quads(B, N * K, K, 1);
       block(b, `for (var k = 0i; k < ${K / 4}i; k++) {`, () => {
@@ -357,7 +381,7 @@ function vec4Part(
         });
       });
     }
-    store(accs, 1);
+    store(tiles, 1);
   }
   const logical: [number, number, number] = flat
     ? [Math.ceil((colTiles * rowTiles) / WG), 1, batch]

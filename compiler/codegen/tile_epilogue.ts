@@ -30,6 +30,11 @@ export interface TileEpilogue {
    */
   terms?: readonly Node[];
   /**
+   * Products of `mm`'s shape computed beside it (`KernelPlan.coProducts`), each with its own
+   * accumulators laid out as `accumulators`: the epilogue reads each at the same element.
+   */
+  coProducts?: readonly { mm: Node; accumulators: readonly (readonly string[])[] }[];
+  /**
    * The kernel's outputs: the matmul or its fused consumer, then any elementwise kernel merged
    * in (fusion rule 8), each stored at the product's index.
    */
@@ -77,13 +82,15 @@ function emitStore(b: KernelBuilder, t: TileEpilogue): void {
   const colCount = t.consecutiveCols
     ? b.bind(`min(${cols}i, ${t.colEnd}i - ${t.col("0i")})`)
     : `${cols}i`;
-  const storeRow = (row: string, values: RowValues) =>
+  // One value list per product: the anchor's, then each co-product's.
+  const storeRow = (row: string, values: readonly RowValues[]) =>
     block(b, `if (${row} < ${t.rowEnd}i) {`, () => {
       block(b, `for (var tj = 0i; tj < ${colCount}; tj++) {`, () => {
         const col = b.bind(t.col("tj"));
         const store = () => {
           const index = [...t.batchIndex, row, col];
-          b.seed(t.mm, index, pick(b, values));
+          b.seed(t.mm, index, pick(b, values[0]));
+          t.coProducts?.forEach((co, c) => b.seed(co.mm, index, pick(b, values[c + 1])));
           t.terms?.forEach((term) => b.seed(term, index, `0.0f`));
           const at = rootIndex(t, index);
           storeRoots(b, t.roots, at, b.flatten(at, t.roots[0].shape));
@@ -92,14 +99,18 @@ function emitStore(b: KernelBuilder, t: TileEpilogue): void {
         else block(b, `if (${col} < ${t.colEnd}i) {`, store);
       });
     });
-  const rows = t.accumulators.map((accs) => rowValues(b, t, accs));
+  const tiles = [t.accumulators, ...(t.coProducts ?? []).map((co) => co.accumulators)];
+  const rows = t.accumulators.map((_, i) => tiles.map((accs) => rowValues(b, t, accs[i])));
   if (!t.rowLoop || rows.length === 1) {
     rows.forEach((values, i) => storeRow(`(${t.firstRow} + ${i}i)`, values));
     return;
   }
   block(b, `for (var ti = 0i; ti < ${rows.length}i; ti++) {`, () => {
-    const values = rows[0].values.map((_, p) => b.bind(chain(rows.map((r) => r.values[p]), "ti")));
-    storeRow(b.bind(`(${t.firstRow} + ti)`), { quads: rows[0].quads, values });
+    const values = tiles.map((_, c) => ({
+      quads: rows[0][c].quads,
+      values: rows[0][c].values.map((_, p) => b.bind(chain(rows.map((r) => r[c].values[p]), "ti"))),
+    }));
+    storeRow(b.bind(`(${t.firstRow} + ti)`), values);
   });
 }
 

@@ -187,7 +187,12 @@ export function reassociateMatmuls(graph: Graph): Graph {
     if (side < 0) return undefined;
     const q = inputs[side];
     const p = inputs[1 - side];
-    const sum = terms(q)!.terms.map((t) => {
+    // The candidate as rewritten: a product inside it that read another dissolved candidate is
+    // now a sum itself, which may no longer be of this form (a scaled sum of scaled products):
+    // then the consumer reads the candidate as computed.
+    const found = terms(q);
+    if (!found) return undefined;
+    const sum = found.terms.map((t) => {
       let product: Node;
       if (!t.left) {
         const d = t.transposed ? transposeLastTwo(t.dense, emitter) : t.dense;

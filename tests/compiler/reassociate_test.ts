@@ -4,7 +4,7 @@ import { evaluateGraph, interpret } from "../../dsl/interpret.ts";
 import { grad } from "../../dsl/autodiff.ts";
 import { linear } from "../../dsl/nn/layers.ts";
 import { lowRankWeight } from "../../dsl/adapters/methods/low_rank.ts";
-import { matmul, mul, sum, tanh, transpose } from "../../mod.ts";
+import { add, matmul, mul, sum, tanh, transpose } from "../../mod.ts";
 import { optimize } from "../../compiler/passes/mod.ts";
 import { trace } from "../../dsl/trace_function.ts";
 import type { Tensor } from "../../dsl/trace.ts";
@@ -109,4 +109,21 @@ Deno.test("reassociate: a merged weight shared by many tokens stays merged when 
     }),
   );
   assert.ok(g.nodes.some((x) => x.op === "matmul" && x.shape.join() === "16,16"));
+});
+
+Deno.test("reassociate: a candidate whose product reads another candidate keeps its value", async () => {
+  // q1 = s·(b·a) and q2 = s·((q1 + q1)·a) are both thin-consumed sums of products: distributing
+  // q2's consumer found q2's product already rewritten into a sum (found by the random-DAG fuzzer:
+  // the pass threw). Whatever is distributed, the values must stay.
+  const f = (a: Tensor, b: Tensor) => {
+    const q1 = mul(matmul(b, a), 0.5);
+    const q2 = mul(matmul(add(q1, q1), a), 0.5);
+    return mul(matmul(q2, a), 0.5);
+  };
+  const xs = [randomArray([2, 2], 5), randomArray([2, 2], 6)];
+  const want = interpret(f, ...xs) as HostArray;
+  const graph = optimize(trace(f, ...xs.map((x) => ({ shape: x.shape }))));
+  const [optimized] = evaluateGraph(graph, xs) as unknown as HostArray[];
+  assertClose(optimized, want, { rtol: 1e-6, atol: 1e-6, label: "optimized" });
+  assertClose(await jit(f)(...xs) as HostArray, want, { rtol: 1e-5, atol: 1e-5, label: "jit" });
 });

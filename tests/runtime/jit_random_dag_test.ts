@@ -154,6 +154,26 @@ const arbDag: fc.Arbitrary<Dag> = fc.record({
   outputs: fc.array(nat, { minLength: 1, maxLength: 3 }),
 });
 
+/** DAGs mostly of products and binary ops: products joined by an elementwise op are common. */
+const productDags: fc.Arbitrary<Dag> = fc.record({
+  inputs: fc.array(arbShape({ minRank: 2, maxRank: 3, minDim: 2, maxDim: 4 }), {
+    minLength: 2,
+    maxLength: 3,
+  }),
+  instrs: fc.array(
+    fc.oneof(
+      { arbitrary: fc.record({ k: fc.constant("matmul" as const), a: nat, b: nat }), weight: 3 },
+      {
+        arbitrary: fc.record({ k: fc.constant("binary" as const), op: nat, a: nat, b: nat }),
+        weight: 3,
+      },
+      { arbitrary: arbInstr, weight: 2 },
+    ),
+    { minLength: 4, maxLength: 10 },
+  ),
+  outputs: fc.array(nat, { minLength: 1, maxLength: 3 }),
+});
+
 const UNARY: ((x: Tensor) => Tensor)[] = [
   dsl.tanh,
   dsl.neg,
@@ -329,9 +349,10 @@ async function checkDagPairs(
   apart: Partial<CodegenOptions>,
   grow: number,
   counts: (p: Program) => boolean,
+  dags: fc.Arbitrary<Dag> = arbDag,
 ): Promise<number> {
   const wider = (s: number[]) => s.map((d) => (d === 1 ? 1 : d + grow));
-  const pairs = arbDag.chain((dag) =>
+  const pairs = dags.chain((dag) =>
     fc.tuple(
       fc.constant(dag),
       fc.tuple(...dag.inputs.map((s) => arbF32(s))),
@@ -385,6 +406,21 @@ Deno.test("jit random DAGs twice in one program: grouped dispatches compute what
     (p) => p.kernels.some((k) => k.name.startsWith("grouped")),
   );
   if (grouping < 8) throw new Error(`only ${grouping} random programs had a grouped dispatch`);
+});
+
+Deno.test("jit random DAGs twice in one program: products computed beside each other compute what separate kernels do", async () => {
+  // A product kernel whose epilogue reads another product at its own index computes both, each
+  // into its own accumulators (matmulCoProducts, fusion rule 9): in the random programs and more
+  // so in their gradients, where input gradients of two branches meet.
+  const beside = await checkDagPairs(
+    "co-products",
+    { matmulCoProducts: true },
+    { matmulCoProducts: false },
+    2,
+    (p) => p.kernels.some((k) => k.ops.filter((op) => op === "matmul").length > 1),
+    productDags,
+  );
+  if (beside < 4) throw new Error(`only ${beside} random programs computed products side by side`);
 });
 
 Deno.test("jit a shared intermediate read by reductions, matmuls, views and outputs", async () => {

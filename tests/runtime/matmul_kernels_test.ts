@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { assertClose } from "../helpers/arrays.ts";
 import { checkAsyncProperty, fc } from "./jit_helpers.ts";
 import { randomArray } from "../helpers/models.ts";
+import { MATMUL_CONFIGS as configs, SMALL_TILING } from "../helpers/matmul_configs.ts";
 
 type Case = [string, (a: Tensor, b: Tensor) => Tensor, number[], number[]];
 
@@ -127,42 +128,6 @@ const cases: Case[] = [
     (a, b) => dsl.relu(dsl.matmul(dsl.mul(a, 2), dsl.transpose(b))),
     [33, 29],
     [40, 29],
-  ],
-];
-
-// The tunables a CPU adapter gets, those a GPU gets, and the generic kernel alone.
-/** A shared-memory tiling small enough that the test shapes span several tiles. */
-const SMALL_TILING = { tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 };
-
-const configs: [string, Partial<CodegenOptions>][] = [
-  ["cpu tiles", {
-    matmulRowBlock: 32,
-    matmulColumnGroups: 8,
-    matmulNtTile: { rows: 16, cols: 16 },
-    matmulNtInPlace: true,
-  }],
-  // The same tiles over a 2-D grid of workgroups (the CPU adapter numbers tiles along x).
-  ["cpu tiles, 2-D grid", {
-    matmulRowBlock: 32,
-    matmulColumnGroups: 8,
-    matmulNtTile: { rows: 16, cols: 16 },
-    matmulFlatLanes: false,
-  }],
-  // Every product gets the compact tile, and tile rows are stored unrolled, not in a loop.
-  ["cpu tiles, compact, rows unrolled", {
-    matmulRowBlock: 32,
-    matmulColumnGroups: 8,
-    matmulNtTile: { rows: 16, cols: 16 },
-    matmulCompactWork: Infinity,
-    matmulEpilogueRowLoop: false,
-  }],
-  ["gpu tiles", { matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] }],
-  ["generic", { vectorizedMatmul: false }],
-  // Shared-memory tiles (the discrete-GPU kernel), small enough that these shapes span several.
-  ["shared 16×16×8", { matmulTilings: [SMALL_TILING] }],
-  [
-    "shared 32×16×4, 8×4 per invocation",
-    { matmulTilings: [{ tileM: 32, tileN: 16, tileK: 4, threadM: 8, threadN: 4 }] },
   ],
 ];
 

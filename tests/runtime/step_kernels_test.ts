@@ -54,14 +54,15 @@ const PIPELINES: Record<string, number> = { hdpissa: 41, pissa: 31, lora: 31, fu
  * adapter's limits (32 storage buffers a dispatch; a GPU that grants more groups more), measured
  * 2026-12-07: kernels and pipelines. HD-PiSSA 299 kernels before operands were read in place on
  * GPUs, 281 before grouping, 149 (44 pipelines) before sibling products were summed in the
- * shared-memory kernel; DP-LoRA/PiSSA 289, 274 and 167 (36); full fine-tuning 170, 155 and 122 (31).
- * With 64 storage buffers a dispatch HD-PiSSA lowers to 124 kernels, with no bound to 120.
+ * shared-memory kernel, 139 before the up projection was computed beside the gate (co-products);
+ * DP-LoRA/PiSSA 289, 274, 167 (36) and 157; full fine-tuning 170, 155, 122 (31) and 112. With 64
+ * storage buffers a dispatch HD-PiSSA lowers to 120 kernels, with no bound to 116.
  */
 const GPU_BUDGET: Record<string, [number, number]> = {
-  hdpissa: [139, 46],
-  pissa: [157, 38],
-  lora: [157, 38],
-  full: [112, 33],
+  hdpissa: [135, 46],
+  pissa: [153, 38],
+  lora: [153, 38],
+  full: [108, 33],
 };
 
 const cfg = DEFAULT_RUN;
