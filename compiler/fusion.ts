@@ -137,6 +137,11 @@ export interface FusionOptions {
    * doubles the registers a tile holds.
    */
   coProducts?: boolean;
+  /**
+   * Rule 2's exception for short elementwise chains over one buffer (σ(g) and g·σ(g) of a stored
+   * gate g): recomputed in each kernel that reads them instead of stored (default true).
+   */
+  recompute?: boolean;
 }
 
 /** Kernels back an elementwise kernel looks for one to merge with by moving it down (rule 8). */
@@ -199,6 +204,34 @@ function isCheapIndexing(node: Node, buffers: Set<Node>): boolean {
   const indexMath = INDEX_ARITHMETIC.has(node.op) && node.dtype === "i32";
   if (!view && !MASK_OPS.has(node.op) && !indexMath) return false;
   return node.inputs.every((x) => isCheapIndexing(x, buffers));
+}
+
+/**
+ * Most elementwise ops a value recomputed from one buffer may take (rule 2): the tanh of GPT-2's
+ * GELU and 1 + tanh take 7.
+ */
+const MAX_RECOMPUTED_OPS = 8;
+
+/**
+ * The one array a short elementwise chain reads besides scalars (σ(g), g·σ(g) of a gate g), where
+ * `stored` holds it: recomputing such a chain where it is read costs a few instructions per
+ * element, while storing it costs a write and a read of a whole array, and it keeps no other
+ * array alive than the one it reads.
+ */
+function cheapSource(node: Node, stored: (n: Node) => boolean): Node | undefined {
+  if (stored(node) || node.dtype !== "f32") return undefined;
+  const sources = new Set<Node>();
+  let ops = 0;
+  const walk = (x: Node): boolean => {
+    if (isSplat(x)) return true;
+    if (stored(x)) {
+      sources.add(x);
+      return sameShape(x.shape, node.shape);
+    }
+    ops++;
+    return isElementwise(x.op) && ops <= MAX_RECOMPUTED_OPS && x.inputs.every(walk);
+  };
+  return walk(node) && sources.size === 1 ? [...sources][0] : undefined;
 }
 
 /** Splits a graph into kernels (rules 1–9 above), in execution order. */
@@ -347,18 +380,30 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     });
     if (fixes.size === 0) {
       // Rule 2: a non-trivial node fused into two kernels is computed once, into a buffer.
+      // Its exception: a short elementwise chain over one stored array is recomputed.
+      const recompute = opts.recompute !== false;
+      const isBuffer = (n: Node) => buffers.has(n);
       const owners = new Map<Node, number>();
       walks.forEach((w) =>
         w.fused.forEach((n) => {
-          if (!isCheapIndexing(n, buffers)) owners.set(n, (owners.get(n) ?? 0) + 1);
+          const cheap = isCheapIndexing(n, buffers) || (recompute && cheapSource(n, isBuffer));
+          if (!cheap) owners.set(n, (owners.get(n) ?? 0) + 1);
         })
       );
-      const shared = [...owners].filter(([, c]) => c > 1).map(([n]) => n);
+      const shared = [...owners].filter(([, c]) => c > 1).map(([n]) => n)
+        .sort((a, b) => a.id - b.id);
       // Only the latest shared nodes: materialising them may make their producers private.
       const sharedSet = new Set(shared);
+      // Of the latest, in order, one that is a short chain over one array stored before it (a
+      // GELU's tanh over its input) is not stored: the next round recomputes it from that array.
+      const stores = new Set<Node>();
       for (const n of shared) {
         const c = consumerOf.get(n);
-        if (!(c && sharedSet.has(c) && consumerCount.get(n) === 1)) fixes.add(beneathViews(n));
+        if (c && sharedSet.has(c) && consumerCount.get(n) === 1) continue;
+        const stored = (x: Node) => x !== n && (buffers.has(x) || stores.has(x));
+        if (recompute && cheapSource(n, stored)) continue;
+        stores.add(n);
+        fixes.add(beneathViews(n));
       }
     }
     if (fixes.size === 0) break;

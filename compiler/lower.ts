@@ -68,6 +68,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulStridedOperands: false,
   matmulSumProducts: false,
   matmulCoProducts: false,
+  recomputeElementwise: true,
   matmulFlatLanes: false,
   matmulMaxUnroll: 1024,
   matmulEpilogueRowLoop: true,
@@ -124,6 +125,7 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     stridedOperands: codegen.matmulStridedOperands,
     sumProducts: codegen.matmulSumProducts,
     coProducts: codegen.matmulCoProducts,
+    recompute: codegen.recomputeElementwise,
     maxProductDepth: split.matmulChunk,
   });
   checkPackedInputs(g, opts.packedInputs);

@@ -80,6 +80,11 @@ export interface CodegenOptions {
    */
   matmulCoProducts: boolean;
   /**
+   * Recompute a short elementwise chain over one buffer where it is read instead of storing it
+   * (fusion option `recompute`: a gate's σ(g) and silu(g) in the backward pass).
+   */
+  recomputeElementwise: boolean;
+  /**
    * Most multiply-adds the unrolled k-loop body of a vectorised matmul may hold; larger tiles
    * get fewer rows (then column groups). llvmpipe compiles a kernel at its first run, in time
    * that grows with this body; bodies past 1024 ran no faster there (32 rows vs 16).

@@ -154,12 +154,31 @@ Deno.test("views fuse as index arithmetic: transpose, slice, concat, pad, broadc
 });
 
 Deno.test("a value needed by two kernels is computed once, into a buffer", () => {
-  const p = kernels((x: Tensor) => {
-    const e = dsl.exp(x);
-    return [dsl.sum(e, 0), dsl.sum(e, 1)];
-  }, spec(6, 7));
+  const p = kernels(
+    (x: Tensor, y: Tensor) => {
+      const e = dsl.exp(dsl.mul(x, y));
+      return [dsl.sum(e, 0), dsl.sum(e, 1)];
+    },
+    spec(6, 7),
+    spec(6, 7),
+  );
   assert.equal(p.kernels.length, 3);
   assert.equal(p.kernels.filter((k) => k.ops.includes("exp")).length, 1);
+});
+
+Deno.test("a short chain over one array, needed by two kernels, is recomputed in each", () => {
+  // exp(x) reads x alone: each reduction computes it again rather than reading it back from a
+  // buffer (rule 2's exception); with `recomputeElementwise` off it is stored once.
+  const f = (x: Tensor) => {
+    const e = dsl.exp(x);
+    return [dsl.sum(e, 0), dsl.sum(e, 1)];
+  };
+  const graph = trace(f, spec(6, 7));
+  const p = lower(graph, { maxStorageBuffers: 16 });
+  assert.equal(p.kernels.length, 2, String(p));
+  assert.ok(p.kernels.every((k) => k.ops.includes("exp")), String(p));
+  const stored = lower(graph, { maxStorageBuffers: 16, recomputeElementwise: false });
+  assert.equal(stored.kernels.length, 3, String(stored));
 });
 
 Deno.test("op-by-op mode lowers one primitive per kernel", () => {
@@ -229,26 +248,55 @@ Deno.test("a residual add read through the linear layer's reshape is the matmul'
   assert.equal(p.kernels.length, 3, String(p)); // matmul + add, the norm, the +1
 });
 
-Deno.test("a gated MLP's activation and gated product are more outputs of the gate and up products", () => {
+Deno.test("a gated MLP stores its products and gated product; σ(g) and silu(g) are recomputed where read", () => {
   // silu(x·Gᵀ) ⊙ (x·Uᵀ) through the linear layers' reshapes, with its gradient: both products
-  // are kept for the backward pass, so each product's kernel also stores what is computed from it
-  // at the same index (σ(g) and silu(g); the gated product), and no elementwise kernel computes
-  // the activation or the gating.
+  // are kept for the backward pass. The up projection's kernel computes silu(g) from the stored g
+  // and also stores the gated product (fusion rule 8); σ(g) and silu(g), short chains over g, are
+  // recomputed in the backward pass instead of stored (rule 2's exception). With
+  // `recomputeElementwise` off the gate's kernel stores them too, as it did before.
   const mlp = (x: Tensor, gate: Tensor, up: Tensor, down: Tensor) =>
     dsl.sum(dsl.square(linear(dsl.mul(dsl.silu(linear(x, gate)), linear(x, up)), down)));
-  const p = kernels(
+  const specs = [spec(2, 8, 16), spec(24, 16), spec(24, 16), spec(16, 24)];
+  const graph = trace(dsl.grad(mlp, { argnums: [1, 2, 3] }), ...specs);
+  for (const recompute of [true, false]) {
+    const p = lower(graph, {
+      maxStorageBuffers: 16,
+      groupKernels: false,
+      recomputeElementwise: recompute,
+    });
+    const [gate, up] = p.kernels;
+    assert.deepEqual([gate.kind, up.kind], ["matmul", "matmul"], String(p));
+    const outputs = (k: typeof gate) => k.output.split(" ").length;
+    assert.equal(outputs(gate), recompute ? 1 : 3, String(p));
+    assert.ok(gate.ops.includes("sigmoid") !== recompute, String(p));
+    assert.ok(up.ops.includes("sigmoid") === recompute && outputs(up) === 2, String(p));
+    // Where recomputed, the kernel of the gated product's gradient computes σ(g) itself.
+    const backward = p.kernels.slice(2).filter((k) => k.ops.includes("sigmoid"));
+    assert.equal(backward.length, recompute ? 1 : 0, String(p));
+  }
+});
+
+Deno.test("GPT-2's GELU stores its input and output only: tanh and 1 + tanh are recomputed", () => {
+  // gelu(x·W + b) feeding a second layer, with its gradient: the backward pass reads tanh(…) and
+  // 1 + tanh(…), chains of 7 ops over the stored x·W + b. They were two more [tokens, 4·d]
+  // arrays per layer (GPT-2 small's default step: 1.5 → 0.93 GiB of activations at the peak).
+  const mlp = (x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor) =>
+    dsl.sum(dsl.square(dsl.matmul(dsl.gelu(dsl.add(dsl.matmul(x, w1), b1)), w2)));
+  const graph = trace(
     dsl.grad(mlp, { argnums: [1, 2, 3] }),
-    spec(2, 8, 16),
-    spec(24, 16),
-    spec(24, 16),
-    spec(16, 24),
+    spec(16, 8),
+    spec(8, 32),
+    spec(32),
+    spec(32, 8),
   );
-  const [gate, up] = p.kernels;
-  assert.deepEqual([gate.kind, up.kind], ["matmul", "matmul"], String(p));
-  assert.ok(gate.ops.includes("sigmoid") && gate.output.split(" ").length === 3, String(p));
-  assert.ok(up.ops.includes("mul") && up.output.split(" ").length === 2, String(p));
-  const elementwise = p.kernels.filter((k) => k.kind === "elementwise");
-  assert.ok(elementwise.every((k) => !k.ops.includes("sigmoid")), String(p));
+  const stored = (recompute: boolean) => {
+    const p = lower(graph, { maxStorageBuffers: 16, recomputeElementwise: recompute });
+    const first = p.kernels[0];
+    assert.ok(first.kind === "matmul" && first.ops.includes("tanh"), String(p));
+    return first.output.split(" ").length;
+  };
+  assert.equal(stored(true), 2);
+  assert.ok(stored(false) > 2);
 });
 
 Deno.test("the input gradient of sibling layers is one kernel of summed products", () => {

@@ -341,14 +341,15 @@ Deno.test("jit random DAGs with several outputs: values, gradients, fused = unfu
 /**
  * The same random DAG twice in one program, on inputs of its shape and one `grow` wider, and its
  * gradient: with `codegen` against the reference and, to a few ULPs, against `apart` (the
- * setting it changes). Returns how many of the programs `counts` held for.
+ * setting it changes). Returns how many of the programs `counts` held for (given the program
+ * lowered with each setting).
  */
 async function checkDagPairs(
   label: string,
   codegen: Partial<CodegenOptions>,
   apart: Partial<CodegenOptions>,
   grow: number,
-  counts: (p: Program) => boolean,
+  counts: (p: Program, apart: Program) => boolean,
   dags: fc.Arbitrary<Dag> = arbDag,
 ): Promise<number> {
   const wider = (s: number[]) => s.map((d) => (d === 1 ? 1 : d + grow));
@@ -375,7 +376,8 @@ async function checkDagPairs(
         await checkProgram(g, args, `${what}, ${label}`, describe, { codegen });
         const other = await jit(g, { codegen: apart })(...args);
         assertTreeMatches(await jit(g, { codegen })(...args), other, FUSED, `${what}: ${label}`);
-        if (counts(await jit(g, { codegen }).lower(...args))) counted++;
+        const lowered = await jit(g, { codegen }).lower(...args);
+        if (counts(lowered, await jit(g, { codegen: apart }).lower(...args))) counted++;
       }
     }),
     { numRuns: 16 },
@@ -422,6 +424,22 @@ Deno.test("jit random DAGs twice in one program: products computed beside each o
   );
   if (beside < 4) throw new Error(`only ${beside} random programs computed products side by side`);
 });
+
+Deno.test("jit random DAGs twice in one program: values recomputed where read compute what stored ones do", async () => {
+  // Short elementwise chains over one stored array are recomputed in each kernel that reads them
+  // (recomputeElementwise, rule 2's exception) instead of stored once: fewer buffers, same values.
+  const fewer = await checkDagPairs(
+    "recomputed",
+    { recomputeElementwise: true },
+    { recomputeElementwise: false },
+    2,
+    (p, apart) => stores(p) < stores(apart),
+  );
+  if (fewer < 4) throw new Error(`only ${fewer} random programs recomputed a stored value`);
+});
+
+/** Arrays a program's kernels write. */
+const stores = (p: Program) => p.kernels.reduce((n, k) => n + k.written.length, 0);
 
 Deno.test("jit a shared intermediate read by reductions, matmuls, views and outputs", async () => {
   // One value h with many consumers of every kind, and outputs at several stages.
