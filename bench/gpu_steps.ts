@@ -72,4 +72,8 @@ for (const method of ["hdpissa", "lora", "full"] as Method[]) {
 }
 // What grouped dispatches and the autotuner (issue 15) change on this device.
 await measure("hdpissa", "virtual", "separate dispatches", { codegen: { groupKernels: false } });
+// The GPU options of 2026-12-07, each turned off alone.
+await measure("hdpissa", "virtual", "no co-products", { codegen: { matmulCoProducts: false } });
+await measure("hdpissa", "virtual", "a row per invocation", { codegen: { rowWorkgroup: 0 } });
+await measure("hdpissa", "virtual", "chains stored", { codegen: { recomputeElementwise: false } });
 await measure("hdpissa", "virtual", "autotuned", { autotune: { store: null } });

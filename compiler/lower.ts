@@ -15,6 +15,7 @@ import {
 import { tiledMatmul } from "./codegen/matmul_tiled.ts";
 import { tunedOptions } from "./codegen/matmul_classes.ts";
 import { vec4Matmul } from "./codegen/matmul_vec4.ts";
+import { workgroupRows } from "./codegen/rows_workgroup.ts";
 import { PACKED_FORMATS, type PackedFormat } from "./codegen/packed.ts";
 import { shareShapes } from "./codegen/shape_params.ts";
 import { shareEpilogues } from "./codegen/epilogue_variants.ts";
@@ -68,6 +69,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulStridedOperands: false,
   matmulSumProducts: false,
   matmulCoProducts: false,
+  rowWorkgroup: 0,
   recomputeElementwise: true,
   matmulFlatLanes: false,
   matmulMaxUnroll: 1024,
@@ -227,8 +229,10 @@ function generate(
   };
   const generators = {
     elementwise: generateElementwise,
-    rowwise: generateRowwise,
-    reduce: generateReduce,
+    rowwise: (p: KernelPlan, c: KernelContext, o: CodegenOptions) =>
+      workgroupRows(p, c, o) ?? generateRowwise(p, c, o),
+    reduce: (p: KernelPlan, c: KernelContext, o: CodegenOptions) =>
+      workgroupRows(p, c, o) ?? generateReduce(p, c, o),
     matmul: (p: KernelPlan, c: KernelContext, o: CodegenOptions) => {
       const tuned = tunedOptions(p.anchor!, o);
       return tiledMatmul(p, c, tuned) ?? vec4Matmul(p, c, tuned) ?? generateMatmul(p, c, tuned);

@@ -324,8 +324,9 @@ export function codegenFor(device: Device): Partial<CodegenOptions> {
  * The code-generator tunables of a GPU with these limits: small register tiles in 16×16
  * workgroups, the shared-memory tilings the limits allow, every operand read where it lies
  * (the tiled kernel loads NN, NT, TN and split heads coalesced, so no layout copies), the input
- * gradients of sibling layers summed in one kernel, and independent kernels of one pipeline grouped
- * into one dispatch.
+ * gradients of sibling layers summed in one kernel, a product computed beside the one whose
+ * epilogue reads it, long rows reduced by a workgroup each, and independent kernels of one pipeline
+ * grouped into one dispatch.
  */
 export function gpuCodegen(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
@@ -342,6 +343,7 @@ export function gpuCodegen(
     matmulStridedOperands: true,
     matmulSumProducts: true,
     matmulCoProducts: true,
+    rowWorkgroup: Math.min(256, limits.maxComputeInvocationsPerWorkgroup),
     groupKernels: true,
   };
 }

@@ -80,6 +80,11 @@ export interface CodegenOptions {
    */
   matmulCoProducts: boolean;
   /**
+   * Invocations of a workgroup that owns one row of a row-wise kernel or row reduction
+   * (rows_workgroup.ts; 0: one invocation per row, the CPU adapter's choice).
+   */
+  rowWorkgroup: number;
+  /**
    * Recompute a short elementwise chain over one buffer where it is read instead of storing it
    * (fusion option `recompute`: a gate's σ(g) and silu(g) in the backward pass).
    */
@@ -353,7 +358,7 @@ export function tileGrid(
 }
 
 /** Merges an outer index (non-reduced axes) and a row index (reduced axes) into a full index. */
-function mergeIndex(
+export function mergeIndex(
   rank: number,
   axes: readonly number[],
   outer: readonly string[],

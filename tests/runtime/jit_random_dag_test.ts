@@ -441,6 +441,19 @@ Deno.test("jit random DAGs twice in one program: values recomputed where read co
 /** Arrays a program's kernels write. */
 const stores = (p: Program) => p.kernels.reduce((n, k) => n + k.written.length, 0);
 
+Deno.test("jit random DAGs twice in one program: rows reduced by a workgroup each compute what one invocation per row does", async () => {
+  // The second copy's inputs are 36 wider on each axis, so its reductions over trailing axes
+  // have rows long enough for a workgroup per row (rowWorkgroup, rows_workgroup.ts).
+  const rows = await checkDagPairs(
+    "row workgroups",
+    { rowWorkgroup: 64 },
+    { rowWorkgroup: 0 },
+    36,
+    (p) => p.kernels.some((k) => k.wgsl.includes("row_part_")),
+  );
+  if (rows < 4) throw new Error(`only ${rows} random programs reduced rows in a workgroup`);
+});
+
 Deno.test("jit a shared intermediate read by reductions, matmuls, views and outputs", async () => {
   // One value h with many consumers of every kind, and outputs at several stages.
   const f = (x: Tensor, w: Tensor) => {
