@@ -2,7 +2,8 @@
  * Research script: what does one compiled training step run? Builds an MLP training step (loss,
  * gradients and an Adam update as one pure function), compiles it with `jit`, and prints the
  * Program listing (one line per fused kernel: the primitives it fused, its bindings and dispatch),
- * the WGSL of the largest kernel, and each kernel's time measured alone on this device.
+ * the WGSL of the largest kernel, and each kernel's time on this device (its own clock where it has
+ * timestamp queries).
  *
  *   deno run --allow-read --allow-env examples/inspect_kernels.ts
  */
@@ -54,6 +55,7 @@ console.log(String(program));
 const largest = program.kernels.reduce((a, k) => (k.ops.length > a.ops.length ? k : a));
 console.log(`\nWGSL of ${largest.name} (${largest.ops.length} fused primitives):\n${largest.wgsl}`);
 const timings = await step.profile(params, state, x, y);
-console.log("kernel times (each run alone):");
+const clock = timings[0]?.clock === "device" ? "the device's clock" : "each run alone, wall";
+console.log(`kernel times (${clock}):`);
 for (const t of timings) console.log(`  ${t.ms.toFixed(3)} ms  ${t.name}  [${t.ops.join(", ")}]`);
 console.log(`compile time: ${step.compileMs.toFixed(0)} ms`);

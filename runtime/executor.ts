@@ -21,9 +21,18 @@ export interface KernelTiming {
   ops: string[];
   /** The kernel's WGSL source. */
   wgsl: string;
-  /** Wall milliseconds of the kernel run alone, less an empty submit-and-wait. */
+  /**
+   * Milliseconds: on the device's clock where it grants `timestamp-query` (the kernel in its own
+   * pass, every kernel in program order in one submission), else the wall time of the kernel run
+   * alone, less an empty submit-and-wait.
+   */
   ms: number;
+  /** Which clock `ms` was read from. */
+  clock: "device" | "wall";
 }
+
+/** Kernels timed per query set (WebGPU allows 4,096 queries in one; two per kernel). */
+const TIMED_PER_SET = 2048;
 
 /** A Program made ready to run on one device: compiled pipelines and its persistent buffers. */
 export class Executable {
@@ -156,9 +165,12 @@ export class Executable {
   }
 
   /**
-   * Runs each kernel alone and waits for it: wall time per kernel, minus the cost of an empty
-   * submit-and-wait measured alongside (for finding hot kernels). Inputs are left unchanged: those
-   * the program would overwrite in place are copied first.
+   * Times each kernel (for finding hot kernels). With `timestamp-query` the program runs twice in
+   * program order, each kernel in its own compute pass (the first run compiles what the driver
+   * compiles at a first dispatch), and the second run's pass timestamps give each kernel's device
+   * time. Without it each kernel runs alone and is waited for: wall time, minus the cost of an
+   * empty submit-and-wait measured alongside. Inputs are left unchanged: those the program would
+   * overwrite in place are copied first.
    */
   async profile(
     inputs: readonly ProgramInput[],
@@ -176,6 +188,18 @@ export class Executable {
       slotBuffer.set(s.id, copy);
     }
     gpu.queue.submit([copies.finish()]);
+    if (this.device.info.features.includes("timestamp-query")) {
+      await this.runAll(slotBuffer, false);
+      const ms = await this.runAll(slotBuffer, true);
+      for (const b of created) this.device.recycle(b);
+      return this.program.kernels.map((k, i) => ({
+        name: k.name,
+        ops: k.ops,
+        wgsl: k.wgsl,
+        ms: ms[i],
+        clock: "device",
+      }));
+    }
     const timeOne = async (i: number | null) => {
       const encoder = gpu.createCommandEncoder();
       const pass = encoder.beginComputePass();
@@ -196,10 +220,72 @@ export class Executable {
         ops: k.ops,
         wgsl: k.wgsl,
         ms: Math.max(0, (await timeOne(i)) - idle),
+        clock: "wall" as const,
       });
     }
     for (const b of created) this.device.recycle(b);
     return out;
+  }
+
+  /**
+   * Runs every kernel in program order, each in its own compute pass, in one submission; with
+   * `timed`, returns each kernel's milliseconds from its pass's timestamps.
+   */
+  private async runAll(slotBuffer: Map<number, GPUBuffer>, timed: boolean): Promise<number[]> {
+    const gpu = this.device.gpu;
+    const n = this.program.kernels.length;
+    const encoder = gpu.createCommandEncoder({ label: "profile" });
+    const sets: { set: GPUQuerySet; first: number; count: number; resolved: GPUBuffer }[] = [];
+    for (let first = 0; timed && first < n; first += TIMED_PER_SET) {
+      const count = Math.min(TIMED_PER_SET, n - first);
+      const set = gpu.createQuerySet({ type: "timestamp", count: 2 * count });
+      const resolved = gpu.createBuffer({
+        size: 16 * count,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
+      sets.push({ set, first, count, resolved });
+    }
+    for (let i = 0; i < n; i++) {
+      const q = sets[Math.floor(i / TIMED_PER_SET)];
+      const at = 2 * (i - (q?.first ?? 0));
+      const pass = encoder.beginComputePass(
+        q
+          ? {
+            timestampWrites: {
+              querySet: q.set,
+              beginningOfPassWriteIndex: at,
+              endOfPassWriteIndex: at + 1,
+            },
+          }
+          : {},
+      );
+      this.encodeKernel(pass, i, slotBuffer);
+      pass.end();
+    }
+    const reads = sets.map((q) => {
+      encoder.resolveQuerySet(q.set, 0, 2 * q.count, q.resolved, 0);
+      const read = gpu.createBuffer({
+        size: 16 * q.count,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      encoder.copyBufferToBuffer(q.resolved, 0, read, 0, 16 * q.count);
+      return read;
+    });
+    gpu.queue.submit([encoder.finish()]);
+    await gpu.queue.onSubmittedWorkDone();
+    const ms: number[] = [];
+    for (const read of reads) {
+      await read.mapAsync(GPUMapMode.READ);
+      const stamps = new BigUint64Array(read.getMappedRange().slice(0));
+      read.unmap();
+      read.destroy();
+      // Nanoseconds; a clock that steps backwards between passes reads as 0.
+      for (let k = 0; k < stamps.length; k += 2) {
+        ms.push(Math.max(0, Number(stamps[k + 1] - stamps[k]) / 1e6));
+      }
+    }
+    sets.forEach((q) => (q.set.destroy(), q.resolved.destroy()));
+    return ms;
   }
 
   /** Encodes and submits one call; returns the outputs on the device. */
