@@ -16,8 +16,7 @@
 import type { Node } from "../../dsl/mod.ts";
 import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { type KernelPlan, reducedAxes } from "../fusion.ts";
-import type { KernelBuilder } from "./builder.ts";
-import { storageType } from "./builder.ts";
+import { type KernelBuilder, storageType } from "./builder.ts";
 import {
   block,
   builderFor,
