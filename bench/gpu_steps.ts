@@ -76,4 +76,5 @@ await measure("hdpissa", "virtual", "separate dispatches", { codegen: { groupKer
 await measure("hdpissa", "virtual", "no co-products", { codegen: { matmulCoProducts: false } });
 await measure("hdpissa", "virtual", "a row per invocation", { codegen: { rowWorkgroup: 0 } });
 await measure("hdpissa", "virtual", "chains stored", { codegen: { recomputeElementwise: false } });
+await measure("hdpissa", "virtual", "scores stored", { codegen: { inlineProducts: 0 } });
 await measure("hdpissa", "virtual", "autotuned", { autotune: { store: null } });

@@ -38,6 +38,8 @@
  *    at its own index (the up projection times the gate's activation) moves up and computes both
  *    products, each into its own accumulators (`KernelPlan.coProducts`): horizontal fusion of
  *    siblings that share an input, without concatenating their weights.
+ * 10. With `inlineProducts`, a product of a short contraction read only by a row-wise kernel
+ *    (attention's scores under their softmax) is computed inside it, a dot product per element.
  */
 
 import {
@@ -142,6 +144,14 @@ export interface FusionOptions {
    * gate g): recomputed in each kernel that reads them instead of stored (default true).
    */
   recompute?: boolean;
+  /**
+   * Rule 10: a product of at most this contraction (0: none) whose only reader is a row-wise kernel
+   * (attention's scores under their softmax, dO·Vᵀ under the softmax's gradient) is computed inside
+   * that kernel, a dot product per element it reads, instead of stored by a kernel of its own.
+   */
+  inlineProducts?: number;
+  /** Loop iterations one invocation may run (bounds the work rule 10 adds to a row). */
+  maxLoopIterations?: number;
 }
 
 /** Kernels back an elementwise kernel looks for one to merge with by moving it down (rule 8). */
@@ -234,7 +244,7 @@ function cheapSource(node: Node, stored: (n: Node) => boolean): Node | undefined
   return walk(node) && sources.size === 1 ? [...sources][0] : undefined;
 }
 
-/** Splits a graph into kernels (rules 1–9 above), in execution order. */
+/** Splits a graph into kernels (rules 1–10 above), in execution order. */
 export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   const outputs = new Set(graph.outputs);
   const consumerCount = new Map<Node, number>();
@@ -420,13 +430,64 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   // A product that only the outputs merged into its own kernel read (the MLP's hidden gradient,
   // read by the gate's and the up projection's gradients) is not stored.
   const read = new Set(kernels.flatMap((k) => k.reads));
-  return kernels.map((k) => {
+  const pruned = kernels.map((k) => {
     if (k.kind !== "matmul") return k;
     const products = new Set([k.anchor, ...(k.coProducts ?? [])]);
     const unread = (r: Node) => products.has(r) && !read.has(r) && !outputs.has(r);
     const roots = k.roots.filter((r) => !unread(r));
     return roots.length > 0 && roots.length < k.roots.length ? { ...k, roots } : k;
   });
+  return opts.inlineProducts
+    ? inlineProducts(pruned, opts.inlineProducts, outputs, opts, weight)
+    : pruned;
+}
+
+/**
+ * Rule 10: each product kernel whose one output only a later row-wise kernel reads, with a
+ * contraction of at most `maxDepth`, becomes part of that kernel, which computes the product's
+ * elements (and its epilogue) where it reads them. The product's operands are buffers already, so
+ * the row-wise kernel reads them instead of the product's output.
+ */
+function inlineProducts(
+  kernels: KernelPlan[],
+  maxDepth: number,
+  outputs: ReadonlySet<Node>,
+  opts: FusionOptions,
+  weight: (nodes: Iterable<Node>) => number,
+): KernelPlan[] {
+  // Each element of a row costs its inlined contractions again in every phase that reads it.
+  const rowWork = (k: KernelPlan, depth: number) => {
+    const row = k.rowAxes.reduce((p, a) => p * k.roots[0].shape[a], 1);
+    const inline = k.fused.filter((n) => n.op === "matmul");
+    const depths = inline.reduce((d, mm) => d + mm.inputs[0].shape.at(-1)!, depth);
+    return (k.rowReductions.length + 1) * row * (1 + depths);
+  };
+  const readers = new Map<Node, KernelPlan[]>();
+  for (const k of kernels) {
+    for (const n of k.reads) readers.set(n, [...(readers.get(n) ?? []), k]);
+  }
+  const into = new Map<KernelPlan, KernelPlan>(); // row-wise kernel → it with products inlined
+  const gone = new Set<KernelPlan>();
+  for (const m of kernels) {
+    if (m.kind !== "matmul" || m.terms || m.coProducts || m.roots.length !== 1) continue;
+    const [root] = m.roots;
+    const depth = m.anchor!.inputs[0].shape.at(-1)!;
+    const [reader, ...others] = readers.get(root) ?? [];
+    if (outputs.has(root) || !reader || others.length > 0 || reader.kind !== "rowwise") continue;
+    if (depth > maxDepth || m.anchor!.dtype !== "f32") continue;
+    const row = into.get(reader) ?? reader;
+    const reads = [...new Set([...row.reads.filter((n) => n !== root), ...m.reads])];
+    if (weight(reads) + weight(row.roots) > opts.maxStorageBuffers) continue;
+    if (rowWork(row, depth) >= (opts.maxLoopIterations ?? Infinity)) continue;
+    into.set(reader, {
+      ...row,
+      fused: [...new Set([...row.fused, ...m.fused])].sort((a, b) => a.id - b.id),
+      reads,
+      identityReads: new Set([...row.identityReads].filter((n) => n !== root)),
+    });
+    gone.add(m);
+  }
+  return kernels.filter((k) => !gone.has(k)).map((k) => into.get(k) ?? k);
 }
 
 /** `x` computes a reduction or product inline (through elementwise ops and reshapes). */

@@ -70,6 +70,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulSumProducts: false,
   matmulCoProducts: false,
   rowWorkgroup: 0,
+  inlineProducts: 0,
   recomputeElementwise: true,
   matmulFlatLanes: false,
   matmulMaxUnroll: 1024,
@@ -128,6 +129,8 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     sumProducts: codegen.matmulSumProducts,
     coProducts: codegen.matmulCoProducts,
     recompute: codegen.recomputeElementwise,
+    inlineProducts: codegen.inlineProducts,
+    maxLoopIterations: budget,
     maxProductDepth: split.matmulChunk,
   });
   checkPackedInputs(g, opts.packedInputs);

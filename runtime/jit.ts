@@ -325,8 +325,8 @@ export function codegenFor(device: Device): Partial<CodegenOptions> {
  * workgroups, the shared-memory tilings the limits allow, every operand read where it lies
  * (the tiled kernel loads NN, NT, TN and split heads coalesced, so no layout copies), the input
  * gradients of sibling layers summed in one kernel, a product computed beside the one whose
- * epilogue reads it, long rows reduced by a workgroup each, and independent kernels of one pipeline
- * grouped into one dispatch.
+ * epilogue reads it, long rows reduced by a workgroup each, attention's scores computed inside their
+ * softmax, and independent kernels of one pipeline grouped into one dispatch.
  */
 export function gpuCodegen(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
@@ -344,6 +344,7 @@ export function gpuCodegen(
     matmulSumProducts: true,
     matmulCoProducts: true,
     rowWorkgroup: Math.min(256, limits.maxComputeInvocationsPerWorkgroup),
+    inlineProducts: 128,
     groupKernels: true,
   };
 }

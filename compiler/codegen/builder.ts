@@ -308,6 +308,26 @@ export class KernelBuilder {
     return this.bind(node.dtype === "bool" ? `(${raw} != 0i)` : raw);
   }
 
+  /**
+   * A product's element computed where it is read (fusion rule 10: a short contraction inlined
+   * into a row-wise kernel): a loop over the contraction, operands read through their views.
+   */
+  private dotProduct(node: Node, index: readonly string[]): string {
+    const [a, b] = node.inputs;
+    const r = index.length;
+    const batch = index.slice(0, r - 2), [i, j] = index.slice(r - 2);
+    const t = storageType(node.dtype);
+    const acc = this.fresh("dot"), k = this.fresh("k");
+    this.line(`var ${acc}: ${t} = ${t === "f32" ? "0.0f" : "0i"};`);
+    this.line(`for (var ${k} = 0i; ${k} < ${a.shape[r - 1]}i; ${k}++) {`);
+    this.openScope();
+    const x = this.valueAt(a, [...batch, i, k]), y = this.valueAt(b, [...batch, k, j]);
+    this.line(t === "f32" ? `${acc} = fma(${x}, ${y}, ${acc});` : `${acc} = ${acc} + ${x} * ${y};`);
+    this.closeScope().forEach((l) => this.line("  " + l));
+    this.line("}");
+    return acc;
+  }
+
   /** The value of `node` at a multi-index, as a WGSL expression of its dtype. */
   valueAt(node: Node, index: readonly string[]): string {
     const key = this.key(node, index);
@@ -322,6 +342,8 @@ export class KernelBuilder {
       value = this.readFlat(source, this.flatten(index, node.shape));
     } else if (isSplat(node)) {
       value = this.splatLiteral(node);
+    } else if (node.op === "matmul") {
+      value = this.dotProduct(node, index);
     } else {
       const rule = getPrimitive(node.op).wgsl;
       if (rule.kind !== "inline") {

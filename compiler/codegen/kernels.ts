@@ -85,6 +85,11 @@ export interface CodegenOptions {
    */
   rowWorkgroup: number;
   /**
+   * Longest contraction of a product computed inside the row-wise kernel that alone reads it
+   * (fusion option `inlineProducts`; 0: none).
+   */
+  inlineProducts: number;
+  /**
    * Recompute a short elementwise chain over one buffer where it is read instead of storing it
    * (fusion option `recompute`: a gate's σ(g) and silu(g) in the backward pass).
    */
@@ -414,6 +419,15 @@ function rowPhaseIterations(plan: KernelPlan): number {
   return plan.rowReductions.reduce((n, red) => n + reducedCount(red), 0);
 }
 
+/**
+ * Loop iterations each element of a row-wise kernel costs: 1, plus the contraction of every product
+ * computed inline (fusion rule 10) in its expression.
+ */
+export function elementIterations(plan: KernelPlan): number {
+  const inline = plan.fused.filter((n) => n.op === "matmul" && n !== plan.anchor);
+  return 1 + inline.reduce((n, mm) => n + mm.inputs[0].shape[mm.shape.length - 1], 0);
+}
+
 /** Computes each row reduction at `outer` and seeds its value for the code that follows. */
 function rowPhases(b: KernelBuilder, plan: KernelPlan, outer: readonly string[]): void {
   for (const red of plan.rowReductions) b.seed(red, outer, reduceLoop(b, red, outer));
@@ -455,7 +469,7 @@ export function generateRowwise(
   const rowShape = axes.map((a) => shape[a]);
   const rows = outerShape.reduce((p, d) => p * d, 1);
   const rowLength = rowShape.reduce((p, d) => p * d, 1);
-  const perRow = rowPhaseIterations(plan) + rowLength;
+  const perRow = (rowPhaseIterations(plan) + rowLength) * elementIterations(plan);
   const grid = gridStride(b, rows, opts, perRow, (i) => {
     const outer = b.unravel(i, outerShape);
     rowPhases(b, plan, outer);

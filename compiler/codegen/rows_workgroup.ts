@@ -21,6 +21,7 @@ import {
   block,
   builderFor,
   type CodegenOptions,
+  elementIterations,
   finish,
   FLAT_WORKGROUP,
   type GeneratedKernel,
@@ -68,8 +69,11 @@ export function workgroupRows(
   if (rows > maxDim ** 3) return undefined;
   const size = Math.min(opts.rowWorkgroup, 2 ** Math.floor(Math.log2(rowLength)));
   const steps = Math.log2(size);
-  const loops = reductions.reduce((n, r) => n + Math.ceil(product(rowOf(r)) / size) + steps, 0) +
-    (reduce ? 0 : Math.ceil(rowLength / size));
+  const perElement = elementIterations(plan);
+  const loops = reductions.reduce(
+    (n, r) => n + Math.ceil(product(rowOf(r)) / size) * perElement + steps,
+    0,
+  ) + (reduce ? 0 : Math.ceil(rowLength / size) * perElement);
   if (loops >= opts.maxLoopIterations) return undefined;
 
   const b = builderFor(plan, ctx);

@@ -57,15 +57,16 @@ const PIPELINES: Record<string, number> = { hdpissa: 40, pissa: 30, lora: 30, fu
  * 2026-12-07: kernels and pipelines. HD-PiSSA 299 kernels before operands were read in place on
  * GPUs, 281 before grouping, 149 (44 pipelines) before sibling products were summed in the
  * shared-memory kernel, 139 before the up projection was computed beside the gate (co-products),
- * 135 (46) before the recomputed chains; DP-LoRA/PiSSA 289, 274, 167 (36), 157 and 153 (38); full
- * fine-tuning 170, 155, 122 (31), 112 and 108 (33). With 64 storage buffers a dispatch HD-PiSSA
- * lowers to 119 kernels, with no bound to 115.
+ * 135 (46) before the recomputed chains, 134 (45) before attention's scores and dO·Vᵀ were
+ * computed inside their row-wise kernels; DP-LoRA/PiSSA 289, 274, 167 (36), 157, 153 (38) and
+ * 152 (37); full fine-tuning 170, 155, 122 (31), 112, 108 (33) and 107 (32). With 64 storage
+ * buffers a dispatch HD-PiSSA lowers to 111 kernels, with no bound to 107.
  */
 const GPU_BUDGET: Record<string, [number, number]> = {
-  hdpissa: [134, 45],
-  pissa: [152, 37],
-  lora: [152, 37],
-  full: [107, 32],
+  hdpissa: [126, 43],
+  pissa: [144, 35],
+  lora: [144, 35],
+  full: [99, 30],
 };
 
 const cfg = DEFAULT_RUN;
