@@ -296,6 +296,12 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // default HD-PiSSA step from 281 to 270 kernels at an even step speed (paired 0.998 and 0.969),
   // but its two-product kernels made the cold first step 1.3 s longer (5.0 → 6.3 s, 43 pipelines).
   matmulCoProducts: false,
+  // Off: attention's scores computed inside their softmax (fusion rule 10) made the default step
+  // 1.90× slower here (paired, 30 steps): each lane loops over its row's dot products.
+  inlineProducts: 0,
+  // Off: a workgroup per row (rows_workgroup.ts) made the default step 1.56× slower here (paired,
+  // 30 steps): llvmpipe runs a workgroup's invocations as SIMD lanes, and its barriers are costly.
+  rowWorkgroup: 0,
   // Tiles numbered along x: 144 output columns in tiles of 16 kept 9 of 16 lanes busy; the
   // default HD-PiSSA step 15–16% faster on lavapipe.
   matmulFlatLanes: true,
