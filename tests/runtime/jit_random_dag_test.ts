@@ -113,7 +113,8 @@ type Instr =
   | { k: "matmul"; a: number; b: number }
   | { k: "view"; op: number; a: number; b: number; p: number[] }
   | { k: "select"; a: number; b: number }
-  | { k: "take"; a: number; p: number[] };
+  | { k: "take"; a: number; p: number[] }
+  | { k: "row"; op: number; a: number };
 
 export interface Dag {
   inputs: number[][];
@@ -174,6 +175,17 @@ const productDags: fc.Arbitrary<Dag> = fc.record({
   outputs: fc.array(nat, { minLength: 1, maxLength: 3 }),
 });
 
+/** The same, with row-wise composites (softmax, norms) over products among the instructions. */
+const rowProductDags: fc.Arbitrary<Dag> = productDags.chain((dag) =>
+  fc.array(fc.record({ k: fc.constant("row" as const), op: nat, a: nat }), {
+    minLength: 1,
+    maxLength: 3,
+  }).map((rows) => ({
+    ...dag,
+    instrs: dag.instrs.flatMap((ins, i) => (i < rows.length ? [ins, rows[i]] : [ins])),
+  }))
+);
+
 const UNARY: ((x: Tensor) => Tensor)[] = [
   dsl.tanh,
   dsl.neg,
@@ -199,6 +211,14 @@ const BINARY: ((a: Tensor, b: Tensor) => Tensor)[] = [
 
 const REDUCE = ["sum", "mean", "max", "min", "logsumexp"] as const;
 
+/** Row-wise composites over the last axis (the product-heavy DAGs' `row` instruction). */
+const ROW: ((x: Tensor) => Tensor)[] = [
+  (x) => dsl.softmax(x),
+  (x) => dsl.logSoftmax(x),
+  (x) => dsl.rmsNorm(x),
+  (x) => dsl.layerNorm(x),
+];
+
 function broadcastable(a: readonly number[], b: readonly number[]): boolean {
   for (let i = 1; i <= Math.min(a.length, b.length); i++) {
     const [x, y] = [a[a.length - i], b[b.length - i]];
@@ -221,6 +241,8 @@ function step(ins: Instr, pool: Tensor[], pick: (i: number) => Tensor, large: bo
   switch (ins.k) {
     case "unary":
       return UNARY[ins.op % UNARY.length](a);
+    case "row":
+      return a.ndim === 0 ? dsl.tanh(a) : ROW[ins.op % ROW.length](a);
     case "binary": {
       const b = pick(ins.b);
       const bb = broadcastable(a.shape, b.shape) ? b : dsl.mean(b); // scalar broadcasts anywhere
@@ -452,6 +474,20 @@ Deno.test("jit random DAGs twice in one program: rows reduced by a workgroup eac
     (p) => p.kernels.some((k) => k.wgsl.includes("row_part_")),
   );
   if (rows < 4) throw new Error(`only ${rows} random programs reduced rows in a workgroup`);
+});
+
+Deno.test("jit random DAGs twice in one program: products computed inside row-wise kernels compute what stored ones do", async () => {
+  // A product that only a row-wise kernel reads is computed there, a dot product per element
+  // (inlineProducts, fusion rule 10). With a workgroup per row: inline_products_test.ts.
+  const rows = await checkDagPairs(
+    "inlined products",
+    { inlineProducts: 64 },
+    { inlineProducts: 0 },
+    6,
+    (p) => p.kernels.some((k) => k.kind === "rowwise" && k.ops.includes("matmul")),
+    rowProductDags,
+  );
+  if (rows < 4) throw new Error(`only ${rows} random programs computed a product inside a row`);
 });
 
 Deno.test("jit a shared intermediate read by reductions, matmuls, views and outputs", async () => {
