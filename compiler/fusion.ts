@@ -244,6 +244,17 @@ function cheapSource(node: Node, stored: (n: Node) => boolean): Node | undefined
   return walk(node) && sources.size === 1 ? [...sources][0] : undefined;
 }
 
+/** A product's contraction: the multiply-adds per output element. */
+function contraction(mm: Node): number {
+  return mm.inputs[0].shape[mm.shape.length - 1];
+}
+
+/** The contractions of the products a row-wise kernel computes inline (rule 10), summed. */
+export function inlinedDepth(plan: KernelPlan): number {
+  const inline = plan.fused.filter((n) => n.op === "matmul" && n !== plan.anchor);
+  return inline.reduce((d, mm) => d + contraction(mm), 0);
+}
+
 /** Splits a graph into kernels (rules 1–10 above), in execution order. */
 export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   const outputs = new Set(graph.outputs);
@@ -354,14 +365,13 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
   // A product joins another's sum through adds alone, each read once: the kernel then seeds the
   // anchor with the sum of both and reads the term as 0 (linear, so the adds still add up).
   const single = (x: Node) => consumerCount.get(x) === 1 && !outputs.has(x);
-  const depth = (mm: Node) => mm.inputs[0].shape[mm.shape.length - 1];
   const summed: SumTerm | undefined = opts.sumProducts
     ? (n, anchor, bufs, terms = []) => {
       const join = consumerOf.get(n)!;
       const reaches = (x: Node): boolean =>
         x === anchor ||
         (x.op === "add" && single(x) && !bufs.has(x) && x.inputs.some(reaches));
-      const summedDepth = [anchor, ...terms, n].reduce((d, mm) => d + depth(mm), 0);
+      const summedDepth = [anchor, ...terms, n].reduce((d, mm) => d + contraction(mm), 0);
       const fits = summedDepth <= (opts.maxProductDepth ?? Infinity);
       return single(n) && n.dtype === "f32" && sameShape(n.shape, anchor.shape) && fits &&
         join.op === "add" && join.inputs.some((x) => x !== n && reaches(x));
@@ -458,9 +468,7 @@ function inlineProducts(
   // Each element of a row costs its inlined contractions again in every phase that reads it.
   const rowWork = (k: KernelPlan, depth: number) => {
     const row = k.rowAxes.reduce((p, a) => p * k.roots[0].shape[a], 1);
-    const inline = k.fused.filter((n) => n.op === "matmul");
-    const depths = inline.reduce((d, mm) => d + mm.inputs[0].shape.at(-1)!, depth);
-    return (k.rowReductions.length + 1) * row * (1 + depths);
+    return (k.rowReductions.length + 1) * row * (1 + inlinedDepth(k) + depth);
   };
   const readers = new Map<Node, KernelPlan[]>();
   for (const k of kernels) {
@@ -471,7 +479,7 @@ function inlineProducts(
   for (const m of kernels) {
     if (m.kind !== "matmul" || m.terms || m.coProducts || m.roots.length !== 1) continue;
     const [root] = m.roots;
-    const depth = m.anchor!.inputs[0].shape.at(-1)!;
+    const depth = contraction(m.anchor!);
     const [reader, ...others] = readers.get(root) ?? [];
     if (outputs.has(root) || !reader || others.length > 0 || reader.kind !== "rowwise") continue;
     if (depth > maxDepth || m.anchor!.dtype !== "f32") continue;
@@ -911,8 +919,8 @@ function mergeElementwise(
     };
   };
   const out: KernelPlan[] = [];
-  // The product kernel at j (an elementwise kernel just merged into it: the gated product read
-  // next to the up projection) joins the kernel it reads from, where that is a product kernel.
+  // The product kernel at j joins the kernel it reads from last, where that is a product kernel it
+  // reads at its own index (the gated product, merged into the up projection, reads the gate).
   const joinCoProduct = (j: number) => {
     const k = out[j];
     for (let i = j - 1; i >= 0; i--) {
@@ -927,19 +935,14 @@ function mergeElementwise(
   };
   for (const k of kernels) {
     let merged = false;
-    for (
-      let j = out.length - 1;
-      j >= 0 && (k.kind === "elementwise" || (coProducts && k.kind === "matmul"));
-      j--
-    ) {
+    for (let j = out.length - 1; j >= 0 && k.kind === "elementwise"; j--) {
       const prev = out[j];
       const readsPrev = prev.roots.some((r) => k.reads.includes(r));
       const permuted = transposesProduct(prev.roots[0], prev.anchor);
       const intoProduct = prev.kind === "matmul" && readsPrev && !permuted &&
         sameShape(prev.roots[0].shape, prev.anchor!.shape);
-      const both = k.kind === "elementwise"
-        ? (prev.kind === "elementwise" || intoProduct) && sameIndex(prev, k) && merge(prev, k)
-        : k.kind === "matmul" && readsPrev && sameIndex(prev, k) && coProduct(prev, k);
+      const both = (prev.kind === "elementwise" || intoProduct) && sameIndex(prev, k) &&
+        merge(prev, k);
       if (both) {
         out[j] = both;
         merged = true;
@@ -963,7 +966,10 @@ function mergeElementwise(
       }
       prev.reads.forEach((n) => read.add(n));
     }
-    if (!merged) out.push(k);
+    if (merged) continue;
+    out.push(k);
+    // A product kernel whose epilogue reads an earlier product at its own index joins it.
+    if (coProducts && k.kind === "matmul") joinCoProduct(out.length - 1);
   }
   return out;
 }

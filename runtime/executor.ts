@@ -188,18 +188,29 @@ export class Executable {
       slotBuffer.set(s.id, copy);
     }
     gpu.queue.submit([copies.finish()]);
-    if (this.device.info.features.includes("timestamp-query")) {
-      await this.runAll(slotBuffer, false);
-      const ms = await this.runAll(slotBuffer, true);
-      for (const b of created) this.device.recycle(b);
-      return this.program.kernels.map((k, i) => ({
-        name: k.name,
-        ops: k.ops,
-        wgsl: k.wgsl,
-        ms: ms[i],
-        clock: "device",
-      }));
-    }
+    const clock = this.device.info.features.includes("timestamp-query") ? "device" : "wall";
+    const ms = clock === "device"
+      ? await this.deviceTimes(slotBuffer)
+      : await this.wallTimes(slotBuffer);
+    for (const b of created) this.device.recycle(b);
+    return this.program.kernels.map((k, i) => ({
+      name: k.name,
+      ops: k.ops,
+      wgsl: k.wgsl,
+      ms: ms[i],
+      clock,
+    }));
+  }
+
+  /** Each kernel's pass timestamps, on a second run (the first compiles what the driver defers). */
+  private async deviceTimes(slotBuffer: Map<number, GPUBuffer>): Promise<number[]> {
+    await this.runAll(slotBuffer, false);
+    return await this.runAll(slotBuffer, true);
+  }
+
+  /** Each kernel run alone and waited for: wall milliseconds, less an empty submit-and-wait. */
+  private async wallTimes(slotBuffer: Map<number, GPUBuffer>): Promise<number[]> {
+    const gpu = this.device.gpu;
     const timeOne = async (i: number | null) => {
       const encoder = gpu.createCommandEncoder();
       const pass = encoder.beginComputePass();
@@ -212,19 +223,11 @@ export class Executable {
     };
     let idle = Infinity;
     for (let r = 0; r < 5; r++) idle = Math.min(idle, await timeOne(null));
-    const out = [];
+    const ms: number[] = [];
     for (let i = 0; i < this.program.kernels.length; i++) {
-      const k = this.program.kernels[i];
-      out.push({
-        name: k.name,
-        ops: k.ops,
-        wgsl: k.wgsl,
-        ms: Math.max(0, (await timeOne(i)) - idle),
-        clock: "wall" as const,
-      });
+      ms.push(Math.max(0, (await timeOne(i)) - idle));
     }
-    for (const b of created) this.device.recycle(b);
-    return out;
+    return ms;
   }
 
   /**

@@ -21,7 +21,7 @@
 import { contiguousSliceStart, stridedView, swapsLastTwo, vec4Direction } from "../views.ts";
 import type { Node } from "../../dsl/mod.ts";
 import { WGSL_HELPERS, wgslLiteral } from "../../dsl/primitives/wgsl.ts";
-import { type KernelPlan, reducedAxes } from "../fusion.ts";
+import { inlinedDepth, type KernelPlan, reducedAxes } from "../fusion.ts";
 import { type BindingLayout, KernelBuilder, storageType } from "./builder.ts";
 import type { MatmulTiling } from "./matmul_tiled.ts";
 import type { MatmulChoice } from "./matmul_classes.ts";
@@ -424,8 +424,7 @@ function rowPhaseIterations(plan: KernelPlan): number {
  * computed inline (fusion rule 10) in its expression.
  */
 export function elementIterations(plan: KernelPlan): number {
-  const inline = plan.fused.filter((n) => n.op === "matmul" && n !== plan.anchor);
-  return 1 + inline.reduce((n, mm) => n + mm.inputs[0].shape[mm.shape.length - 1], 0);
+  return 1 + inlinedDepth(plan);
 }
 
 /** Computes each row reduction at `outer` and seeds its value for the code that follows. */

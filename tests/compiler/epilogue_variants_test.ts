@@ -12,6 +12,7 @@ import type { Program, Tensor } from "../../mod.ts";
 import { CPU_CODEGEN } from "../../runtime/jit.ts";
 import { assertTreeMatches } from "../runtime/jit_helpers.ts";
 import { checkProductPrograms, productInputs, traceProducts } from "../helpers/products.ts";
+import { SMALL_TILING } from "../helpers/matmul_configs.ts";
 
 const EPILOGUES = ["plain", "tanh", "residual", "gate", "two outputs"] as const;
 type Epilogue = (typeof EPILOGUES)[number];
@@ -90,7 +91,7 @@ const configs: [string, Partial<CodegenOptions>][] = [
   ["cpu", { ...CPU_CODEGEN }],
   ["cpu, rows unrolled", { ...CPU_CODEGEN, matmulEpilogueRowLoop: false }],
   ["gpu tiles", { matmulRowBlock: 4, matmulColumnGroups: 1, matmulWorkgroup: [16, 16] }],
-  ["shared", { matmulTilings: [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }] }],
+  ["shared", { matmulTilings: [SMALL_TILING] }],
   ["generic", { vectorizedMatmul: false }],
 ];
 

@@ -25,6 +25,7 @@ import { assertTreeMatches, fc } from "../runtime/jit_helpers.ts";
 import { checkProperty } from "../helpers/property.ts";
 import { checkProductPrograms, productInputs, traceProducts } from "../helpers/products.ts";
 import { randomArray } from "../helpers/models.ts";
+import { SMALL_TILING } from "../helpers/matmul_configs.ts";
 
 const EPILOGUES = ["plain", "tanh", "residual", "sum"] as const;
 type Epilogue = (typeof EPILOGUES)[number];
@@ -150,7 +151,7 @@ const configs: [string, Partial<CodegenOptions>][] = [
     groupKernels: true,
   }],
   ["shared", {
-    matmulTilings: [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }],
+    matmulTilings: [SMALL_TILING],
     matmulNtInPlace: true,
     matmulTnInPlace: true,
     groupKernels: true,
@@ -324,7 +325,7 @@ Deno.test("the browser conformance page's grouped programs do group (tests/web/c
       dsl.matmul(x, dsl.transpose(w)),
     ], 0);
   const graph = trace(f, ...[1, 2, 3].map(() => ({ shape: [16, 16], dtype: "f32" as const })));
-  const tiled = [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }];
+  const tiled = [SMALL_TILING];
   for (const codegen of [{}, { matmulTilings: tiled }]) {
     // Chrome grants 8 storage buffers a stage unless asked for more: two members a dispatch.
     const p = lower(graph, { maxStorageBuffers: 8, ...codegen, groupKernels: true });

@@ -23,6 +23,7 @@ import { CPU_CODEGEN } from "../../runtime/jit.ts";
 import { TUNE_TRIALS } from "../../runtime/autotune.ts";
 import { assertTreeMatches } from "./jit_helpers.ts";
 import { randomArray } from "../helpers/models.ts";
+import { SMALL_TILING } from "../helpers/matmul_configs.ts";
 
 const spec = (...shape: number[]) => ({ shape, dtype: "f32" as const });
 
@@ -145,10 +146,9 @@ Deno.test("a tuned choice reaches the kernels of its class only", () => {
     dsl.matmul(a, b), // nn 32x32x32
   ];
   const g = trace(f, spec(64, 32), spec(64, 32), spec(32, 32), spec(32, 32));
-  const tiled = { tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 };
   const opts = {
     maxStorageBuffers: 16,
-    matmulTilings: [tiled],
+    matmulTilings: [SMALL_TILING],
     matmulMinWorkgroups: 1,
     matmulNtInPlace: true,
     groupKernels: false,

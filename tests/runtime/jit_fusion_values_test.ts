@@ -26,6 +26,7 @@ import {
 } from "../../mod.ts";
 import { causalAttention } from "../../dsl/nn/layers.ts";
 import { checkAsyncProperty, expectJitMatches, fc, seeded, TRANSCENDENTAL } from "./jit_helpers.ts";
+import { SMALL_TILING } from "../helpers/matmul_configs.ts";
 
 const [B, T, D, H, F] = [2, 8, 16, 2, 24];
 
@@ -73,7 +74,7 @@ function params(seed: number): Record<string, HostArray> {
 const CODEGENS: [string, Partial<CodegenOptions>][] = [
   ["device default", {}],
   ["shared-memory tiles", {
-    matmulTilings: [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }],
+    matmulTilings: [SMALL_TILING],
   }],
   ["generic", { vectorizedMatmul: false }],
 ];

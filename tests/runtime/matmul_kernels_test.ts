@@ -174,7 +174,7 @@ Deno.test("integer matmul is exact", async () => {
 
 Deno.test("shared-memory matmul matches the reference on random shapes, layouts and tilings", async () => {
   const tilings = [
-    { tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 },
+    SMALL_TILING,
     { tileM: 32, tileN: 16, tileK: 4, threadM: 8, threadN: 4 },
     { tileM: 16, tileN: 32, tileK: 16, threadM: 4, threadN: 8 },
   ];
@@ -213,7 +213,7 @@ Deno.test("shared-memory matmul over a grid folded past the per-dimension limit,
   const f = (x: Tensor, y: Tensor) => dsl.matmul(x, dsl.transpose(y));
   const a = randomArray([140, 24], 5), b = randomArray([75, 24], 6);
   const codegen = {
-    matmulTilings: [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }],
+    matmulTilings: [SMALL_TILING],
     maxWorkgroupsPerDimension: 4,
   };
   const program = await jit(f, { codegen, device }).lower(a, b);

@@ -25,6 +25,7 @@ import {
 } from "../../mod.ts";
 import assert from "node:assert/strict";
 import { assertTreeMatches, checkAsyncProperty, fc, seeded, type Tol } from "./jit_helpers.ts";
+import { SMALL_TILING } from "../helpers/matmul_configs.ts";
 
 // deno-lint-ignore no-explicit-any
 type Fn = (...args: any[]) => unknown;
@@ -122,7 +123,7 @@ Deno.test("packed inputs: matmul operands through the vec4, generic and shared-m
     ["x·W with odd sizes", nn, [5, 7], [7, 3], [0, 1]],
   ];
   const tiled: Partial<CodegenOptions> = {
-    matmulTilings: [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }],
+    matmulTilings: [SMALL_TILING],
   };
   for (const format of FORMATS) {
     for (const [label, f, sa, sb, packed] of cases) {
