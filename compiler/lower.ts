@@ -17,7 +17,7 @@ import { tunedOptions } from "./codegen/matmul_classes.ts";
 import { vec4Matmul } from "./codegen/matmul_vec4.ts";
 import { workgroupRows } from "./codegen/rows_workgroup.ts";
 import { PACKED_FORMATS, type PackedFormat } from "./codegen/packed.ts";
-import { shareShapes } from "./codegen/shape_params.ts";
+import { shareShapes, SMALL_KERNEL_ELEMENTS } from "./codegen/shape_params.ts";
 import { shareEpilogues } from "./codegen/epilogue_variants.ts";
 import { groupKernels, MAX_GROUP_MEMBERS } from "./codegen/kernel_groups.ts";
 import { type KernelPlan, planFusion } from "./fusion.ts";
@@ -82,6 +82,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   maxWorkgroupsPerDimension: 65535,
   maxLoopIterations: Infinity,
   shareShapes: true,
+  liftDivisorsUpTo: SMALL_KERNEL_ELEMENTS,
   shareEpilogues: true,
   groupKernels: true,
 };
@@ -261,6 +262,8 @@ function generate(
         workgroupSize: gen.workgroupSize,
         output: plan.roots.map((r) => `${r.dtype}[${r.shape.join(",")}]`).join(" "),
         loopIterations: gen.loopIterations,
+        liftDivisors: plan.kind !== "matmul" &&
+          Math.max(...plan.roots.map((r) => r.size)) <= codegen.liftDivisorsUpTo,
       };
     });
   });

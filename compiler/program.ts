@@ -40,6 +40,8 @@ export interface Kernel {
   output: string;
   /** Most loop iterations one invocation runs (checked against the device's loop budget). */
   loopIterations: number;
+  /** Its divisors may be read from the shape buffer too (shape_params.ts `SMALL_KERNEL_ELEMENTS`). */
+  liftDivisors?: boolean;
   /**
    * Sizes the kernel reads from a uniform buffer bound after its storage buffers (binding
    * `bindings`), where it shares its text with kernels of other sizes (shape_params.ts).

@@ -29,6 +29,13 @@ export interface KernelTiming {
   ms: number;
   /** Which clock `ms` was read from. */
   clock: "device" | "wall";
+  /**
+   * Wall milliseconds of the kernel's first run, alone and waited for (less an empty
+   * submit-and-wait). Drivers that compile a pipeline at its first dispatch (Mesa's llvmpipe and
+   * lavapipe) compile it within this run; a pipeline several kernels share is compiled in the
+   * first of them.
+   */
+  firstMs: number;
 }
 
 /** Kernels timed per query set (WebGPU allows 4,096 queries in one; two per kernel). */
@@ -165,12 +172,12 @@ export class Executable {
   }
 
   /**
-   * Times each kernel (for finding hot kernels). With `timestamp-query` the program runs twice in
-   * program order, each kernel in its own compute pass (the first run compiles what the driver
-   * compiles at a first dispatch), and the second run's pass timestamps give each kernel's device
-   * time. Without it each kernel runs alone and is waited for: wall time, minus the cost of an
-   * empty submit-and-wait measured alongside. Inputs are left unchanged: those the program would
-   * overwrite in place are copied first.
+   * Times each kernel (for finding hot kernels). The program first runs in program order with
+   * each kernel alone and waited for (`firstMs`: wall time, less an empty submit-and-wait, holding
+   * whatever the driver compiles at a first dispatch). Then, with `timestamp-query`, it runs again
+   * with each kernel in its own compute pass, all in one submission, and the passes' timestamps
+   * give each kernel's device time; without it, a second run alone and waited for gives its wall
+   * time. Inputs are left unchanged: those the program would overwrite in place are copied first.
    */
   async profile(
     inputs: readonly ProgramInput[],
@@ -189,6 +196,7 @@ export class Executable {
     }
     gpu.queue.submit([copies.finish()]);
     const clock = this.device.info.features.includes("timestamp-query") ? "device" : "wall";
+    const firstMs = await this.wallTimes(slotBuffer);
     const ms = clock === "device"
       ? await this.deviceTimes(slotBuffer)
       : await this.wallTimes(slotBuffer);
@@ -199,13 +207,8 @@ export class Executable {
       wgsl: k.wgsl,
       ms: ms[i],
       clock,
+      firstMs: firstMs[i],
     }));
-  }
-
-  /** Each kernel's pass timestamps, on a second run (the first compiles what the driver defers). */
-  private async deviceTimes(slotBuffer: Map<number, GPUBuffer>): Promise<number[]> {
-    await this.runAll(slotBuffer, false);
-    return await this.runAll(slotBuffer, true);
   }
 
   /** Each kernel run alone and waited for: wall milliseconds, less an empty submit-and-wait. */
@@ -231,15 +234,15 @@ export class Executable {
   }
 
   /**
-   * Runs every kernel in program order, each in its own compute pass, in one submission; with
-   * `timed`, returns each kernel's milliseconds from its pass's timestamps.
+   * Runs every kernel in program order, each in its own compute pass, in one submission, and
+   * returns each kernel's milliseconds from its pass's timestamps.
    */
-  private async runAll(slotBuffer: Map<number, GPUBuffer>, timed: boolean): Promise<number[]> {
+  private async deviceTimes(slotBuffer: Map<number, GPUBuffer>): Promise<number[]> {
     const gpu = this.device.gpu;
     const n = this.program.kernels.length;
     const encoder = gpu.createCommandEncoder({ label: "profile" });
     const sets: { set: GPUQuerySet; first: number; count: number; resolved: GPUBuffer }[] = [];
-    for (let first = 0; timed && first < n; first += TIMED_PER_SET) {
+    for (let first = 0; first < n; first += TIMED_PER_SET) {
       const count = Math.min(TIMED_PER_SET, n - first);
       const set = gpu.createQuerySet({ type: "timestamp", count: 2 * count });
       const resolved = gpu.createBuffer({
@@ -250,18 +253,14 @@ export class Executable {
     }
     for (let i = 0; i < n; i++) {
       const q = sets[Math.floor(i / TIMED_PER_SET)];
-      const at = 2 * (i - (q?.first ?? 0));
-      const pass = encoder.beginComputePass(
-        q
-          ? {
-            timestampWrites: {
-              querySet: q.set,
-              beginningOfPassWriteIndex: at,
-              endOfPassWriteIndex: at + 1,
-            },
-          }
-          : {},
-      );
+      const at = 2 * (i - q.first);
+      const pass = encoder.beginComputePass({
+        timestampWrites: {
+          querySet: q.set,
+          beginningOfPassWriteIndex: at,
+          endOfPassWriteIndex: at + 1,
+        },
+      });
       this.encodeKernel(pass, i, slotBuffer);
       pass.end();
     }

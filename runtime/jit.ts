@@ -71,7 +71,10 @@ export interface Jitted {
   lower(...specs: unknown[]): Promise<Program>;
   /** The Program a call with these arguments runs (compiled once and cached, as a call would). */
   program(...args: unknown[]): Promise<Program>;
-  /** Per-kernel wall time for these arguments (each kernel run alone; nothing donated). */
+  /**
+   * Per-kernel times for these arguments (`KernelTiming`: device clock where granted, and each
+   * kernel's first run; nothing donated, inputs unchanged).
+   */
   profile(...args: unknown[]): Promise<KernelTiming[]>;
   /** Number of compiled signatures. */
   readonly cacheSize: number;

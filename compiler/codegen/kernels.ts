@@ -134,6 +134,12 @@ export interface CodegenOptions {
    */
   shareShapes: boolean;
   /**
+   * With `shareShapes`, elementwise, row-wise and reduction kernels over at most this many
+   * elements read their divisors and moduli from the uniform buffer too (shape_params.ts), so that
+   * kernels differing only in index arithmetic share a pipeline; 0: never.
+   */
+  liftDivisorsUpTo: number;
+  /**
    * Matmul kernels of a program that differ only in their fused epilogue (and sizes) share one
    * pipeline, each epilogue chosen by a uniform (epilogue_variants.ts).
    */

@@ -26,7 +26,20 @@ export interface ShapedKernel {
   bindings: number;
   /** Values of the shape buffer, where the kernel reads one. */
   params?: Int32Array<ArrayBuffer>;
+  /**
+   * Its divisors and moduli may be lifted too: a kernel over so few elements that a real division
+   * per index costs less than compiling another pipeline (`SMALL_KERNEL_ELEMENTS`).
+   */
+  liftDivisors?: boolean;
 }
+
+/**
+ * The default `liftDivisorsUpTo`: elementwise, row-wise and reduction kernels over at most this
+ * many elements lift their divisors too. On llvmpipe each distinct pipeline costs 20–100 ms to
+ * compile at its first dispatch, and the Adam and merge kernels of a rank-r adapter (a few
+ * thousand elements each) recur at a few shapes that differ only in their index arithmetic.
+ */
+export const SMALL_KERNEL_ELEMENTS = 1 << 16;
 
 /** i32 literals (`144i`) not part of an identifier or a float. */
 const I32_LITERAL = /(?<![\w.])(\d+)i\b/g;
@@ -41,20 +54,23 @@ interface Template {
  * The i32 literals in the body of `wgsl`'s entry point that are not divisors or moduli (but for
  * one in parentheses), and the text around them; undefined where there is none.
  */
-export function shapeTemplate(wgsl: string): Template | undefined {
+export function shapeTemplate(wgsl: string, liftDivisors = false): Template | undefined {
   const entry = wgsl.indexOf("\nfn main(");
   if (entry < 0) return undefined;
-  const t = literalTemplate(wgsl, entry);
+  const t = literalTemplate(wgsl, entry, liftDivisors);
   return t.values.length ? t : undefined;
 }
 
-/** `text` cut at its liftable literals from `from` on (see `shapeTemplate`). */
-export function literalTemplate(text: string, from = 0): Template {
+/**
+ * `text` cut at its liftable literals from `from` on (see `shapeTemplate`); with `liftDivisors`,
+ * bare divisors and moduli too.
+ */
+export function literalTemplate(text: string, from = 0, liftDivisors = false): Template {
   const pieces: string[] = [], values: number[] = [];
   let last = 0;
   for (const m of text.slice(from).matchAll(I32_LITERAL)) {
     const at = from + m.index!, value = Number(m[1]);
-    if (value > 0x7fffffff || /[/%]\s*$/.test(text.slice(at - 3, at))) {
+    if (value > 0x7fffffff || (!liftDivisors && /[/%]\s*$/.test(text.slice(at - 3, at)))) {
       continue;
     }
     pieces.push(text.slice(last, at));
@@ -121,7 +137,9 @@ export function liftGroup(
  * Returns new objects, in the same order.
  */
 export function shareShapes<K extends ShapedKernel>(kernels: readonly K[]): K[] {
-  const templates = kernels.map((k) => k.params ? undefined : shapeTemplate(k.wgsl));
+  const templates = kernels.map((k) =>
+    k.params ? undefined : shapeTemplate(k.wgsl, k.liftDivisors)
+  );
   const groups = new Map<string, number[]>();
   templates.forEach((t, i) => {
     if (!t) return;

@@ -101,3 +101,44 @@ Deno.test("a program with one matmul at three sizes compiles one matmul pipeline
   assertTreeMatches(got, expected, { rtol: 1e-5, atol: 1e-5 }, "shared vs interpret");
   assertTreeMatches(got, unshared, { rtol: 1e-6, atol: 1e-7 }, "shared vs unshared");
 });
+
+Deno.test("shapeTemplate with liftDivisors lifts bare divisors and moduli too", () => {
+  const wgsl = kernel("  let i = i32(gid.x);\n  out0[i] = b0[(i % 12i) * 8i + i / 12i];");
+  assert.deepEqual(shapeTemplate(wgsl)!.values, [8]);
+  const t = shapeTemplate(wgsl, true)!;
+  assert.deepEqual(t.values, [12, 8, 12]);
+  const joined = t.pieces.map((p, i) => p + (i < t.values.length ? `${t.values[i]}i` : ""));
+  assert.equal(joined.join(""), wgsl);
+});
+
+/** Transposes of three sizes: elementwise kernels that differ only in their index arithmetic. */
+const transposes = (...xs: Tensor[]) =>
+  [0, 2, 4].map((i) => dsl.add(dsl.mul(dsl.transpose(xs[i]), 2), xs[i + 1]));
+const transposed = [[8, 12], [6, 20], [40, 3]].flatMap(([m, n]) => [
+  seeded([m, n], m),
+  seeded([n, m], n),
+]);
+
+Deno.test("small elementwise kernels that differ only in divisors share a pipeline (liftDivisorsUpTo)", async () => {
+  const spec = (s: readonly number[]) => ({ shape: [...s], dtype: "f32" as const });
+  const graph = trace(transposes, ...transposed.map((a) => spec(a.shape)));
+  const texts = (liftDivisorsUpTo: number) => {
+    const p = lower(graph, { maxStorageBuffers: 8, ...CPU_CODEGEN, liftDivisorsUpTo });
+    const elementwise = p.kernels.filter((k) => k.kind === "elementwise");
+    assert.equal(elementwise.length, 3);
+    return new Set(elementwise.map((k) => k.wgsl)).size;
+  };
+  assert.equal(texts(0), 3, "divisors kept: three texts");
+  assert.equal(texts(96), 3, "over the bound: three texts");
+  assert.equal(texts(120), 1, "within it: one text, each kernel its sizes");
+  const expected = interpret(transposes, ...transposed);
+  for (const liftDivisorsUpTo of [0, 120]) {
+    const got = await jit(transposes, { codegen: { liftDivisorsUpTo } })(...transposed);
+    assertTreeMatches(
+      got,
+      expected,
+      { rtol: 1e-6, atol: 1e-6 },
+      `liftDivisorsUpTo ${liftDivisorsUpTo}`,
+    );
+  }
+});

@@ -412,6 +412,9 @@ Deno.test("trainer.profile: every kernel of the step timed; the state is left as
   const stamps = (await gpu()).info.features.includes("timestamp-query");
   assert.ok(timings.every((t) => t.clock === (stamps ? "device" : "wall")));
   assert.ok(timings.some((t) => t.ms > 0), "some kernel takes time");
+  // Each kernel's first run alone, on the wall clock.
+  assert.ok(timings.every((t) => Number.isFinite(t.firstMs) && t.firstMs >= 0));
+  assert.ok(timings.some((t) => t.firstMs > 0), "some kernel's first run takes time");
   assert.equal(trainer.stats().step, 1);
   assert.deepEqual(await trainer.params(), before, "profiling updates nothing");
   // Nor the adapter and optimizer state (slices, moments, step count).
