@@ -9,12 +9,13 @@
  * the unrolled main loop of a register-tile product is most of that code. The default HD-PiSSA
  * step's forward products (x·Wᵀ plain, plus a residual, through the SiLU gate, times the gate)
  * and its input gradients (plain, plus a residual, through the gate's gradient) were nine
- * pipelines of one loop or another, each ≈0.27 s to compile.
+ * pipelines of one loop or another, each ≈0.27 s to compile. Where the epilogues loop over the
+ * tile's rows alike (`sameLoops`), that loop is shared too and only each row's store branches.
  */
 
 import type { Kernel } from "../program.ts";
 import { liftGroup, literalTemplate } from "./shape_params.ts";
-import { EPILOGUE_END, EPILOGUE_START } from "./tile_epilogue.ts";
+import { EPILOGUE_END, EPILOGUE_START, ROW_END, ROW_START } from "./tile_epilogue.ts";
 import { type Binding, declaration, parseBinding } from "./bindings_text.ts";
 
 /** A kernel cut around its epilogue. */
@@ -28,6 +29,15 @@ interface Parts {
   entry: string;
   epilogue: string;
   tail: string;
+  /** The epilogue cut around its one row store, where it has exactly one (a loop over rows). */
+  row?: RowStore;
+}
+
+/** An epilogue's loop over the tile's rows (before and after) and the store of one row. */
+interface RowStore {
+  before: string;
+  body: string;
+  after: string;
 }
 
 /** The line of `text` holding `mark` (start and end offsets), if exactly one does. */
@@ -54,13 +64,25 @@ function split(wgsl: string): Parts | undefined {
   if (bindings.some((b, i) => b.index !== i)) return undefined;
   const entry = wgsl.slice(compute + 1, start[0]), tail = wgsl.slice(end[1]);
   const main = entry + tail;
+  const epilogue = wgsl.slice(start[1], end[0]);
   return {
     shared: bindings.filter((b) => mentions(main, b.name)),
     own: bindings.filter((b) => !mentions(main, b.name)),
     items: items.map((lines) => lines.join("\n")).filter((item) => item.trim() !== ""),
     entry,
-    epilogue: wgsl.slice(start[1], end[0]),
+    epilogue,
     tail,
+    row: splitRow(epilogue),
+  };
+}
+
+function splitRow(epilogue: string): RowStore | undefined {
+  const start = markLine(epilogue, ROW_START), end = markLine(epilogue, ROW_END);
+  if (!start || !end || end[0] < start[1]) return undefined;
+  return {
+    before: epilogue.slice(0, start[0]),
+    body: epilogue.slice(start[1], end[0]),
+    after: epilogue.slice(end[1]),
   };
 }
 
@@ -140,6 +162,28 @@ function clash(items: readonly string[]): boolean {
   return new Set(names).size !== names.length;
 }
 
+/**
+ * Whether the variants' epilogues loop over the tile's rows alike (the same code up to sizes,
+ * around one row store each, reading no binding of their own): then the row loop, with its
+ * chains of selects that pick each row's accumulators, is emitted once, and each variant's
+ * branch holds only its loop over the row's columns. On llvmpipe the gated MLP's product with
+ * five epilogues compiled in ≈0.45 s instead of ≈1.1 s, at the same step speed (paired ratios
+ * 1.01 and 0.99 over 40 steps); a branch per element instead compiled no faster and ran ≈5 %
+ * slower.
+ */
+function sameLoops(group: Group, variants: readonly number[]): boolean {
+  const loops = variants.map((v) => {
+    const { row, own } = group.variants[v];
+    if (!row || own.some((b) => mentions(row.before + row.after, b.name))) return;
+    return [
+      ...literalTemplate(row.before).pieces,
+      "\u0001",
+      ...literalTemplate(row.after).pieces,
+    ].join("\u0000");
+  });
+  return loops[0] !== undefined && loops.every((l) => l === loops[0]);
+}
+
 /** Gives the members of `variants` one text: the main loop once, each epilogue once. */
 function merge(out: Kernel[], group: Group, variants: readonly number[]): void {
   const members = group.members.filter((m) => variants.includes(m.variant));
@@ -171,19 +215,28 @@ function merge(out: Kernel[], group: Group, variants: readonly number[]): void {
     pieces.push(...first.pieces.slice(1));
     values.forEach((v, j) => v.push(...first.values.map((_, i) => templates[j]?.values[i])));
   };
+  // A member's epilogue code (all of it, or its row store), indented into its branch and
+  // with its own bindings renamed.
+  const branch = (m: Member, text: string) =>
+    m.parts.own.reduce(
+      (t, b) => t.replace(new RegExp(`\\b${b.name}\\b`, "g"), rename(m.variant, b.name)),
+      text.replace(/^(?=.)/gm, "  "),
+    );
+  const choose = (indent: string, code: (m: Member) => string) => {
+    variants.forEach((v, e) => {
+      fixed(`${indent}${e === 0 ? "" : "} else "}if (epilogue_ == ${e}i) {\n`);
+      templated((m) => m.variant !== v ? undefined : branch(m, code(m)));
+    });
+    fixed(`${indent}}\n`);
+  };
   templated((m) => m.parts.entry);
   const indent = /^\s*/.exec(members[0].parts.epilogue)![0];
   templated((m) => `${indent}let epilogue_ = ${variants.indexOf(m.variant)}i;\n`);
-  variants.forEach((v, e) => {
-    fixed(`${indent}${e === 0 ? "" : "} else "}if (epilogue_ == ${e}i) {\n`);
-    templated((m) =>
-      m.variant !== v ? undefined : m.parts.own.reduce(
-        (text, b) => text.replace(new RegExp(`\\b${b.name}\\b`, "g"), rename(v, b.name)),
-        m.parts.epilogue.replace(/^(?=.)/gm, "  "),
-      )
-    );
-  });
-  fixed(`${indent}}\n`);
+  if (sameLoops(group, variants)) {
+    templated((m) => m.parts.row!.before);
+    choose(/^\s*/.exec(members[0].parts.row!.body)![0], (m) => m.parts.row!.body);
+    templated((m) => m.parts.row!.after);
+  } else choose(indent, (m) => m.parts.epilogue);
   templated((m) => m.parts.tail);
   const lifted = liftGroup({ pieces }, values, layout.length);
   members.forEach((m, j) => {

@@ -77,6 +77,13 @@ export function storeTile(b: KernelBuilder, t: TileEpilogue): void {
 /** Comment lines around a tile's store: what epilogue_variants.ts cuts out and shares. */
 export const EPILOGUE_START = "// epilogue begins", EPILOGUE_END = "// epilogue ends";
 
+/**
+ * Comment lines around the store of one tile row (its loop over columns), inside the loop over
+ * rows: where the epilogues of a shared kernel differ when their row loops are alike
+ * (epilogue_variants.ts).
+ */
+export const ROW_START = "// row begins", ROW_END = "// row ends";
+
 function emitStore(b: KernelBuilder, t: TileEpilogue): void {
   const cols = t.accumulators[0].length * t.width;
   const colCount = t.consecutiveCols
@@ -85,6 +92,7 @@ function emitStore(b: KernelBuilder, t: TileEpilogue): void {
   // One value list per product: the anchor's, then each co-product's.
   const storeRow = (row: string, values: readonly RowValues[]) =>
     block(b, `if (${row} < ${t.rowEnd}i) {`, () => {
+      b.line(ROW_START);
       block(b, `for (var tj = 0i; tj < ${colCount}; tj++) {`, () => {
         const col = b.bind(t.col("tj"));
         const store = () => {
@@ -98,6 +106,7 @@ function emitStore(b: KernelBuilder, t: TileEpilogue): void {
         if (t.consecutiveCols) store();
         else block(b, `if (${col} < ${t.colEnd}i) {`, store);
       });
+      b.line(ROW_END);
     });
   const tiles = [t.accumulators, ...(t.coProducts ?? []).map((co) => co.accumulators)];
   const rows = t.accumulators.map((_, i) => tiles.map((accs) => rowValues(b, t, accs[i])));

@@ -66,6 +66,29 @@ Deno.test("products that differ only in their epilogue share one pipeline and co
   }
 });
 
+Deno.test("with a loop over tile rows, the merged text holds that loop once and branches per row", () => {
+  const epilogues: Epilogue[] = ["plain", "gate", "two outputs"];
+  const f = products(epilogues, false);
+  // Different widths: each variant's last column is a size of its own, lifted.
+  const args = productInputs(64, 48, [32, 64, 48], false, 5);
+  const graph = traceProducts(f, args);
+  const count = (text: string, s: string) => text.split(s).length - 1;
+  for (const rowLoop of [true, false]) {
+    const opts = { maxStorageBuffers: 16, ...CPU_CODEGEN, matmulEpilogueRowLoop: rowLoop };
+    const texts = lower(graph, opts).kernels.filter((k) => k.kind === "matmul").map((k) => k.wgsl);
+    assert.equal(new Set(texts).size, 1, `rowLoop ${rowLoop}: one text`);
+    const [text] = texts;
+    assert.equal(count(text, "epilogue_ =="), 3, `rowLoop ${rowLoop}: three branches`);
+    const rowLoops = count(text, "for (var ti = 0i;");
+    assert.equal(rowLoops, rowLoop ? 1 : 0, `rowLoop ${rowLoop}: row loops`);
+    if (rowLoop) {
+      // The branches sit inside the row loop, each around its column loop only.
+      assert.ok(text.indexOf("for (var ti = 0i;") < text.indexOf("epilogue_ == 0i"));
+      assert.equal(count(text, "for (var tj = 0i;"), 3);
+    }
+  }
+});
+
 Deno.test("epilogue variants stay within the binding limit: more texts, never more bindings", async () => {
   const epilogues: Epilogue[] = ["gate", "two outputs", "residual", "gate", "tanh"];
   const f = products(epilogues, true);
