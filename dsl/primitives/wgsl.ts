@@ -35,8 +35,16 @@ export const WGSL_HELPERS = {
   if (is_nan(a) || is_nan(b)) { return a + b; }
   return max(a, b);
 }`,
+  // Mesa computes tanh as (e²ˣ − 1)/(e²ˣ + 1): an absolute error of ≈1e-7 near 0, so tanh(1e-35)
+  // read as 3e-8 (WGSL bounds tanh's error only as sinh/cosh's). Below 1/8 the odd Taylor
+  // polynomial through x⁹ is within 1e-11 relative; past 15, ±1 (no overflow).
   tanh_safe: `fn tanh_safe(x: f32) -> f32 {
-  if (abs(x) > 15.0f) { return sign(x); }
+  let a = abs(x);
+  if (a > 15.0f) { return sign(x); }
+  if (a < 0.125f) {
+    let x2 = x * x;
+    return x * (1.0f + x2 * (-0.33333333f + x2 * (0.13333333f + x2 * (-0.053968254f + x2 * 0.021869488f))));
+  }
   return tanh(x);
 }`,
   erf_f32: `fn erf_f32(x: f32) -> f32 {

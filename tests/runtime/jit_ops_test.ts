@@ -177,6 +177,24 @@ Deno.test("jit edge cases the reference pins: log(0), sqrt(−1), 1/0, tanh(±10
   if (!Number.isNaN(mx[0]) || !Number.isNaN(mx[2]) || mx[3] !== 1) throw new Error(`max: ${mx}`);
 });
 
+Deno.test("jit tanh keeps its relative precision near zero (and gelu, which is built on it)", async () => {
+  // The driver's tanh, (e²ˣ − 1)/(e²ˣ + 1), read tanh(−3.9e-35) as −3e-8: within TRANSCENDENTAL's
+  // atol, but a branch on it (maximum(x, tanh(x)·c)) then took the other side and a gradient
+  // differed by 0.1 (random-DAG fuzzer, FC_SEED=777).
+  const tiny = [1e-35, 1e-20, 1e-10, 1e-6, 1e-4, 1e-3, 0.01, 0.1, 0.124, 0.126, 0.3];
+  const x = f32([...tiny, ...tiny.map((v) => -v)]);
+  const out = await expectJitMatches(
+    (t: Tensor) => [ops.tanh(t), ops.gelu(t)],
+    [x],
+    { rtol: 2e-6, atol: 0 },
+    "tanh near 0",
+  ) as HostArray[];
+  const th = Array.from(out[0].data);
+  if (th[0] !== Math.fround(1e-35) || th[tiny.length] !== -Math.fround(1e-35)) {
+    throw new Error(`tanh(±1e-35): ${th[0]}, ${th[tiny.length]}`);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // Binary elementwise ops with broadcasting
 
