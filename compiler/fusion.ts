@@ -491,7 +491,12 @@ function inlineProducts(
       ...row,
       fused: [...new Set([...row.fused, ...m.fused])].sort((a, b) => a.id - b.id),
       reads,
-      identityReads: new Set([...row.identityReads].filter((n) => n !== root)),
+      // The product reads its operands along whole rows and columns, not at the kernel's own
+      // index: writing the output over one of them (in place, memory_plan.ts) would let a row
+      // read elements another row already overwrote.
+      identityReads: new Set(
+        [...row.identityReads].filter((n) => n !== root && !m.reads.includes(n)),
+      ),
     });
     gone.add(m);
   }

@@ -59,6 +59,7 @@ export async function checkProgram(
   label: string,
   describe: () => string,
   opts: JitOptions = {},
+  between: Tol = FUSED,
 ) {
   const expected = interpret(f, ...args);
   const fused = await jit(f, opts)(...args);
@@ -66,7 +67,7 @@ export async function checkProgram(
   try {
     assertTreeMatches(unfused, expected, DAG, `${label} (fuse: false) vs interpret`);
     assertTreeMatches(fused, expected, DAG, `${label} (fused) vs interpret`);
-    assertTreeMatches(fused, unfused, FUSED, `${label} fused vs unfused`);
+    assertTreeMatches(fused, unfused, between, `${label} fused vs unfused`);
   } catch (e) {
     const program = await jit(f, opts).lower(...args);
     throw new Error(`${(e as Error).message}\nprogram: ${describe()}\n${String(program)}`);
@@ -174,6 +175,50 @@ const productDags: fc.Arbitrary<Dag> = fc.record({
   ),
   outputs: fc.array(nat, { minLength: 1, maxLength: 3 }),
 });
+
+/**
+ * Product DAGs ending in two products of one value joined by an elementwise op (a gate times an
+ * up projection): the form a co-product kernel computes, whatever the instructions before drew.
+ */
+const joinedProductDags: fc.Arbitrary<Dag> = productDags.chain((dag) =>
+  fc.tuple(nat, nat, nat).map(([b1, b2, op]) => ({
+    ...dag,
+    instrs: [
+      ...dag.instrs,
+      { k: "matmul" as const, a: 0, b: b1 },
+      // a: 1 is the value the first product read; then the two products.
+      { k: "matmul" as const, a: 1, b: b2 },
+      { k: "binary" as const, op, a: 0, b: 1 },
+    ],
+  }))
+);
+
+/**
+ * The same as arbDag, then a short elementwise chain over a stored array (an input, or the DAG's
+ * last value) read by a reduction and by a product: two kernels that each read the chain, where
+ * rule 2's exception recomputes it (random DAGs alone rarely read a chain from two anchors).
+ */
+const sharedChainDags: fc.Arbitrary<Dag> = arbDag.chain((dag) =>
+  fc.record({ ops: fc.array(nat, { minLength: 1, maxLength: 3 }), from: nat, reduce: nat })
+    .map(({ ops, from, reduce }) => {
+      const last = dag.inputs.length + dag.instrs.length - 1;
+      // pick(i) reads pool[len − 1 − i]: `last` is input 0, 0 the DAG's last value.
+      const chain: Instr[] = ops.map((op, i) => ({
+        k: "unary",
+        op,
+        a: i > 0 ? 0 : from % 2 ? 0 : last,
+      }));
+      return {
+        ...dag,
+        instrs: [
+          ...dag.instrs,
+          ...chain,
+          { k: "reduce", op: reduce, a: 0, axes: reduce, keepDims: reduce % 2 === 0 },
+          { k: "matmul", a: 1, b: reduce },
+        ],
+      };
+    })
+);
 
 /** The same, with row-wise composites (softmax, norms) over products among the instructions. */
 const rowProductDags: fc.Arbitrary<Dag> = productDags.chain((dag) =>
@@ -373,6 +418,7 @@ async function checkDagPairs(
   grow: number,
   counts: (p: Program, apart: Program) => boolean,
   dags: fc.Arbitrary<Dag> = arbDag,
+  between: Tol = FUSED,
 ): Promise<number> {
   const wider = (s: number[]) => s.map((d) => (d === 1 ? 1 : d + grow));
   const pairs = dags.chain((dag) =>
@@ -395,9 +441,9 @@ async function checkDagPairs(
       for (
         const [g, what] of [[f, "dag"], [grad(lossOf(f), { argnums }), "grad of dag"]] as const
       ) {
-        await checkProgram(g, args, `${what}, ${label}`, describe, { codegen });
+        await checkProgram(g, args, `${what}, ${label}`, describe, { codegen }, between);
         const other = await jit(g, { codegen: apart })(...args);
-        assertTreeMatches(await jit(g, { codegen })(...args), other, FUSED, `${what}: ${label}`);
+        assertTreeMatches(await jit(g, { codegen })(...args), other, between, `${what}: ${label}`);
         const lowered = await jit(g, { codegen }).lower(...args);
         if (counts(lowered, await jit(g, { codegen: apart }).lower(...args))) counted++;
       }
@@ -442,9 +488,9 @@ Deno.test("jit random DAGs twice in one program: products computed beside each o
     { matmulCoProducts: false },
     2,
     (p) => p.kernels.some((k) => k.ops.filter((op) => op === "matmul").length > 1),
-    productDags,
+    joinedProductDags,
   );
-  if (beside < 4) throw new Error(`only ${beside} random programs computed products side by side`);
+  if (beside < 8) throw new Error(`only ${beside} random programs computed products side by side`);
 });
 
 Deno.test("jit random DAGs twice in one program: values recomputed where read compute what stored ones do", async () => {
@@ -456,6 +502,7 @@ Deno.test("jit random DAGs twice in one program: values recomputed where read co
     { recomputeElementwise: false },
     2,
     (p, apart) => stores(p) < stores(apart),
+    sharedChainDags,
   );
   if (fewer < 4) throw new Error(`only ${fewer} random programs recomputed a stored value`);
 });
@@ -486,8 +533,43 @@ Deno.test("jit random DAGs twice in one program: products computed inside row-wi
     6,
     (p) => p.kernels.some((k) => k.kind === "rowwise" && k.ops.includes("matmul")),
     rowProductDags,
+    // A dot product per element sums in another order than the tiled product; gradients through
+    // the norms of rows of near-equal values (ties among the edge values) magnify that past
+    // FUSED (8.5e-5 relative under FC_SEED=1001), while both stay within DAG of the reference.
+    DAG,
   );
   if (rows < 4) throw new Error(`only ${rows} random programs computed a product inside a row`);
+});
+
+Deno.test("jit a row-wise kernel never writes its output over an inlined product's operand", async () => {
+  // Found under FC_SEED=1005: the softmax gradient's row-wise kernel computed a product of the
+  // softmax's output inside (rule 10), read that output at its own index too, and the memory plan
+  // wrote the gradient over it in place; each column's dot product then read overwritten values.
+  const dag: Dag = {
+    inputs: [[4, 4], [2, 2, 2]],
+    instrs: [
+      { k: "reduce", op: 569, a: 391, axes: 851, keepDims: true },
+      { k: "row", op: 0, a: 842 },
+      { k: "matmul", a: 952, b: 692 },
+      { k: "row", op: 0, a: 0 },
+      { k: "matmul", a: 219, b: 521 },
+      { k: "reduce", op: 765, a: 901, axes: 182, keepDims: true },
+      { k: "select", a: 677, b: 464 },
+      { k: "binary", op: 221, a: 100, b: 15 },
+      { k: "matmul", a: 632, b: 870 },
+      { k: "matmul", a: 446, b: 772 },
+    ],
+    outputs: [213, 0],
+  };
+  const args = dag.inputs.map((s, i) => seeded(s, 40 + i, -2, 2));
+  const f = (...ts: Tensor[]) => buildDag(dag, ...ts);
+  const g = grad(lossOf(f), { argnums: [0, 1] });
+  const codegen = { inlineProducts: 64 };
+  const program = await jit(g, { codegen }).lower(...args);
+  if (!program.kernels.some((k) => k.kind === "rowwise" && k.ops.includes("matmul"))) {
+    throw new Error("no product was computed inside a row-wise kernel");
+  }
+  await checkProgram(g, args, "inlined softmax gradient", () => JSON.stringify(dag), { codegen });
 });
 
 Deno.test("jit a shared intermediate read by reductions, matmuls, views and outputs", async () => {
