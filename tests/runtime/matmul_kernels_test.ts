@@ -332,8 +332,12 @@ Deno.test("sums of products in one kernel (matmulSumProducts) match the referenc
         m: fc.integer({ min: 1, max: 20 }),
         n: fc.integer({ min: 1, max: 20 }),
         ks: fc.array(fc.integer({ min: 1, max: 24 }), { minLength: 2, maxLength: 3 }),
-        // Every size a multiple of 4 half of the time: the vec4 kernels' summed paths.
-        aligned: fc.boolean(),
+        // Every size a multiple of 4 most of the time: the vec4 kernels' summed paths (half of the
+        // time, they came up in only 1 or 2 of 20 programs under some seeds; now 8–12 of 40).
+        aligned: fc.oneof({ arbitrary: fc.constant(true), weight: 3 }, {
+          arbitrary: fc.constant(false),
+          weight: 1,
+        }),
         layout: fc.oneof(
           fc.constant(["NN", "NN", "NN"] as (typeof layouts[number])[]),
           fc.array(fc.constantFrom(...layouts), { minLength: 3, maxLength: 3 }),
@@ -383,7 +387,7 @@ Deno.test("sums of products in one kernel (matmulSumProducts) match the referenc
         }
       },
     ),
-    { numRuns: 20 },
+    { numRuns: 40 },
   );
   assert.ok(sums >= 4, `only ${sums} programs summed products in one vec4 kernel`);
   assert.ok(tiledSums >= 2, `only ${tiledSums} programs summed products in one tiled kernel`);
