@@ -29,12 +29,15 @@ interface Parts {
   entry: string;
   epilogue: string;
   tail: string;
-  /** The epilogue cut around its one row store, where it has exactly one (a loop over rows). */
-  row?: RowStore;
+  /**
+   * The epilogue cut around its one row store, where it has exactly one: the loop over the tile's
+   * rows before and after it, and the store of one row in `body`.
+   */
+  row?: Cut;
 }
 
-/** An epilogue's loop over the tile's rows (before and after) and the store of one row. */
-interface RowStore {
+/** A text cut around the part between two marks. */
+interface Cut {
   before: string;
   body: string;
   after: string;
@@ -49,10 +52,21 @@ function markLine(text: string, mark: string): [number, number] | undefined {
 
 const mentions = (text: string, name: string) => new RegExp(`\\b${name}\\b`).test(text);
 
+/** `text` cut at the lines holding `startMark` and `endMark` (dropped), each there once. */
+function cut(text: string, startMark: string, endMark: string): Cut | undefined {
+  const start = markLine(text, startMark), end = markLine(text, endMark);
+  if (!start || !end || end[0] < start[1]) return undefined;
+  return {
+    before: text.slice(0, start[0]),
+    body: text.slice(start[1], end[0]),
+    after: text.slice(end[1]),
+  };
+}
+
 function split(wgsl: string): Parts | undefined {
   const compute = wgsl.indexOf("\n@compute");
-  const start = markLine(wgsl, EPILOGUE_START), end = markLine(wgsl, EPILOGUE_END);
-  if (compute < 0 || !start || !end || end[0] < start[1]) return undefined;
+  const cutAt = cut(wgsl, EPILOGUE_START, EPILOGUE_END);
+  if (compute < 0 || !cutAt) return undefined;
   const bindings: Binding[] = [], items: string[][] = [];
   for (const line of wgsl.slice(0, compute).split("\n")) {
     const binding = parseBinding(line);
@@ -62,9 +76,8 @@ function split(wgsl: string): Parts | undefined {
     else items.at(-1)!.push(line);
   }
   if (bindings.some((b, i) => b.index !== i)) return undefined;
-  const entry = wgsl.slice(compute + 1, start[0]), tail = wgsl.slice(end[1]);
+  const entry = cutAt.before.slice(compute + 1), { body: epilogue, after: tail } = cutAt;
   const main = entry + tail;
-  const epilogue = wgsl.slice(start[1], end[0]);
   return {
     shared: bindings.filter((b) => mentions(main, b.name)),
     own: bindings.filter((b) => !mentions(main, b.name)),
@@ -72,17 +85,7 @@ function split(wgsl: string): Parts | undefined {
     entry,
     epilogue,
     tail,
-    row: splitRow(epilogue),
-  };
-}
-
-function splitRow(epilogue: string): RowStore | undefined {
-  const start = markLine(epilogue, ROW_START), end = markLine(epilogue, ROW_END);
-  if (!start || !end || end[0] < start[1]) return undefined;
-  return {
-    before: epilogue.slice(0, start[0]),
-    body: epilogue.slice(start[1], end[0]),
-    after: epilogue.slice(end[1]),
+    row: cut(epilogue, ROW_START, ROW_END),
   };
 }
 

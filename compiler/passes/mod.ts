@@ -20,13 +20,15 @@ export { type Emitter, type NodeRewrite, rewriteGraph } from "./rewrite.ts";
 
 /**
  * Folding, CSE, matmul reassociation and DCE until the graph stops shrinking (a few rounds), then
- * reshapes sunk below matmul epilogues (so fusion can absorb them).
+ * reshapes sunk below matmul epilogues (so fusion can absorb them). With `reassociate: false`
+ * products keep their order, and every value its bits.
  */
-export function optimize(graph: Graph): Graph {
+export function optimize(graph: Graph, opts: { reassociate?: boolean } = {}): Graph {
+  const reassociate = opts.reassociate === false ? (g: Graph) => g : reassociateMatmuls;
   let g = graph;
   for (let round = 0; round < 8; round++) {
     const simplified = eliminateCommonSubexpressions(foldConstants(g));
-    const next = eliminateDeadCode(reassociateMatmuls(simplified));
+    const next = eliminateDeadCode(reassociate(simplified));
     const done = next.nodes.length === g.nodes.length;
     g = next;
     if (done) break;
