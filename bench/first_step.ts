@@ -1,6 +1,7 @@
 /**
  * Time to the first step of the default `deno task train` (issue 15, "compile time"):
- * `deno run -A bench/first_step.ts [--steps N] [--profile] [--json FILE] [--dump DIR]`.
+ * `deno run -A bench/first_step.ts [--steps N] [--profile] [--json FILE] [--dump DIR]
+ * [--compile-ahead off]`.
  *
  * Builds the default trainer as `runTraining` does with DEFAULT_RUN (shipped base, HD-PiSSA,
  * K = 4, cipher task) and times, in wall and process CPU seconds (CPU time is the steadier figure
@@ -10,6 +11,10 @@
  * run one at a time (`KernelTiming.firstMs`): Mesa compiles a kernel's machine code at its first
  * dispatch, so each pipeline's first run shows its compile time (totals by kind and the slowest
  * kernels are printed).
+ *
+ * Where the device compiles ahead on two threads (`Device.compileAhead`: Mesa's CPU drivers with
+ * the shader cache on), the trainer's plan holds the compile; `--compile-ahead off` turns it off
+ * (as `--profile` does). Compare plan + step 1 across settings.
  *
  * `--codegen JSON` overrides a CPU adapter's code-generator tunables (`CPU_CODEGEN`) for the
  * trainer, as bench/ab.ts does, to weigh a setting's compile time.
@@ -33,6 +38,7 @@ const args = parseArgs({
     dump: { type: "string" },
     steps: { type: "string", default: "3" },
     codegen: { type: "string" },
+    "compile-ahead": { type: "string" },
   },
 });
 Object.assign(CPU_CODEGEN, JSON.parse(args.values.codegen ?? "{}"));
@@ -40,6 +46,10 @@ const { shardsAt, trainer: newTrainer } = await defaultStep();
 
 // Every distinct WGSL text the device compiles (it compiles each text once), by kernel label.
 const device = await gpu();
+// A profile reads Mesa's compile time from each pipeline's first run: nothing compiled ahead.
+if (args.values.profile || args.values["compile-ahead"] === "off") {
+  device.compileAheadEnabled = false;
+}
 const created = new Map<string, { label: string; chars: number }>();
 const pipelineOf = device.pipeline.bind(device);
 device.pipeline = (wgsl: string, label: string) => {
@@ -109,6 +119,7 @@ const result = {
   cache: Deno.env.get("MESA_SHADER_CACHE_DISABLE") === "true"
     ? "disabled"
     : Deno.env.get("MESA_SHADER_CACHE_DIR") ?? "default",
+  compileAhead: device.compileAheadEnabled,
   init,
   plan,
   profile,

@@ -5,6 +5,15 @@
  * pipelines cached by their WGSL text.
  */
 
+import {
+  compileInWorker,
+  dispatchEmpty,
+  PARALLEL_COMPILE_MIN_CHARS,
+  parallelCompileApplies,
+  splitByCost,
+  WORKER_HANDICAP_CHARS,
+} from "./compile_ahead.ts";
+
 /** The WebGPU limits a device requests at the adapter's maximum and reports in `DeviceInfo`. */
 export const LIMIT_NAMES = [
   "maxStorageBuffersPerShaderStage",
@@ -59,6 +68,11 @@ export interface DeviceOptions {
    * (tests run every split path at small sizes this way).
    */
   limits?: Partial<DeviceLimits> & { maxLoopIterations?: number };
+  /**
+   * Compile a program's new pipelines on two threads before its first run (see
+   * compile_ahead.ts). Default: on for Mesa's CPU drivers with their shader cache on.
+   */
+  compileAhead?: boolean;
 }
 
 /** Iterations of the loop-budget probe: a bound above this counts as none. */
@@ -120,6 +134,10 @@ export class Device {
   /** A process-wide unique id, in opening order. */
   readonly id = nextDeviceId++;
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  /** Whether `pipelinesFor` compiles new pipelines ahead (settable: a profile turns it off). */
+  compileAheadEnabled = false;
+  /** Pipelines compiled ahead so far: on this thread, and in workers (compile_ahead.ts). */
+  readonly compiledAhead = { here: 0, worker: 0 };
   private lostReason: string | undefined;
   private uncaptured: string | undefined;
 
@@ -128,6 +146,8 @@ export class Device {
     readonly info: DeviceInfo,
     /** Storage buffers a kernel may bind (≤ the device limit). */
     readonly maxStorageBuffers: number,
+    /** The features and limits the device was requested with (a compile worker asks the same). */
+    private readonly request: { features: string[]; limits: Record<string, number> },
   ) {
     gpu.lost.then((info) => {
       this.lostReason = `${info.reason}: ${info.message}`;
@@ -186,7 +206,13 @@ export class Device {
       limits.maxStorageBuffersPerShaderStage,
       opts.maxStorageBuffers ?? Infinity,
     );
-    return new Device(device, info, maxStorage);
+    const opened = new Device(device, info, maxStorage, {
+      features: requiredFeatures,
+      limits: requiredLimits,
+    });
+    opened.compileAheadEnabled = opts.compileAhead ??
+      parallelCompileApplies(info.description, info.isFallbackAdapter);
+    return opened;
   }
 
   /** Throws if the device was lost or an error escaped the error scopes. */
@@ -208,6 +234,32 @@ export class Device {
       p.catch(() => this.pipelines.delete(wgsl));
     }
     return p;
+  }
+
+  /**
+   * Pipelines for a program's kernels, in order. Where `compileAheadEnabled` and the texts new to
+   * this device are long enough to repay a worker, their machine code is compiled before this
+   * returns, half here and half in a worker (compile_ahead.ts); otherwise each compiles at its
+   * first dispatch.
+   */
+  async pipelinesFor(
+    kernels: readonly { wgsl: string; name: string }[],
+  ): Promise<GPUComputePipeline[]> {
+    const fresh = [...new Set(kernels.map((k) => k.wgsl))].filter((t) => !this.pipelines.has(t));
+    const chars = fresh.reduce((n, t) => n + t.length, 0);
+    const ahead = this.compileAheadEnabled && fresh.length > 1 &&
+      chars >= PARALLEL_COMPILE_MIN_CHARS;
+    const [mine, theirs] = ahead ? splitByCost(fresh, WORKER_HANDICAP_CHARS) : [[], []];
+    // The worker starts first: its start and device overlap this thread's pipeline creation.
+    const worker = ahead ? compileInWorker({ texts: theirs, ...this.request }) : undefined;
+    const pipelines = await Promise.all(kernels.map((k) => this.pipeline(k.wgsl, k.name)));
+    if (ahead) {
+      const own = await Promise.all(mine.map((t) => this.pipelines.get(t)!));
+      const [there, here] = await Promise.all([worker!, dispatchEmpty(this.gpu, own, mine)]);
+      this.compiledAhead.here += here;
+      this.compiledAhead.worker += there;
+    }
+    return pipelines;
   }
 
   /** Number of distinct WGSL texts compiled (or being compiled) so far. */

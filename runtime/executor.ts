@@ -32,8 +32,9 @@ export interface KernelTiming {
   /**
    * Wall milliseconds of the kernel's first run, alone and waited for (less an empty
    * submit-and-wait). Drivers that compile a pipeline at its first dispatch (Mesa's llvmpipe and
-   * lavapipe) compile it within this run; a pipeline several kernels share is compiled in the
-   * first of them.
+   * lavapipe) compile it within this run, unless the device compiled it ahead
+   * (`Device.compileAheadEnabled`); a pipeline several kernels share is compiled in the first of
+   * them.
    */
   firstMs: number;
 }
@@ -58,7 +59,7 @@ export class Executable {
   /** Compiles the program's kernels and allocates and fills its persistent buffers. */
   static async create(device: Device, program: Program): Promise<Executable> {
     const e = new Executable(device, program);
-    e.pipelines = await Promise.all(program.kernels.map((k) => device.pipeline(k.wgsl, k.name)));
+    e.pipelines = await device.pipelinesFor(program.kernels);
     const persistent = program.slots.filter((s) =>
       s.kind === "intermediate" || s.kind === "constant"
     );

@@ -1,0 +1,28 @@
+/**
+ * The worker of `compileInWorker` (compile_ahead.ts): opens a device like the caller's, compiles
+ * the texts it is sent (Mesa's shader cache keeps the machine code for the caller) and replies
+ * with how many it compiled, 0 when it could not open a device.
+ */
+
+import { type CompileRequest, compileTexts } from "./compile_ahead.ts";
+
+const scope = self as unknown as Worker;
+
+scope.onmessage = async (e: MessageEvent<CompileRequest>) => {
+  let compiled = 0;
+  try {
+    const { texts, features, limits } = e.data;
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    if (adapter) {
+      const gpu = await adapter.requestDevice({
+        requiredFeatures: features as GPUFeatureName[],
+        requiredLimits: limits,
+      });
+      compiled = await compileTexts(gpu, texts);
+      gpu.destroy();
+    }
+  } catch {
+    compiled = 0; // the caller's first dispatches compile these kernels instead
+  }
+  scope.postMessage({ compiled });
+};
