@@ -56,23 +56,32 @@ export function splitByCost(texts: readonly string[], handicap = 0): [string[], 
   return sides;
 }
 
+/** Deno's namespace, read through globalThis: the browser build has none (and must not name it). */
+const deno = () => (globalThis as { Deno?: typeof Deno }).Deno;
+
 /** Whether Mesa's on-disk shader cache is turned off in this process's environment. */
 function shaderCacheDisabled(): boolean {
   try {
-    const v = Deno.env.get("MESA_SHADER_CACHE_DISABLE") ?? Deno.env.get("MESA_GLSL_CACHE_DISABLE");
+    const env = deno()!.env;
+    const v = env.get("MESA_SHADER_CACHE_DISABLE") ?? env.get("MESA_GLSL_CACHE_DISABLE");
     return v !== undefined && /^(1|true|yes)$/i.test(v);
   } catch {
     return false; // no --allow-env: Mesa's default (on) holds
   }
 }
 
+/** The worker's module, beside this one (absent when this module is bundled into one file). */
+const WORKER_MODULE = new URL("./compile_worker.ts", import.meta.url).href;
+const fromSource = import.meta.url.endsWith("/compile_ahead.ts");
+
 /**
  * Whether new pipelines of a device described by `description` are worth compiling on a second
- * thread: a Mesa CPU driver, in Deno (workers with WebGPU), with the shader cache on.
+ * thread: a Mesa CPU driver, in Deno (workers with WebGPU) running this module from its source
+ * tree (a bundle has no worker module), with the shader cache on.
  */
 export function parallelCompileApplies(description: string, isFallbackAdapter: boolean): boolean {
   return isFallbackAdapter && /llvmpipe|lavapipe/i.test(description) &&
-    "Deno" in globalThis && typeof Worker !== "undefined" && !shaderCacheDisabled();
+    fromSource && deno() !== undefined && typeof Worker !== "undefined" && !shaderCacheDisabled();
 }
 
 /**
@@ -149,9 +158,7 @@ export interface CompileRequest {
 export function compileInWorker(request: CompileRequest): Promise<number> {
   let worker: Worker;
   try {
-    worker = new Worker(new URL("./compile_worker.ts", import.meta.url).href, {
-      type: "module",
-    });
+    worker = new Worker(WORKER_MODULE, { type: "module" });
   } catch {
     return Promise.resolve(0);
   }
