@@ -1,7 +1,7 @@
 /**
  * Time to the first step of the default `deno task train` (issue 15, "compile time"):
  * `deno run -A bench/first_step.ts [--steps N] [--profile] [--json FILE] [--dump DIR]
- * [--compile-ahead off]`.
+ * [--compile-ahead on|off]`.
  *
  * Builds the default trainer as `runTraining` does with DEFAULT_RUN (shipped base, HD-PiSSA,
  * K = 4, cipher task) and times, in wall and process CPU seconds (CPU time is the steadier figure
@@ -12,9 +12,9 @@
  * dispatch, so each pipeline's first run shows its compile time (totals by kind and the slowest
  * kernels are printed).
  *
- * Where the device compiles ahead on two threads (`Device.compileAhead`: Mesa's CPU drivers with
- * the shader cache on), the trainer's plan holds the compile; `--compile-ahead off` turns it off
- * (as `--profile` does). Compare plan + step 1 across settings.
+ * Where the device compiles ahead on two threads (`device.compileAheadEnabled`: Mesa's CPU drivers
+ * with the shader cache on), the trainer's plan holds the compile; `--compile-ahead off` turns it
+ * off (as `--profile` does) and `on` forces it. Compare plan + step 1 across settings.
  *
  * `--codegen JSON` overrides a CPU adapter's code-generator tunables (`CPU_CODEGEN`) for the
  * trainer, as bench/ab.ts does, to weigh a setting's compile time.
@@ -46,10 +46,13 @@ const { shardsAt, trainer: newTrainer } = await defaultStep();
 
 // Every distinct WGSL text the device compiles (it compiles each text once), by kernel label.
 const device = await gpu();
-// A profile reads Mesa's compile time from each pipeline's first run: nothing compiled ahead.
-if (args.values.profile || args.values["compile-ahead"] === "off") {
-  device.compileAheadEnabled = false;
+const ahead = args.values["compile-ahead"];
+if (ahead !== undefined && ahead !== "on" && ahead !== "off") {
+  throw new Error(`--compile-ahead takes on or off, got ${ahead}`);
 }
+if (ahead) device.compileAheadEnabled = ahead === "on";
+// A profile reads Mesa's compile time from each pipeline's first run: nothing compiled ahead.
+if (args.values.profile) device.compileAheadEnabled = false;
 const created = new Map<string, { label: string; chars: number }>();
 const pipelineOf = device.pipeline.bind(device);
 device.pipeline = (wgsl: string, label: string) => {

@@ -4,46 +4,47 @@
  * llvmpipe and lavapipe compile a pipeline's machine code at its first dispatch, on the queue's
  * single thread (a dispatch of zero workgroups compiles it too); a second device opened in the
  * same thread compiles on that same thread (measured: no overlap). A Deno worker has its own
- * WebGPU instance and queue thread, so it compiles half of the new pipelines while this thread's
- * device compiles the other half. Mesa keeps what the worker compiled in its on-disk shader cache,
- * where this device finds it at the first dispatch and loads instead of compiling. With the cache
- * off (`MESA_SHADER_CACHE_DISABLE`) nothing would carry over, so the worker is not started.
+ * WebGPU instance and queue thread, so it compiles part of the new pipelines while this thread's
+ * device compiles the rest. Mesa keeps what the worker compiled in its on-disk shader cache, where
+ * this device finds it at the first dispatch and loads instead of compiling. With the cache off
+ * (`MESA_SHADER_CACHE_DISABLE`) nothing would carry over, so no worker is started.
  *
- * Every step here only saves time: a kernel whose placeholder bindings fail validation, a worker
- * that cannot start, or a cache that misses leaves that kernel to compile at its first dispatch.
+ * A kernel whose placeholder bindings fail validation, a worker that cannot start or falls behind,
+ * or a cache that misses leaves that kernel to compile at its first dispatch, as without this.
  */
 
-/** New WGSL characters below which a worker's start (≈0.1 s) costs more than it saves. */
-export const PARALLEL_COMPILE_MIN_CHARS = 24_000;
+/**
+ * The worker's fixed start-up cost (its isolate, Vulkan instance and device, and the creation of
+ * its pipelines, which this thread has done for its own), as the WGSL characters this thread
+ * compiles in that time: on an even split of the default step the worker finished ≈0.3 s later.
+ */
+export const WORKER_HANDICAP_CHARS = 16_000;
 
-/** How long to wait for the worker before leaving its kernels to compile at first dispatch. */
-const WORKER_TIMEOUT_MS = 120_000;
+/** The least share (WGSL characters, ≈0.13 s of compiling) worth starting a worker for. */
+export const WORKER_MIN_CHARS = 8_000;
 
-/** A binding a kernel declares: its number, and whether it is a uniform (else storage). */
+/** A buffer binding a kernel declares: its number, uniform or storage, and bytes it needs. */
 export interface DeclaredBinding {
   binding: number;
   uniform: boolean;
+  /** Bytes of a uniform's fixed-size array (`array<vec4<i32>, N>`: 16·N); 0 for storage. */
+  bytes: number;
 }
 
 /** The group-0 buffer bindings a WGSL text declares. */
 export function bindingsOf(wgsl: string): DeclaredBinding[] {
-  return [...wgsl.matchAll(/@group\(0\)\s*@binding\((\d+)\)\s*var<(\w+)/g)].map((m) => ({
-    binding: Number(m[1]),
-    uniform: m[2] === "uniform",
-  }));
+  const declared = /@group\(0\)\s*@binding\((\d+)\)\s*var<(\w+)[^>]*>\s*\w+\s*:\s*([^;]+);/g;
+  return [...wgsl.matchAll(declared)].map((m) => {
+    const uniform = m[2] === "uniform";
+    const vec4s = /^array<vec4<[iuf]32>,\s*(\d+)u?>$/.exec(m[3].trim());
+    return { binding: Number(m[1]), uniform, bytes: uniform && vec4s ? 16 * Number(vec4s[1]) : 0 };
+  });
 }
 
 /**
- * The worker's start (its isolate, Vulkan instance and device) and its pipelines' creation, which
- * this thread has done for its own, in characters of WGSL compiled in the same time (measured on
- * the default step: the worker finished ≈0.3 s after this thread on an even split).
- */
-export const WORKER_HANDICAP_CHARS = 16_000;
-
-/**
- * Splits texts into two lists of about equal compile time, the second starting `handicap`
- * characters behind (longest first to the lighter side; Mesa's compile time grows with the
- * text). The first list is this thread's.
+ * Splits texts into two lists of about equal compile time, longest first to the lighter side
+ * (Mesa's compile time grows with the text); the second side is charged `handicap` characters up
+ * front. The first list is this thread's.
  */
 export function splitByCost(texts: readonly string[], handicap = 0): [string[], string[]] {
   const sides: [string[], string[]] = [[], []];
@@ -59,29 +60,47 @@ export function splitByCost(texts: readonly string[], handicap = 0): [string[], 
 /** Deno's namespace, read through globalThis: the browser build has none (and must not name it). */
 const deno = () => (globalThis as { Deno?: typeof Deno }).Deno;
 
-/** Whether Mesa's on-disk shader cache is turned off in this process's environment. */
-function shaderCacheDisabled(): boolean {
+/** Whether a permission is granted already (never prompts). */
+function granted(desc: Deno.PermissionDescriptor): boolean {
   try {
-    const env = deno()!.env;
-    const v = env.get("MESA_SHADER_CACHE_DISABLE") ?? env.get("MESA_GLSL_CACHE_DISABLE");
-    return v !== undefined && /^(1|true|yes)$/i.test(v);
+    return deno()?.permissions.querySync(desc).state === "granted";
   } catch {
-    return false; // no --allow-env: Mesa's default (on) holds
+    return false;
   }
 }
 
-/** The worker's module, beside this one (absent when this module is bundled into one file). */
-const WORKER_MODULE = new URL("./compile_worker.ts", import.meta.url).href;
-const fromSource = import.meta.url.endsWith("/compile_ahead.ts");
+/** Whether Mesa's on-disk shader cache is turned off in this process's environment. */
+function shaderCacheDisabled(): boolean {
+  return ["MESA_SHADER_CACHE_DISABLE", "MESA_GLSL_CACHE_DISABLE"].some((variable) => {
+    // Without --allow-env the variable cannot be read (nor asked for): Mesa's default, on, holds.
+    if (!granted({ name: "env", variable })) return false;
+    const v = deno()!.env.get(variable);
+    return v !== undefined && /^(1|t|true|y|yes)$/i.test(v.trim());
+  });
+}
 
 /**
- * Whether new pipelines of a device described by `description` are worth compiling on a second
- * thread: a Mesa CPU driver, in Deno (workers with WebGPU) running this module from its source
- * tree (a bundle has no worker module), with the shader cache on.
+ * The worker's module beside this one, where it can be read without a prompt: undefined when this
+ * module runs bundled into one file (no worker module beside it) or from a remote or blob URL.
+ */
+function workerModule(): string | undefined {
+  try {
+    if (!import.meta.url.endsWith("/compile_ahead.ts")) return undefined;
+    const url = new URL("./compile_worker.ts", import.meta.url);
+    if (url.protocol !== "file:") return undefined;
+    return granted({ name: "read", path: decodeURIComponent(url.pathname) }) ? url.href : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether a device described by `description` compiles new pipelines ahead by default: a Mesa CPU
+ * driver, in Deno (workers with WebGPU) from the source tree, with the shader cache on.
  */
 export function parallelCompileApplies(description: string, isFallbackAdapter: boolean): boolean {
-  return isFallbackAdapter && /llvmpipe|lavapipe/i.test(description) &&
-    fromSource && deno() !== undefined && typeof Worker !== "undefined" && !shaderCacheDisabled();
+  return isFallbackAdapter && /llvmpipe|lavapipe/i.test(description) && deno() !== undefined &&
+    typeof Worker !== "undefined" && workerModule() !== undefined && !shaderCacheDisabled();
 }
 
 /**
@@ -94,86 +113,119 @@ export async function dispatchEmpty(
   pipelines: readonly GPUComputePipeline[],
   texts: readonly string[],
 ): Promise<number> {
-  const buffers: GPUBuffer[] = [];
-  const placeholder = (binding: number) =>
-    buffers[binding] ??= gpu.createBuffer({
-      size: 4096,
+  const declared = texts.map(bindingsOf);
+  // One buffer per binding number (no two bindings of a dispatch alias), as large as any kernel
+  // declares it.
+  const bytes: number[] = [];
+  for (const b of declared.flat()) bytes[b.binding] = Math.max(bytes[b.binding] ?? 256, b.bytes);
+  gpu.pushErrorScope("validation");
+  const buffers = bytes.map((size, binding) =>
+    gpu.createBuffer({
+      size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM,
       label: `compile-ahead binding ${binding}`,
-    });
-  const groups = await Promise.all(pipelines.map(async (pipeline, i) => {
+    })
+  );
+  const groups = pipelines.map((pipeline, i) => {
+    // Pushed, created and popped with no await between: scopes stay paired with their calls.
     gpu.pushErrorScope("validation");
     const group = gpu.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
-      entries: bindingsOf(texts[i]).map(({ binding }) => ({
+      entries: declared[i].map(({ binding }) => ({
         binding,
-        resource: { buffer: placeholder(binding) },
+        resource: { buffer: buffers[binding] },
       })),
     });
-    return (await gpu.popErrorScope()) ? undefined : group;
-  }));
+    return gpu.popErrorScope().then((error) => (error ? undefined : group));
+  });
+  const ready = await Promise.all(groups);
   const encoder = gpu.createCommandEncoder({ label: "compile ahead" });
   const pass = encoder.beginComputePass();
   let dispatched = 0;
   pipelines.forEach((pipeline, i) => {
-    if (!groups[i]) return;
+    if (!ready[i]) return;
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, groups[i]!);
+    pass.setBindGroup(0, ready[i]!);
     pass.dispatchWorkgroups(0);
     dispatched++;
   });
   pass.end();
   gpu.queue.submit([encoder.finish()]);
+  const failed = await gpu.popErrorScope();
   await gpu.queue.onSubmittedWorkDone();
-  buffers.forEach((b) => b?.destroy());
-  return dispatched;
+  buffers.forEach((b) => b.destroy());
+  return failed ? 0 : dispatched;
 }
 
 /** Creates a pipeline per text (those that fail validation are dropped) and compiles them. */
 export async function compileTexts(gpu: GPUDevice, texts: readonly string[]): Promise<number> {
-  const created = await Promise.all(texts.map(async (code) => {
+  const created = await Promise.all(texts.map((code) => {
     gpu.pushErrorScope("validation");
     const pipeline = gpu.createComputePipeline({
       layout: "auto",
       compute: { module: gpu.createShaderModule({ code }), entryPoint: "main" },
     });
-    return (await gpu.popErrorScope()) ? undefined : { pipeline, code };
+    return gpu.popErrorScope().then((error) => (error ? undefined : { pipeline, code }));
   }));
   const ok = created.filter((c) => c !== undefined);
   return await dispatchEmpty(gpu, ok.map((c) => c.pipeline), ok.map((c) => c.code));
 }
 
-/** What the compile worker is sent: the texts, and the device it must open to match ours. */
-export interface CompileRequest {
-  texts: string[];
+/** The device a compile worker opens: the same adapter, features and limits as the caller's. */
+export interface WorkerDevice {
+  powerPreference: GPUPowerPreference;
+  /** The caller's adapter description: a worker given another adapter compiles nothing. */
+  description: string;
   features: string[];
   limits: Record<string, number>;
 }
 
-/**
- * Compiles `request.texts` in a worker on a device of its own (same features and limits), and
- * resolves once it has, or once it failed or timed out (the kernels then compile where first
- * dispatched). Resolves to the number the worker compiled.
- */
-export function compileInWorker(request: CompileRequest): Promise<number> {
+/** What the compile worker is sent. */
+export interface CompileRequest extends WorkerDevice {
+  texts: string[];
+}
+
+/** A running compile worker. */
+export interface CompileWorker {
+  /** How many texts it compiled; 0 if it failed, or did not finish within `ms` from now. */
+  result(ms: number): Promise<number>;
+  /** Stops it (idempotent); its kernels compile at their first dispatch. */
+  stop(): void;
+}
+
+/** Starts a worker that compiles `request.texts` on a device of its own (undefined if it cannot). */
+export function startCompileWorker(request: CompileRequest): CompileWorker | undefined {
+  const module = workerModule();
+  if (!module) return undefined;
   let worker: Worker;
   try {
-    worker = new Worker(WORKER_MODULE, { type: "module" });
+    worker = new Worker(module, { type: "module" });
   } catch {
-    return Promise.resolve(0);
+    return undefined;
   }
-  return new Promise<number>((resolve) => {
-    const timer = setTimeout(() => finish(0), WORKER_TIMEOUT_MS);
-    function finish(n: number) {
-      clearTimeout(timer);
-      worker.terminate();
-      resolve(n);
-    }
-    worker.onmessage = (e: MessageEvent<{ compiled: number }>) => finish(e.data.compiled);
+  let stopped = false;
+  const stop = () => {
+    if (!stopped) worker.terminate();
+    stopped = true;
+  };
+  const done = new Promise<number>((resolve) => {
+    worker.onmessage = (e: MessageEvent<{ compiled: number }>) => resolve(e.data.compiled);
     worker.onerror = (e) => {
       e.preventDefault();
-      finish(0);
+      resolve(0);
     };
-    worker.postMessage(request);
   });
+  done.then(stop);
+  worker.postMessage(request);
+  return {
+    stop,
+    result(ms: number) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<number>((resolve) => timer = setTimeout(() => resolve(0), ms));
+      return Promise.race([done, late]).finally(() => {
+        clearTimeout(timer);
+        stop();
+      });
+    },
+  };
 }

@@ -1,7 +1,8 @@
 /**
- * The worker of `compileInWorker` (compile_ahead.ts): opens a device like the caller's, compiles
+ * The worker of `startCompileWorker` (compile_ahead.ts): opens a device like the caller's, compiles
  * the texts it is sent (Mesa's shader cache keeps the machine code for the caller) and replies
- * with how many it compiled, 0 when it could not open a device.
+ * with how many it compiled: 0 when it could not open such a device, or was given another adapter
+ * (whose cache the caller would not read).
  */
 
 import { type CompileRequest, compileTexts } from "./compile_ahead.ts";
@@ -11,9 +12,10 @@ const scope = self as unknown as Worker;
 scope.onmessage = async (e: MessageEvent<CompileRequest>) => {
   let compiled = 0;
   try {
-    const { texts, features, limits } = e.data;
-    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
-    if (adapter) {
+    const { texts, features, limits, powerPreference, description } = e.data;
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference });
+    const info = adapter?.info;
+    if (adapter && (info!.description || info!.device || "unknown") === description) {
       const gpu = await adapter.requestDevice({
         requiredFeatures: features as GPUFeatureName[],
         requiredLimits: limits,

@@ -6,12 +6,13 @@
  */
 
 import {
-  compileInWorker,
   dispatchEmpty,
-  PARALLEL_COMPILE_MIN_CHARS,
   parallelCompileApplies,
   splitByCost,
+  startCompileWorker,
   WORKER_HANDICAP_CHARS,
+  WORKER_MIN_CHARS,
+  type WorkerDevice,
 } from "./compile_ahead.ts";
 
 /** The WebGPU limits a device requests at the adapter's maximum and reports in `DeviceInfo`. */
@@ -70,7 +71,8 @@ export interface DeviceOptions {
   limits?: Partial<DeviceLimits> & { maxLoopIterations?: number };
   /**
    * Compile a program's new pipelines on two threads before its first run (see
-   * compile_ahead.ts). Default: on for Mesa's CPU drivers with their shader cache on.
+   * compile_ahead.ts). Default: on for Mesa's CPU drivers with their shader cache on, in Deno
+   * running the source tree (a bundle has no worker module).
    */
   compileAhead?: boolean;
 }
@@ -146,8 +148,8 @@ export class Device {
     readonly info: DeviceInfo,
     /** Storage buffers a kernel may bind (≤ the device limit). */
     readonly maxStorageBuffers: number,
-    /** The features and limits the device was requested with (a compile worker asks the same). */
-    private readonly request: { features: string[]; limits: Record<string, number> },
+    /** The adapter, features and limits the device was opened with (a compile worker's match). */
+    private readonly request: WorkerDevice,
   ) {
     gpu.lost.then((info) => {
       this.lostReason = `${info.reason}: ${info.message}`;
@@ -207,6 +209,8 @@ export class Device {
       opts.maxStorageBuffers ?? Infinity,
     );
     const opened = new Device(device, info, maxStorage, {
+      powerPreference: opts.powerPreference ?? "high-performance",
+      description: info.description,
       features: requiredFeatures,
       limits: requiredLimits,
     });
@@ -238,28 +242,35 @@ export class Device {
 
   /**
    * Pipelines for a program's kernels, in order. Where `compileAheadEnabled` and the texts new to
-   * this device are long enough to repay a worker, their machine code is compiled before this
-   * returns, half here and half in a worker (compile_ahead.ts); otherwise each compiles at its
+   * this device give a worker a share worth its start, their machine code is compiled before this
+   * returns, part here and part in a worker (compile_ahead.ts); otherwise each compiles at its
    * first dispatch.
    */
   async pipelinesFor(
     kernels: readonly { wgsl: string; name: string }[],
   ): Promise<GPUComputePipeline[]> {
     const fresh = [...new Set(kernels.map((k) => k.wgsl))].filter((t) => !this.pipelines.has(t));
-    const chars = fresh.reduce((n, t) => n + t.length, 0);
-    const ahead = this.compileAheadEnabled && fresh.length > 1 &&
-      chars >= PARALLEL_COMPILE_MIN_CHARS;
-    const [mine, theirs] = ahead ? splitByCost(fresh, WORKER_HANDICAP_CHARS) : [[], []];
+    const [mine, theirs] = splitByCost(fresh, WORKER_HANDICAP_CHARS);
+    const share = theirs.reduce((n, t) => n + t.length, 0);
     // The worker starts first: its start and device overlap this thread's pipeline creation.
-    const worker = ahead ? compileInWorker({ texts: theirs, ...this.request }) : undefined;
-    const pipelines = await Promise.all(kernels.map((k) => this.pipeline(k.wgsl, k.name)));
-    if (ahead) {
-      const own = await Promise.all(mine.map((t) => this.pipelines.get(t)!));
-      const [there, here] = await Promise.all([worker!, dispatchEmpty(this.gpu, own, mine)]);
-      this.compiledAhead.here += here;
-      this.compiledAhead.worker += there;
+    const worker = this.compileAheadEnabled && share >= WORKER_MIN_CHARS
+      ? startCompileWorker({ texts: theirs, ...this.request })
+      : undefined;
+    try {
+      const pipelines = await Promise.all(kernels.map((k) => this.pipeline(k.wgsl, k.name)));
+      if (worker) {
+        const t0 = performance.now();
+        const own = await Promise.all(mine.map((t) => this.pipelines.get(t)!));
+        this.compiledAhead.here += await dispatchEmpty(this.gpu, own, mine);
+        // The sides were balanced: a worker far behind this thread has stalled, and its kernels
+        // are better compiled at their first dispatch than waited for.
+        const wait = Math.max(2000, 2 * (performance.now() - t0));
+        this.compiledAhead.worker += await worker.result(wait);
+      }
+      return pipelines;
+    } finally {
+      worker?.stop();
     }
-    return pipelines;
   }
 
   /** Number of distinct WGSL texts compiled (or being compiled) so far. */
@@ -278,15 +289,19 @@ export class Device {
       label,
     };
     // The async form lets the driver compile several kernels in parallel (NVIDIA's compiler
-    // takes ~100 ms per kernel); a rejected promise carries the validation error.
+    // takes ~100 ms per kernel); a rejected promise carries the validation error. The scope is
+    // popped before any await: kernels compile concurrently, and a scope popped later would be
+    // another kernel's (its error blamed on this one).
+    const created = this.gpu.createComputePipelineAsync(descriptor);
+    const popped = this.gpu.popErrorScope();
     let pipeline: GPUComputePipeline | undefined;
     let asyncError: unknown;
     try {
-      pipeline = await this.gpu.createComputePipelineAsync(descriptor);
+      pipeline = await created;
     } catch (e) {
       asyncError = e;
     }
-    const scoped = await this.gpu.popErrorScope();
+    const scoped = await popped;
     const error = scoped ?? (asyncError ? { message: String(asyncError) } : null);
     if (error) {
       const info = await module.getCompilationInfo?.().catch(() => undefined);
@@ -309,8 +324,11 @@ export class Device {
     const buffers = sizes.map((size) =>
       this.gpu.createBuffer({ size: Math.max(4, size), usage, label })
     );
-    const validation = await this.gpu.popErrorScope();
-    const oom = await this.gpu.popErrorScope();
+    // Both popped before awaiting: another call's scopes may be pushed in between.
+    const [validation, oom] = await Promise.all([
+      this.gpu.popErrorScope(),
+      this.gpu.popErrorScope(),
+    ]);
     if (oom || validation) {
       buffers.forEach((b) => b.destroy());
       const total = sizes.reduce((a, b) => a + b, 0);

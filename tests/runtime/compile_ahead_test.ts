@@ -19,9 +19,11 @@ import {
 } from "../../mod.ts";
 import {
   bindingsOf,
-  compileInWorker,
-  PARALLEL_COMPILE_MIN_CHARS,
+  type CompileRequest,
   splitByCost,
+  startCompileWorker,
+  WORKER_HANDICAP_CHARS,
+  WORKER_MIN_CHARS,
 } from "../../runtime/compile_ahead.ts";
 import assert from "node:assert/strict";
 import { checkProperty, fc } from "../helpers/property.ts";
@@ -46,18 +48,23 @@ Deno.test("splitByCost partitions the texts, its sides within one text of even",
   );
 });
 
-// A loss whose gradient program has enough WGSL to be compiled ahead.
-function mlpLoss(p: Record<"w1" | "b1" | "w2" | "b2", Tensor>, x: Tensor, y: Tensor): Tensor {
-  const h = gelu(add(matmul(x, p.w1), p.b1));
-  const logits = add(matmul(layerNorm(h), p.w2), p.b2);
+// A loss whose gradient program has enough WGSL to be compiled ahead: three layers of different
+// widths, so its products and row kernels do not share texts.
+type Params = Record<"w1" | "b1" | "w2" | "b2" | "w3" | "b3", Tensor>;
+function mlpLoss(p: Params, x: Tensor, y: Tensor): Tensor {
+  const h1 = gelu(add(matmul(x, p.w1), p.b1));
+  const h2 = gelu(add(matmul(layerNorm(h1), p.w2), p.b2));
+  const logits = add(matmul(layerNorm(h2), p.w3), p.b3);
   return crossEntropy(logits, y);
 }
 
 const params = {
   w1: seeded([24, 64], 41, -0.5, 0.5),
   b1: seeded([64], 42, -0.1, 0.1),
-  w2: seeded([64, 40], 43, -0.5, 0.5),
-  b2: seeded([40], 44, -0.1, 0.1),
+  w2: seeded([64, 48], 43, -0.5, 0.5),
+  b2: seeded([48], 44, -0.1, 0.1),
+  w3: seeded([48, 40], 46, -0.5, 0.5),
+  b3: seeded([40], 47, -0.1, 0.1),
 };
 const x = seeded([32, 24], 45, -2, 2);
 const y: HostArray = {
@@ -71,8 +78,11 @@ Deno.test("bindingsOf reads each kernel's storage bindings and its shape uniform
   try {
     const program = await jit(valueAndGrad(mlpLoss), { device }).program(params, x, y);
     for (const k of program.kernels) {
-      const expected = k.slots.map((_, binding) => ({ binding, uniform: false }));
-      if (k.params) expected.push({ binding: k.slots.length, uniform: true });
+      const expected = k.slots.map((_, binding) => ({ binding, uniform: false, bytes: 0 }));
+      // The shape uniform: the kernel's sizes, a whole number of vec4s.
+      if (k.params) {
+        expected.push({ binding: k.slots.length, uniform: true, bytes: k.params.byteLength });
+      }
       assert.deepEqual(bindingsOf(k.wgsl), expected, k.name);
     }
   } finally {
@@ -87,7 +97,8 @@ Deno.test("a program compiled ahead by a worker computes what one compiled at fi
     const step = valueAndGrad(mlpLoss);
     const program = await jit(step, { device: ahead }).program(params, x, y);
     const texts = [...new Set(program.kernels.map((k) => k.wgsl))];
-    assert.ok(chars(texts) >= PARALLEL_COMPILE_MIN_CHARS, `only ${chars(texts)} characters`);
+    const share = chars(splitByCost(texts, WORKER_HANDICAP_CHARS)[1]);
+    assert.ok(share >= WORKER_MIN_CHARS, `the worker's share is only ${share} characters`);
     const got = await jit(step, { device: ahead })(params, x, y);
     const want = await jit(step, { device: atDispatch })(params, x, y);
     assertTreeMatches(got, want, "exact", "compiled ahead vs at first dispatch");
@@ -105,19 +116,57 @@ Deno.test("a program compiled ahead by a worker computes what one compiled at fi
   }
 });
 
-Deno.test("a worker that cannot compile resolves to 0 compiled, and the caller goes on", async () => {
-  const bad = await compileInWorker({ texts: ["not wgsl"], features: [], limits: {} });
-  assert.equal(bad, 0);
-  const noDevice = await compileInWorker({
-    texts: ["@compute @workgroup_size(1) fn main() {}"],
-    features: ["no-such-feature"],
-    limits: {},
-  });
-  assert.equal(noDevice, 0);
-  const ok = await compileInWorker({
-    texts: ["@compute @workgroup_size(1) fn main() {}"],
-    features: [],
-    limits: {},
-  });
-  assert.equal(ok, 1);
+const device = (texts: string[], features: string[] = []): CompileRequest => ({
+  texts,
+  features,
+  limits: {},
+  powerPreference: "high-performance",
+  description: "",
+});
+
+/** What a worker for `request` reports within 60 s (its adapter's description filled in). */
+async function compiledBy(request: CompileRequest): Promise<number> {
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  const description = request.description === "" ? adapter!.info.description : request.description;
+  const worker = startCompileWorker({ ...request, description });
+  assert.ok(worker, "the worker starts from the source tree");
+  return await worker.result(60_000);
+}
+
+Deno.test("a worker that cannot compile reports 0, and one that can reports what it compiled", async () => {
+  const empty = "@compute @workgroup_size(1) fn main() {}";
+  assert.equal(await compiledBy(device(["not wgsl"])), 0);
+  assert.equal(await compiledBy(device([empty], ["no-such-feature"])), 0);
+  assert.equal(await compiledBy({ ...device([empty]), description: "another adapter" }), 0);
+  assert.equal(await compiledBy(device([empty, "not wgsl", empty + " "])), 2);
+});
+
+Deno.test("a worker past its time reports 0 and is stopped", async () => {
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  const worker = startCompileWorker({
+    ...device(["@compute @workgroup_size(1) fn main() {}"]),
+    description: adapter!.info.description,
+  })!;
+  assert.equal(await worker.result(0), 0);
+  worker.stop(); // idempotent
+});
+
+Deno.test("kernels compiled together: a bad one's error names it, and the good ones stay cached", async () => {
+  const dev = await gpu({ compileAhead: false });
+  try {
+    const good = (n: number) => `@compute @workgroup_size(${n}) fn main() {}`;
+    const kernels = [
+      { wgsl: good(1), name: "good_a" },
+      { wgsl: good(2), name: "good_b" },
+      { wgsl: "fn main( {", name: "bad_c" },
+    ];
+    await assert.rejects(
+      () => dev.pipelinesFor(kernels),
+      (e: Error) => /^WGSL kernel bad_c failed to compile/.test(e.message),
+    );
+    assert.equal(dev.pipelineCount, 2);
+    assert.equal((await dev.pipelinesFor(kernels.slice(0, 2))).length, 2);
+  } finally {
+    dev.destroy();
+  }
 });
