@@ -80,6 +80,18 @@ function shaderCacheDisabled(): boolean {
 }
 
 /**
+ * Whether Deno's WebGPU runs on OpenGL (`DENO_WEBGPU_BACKEND` without Vulkan): Mesa's GL driver
+ * skips a dispatch of zero workgroups without compiling (measured: the first step as long either
+ * way), so there is nothing to compile ahead.
+ */
+function onOpenGl(): boolean {
+  const variable = "DENO_WEBGPU_BACKEND";
+  if (!granted({ name: "env", variable })) return false;
+  const v = deno()!.env.get(variable)?.toLowerCase();
+  return v !== undefined && /\bgl\b/.test(v) && !v.includes("vulkan");
+}
+
+/**
  * The worker's module beside this one, where it can be read without a prompt: undefined when this
  * module runs bundled into one file (no worker module beside it) or from a remote or blob URL.
  */
@@ -96,11 +108,13 @@ function workerModule(): string | undefined {
 
 /**
  * Whether a device described by `description` compiles new pipelines ahead by default: a Mesa CPU
- * driver, in Deno (workers with WebGPU) from the source tree, with the shader cache on.
+ * driver through Vulkan (lavapipe), in Deno (workers with WebGPU) from the source tree, with the
+ * shader cache on.
  */
 export function parallelCompileApplies(description: string, isFallbackAdapter: boolean): boolean {
   return isFallbackAdapter && /llvmpipe|lavapipe/i.test(description) && deno() !== undefined &&
-    typeof Worker !== "undefined" && workerModule() !== undefined && !shaderCacheDisabled();
+    typeof Worker !== "undefined" && workerModule() !== undefined && !shaderCacheDisabled() &&
+    !onOpenGl();
 }
 
 /**
