@@ -170,3 +170,51 @@ Deno.test("kernels compiled together: a bad one's error names it, and the good o
     dev.destroy();
   }
 });
+
+/**
+ * `device.compileAheadEnabled` of the default device in a fresh `deno run` with `env` added and
+ * the permissions in `flags` ("not mesa" on another adapter).
+ */
+async function enabledWith(env: Record<string, string>, flags = ["-A"]): Promise<string> {
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      script,
+      `import { gpu } from ${JSON.stringify(new URL("../../mod.ts", import.meta.url).href)};
+const d = await gpu();
+const mesa = d.info.isFallbackAdapter && /llvmpipe|lavapipe/i.test(d.info.description);
+console.log(mesa ? d.compileAheadEnabled : "not mesa");\n`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...flags, script],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    return new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!;
+  } finally {
+    await Deno.remove(script);
+  }
+}
+
+Deno.test("compiling ahead is on by default only where it can help: lavapipe with Mesa's cache on", async () => {
+  const usual = await enabledWith({});
+  if (usual === "not mesa") return; // another adapter: nothing to compile ahead
+  // Each decides on its own; the Vulkan default is on unless the user's environment turned it off.
+  const backend = Deno.env.get("DENO_WEBGPU_BACKEND") ?? "";
+  const cacheOff = /^(1|t|true|y|yes)$/i.test(Deno.env.get("MESA_SHADER_CACHE_DISABLE") ?? "");
+  if (!cacheOff && !/\bgl\b/.test(backend)) assert.equal(usual, "true");
+  assert.equal(await enabledWith({ MESA_SHADER_CACHE_DISABLE: "true" }), "false");
+  assert.equal(
+    await enabledWith({ MESA_SHADER_CACHE_DISABLE: "true", DENO_WEBGPU_BACKEND: "vulkan" }),
+    "false",
+  );
+  assert.equal(
+    await enabledWith({ DENO_WEBGPU_BACKEND: "gl", MESA_SHADER_CACHE_DISABLE: "" }),
+    "false",
+  );
+  // Without --allow-env the variables cannot be read (nor prompted for): Mesa's default holds.
+  const noEnv = await enabledWith({ MESA_SHADER_CACHE_DISABLE: "true" }, ["--allow-read"]);
+  assert.equal(noEnv, "true");
+});
