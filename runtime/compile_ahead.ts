@@ -129,7 +129,9 @@ export async function dispatchEmpty(
 ): Promise<number> {
   const declared = texts.map(bindingsOf);
   // One buffer per binding number (no two bindings of a dispatch alias), as large as any kernel
-  // declares it.
+  // declares it. Every error scope below is pushed, used and popped with no await between: other
+  // calls on this device push their own scopes concurrently, and a scope held across an await
+  // would catch theirs.
   const bytes: number[] = [];
   for (const b of declared.flat()) bytes[b.binding] = Math.max(bytes[b.binding] ?? 256, b.bytes);
   gpu.pushErrorScope("validation");
@@ -140,8 +142,8 @@ export async function dispatchEmpty(
       label: `compile-ahead binding ${binding}`,
     })
   );
+  const buffersMade = gpu.popErrorScope();
   const groups = pipelines.map((pipeline, i) => {
-    // Pushed, created and popped with no await between: scopes stay paired with their calls.
     gpu.pushErrorScope("validation");
     const group = gpu.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
@@ -152,23 +154,26 @@ export async function dispatchEmpty(
     });
     return gpu.popErrorScope().then((error) => (error ? undefined : group));
   });
-  const ready = await Promise.all(groups);
-  const encoder = gpu.createCommandEncoder({ label: "compile ahead" });
-  const pass = encoder.beginComputePass();
+  const [buffersFailed, ready] = await Promise.all([buffersMade, Promise.all(groups)]);
   let dispatched = 0;
-  pipelines.forEach((pipeline, i) => {
-    if (!ready[i]) return;
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, ready[i]!);
-    pass.dispatchWorkgroups(0);
-    dispatched++;
-  });
-  pass.end();
-  gpu.queue.submit([encoder.finish()]);
-  const failed = await gpu.popErrorScope();
-  await gpu.queue.onSubmittedWorkDone();
+  if (!buffersFailed) {
+    gpu.pushErrorScope("validation");
+    const encoder = gpu.createCommandEncoder({ label: "compile ahead" });
+    const pass = encoder.beginComputePass();
+    pipelines.forEach((pipeline, i) => {
+      if (!ready[i]) return;
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, ready[i]!);
+      pass.dispatchWorkgroups(0);
+      dispatched++;
+    });
+    pass.end();
+    gpu.queue.submit([encoder.finish()]);
+    const [failed] = await Promise.all([gpu.popErrorScope(), gpu.queue.onSubmittedWorkDone()]);
+    if (failed) dispatched = 0;
+  }
   buffers.forEach((b) => b.destroy());
-  return failed ? 0 : dispatched;
+  return dispatched;
 }
 
 /** Creates a pipeline per text (those that fail validation are dropped) and compiles them. */
