@@ -13,6 +13,9 @@
  * or a cache that misses leaves that kernel to compile at its first dispatch, as without this.
  */
 
+import { parseBinding, parseUniform } from "../compiler/codegen/bindings_text.ts";
+import { denoNamespace, permissionGranted } from "./host.ts";
+
 /**
  * The worker's fixed start-up cost (its isolate, Vulkan instance and device, and the creation of
  * its pipelines, which this thread has done for its own), as the WGSL characters this thread
@@ -27,17 +30,16 @@ export const WORKER_MIN_CHARS = 8_000;
 export interface DeclaredBinding {
   binding: number;
   uniform: boolean;
-  /** Bytes of a uniform's fixed-size array (`array<vec4<i32>, N>`: 16·N); 0 for storage. */
+  /** Bytes of a uniform's array (`array<vec4<i32>, N>`: 16·N); 0 for storage. */
   bytes: number;
 }
 
-/** The group-0 buffer bindings a WGSL text declares. */
+/** The buffer bindings a generated kernel declares (bindings_text.ts reads each line). */
 export function bindingsOf(wgsl: string): DeclaredBinding[] {
-  const declared = /@group\(0\)\s*@binding\((\d+)\)\s*var<(\w+)[^>]*>\s*\w+\s*:\s*([^;]+);/g;
-  return [...wgsl.matchAll(declared)].map((m) => {
-    const uniform = m[2] === "uniform";
-    const vec4s = /^array<vec4<[iuf]32>,\s*(\d+)u?>$/.exec(m[3].trim());
-    return { binding: Number(m[1]), uniform, bytes: uniform && vec4s ? 16 * Number(vec4s[1]) : 0 };
+  return wgsl.split("\n").flatMap((line): DeclaredBinding[] => {
+    const storage = parseBinding(line), uniform = parseUniform(line);
+    if (storage) return [{ binding: storage.index, uniform: false, bytes: 0 }];
+    return uniform ? [{ binding: uniform.index, uniform: true, bytes: 16 * uniform.vec4s }] : [];
   });
 }
 
@@ -57,24 +59,12 @@ export function splitByCost(texts: readonly string[], handicap = 0): [string[], 
   return sides;
 }
 
-/** Deno's namespace, read through globalThis: the browser build has none (and must not name it). */
-const deno = () => (globalThis as { Deno?: typeof Deno }).Deno;
-
-/** Whether a permission is granted already (never prompts). */
-function granted(desc: Deno.PermissionDescriptor): boolean {
-  try {
-    return deno()?.permissions.querySync(desc).state === "granted";
-  } catch {
-    return false;
-  }
-}
-
 /** Whether Mesa's on-disk shader cache is turned off in this process's environment. */
 function shaderCacheDisabled(): boolean {
   return ["MESA_SHADER_CACHE_DISABLE", "MESA_GLSL_CACHE_DISABLE"].some((variable) => {
     // Without --allow-env the variable cannot be read (nor asked for): Mesa's default, on, holds.
-    if (!granted({ name: "env", variable })) return false;
-    const v = deno()!.env.get(variable);
+    if (!permissionGranted({ name: "env", variable })) return false;
+    const v = denoNamespace()!.env.get(variable);
     return v !== undefined && /^(1|t|true|y|yes)$/i.test(v.trim());
   });
 }
@@ -86,8 +76,8 @@ function shaderCacheDisabled(): boolean {
  */
 function onOpenGl(): boolean {
   const variable = "DENO_WEBGPU_BACKEND";
-  if (!granted({ name: "env", variable })) return false;
-  const v = deno()!.env.get(variable)?.toLowerCase();
+  if (!permissionGranted({ name: "env", variable })) return false;
+  const v = denoNamespace()!.env.get(variable)?.toLowerCase();
   return v !== undefined && /\bgl\b/.test(v) && !v.includes("vulkan");
 }
 
@@ -100,7 +90,9 @@ function workerModule(): string | undefined {
     if (!import.meta.url.endsWith("/compile_ahead.ts")) return undefined;
     const url = new URL("./compile_worker.ts", import.meta.url);
     if (url.protocol !== "file:") return undefined;
-    return granted({ name: "read", path: decodeURIComponent(url.pathname) }) ? url.href : undefined;
+    return permissionGranted({ name: "read", path: decodeURIComponent(url.pathname) })
+      ? url.href
+      : undefined;
   } catch {
     return undefined;
   }
@@ -112,7 +104,8 @@ function workerModule(): string | undefined {
  * shader cache on.
  */
 export function parallelCompileApplies(description: string, isFallbackAdapter: boolean): boolean {
-  return isFallbackAdapter && /llvmpipe|lavapipe/i.test(description) && deno() !== undefined &&
+  return isFallbackAdapter && /llvmpipe|lavapipe/i.test(description) &&
+    denoNamespace() !== undefined &&
     typeof Worker !== "undefined" && workerModule() !== undefined && !shaderCacheDisabled() &&
     !onOpenGl();
 }

@@ -6,6 +6,7 @@
  */
 
 import { type CompileRequest, compileTexts } from "./compile_ahead.ts";
+import { adapterDescription } from "./device.ts";
 
 const scope = self as unknown as Worker;
 
@@ -14,8 +15,7 @@ scope.onmessage = async (e: MessageEvent<CompileRequest>) => {
   try {
     const { texts, features, limits, powerPreference, description } = e.data;
     const adapter = await navigator.gpu.requestAdapter({ powerPreference });
-    const info = adapter?.info;
-    if (adapter && (info!.description || info!.device || "unknown") === description) {
+    if (adapter && adapterDescription(adapter.info) === description) {
       const gpu = await adapter.requestDevice({
         requiredFeatures: features as GPUFeatureName[],
         requiredLimits: limits,

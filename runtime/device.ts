@@ -127,6 +127,10 @@ fn main() {
   return ran >= LOOP_PROBE ? Infinity : ran;
 }
 
+/** An adapter's description, or its device name where that is empty ("unknown" when both are). */
+export const adapterDescription = (info: GPUAdapterInfo): string =>
+  info.description || info.device || "unknown";
+
 let nextDeviceId = 0;
 /** Bytes of recycled buffers a device keeps for reuse. */
 const MAX_POOLED_BYTES = 256 * 1024 * 1024;
@@ -195,7 +199,7 @@ export class Device {
     );
     const ai = adapter.info;
     const info: DeviceInfo = {
-      description: ai.description || ai.device || "unknown",
+      description: adapterDescription(ai),
       vendor: ai.vendor,
       architecture: ai.architecture,
       isFallbackAdapter: (ai as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
@@ -249,11 +253,13 @@ export class Device {
   async pipelinesFor(
     kernels: readonly { wgsl: string; name: string }[],
   ): Promise<GPUComputePipeline[]> {
-    const fresh = [...new Set(kernels.map((k) => k.wgsl))].filter((t) => !this.pipelines.has(t));
+    const fresh = this.compileAheadEnabled
+      ? [...new Set(kernels.map((k) => k.wgsl))].filter((t) => !this.pipelines.has(t))
+      : [];
     const [mine, theirs] = splitByCost(fresh, WORKER_HANDICAP_CHARS);
     const share = theirs.reduce((n, t) => n + t.length, 0);
     // The worker starts first: its start and device overlap this thread's pipeline creation.
-    const worker = this.compileAheadEnabled && share >= WORKER_MIN_CHARS
+    const worker = share >= WORKER_MIN_CHARS
       ? startCompileWorker({ texts: theirs, ...this.request })
       : undefined;
     try {

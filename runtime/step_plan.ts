@@ -6,6 +6,7 @@
 
 import type { Program } from "../compiler/mod.ts";
 import { DslError, formatAval } from "../dsl/mod.ts";
+import { denoNamespace, permissionGranted } from "./host.ts";
 
 /** A step's device memory and work (see `Trainer.plan`). */
 export interface StepPlan {
@@ -69,14 +70,11 @@ export function planOf(program: Program, groups: [number, number]): StepPlan {
 
 /** Bytes the host can still give this process, or undefined without `--allow-sys`. */
 export function availableHostBytes(): number | undefined {
-  // Read through globalThis: the browser build has no Deno (and must not name it).
-  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (!permissionGranted({ name: "sys", kind: "systemMemoryInfo" })) return undefined;
   try {
-    // Queried first: an ungranted permission would otherwise prompt on a terminal.
-    const granted = deno?.permissions.querySync({ name: "sys", kind: "systemMemoryInfo" });
-    return granted?.state === "granted" ? deno!.systemMemoryInfo().available : undefined;
+    return denoNamespace()!.systemMemoryInfo().available;
   } catch {
-    return undefined; // no permission (or no such API): the check is skipped
+    return undefined; // no such API: the check is skipped
   }
 }
 

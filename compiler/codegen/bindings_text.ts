@@ -24,6 +24,22 @@ export function parseBinding(line: string): Binding | undefined {
   return m ? { index: +m[1], access: m[2], name: m[3], type: m[4] } : undefined;
 }
 
+/** A kernel's uniform declaration: `@group(0) @binding(i) var<uniform> name: array<vec4<i32>, n>;`. */
+const UNIFORM = /^@group\(0\) @binding\((\d+)\) var<uniform> (\w+): array<vec4<i32>, (\d+)>;$/;
+
+/** A kernel's uniform (its sizes, or a group's table): binding, name and length in vec4s. */
+export interface UniformBinding {
+  index: number;
+  name: string;
+  vec4s: number;
+}
+
+/** The uniform `line` declares, if it is a uniform's declaration. */
+export function parseUniform(line: string): UniformBinding | undefined {
+  const m = UNIFORM.exec(line);
+  return m ? { index: +m[1], name: m[2], vec4s: +m[3] } : undefined;
+}
+
 /** `b`'s declaration at binding `index`, under `name`. */
 export const declaration = (b: Binding, index: number, name = b.name) =>
   `@group(0) @binding(${index}) var<${b.access}> ${name}: ${b.type};`;

@@ -15,7 +15,7 @@
 
 import type { Kernel } from "../program.ts";
 import { SHAPE_BUFFER } from "./shape_params.ts";
-import { type Binding, declaration, parseBinding } from "./bindings_text.ts";
+import { type Binding, declaration, parseBinding, parseUniform } from "./bindings_text.ts";
 
 /**
  * Most members of one dispatch: each binding access of the body is a switch over them, which a
@@ -26,9 +26,6 @@ export const MAX_GROUP_MEMBERS = 16;
 /** The uniform a grouped kernel reads: a vec4 per member (first workgroup, grid), then sizes. */
 export const GROUP_BUFFER = "group_";
 
-const UNIFORM = new RegExp(
-  `^@group\\(0\\) @binding\\(\\d+\\) var<uniform> ${SHAPE_BUFFER}: array<vec4<i32>, (\\d+)>;$`,
-);
 const ENTRY = /^@compute @workgroup_size\((\d+), (\d+), (\d+)\)\nfn main\((.*)\) \{\n/m;
 /** The builtins an entry point may take, by the name the code generators give them. */
 const BUILTINS = new Map([
@@ -60,11 +57,11 @@ function parse(text: string): Shape | undefined {
   for (const item of text.slice(0, entry.index).split(/\n(?=@|fn |var<workgroup>|const )/)) {
     const line = item.trim();
     if (!line) continue;
-    const storage = parseBinding(line), uniform = UNIFORM.exec(line);
+    const storage = parseBinding(line), uniform = parseUniform(line);
     if (storage) {
       if (storage.index !== bindings.length || !/^array<.+>$/.test(storage.type)) return undefined;
       bindings.push(storage);
-    } else if (uniform) sizes = +uniform[1];
+    } else if (uniform?.name === SHAPE_BUFFER) sizes = uniform.vec4s;
     else if (line.startsWith("@")) return undefined;
     else items.push(line);
   }
