@@ -128,6 +128,7 @@ const result = {
   profile,
   step1: steps[0],
   step2: steps[1],
+  all: steps.map((s) => s.wall),
   laterStepsMedian: later.length
     ? { wall: median(later.map((x) => x.wall)), cpu: median(later.map((x) => x.cpu)) }
     : undefined,

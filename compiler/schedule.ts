@@ -58,33 +58,39 @@ export function scheduleGroups(plans: readonly KernelPlan[], opts: ScheduleOptio
     }
     return found;
   };
-  for (let i = 0; i < plans.length; i++) {
-    if (placed[i]) continue;
-    const members = new Set([i]), before = new Set<number>();
-    const key = keys[i];
-    let bindings = opts.bindingsOf(plans[i], i) + opts.sharedOf(plans[i], i);
-    for (let j = i + 1; key !== undefined && j < Math.min(plans.length, i + opts.window); j++) {
-      if (members.size >= opts.maxMembers) break;
-      if (placed[j] || before.has(j) || keys[j] !== key) continue;
-      const b = opts.bindingsOf(plans[j], j);
-      if (bindings + b > opts.maxStorageBuffers) continue;
-      const first = needs(j, members, before);
-      if (!first) continue;
-      first.forEach((d) => before.add(d));
-      members.add(j);
-      bindings += b;
+  /**
+   * Places the unplaced kernels of `order` (ascending, closed under unplaced dependencies): each
+   * with the later ones of its key it can group, after what those need first, which is placed the
+   * same way (prerequisites pulled up by a group can form groups of their own).
+   */
+  const place = (order: readonly number[]) => {
+    for (let x = 0; x < order.length; x++) {
+      const i = order[x];
+      if (placed[i]) continue;
+      const members = new Set([i]), before = new Set<number>();
+      const key = keys[i];
+      let bindings = opts.bindingsOf(plans[i], i) + opts.sharedOf(plans[i], i);
+      for (let y = x + 1; key !== undefined && y < order.length; y++) {
+        const j = order[y];
+        if (j >= i + opts.window || members.size >= opts.maxMembers) break;
+        if (placed[j] || before.has(j) || keys[j] !== key) continue;
+        const b = opts.bindingsOf(plans[j], j);
+        if (bindings + b > opts.maxStorageBuffers) continue;
+        const first = needs(j, members, before);
+        if (!first) continue;
+        first.forEach((d) => before.add(d));
+        members.add(j);
+        bindings += b;
+      }
+      place([...before].sort((a, b) => a - b));
+      const group = members.size > 1 ? nextGroup++ : -1;
+      for (const m of members) {
+        placed[m] = true;
+        out.push(plans[m]);
+        groups.push(group);
+      }
     }
-    const group = members.size > 1 ? nextGroup++ : -1;
-    for (const m of [...before].sort((a, b) => a - b)) {
-      placed[m] = true;
-      out.push(plans[m]);
-      groups.push(-1);
-    }
-    for (const m of members) {
-      placed[m] = true;
-      out.push(plans[m]);
-      groups.push(group);
-    }
-  }
+  };
+  place(plans.map((_, i) => i));
   return { plans: out, groups };
 }

@@ -3,7 +3,12 @@
  *
  * llvmpipe and lavapipe compile a pipeline's machine code at its first dispatch, on the queue's
  * single thread (a dispatch of zero workgroups compiles it too); a second device opened in the
- * same thread compiles on that same thread (measured: no overlap). A Deno worker has its own
+ * same thread compiles on that same thread (measured: no overlap). Lavapipe compiles a variant of
+ * a pipeline per set of values of the uniforms its loops read (Mesa's inlined uniforms): a kernel
+ * reading its sizes from its shape uniform is compiled for those sizes. So what is compiled ahead
+ * is each kernel's variant, dispatched with its own uniform contents (measured on a compact-tile
+ * product whose contraction length is a uniform: dispatched with zeros, 36 ms ahead and still
+ * 110 ms at its first run; with its sizes, 108 ms ahead and nothing at its first run). A Deno worker has its own
  * WebGPU instance and queue thread, so it compiles part of the new pipelines while this thread's
  * device compiles the rest. Mesa keeps what the worker compiled in its on-disk shader cache, where
  * this device finds it at the first dispatch and loads instead of compiling. With the cache off
@@ -44,9 +49,30 @@ export function bindingsOf(wgsl: string): DeclaredBinding[] {
 }
 
 /**
+ * What Mesa compiles for a kernel: its text, and the contents of its uniform (its shape or group
+ * buffer: lavapipe compiles a variant per value of the uniforms its loops read).
+ */
+export interface Variant {
+  wgsl: string;
+  params?: Int32Array<ArrayBuffer>;
+}
+
+/** The distinct variants among `kernels`, each with a key that names it. */
+export function variantsOf(kernels: readonly Variant[]): Map<string, Variant> {
+  const out = new Map<string, Variant>();
+  for (const k of kernels) {
+    const key = `${k.params?.join(",") ?? ""}\u0000${k.wgsl}`;
+    if (!out.has(key)) out.set(key, { wgsl: k.wgsl, params: k.params });
+  }
+  return out;
+}
+
+/**
  * Splits texts into two lists of about equal compile time, longest first to the lighter side
  * (Mesa's compile time grows with the text); the second side is charged `handicap` characters up
- * front. The first list is this thread's.
+ * front. The first list is this thread's. A text's variants go with it: lavapipe compiles a text's
+ * first variant in full and finds most of its others already compiled (measured on the default
+ * step: 21 further variants, none compiled again), which a variant on the other side would not.
  */
 export function splitByCost(texts: readonly string[], handicap = 0): [string[], string[]] {
   const sides: [string[], string[]] = [[], []];
@@ -111,38 +137,53 @@ export function parallelCompileApplies(description: string, isFallbackAdapter: b
 }
 
 /**
- * Dispatches zero workgroups of each pipeline in one submission, with placeholder buffers bound,
- * and waits for the queue: Mesa compiles each pipeline's machine code. Returns how many were
- * dispatched (a pipeline whose placeholders fail validation is left out).
+ * Dispatches zero workgroups of each variant's pipeline (`pipelines[i]` is `variants[i]`'s) in one
+ * submission, with placeholder storage buffers and the variant's own uniform contents bound, and
+ * waits for the queue: Mesa compiles each variant's machine code. Returns how many were
+ * dispatched (a variant whose placeholders fail validation is left out).
  */
 export async function dispatchEmpty(
   gpu: GPUDevice,
   pipelines: readonly GPUComputePipeline[],
-  texts: readonly string[],
+  variants: readonly Variant[],
 ): Promise<number> {
-  const declared = texts.map(bindingsOf);
-  // One buffer per binding number (no two bindings of a dispatch alias), as large as any kernel
-  // declares it. Every error scope below is pushed, used and popped with no await between: other
-  // calls on this device push their own scopes concurrently, and a scope held across an await
-  // would catch theirs.
+  const declared = variants.map((v) => bindingsOf(v.wgsl));
+  // One storage buffer per binding number (no two bindings of a dispatch alias), as large as any
+  // kernel declares it; a uniform per variant, holding its contents. Every error scope below is
+  // pushed, used and popped with no await between: other calls on this device push their own
+  // scopes concurrently, and a scope held across an await would catch theirs.
   const bytes: number[] = [];
-  for (const b of declared.flat()) bytes[b.binding] = Math.max(bytes[b.binding] ?? 256, b.bytes);
+  for (const b of declared.flat()) {
+    if (!b.uniform) bytes[b.binding] = Math.max(bytes[b.binding] ?? 256, b.bytes);
+  }
   gpu.pushErrorScope("validation");
-  const buffers = bytes.map((size, binding) =>
+  const storage = bytes.map((size, binding) =>
     gpu.createBuffer({
       size,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM,
+      usage: GPUBufferUsage.STORAGE,
       label: `compile-ahead binding ${binding}`,
     })
   );
+  const uniforms = declared.map((bindings, i) => {
+    const u = bindings.find((b) => b.uniform);
+    if (!u) return undefined;
+    const params = variants[i].params;
+    const buffer = gpu.createBuffer({
+      size: Math.max(16, u.bytes, params?.byteLength ?? 0),
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: "compile-ahead uniform",
+    });
+    if (params) gpu.queue.writeBuffer(buffer, 0, params);
+    return buffer;
+  });
   const buffersMade = gpu.popErrorScope();
   const groups = pipelines.map((pipeline, i) => {
     gpu.pushErrorScope("validation");
     const group = gpu.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
-      entries: declared[i].map(({ binding }) => ({
+      entries: declared[i].map(({ binding, uniform }) => ({
         binding,
-        resource: { buffer: buffers[binding] },
+        resource: { buffer: uniform ? uniforms[i]! : storage[binding] },
       })),
     });
     return gpu.popErrorScope().then((error) => (error ? undefined : group));
@@ -165,22 +206,30 @@ export async function dispatchEmpty(
     const [failed] = await Promise.all([gpu.popErrorScope(), gpu.queue.onSubmittedWorkDone()]);
     if (failed) dispatched = 0;
   }
-  buffers.forEach((b) => b.destroy());
+  for (const b of [...storage, ...uniforms]) b?.destroy();
   return dispatched;
 }
 
-/** Creates a pipeline per text (those that fail validation are dropped) and compiles them. */
-export async function compileTexts(gpu: GPUDevice, texts: readonly string[]): Promise<number> {
+/**
+ * Creates a pipeline per text of `variants` (those that fail validation are dropped with their
+ * variants) and compiles each variant.
+ */
+export async function compileVariants(
+  gpu: GPUDevice,
+  variants: readonly Variant[],
+): Promise<number> {
+  const texts = [...new Set(variants.map((v) => v.wgsl))];
   const created = await Promise.all(texts.map((code) => {
     gpu.pushErrorScope("validation");
     const pipeline = gpu.createComputePipeline({
       layout: "auto",
       compute: { module: gpu.createShaderModule({ code }), entryPoint: "main" },
     });
-    return gpu.popErrorScope().then((error) => (error ? undefined : { pipeline, code }));
+    return gpu.popErrorScope().then((error) => (error ? undefined : pipeline));
   }));
-  const ok = created.filter((c) => c !== undefined);
-  return await dispatchEmpty(gpu, ok.map((c) => c.pipeline), ok.map((c) => c.code));
+  const pipelineOf = new Map(texts.map((t, i) => [t, created[i]]));
+  const ok = variants.filter((v) => pipelineOf.get(v.wgsl));
+  return await dispatchEmpty(gpu, ok.map((v) => pipelineOf.get(v.wgsl)!), ok);
 }
 
 /** The device a compile worker opens: the same adapter, features and limits as the caller's. */
@@ -194,18 +243,18 @@ export interface WorkerDevice {
 
 /** What the compile worker is sent. */
 export interface CompileRequest extends WorkerDevice {
-  texts: string[];
+  variants: Variant[];
 }
 
 /** A running compile worker. */
 export interface CompileWorker {
-  /** How many texts it compiled; 0 if it failed, or did not finish within `ms` from now. */
+  /** How many variants it compiled; 0 if it failed, or did not finish within `ms` from now. */
   result(ms: number): Promise<number>;
   /** Stops it (idempotent); its kernels compile at their first dispatch. */
   stop(): void;
 }
 
-/** Starts a worker that compiles `request.texts` on a device of its own (undefined if it cannot). */
+/** Starts a worker that compiles `request.variants` on a device of its own (undefined if it cannot). */
 export function startCompileWorker(request: CompileRequest): CompileWorker | undefined {
   const module = workerModule();
   if (!module) return undefined;

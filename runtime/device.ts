@@ -10,6 +10,7 @@ import {
   parallelCompileApplies,
   splitByCost,
   startCompileWorker,
+  variantsOf,
   WORKER_HANDICAP_CHARS,
   WORKER_MIN_CHARS,
   type WorkerDevice,
@@ -142,8 +143,13 @@ export class Device {
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
   /** Whether `pipelinesFor` compiles new pipelines ahead (settable: a profile turns it off). */
   compileAheadEnabled = false;
-  /** Pipelines compiled ahead so far: on this thread, and in workers (compile_ahead.ts). */
+  /**
+   * Variants (a text with its uniform contents) compiled ahead so far: on this thread, and in
+   * workers (compile_ahead.ts).
+   */
   readonly compiledAhead = { here: 0, worker: 0 };
+  /** Variants a program of this device has held since compiling ahead was on (by variantsOf key). */
+  private variantsSeen = new Set<string>();
   private lostReason: string | undefined;
   private uncaptured: string | undefined;
 
@@ -245,28 +251,34 @@ export class Device {
   }
 
   /**
-   * Pipelines for a program's kernels, in order. Where `compileAheadEnabled` and the texts new to
-   * this device give a worker a share worth its start, their machine code is compiled before this
-   * returns, part here and part in a worker (compile_ahead.ts); otherwise each compiles at its
-   * first dispatch.
+   * Pipelines for a program's kernels, in order. Where `compileAheadEnabled` and the variants new
+   * to this device (a text with its uniform contents: Mesa compiles one per set of uniform values
+   * its loops read) give a worker a share worth its start, their machine code is compiled before
+   * this returns, part here and part in a worker (compile_ahead.ts); otherwise each compiles at
+   * its first dispatch.
    */
   async pipelinesFor(
-    kernels: readonly { wgsl: string; name: string }[],
+    kernels: readonly { wgsl: string; name: string; params?: Int32Array<ArrayBuffer> }[],
   ): Promise<GPUComputePipeline[]> {
     const fresh = this.compileAheadEnabled
-      ? [...new Set(kernels.map((k) => k.wgsl))].filter((t) => !this.pipelines.has(t))
+      ? [...variantsOf(kernels)].filter(([key]) => !this.variantsSeen.has(key))
       : [];
-    const [mine, theirs] = splitByCost(fresh, WORKER_HANDICAP_CHARS);
-    const share = theirs.reduce((n, t) => n + t.length, 0);
+    const texts = [...new Set(fresh.map(([, v]) => v.wgsl))];
+    const split = splitByCost(texts, WORKER_HANDICAP_CHARS).map((side) => new Set(side));
+    const [mine, theirs] = split.map((side) =>
+      fresh.map(([, v]) => v).filter((v) => side.has(v.wgsl))
+    );
+    const share = [...split[1]].reduce((n, t) => n + t.length, 0);
     // The worker starts first: its start and device overlap this thread's pipeline creation.
     const worker = share >= WORKER_MIN_CHARS
-      ? startCompileWorker({ texts: theirs, ...this.request })
+      ? startCompileWorker({ variants: theirs, ...this.request })
       : undefined;
     try {
       const pipelines = await Promise.all(kernels.map((k) => this.pipeline(k.wgsl, k.name)));
+      fresh.forEach(([key]) => this.variantsSeen.add(key));
       if (worker) {
         const t0 = performance.now();
-        const own = await Promise.all(mine.map((t) => this.pipelines.get(t)!));
+        const own = await Promise.all(mine.map((v) => this.pipelines.get(v.wgsl)!));
         this.compiledAhead.here += await dispatchEmpty(this.gpu, own, mine);
         // The sides were balanced: a worker far behind this thread has stalled, and its kernels
         // are better compiled at their first dispatch than waited for.

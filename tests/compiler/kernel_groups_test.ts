@@ -251,6 +251,28 @@ Deno.test("scheduleGroups: a topological order, groups of one key without depend
   );
 });
 
+Deno.test("scheduleGroups: prerequisites a group pulls up form groups of their own", () => {
+  // x and b1..b4 share a key, b_k reads a_k; the a's share another. Grouping x with the b's
+  // moves a1..a4 up before them: as one dispatch, not four (DP-LoRA's projected gradients on a
+  // GPU, 144 → 121 kernels, 2026-12-07).
+  const g: FakeGraph = {
+    reads: [[], [], [], [], [], [4], [4], [4], [4]],
+    keys: [2, 1, 1, 1, 1, 2, 2, 2, 2],
+  };
+  const plans = fakePlans(g);
+  const s = scheduleGroups(plans, {
+    keyOf: (_, i) => String(g.keys[i]),
+    bindingsOf: () => 2,
+    sharedOf: () => 0,
+    maxStorageBuffers: 32,
+    window: 16,
+    maxMembers: 16,
+  });
+  const order = s.plans.map((p) => plans.indexOf(p));
+  assert.deepEqual(order, [1, 2, 3, 4, 0, 5, 6, 7, 8]);
+  assert.deepEqual(s.groups, [0, 0, 0, 0, 1, 1, 1, 1, 1]);
+});
+
 // ---------------------------------------------------------------------------------------------
 // The text transform
 

@@ -20,8 +20,11 @@ import {
 import {
   bindingsOf,
   type CompileRequest,
+  dispatchEmpty,
   splitByCost,
   startCompileWorker,
+  type Variant,
+  variantsOf,
   WORKER_HANDICAP_CHARS,
   WORKER_MIN_CHARS,
 } from "../../runtime/compile_ahead.ts";
@@ -97,27 +100,95 @@ Deno.test("a program compiled ahead by a worker computes what one compiled at fi
     const step = valueAndGrad(mlpLoss);
     const program = await jit(step, { device: ahead }).program(params, x, y);
     const texts = [...new Set(program.kernels.map((k) => k.wgsl))];
+    const variants = variantsOf(program.kernels).size;
+    assert.ok(variants > texts.length, "kernels that share a text with other sizes");
     const share = chars(splitByCost(texts, WORKER_HANDICAP_CHARS)[1]);
     assert.ok(share >= WORKER_MIN_CHARS, `the worker's share is only ${share} characters`);
     const got = await jit(step, { device: ahead })(params, x, y);
     const want = await jit(step, { device: atDispatch })(params, x, y);
     assertTreeMatches(got, want, "exact", "compiled ahead vs at first dispatch");
-    // Both threads compiled a share; each text once.
+    // Both threads compiled a share; each variant (a text with its sizes) once.
     const { here, worker } = ahead.compiledAhead;
     assert.ok(here > 0 && worker > 0, `here ${here}, worker ${worker}`);
-    assert.equal(here + worker, texts.length);
+    assert.equal(here + worker, variants);
     assert.deepEqual(atDispatch.compiledAhead, { here: 0, worker: 0 });
-    // A second program of the same texts compiles nothing again.
+    // A second program of the same variants compiles nothing again.
     await jit(step, { device: ahead })(params, x, y);
-    assert.equal(ahead.compiledAhead.here + ahead.compiledAhead.worker, texts.length);
+    assert.equal(ahead.compiledAhead.here + ahead.compiledAhead.worker, variants);
   } finally {
     ahead.destroy();
     atDispatch.destroy();
   }
 });
 
+Deno.test("variantsOf: one per distinct text and uniform contents", () => {
+  checkProperty(
+    fc.property(
+      fc.array(
+        fc.record({
+          wgsl: fc.constantFrom("a", "b", "c"),
+          params: fc.option(
+            fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 4, maxLength: 4 }),
+            {
+              nil: undefined,
+            },
+          ),
+        }),
+        { maxLength: 20 },
+      ),
+      (ks) => {
+        const kernels = ks.map((k) => ({
+          wgsl: k.wgsl,
+          params: k.params && Int32Array.from(k.params),
+        }));
+        const variants = [...variantsOf(kernels).values()];
+        const same = (a: Variant, b: Variant) =>
+          a.wgsl === b.wgsl && `${a.params ?? "-"}` === `${b.params ?? "-"}`;
+        for (const k of kernels) assert.equal(variants.filter((v) => same(v, k)).length, 1);
+        assert.ok(variants.every((v) => kernels.some((k) => same(v, k))));
+      },
+    ),
+  );
+});
+
+Deno.test("dispatchEmpty binds each variant's own uniform contents (lavapipe compiles per value)", async () => {
+  const dev = await gpu({ compileAhead: false });
+  const g = dev.gpu;
+  const written = new Map<GPUBuffer, number[]>();
+  const bound: GPUBuffer[][] = [];
+  const writeBuffer = g.queue.writeBuffer.bind(g.queue),
+    createBindGroup = g.createBindGroup.bind(g);
+  try {
+    g.queue.writeBuffer = ((buffer: GPUBuffer, offset: number, data: Int32Array<ArrayBuffer>) => {
+      written.set(buffer, [...data]);
+      return writeBuffer(buffer, offset, data);
+    }) as typeof g.queue.writeBuffer;
+    g.createBindGroup = (d: GPUBindGroupDescriptor) => {
+      bound.push([...d.entries].map((e) => (e.resource as GPUBufferBinding).buffer));
+      return createBindGroup(d);
+    };
+    const wgsl = `@group(0) @binding(0) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(1) var<uniform> shape_: array<vec4<i32>, 1>;
+@compute @workgroup_size(8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  for (var i = 0i; i < shape_[0].x; i++) { out0[i] = f32(gid.x); }
+}`;
+    const pipeline = await dev.pipeline(wgsl, "loop");
+    const variants = [Int32Array.of(3, 0, 0, 0), Int32Array.of(5, 1, 0, 0)].map((params) => ({
+      wgsl,
+      params,
+    }));
+    assert.equal(await dispatchEmpty(g, [pipeline, pipeline], variants), 2);
+    assert.deepEqual(bound.map((buffers) => written.get(buffers[1])), [[3, 0, 0, 0], [5, 1, 0, 0]]);
+  } finally {
+    g.queue.writeBuffer = writeBuffer;
+    g.createBindGroup = createBindGroup;
+    dev.destroy();
+  }
+});
+
 const device = (texts: string[], features: string[] = []): CompileRequest => ({
-  texts,
+  variants: texts.map((wgsl) => ({ wgsl })),
   features,
   limits: {},
   powerPreference: "high-performance",
