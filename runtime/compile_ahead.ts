@@ -173,7 +173,7 @@ export async function dispatchEmpty(
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       label: "compile-ahead uniform",
     });
-    if (params) gpu.queue.writeBuffer(buffer, 0, params);
+    if (params?.length) gpu.queue.writeBuffer(buffer, 0, params);
     return buffer;
   });
   const buffersMade = gpu.popErrorScope();

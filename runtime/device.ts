@@ -273,9 +273,15 @@ export class Device {
     const worker = share >= WORKER_MIN_CHARS
       ? startCompileWorker({ variants: theirs, ...this.request })
       : undefined;
+    // Marked before any await, so that a concurrent call does not compile them again; a program
+    // that fails to compile leaves them new for the next one.
+    fresh.forEach(([key]) => this.variantsSeen.add(key));
     try {
-      const pipelines = await Promise.all(kernels.map((k) => this.pipeline(k.wgsl, k.name)));
-      fresh.forEach(([key]) => this.variantsSeen.add(key));
+      const pipelines = await Promise.all(kernels.map((k) => this.pipeline(k.wgsl, k.name)))
+        .catch((e) => {
+          fresh.forEach(([key]) => this.variantsSeen.delete(key));
+          throw e;
+        });
       if (worker) {
         const t0 = performance.now();
         const own = await Promise.all(mine.map((v) => this.pipelines.get(v.wgsl)!));

@@ -20,7 +20,7 @@ import {
 import {
   bindingsOf,
   type CompileRequest,
-  dispatchEmpty,
+  compileVariants,
   splitByCost,
   startCompileWorker,
   type Variant,
@@ -151,14 +151,20 @@ Deno.test("variantsOf: one per distinct text and uniform contents", () => {
   );
 });
 
-Deno.test("dispatchEmpty binds each variant's own uniform contents (lavapipe compiles per value)", async () => {
+Deno.test("compileVariants (what the worker runs): a pipeline per text, each variant dispatched with its own uniform contents", async () => {
   const dev = await gpu({ compileAhead: false });
   const g = dev.gpu;
   const written = new Map<GPUBuffer, number[]>();
   const bound: GPUBuffer[][] = [];
   const writeBuffer = g.queue.writeBuffer.bind(g.queue),
-    createBindGroup = g.createBindGroup.bind(g);
+    createBindGroup = g.createBindGroup.bind(g),
+    createComputePipeline = g.createComputePipeline.bind(g);
+  let pipelines = 0;
   try {
+    g.createComputePipeline = (d: GPUComputePipelineDescriptor) => {
+      pipelines++;
+      return createComputePipeline(d);
+    };
     g.queue.writeBuffer = ((buffer: GPUBuffer, offset: number, data: Int32Array<ArrayBuffer>) => {
       written.set(buffer, [...data]);
       return writeBuffer(buffer, offset, data);
@@ -173,16 +179,17 @@ Deno.test("dispatchEmpty binds each variant's own uniform contents (lavapipe com
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var i = 0i; i < shape_[0].x; i++) { out0[i] = f32(gid.x); }
 }`;
-    const pipeline = await dev.pipeline(wgsl, "loop");
     const variants = [Int32Array.of(3, 0, 0, 0), Int32Array.of(5, 1, 0, 0)].map((params) => ({
       wgsl,
       params,
     }));
-    assert.equal(await dispatchEmpty(g, [pipeline, pipeline], variants), 2);
+    assert.equal(await compileVariants(g, variants), 2);
+    assert.equal(pipelines, 1);
     assert.deepEqual(bound.map((buffers) => written.get(buffers[1])), [[3, 0, 0, 0], [5, 1, 0, 0]]);
   } finally {
     g.queue.writeBuffer = writeBuffer;
     g.createBindGroup = createBindGroup;
+    g.createComputePipeline = createComputePipeline;
     dev.destroy();
   }
 });
@@ -210,6 +217,16 @@ Deno.test("a worker that cannot compile reports 0, and one that can reports what
   assert.equal(await compiledBy(device([empty], ["no-such-feature"])), 0);
   assert.equal(await compiledBy({ ...device([empty]), description: "another adapter" }), 0);
   assert.equal(await compiledBy(device([empty, "not wgsl", empty + " "])), 2);
+  // Two variants of one text (its uniform's contents differ): both compiled.
+  const loop = `@group(0) @binding(0) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(1) var<uniform> shape_: array<vec4<i32>, 1>;
+@compute @workgroup_size(8)
+fn main() { for (var i = 0i; i < shape_[0].x; i++) { out0[i] = 1.0; } }`;
+  const variants = [Int32Array.of(3, 0, 0, 0), Int32Array.of(5, 0, 0, 0)].map((params) => ({
+    wgsl: loop,
+    params,
+  }));
+  assert.equal(await compiledBy({ ...device([]), variants }), 2);
 });
 
 Deno.test("a worker past its time reports 0 and is stopped", async () => {
