@@ -129,6 +129,8 @@ const result = {
   step1: steps[0],
   step2: steps[1],
   all: steps.map((s) => s.wall),
+  /** Each step's wall/CPU seconds: CPU time near wall time means one core did the work. */
+  steps: steps.map((s) => `${s.wall}/${s.cpu}`),
   laterStepsMedian: later.length
     ? { wall: median(later.map((x) => x.wall)), cpu: median(later.map((x) => x.cpu)) }
     : undefined,

@@ -15,6 +15,7 @@ import {
   WORKER_MIN_CHARS,
   type WorkerDevice,
 } from "./compile_ahead.ts";
+import { tuneMesaThreads } from "./host.ts";
 
 /** The WebGPU limits a device requests at the adapter's maximum and reports in `DeviceInfo`. */
 export const LIMIT_NAMES = [
@@ -174,6 +175,7 @@ export class Device {
     if (typeof navigator === "undefined" || !navigator.gpu) {
       throw new Error("WebGPU is not available in this runtime (navigator.gpu is missing)");
     }
+    tuneMesaThreads(); // before the first adapter: Mesa reads it then
     const adapter = await navigator.gpu.requestAdapter({
       powerPreference: opts.powerPreference ?? "high-performance",
     });
