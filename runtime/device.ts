@@ -15,7 +15,7 @@ import {
   WORKER_MIN_CHARS,
   type WorkerDevice,
 } from "./compile_ahead.ts";
-import { tuneMesaThreads } from "./host.ts";
+import { withMesaThreads } from "./host.ts";
 
 /** The WebGPU limits a device requests at the adapter's maximum and reports in `DeviceInfo`. */
 export const LIMIT_NAMES = [
@@ -175,27 +175,31 @@ export class Device {
     if (typeof navigator === "undefined" || !navigator.gpu) {
       throw new Error("WebGPU is not available in this runtime (navigator.gpu is missing)");
     }
-    tuneMesaThreads(); // before the first adapter: Mesa reads it then
-    const adapter = await navigator.gpu.requestAdapter({
-      powerPreference: opts.powerPreference ?? "high-performance",
-    });
-    if (!adapter) {
-      throw new Error(
-        "Deno" in globalThis
-          ? "no WebGPU adapter found; on a machine without a GPU install Mesa " +
-            "(apt-get install mesa-vulkan-drivers libvulkan1) or set DENO_WEBGPU_BACKEND=gl"
-          : "no WebGPU adapter found: this browser exposes navigator.gpu but no usable GPU " +
-            "(check chrome://gpu; headless Chromium needs --enable-unsafe-webgpu)",
-      );
-    }
-    const requiredLimits: Record<string, number> = {};
-    for (const name of LIMIT_NAMES) {
-      const v = (adapter.limits as unknown as Record<string, number>)[name];
-      if (typeof v === "number") requiredLimits[name] = v;
-    }
-    const wanted = ["shader-f16", "timestamp-query", "subgroups"] as GPUFeatureName[];
-    const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
-    const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+    const { adapter, device, requiredLimits, requiredFeatures } = await withMesaThreads(
+      async () => {
+        const adapter = await navigator.gpu.requestAdapter({
+          powerPreference: opts.powerPreference ?? "high-performance",
+        });
+        if (!adapter) {
+          throw new Error(
+            "Deno" in globalThis
+              ? "no WebGPU adapter found; on a machine without a GPU install Mesa " +
+                "(apt-get install mesa-vulkan-drivers libvulkan1) or set DENO_WEBGPU_BACKEND=gl"
+              : "no WebGPU adapter found: this browser exposes navigator.gpu but no usable GPU " +
+                "(check chrome://gpu; headless Chromium needs --enable-unsafe-webgpu)",
+          );
+        }
+        const requiredLimits: Record<string, number> = {};
+        for (const name of LIMIT_NAMES) {
+          const v = (adapter.limits as unknown as Record<string, number>)[name];
+          if (typeof v === "number") requiredLimits[name] = v;
+        }
+        const wanted = ["shader-f16", "timestamp-query", "subgroups"] as GPUFeatureName[];
+        const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
+        const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+        return { adapter, device, requiredLimits, requiredFeatures };
+      },
+    );
     const limits = {} as DeviceLimits;
     for (const name of LIMIT_NAMES) {
       const granted = (device.limits as unknown as Record<string, number>)[name];

@@ -37,24 +37,30 @@ function localRanks(deno: typeof Deno): number {
 }
 
 /**
- * Gives Mesa's CPU drivers twice as many threads as cores, where the user has not chosen a
- * number, this process has the machine to itself (not one of several MPI ranks on this node) and
- * the environment may be written (never prompted for). Mesa splits each dispatch among these
- * threads and reads the number when the first adapter is requested, so this runs before that.
+ * Runs `open` (requesting an adapter and a device) with Mesa's CPU drivers given twice as many
+ * threads as cores, where the user has not chosen a number, this process has the machine to itself
+ * (not one of several MPI ranks on this node) and the environment may be written (never prompted
+ * for). Mesa splits each dispatch among these threads and reads the number while the adapter and
+ * device are made; the variable is removed again afterwards, so that processes this one starts
+ * (MPI ranks among them) choose for themselves.
  *
  * Measured on this project's 2-core machines: with the default (one thread per core) the default
  * HD-PiSSA step used one core's worth of time (process CPU time = wall time, 0.47 s a step), with
  * twice the cores both (0.25 s, the same CPU time; 3 threads 0.32 s, 6 or 8 0.26 s, 16 0.30 s).
- * Four MPI ranks on the same 2 cores ran 2.4× slower with 4 threads each than with Mesa's 2 (and
- * as fast with 1), hence the exception. Mesa caps the number itself. Returns the value now set,
- * or undefined where nothing was set.
+ * Four MPI ranks on the same 2 cores ran 1.8× slower with 4 threads each than with Mesa's 2 (and
+ * about as fast with 1), hence the exception. Mesa caps the number itself.
  */
-export function tuneMesaThreads(): string | undefined {
+export async function withMesaThreads<T>(open: () => Promise<T>): Promise<T> {
   const deno = denoNamespace();
-  if (!deno || !permissionGranted({ name: "env", variable: MESA_THREADS_VARIABLE })) return;
-  if (deno.env.get(MESA_THREADS_VARIABLE) !== undefined || localRanks(deno) > 1) return;
+  const settable = deno !== undefined &&
+    permissionGranted({ name: "env", variable: MESA_THREADS_VARIABLE }) &&
+    deno.env.get(MESA_THREADS_VARIABLE) === undefined && localRanks(deno) === 1;
+  if (!settable) return await open();
   const cores = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
-  const threads = String(2 * cores);
-  deno.env.set(MESA_THREADS_VARIABLE, threads);
-  return threads;
+  deno.env.set(MESA_THREADS_VARIABLE, String(2 * cores));
+  try {
+    return await open();
+  } finally {
+    deno.env.delete(MESA_THREADS_VARIABLE);
+  }
 }
