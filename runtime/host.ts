@@ -52,15 +52,23 @@ function localRanks(deno: typeof Deno): number {
  */
 export async function withMesaThreads<T>(open: () => Promise<T>): Promise<T> {
   const deno = denoNamespace();
-  const settable = deno !== undefined &&
-    permissionGranted({ name: "env", variable: MESA_THREADS_VARIABLE }) &&
-    deno.env.get(MESA_THREADS_VARIABLE) === undefined && localRanks(deno) === 1;
-  if (!settable) return await open();
-  const cores = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
-  deno.env.set(MESA_THREADS_VARIABLE, String(2 * cores));
+  // Opens already in flight with the value this module set share it; the last one removes it.
+  const ours = mesaThreadOpens > 0;
+  const settable = ours || deno !== undefined &&
+      permissionGranted({ name: "env", variable: MESA_THREADS_VARIABLE }) &&
+      deno.env.get(MESA_THREADS_VARIABLE) === undefined && localRanks(deno) === 1;
+  if (!settable || !deno) return await open();
+  if (!ours) {
+    const cores = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
+    deno.env.set(MESA_THREADS_VARIABLE, String(2 * cores));
+  }
+  mesaThreadOpens++;
   try {
     return await open();
   } finally {
-    deno.env.delete(MESA_THREADS_VARIABLE);
+    if (--mesaThreadOpens === 0) deno.env.delete(MESA_THREADS_VARIABLE);
   }
 }
+
+/** Device opens in flight while `withMesaThreads`' value is set. */
+let mesaThreadOpens = 0;

@@ -8,12 +8,13 @@
 import assert from "node:assert/strict";
 
 /**
- * What a fresh `deno run` with `env` and `flags` reports after opening the default device: the
- * values it set LP_NUM_THREADS to, the variable's value afterwards, and the cores.
+ * What a fresh `deno run` with `env` and `flags` reports after opening `concurrent` devices at
+ * once: the values it set LP_NUM_THREADS to, the variable's value afterwards, and the cores.
  */
 async function afterOpen(
   env: Record<string, string>,
   flags: string[],
+  concurrent = 1,
 ): Promise<{ set: string[]; after: string; cores: number }> {
   const script = await Deno.makeTempFile({ suffix: ".ts" });
   try {
@@ -29,7 +30,7 @@ if (access === "granted") {
   };
 }
 const { gpu } = await import(${JSON.stringify(new URL("../../mod.ts", import.meta.url).href)});
-await gpu();
+await Promise.all(Array.from({ length: ${concurrent} }, () => gpu({})));
 const after = access === "granted" ? Deno.env.get("LP_NUM_THREADS") ?? "(unset)" : "(no access)";
 console.log(JSON.stringify({ set, after, cores: navigator.hardwareConcurrency }));\n`,
     );
@@ -51,6 +52,9 @@ Deno.test("Mesa gets twice the cores as threads while a device opens, unless the
     const { set, after, cores } = await afterOpen({}, ["-A"]);
     assert.deepEqual(set, [String(2 * cores)]);
     assert.equal(after, "(unset)", "removed again, so child processes choose for themselves");
+    // Devices opened at once share the value; the last to finish removes it.
+    const three = await afterOpen({}, ["-A"], 3);
+    assert.deepEqual([three.set, three.after], [[String(2 * cores)], "(unset)"]);
     // One of several MPI ranks on this node: Mesa's own default (the ranks share the cores).
     for (const variable of ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]) {
       const ranked = await afterOpen({ [variable]: "4" }, ["-A"]);
