@@ -29,6 +29,7 @@ import {
   WORKER_MIN_CHARS,
 } from "../../runtime/compile_ahead.ts";
 import assert from "node:assert/strict";
+import { lastLineOf, MOD_URL } from "../helpers/fresh_process.ts";
 import { checkProperty, fc } from "../helpers/property.ts";
 import { assertTreeMatches, seeded } from "./jit_helpers.ts";
 
@@ -263,27 +264,12 @@ Deno.test("kernels compiled together: a bad one's error names it, and the good o
  * `device.compileAheadEnabled` of the default device in a fresh `deno run` with `env` added and
  * the permissions in `flags` ("not mesa" on another adapter).
  */
-async function enabledWith(env: Record<string, string>, flags = ["-A"]): Promise<string> {
-  const script = await Deno.makeTempFile({ suffix: ".ts" });
-  try {
-    await Deno.writeTextFile(
-      script,
-      `import { gpu } from ${JSON.stringify(new URL("../../mod.ts", import.meta.url).href)};
+function enabledWith(env: Record<string, string>, flags = ["-A"]): Promise<string> {
+  const source = `import { gpu } from ${JSON.stringify(MOD_URL)};
 const d = await gpu();
 const mesa = d.info.isFallbackAdapter && /llvmpipe|lavapipe/i.test(d.info.description);
-console.log(mesa ? d.compileAheadEnabled : "not mesa");\n`,
-    );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-prompt", ...flags, script],
-      env,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    return new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!;
-  } finally {
-    await Deno.remove(script);
-  }
+console.log(mesa ? d.compileAheadEnabled : "not mesa");\n`;
+  return lastLineOf(source, env, flags);
 }
 
 Deno.test("compiling ahead is on by default only where it can help: lavapipe with Mesa's cache on", async () => {

@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { lastLineOf, MOD_URL } from "../helpers/fresh_process.ts";
 
 /**
  * What a fresh `deno run` with `env` and `flags` reports after opening `concurrent` devices at
@@ -16,11 +17,7 @@ async function afterOpen(
   flags: string[],
   concurrent = 1,
 ): Promise<{ set: string[]; after: string; cores: number }> {
-  const script = await Deno.makeTempFile({ suffix: ".ts" });
-  try {
-    await Deno.writeTextFile(
-      script,
-      `const set: string[] = [];
+  const source = `const set: string[] = [];
 const access = (await Deno.permissions.query({ name: "env", variable: "LP_NUM_THREADS" })).state;
 if (access === "granted") {
   const original = Deno.env.set.bind(Deno.env);
@@ -29,22 +26,11 @@ if (access === "granted") {
     original(k, v);
   };
 }
-const { gpu } = await import(${JSON.stringify(new URL("../../mod.ts", import.meta.url).href)});
+const { gpu } = await import(${JSON.stringify(MOD_URL)});
 await Promise.all(Array.from({ length: ${concurrent} }, () => gpu({})));
 const after = access === "granted" ? Deno.env.get("LP_NUM_THREADS") ?? "(unset)" : "(no access)";
-console.log(JSON.stringify({ set, after, cores: navigator.hardwareConcurrency }));\n`,
-    );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-prompt", ...flags, script],
-      env,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-  } finally {
-    await Deno.remove(script);
-  }
+console.log(JSON.stringify({ set, after, cores: navigator.hardwareConcurrency }));\n`;
+  return JSON.parse(await lastLineOf(source, env, flags));
 }
 
 Deno.test("Mesa gets twice the cores as threads while a device opens, unless the user chose or MPI ranks share the node", async () => {
