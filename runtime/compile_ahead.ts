@@ -148,22 +148,20 @@ export async function dispatchEmpty(
   variants: readonly Variant[],
 ): Promise<number> {
   const declared = variants.map((v) => bindingsOf(v.wgsl));
-  // One storage buffer per binding number (no two bindings of a dispatch alias), as large as any
-  // kernel declares it; a uniform per variant, holding its contents. Every error scope below is
-  // pushed, used and popped with no await between: other calls on this device push their own
-  // scopes concurrently, and a scope held across an await would catch theirs.
-  const bytes: number[] = [];
-  for (const b of declared.flat()) {
-    if (!b.uniform) bytes[b.binding] = Math.max(bytes[b.binding] ?? 256, b.bytes);
-  }
+  // One small storage buffer per binding number (no two bindings of a dispatch alias: runtime-sized
+  // arrays need only their declared element); a uniform per variant, holding its contents. Every
+  // error scope below is pushed, used and popped with no await between: other calls on this device
+  // push their own scopes concurrently, and a scope held across an await would catch theirs.
+  const storageBindings = new Set(declared.flat().filter((b) => !b.uniform).map((b) => b.binding));
   gpu.pushErrorScope("validation");
-  const storage = bytes.map((size, binding) =>
-    gpu.createBuffer({
-      size,
+  const storage: GPUBuffer[] = [];
+  for (const binding of storageBindings) {
+    storage[binding] = gpu.createBuffer({
+      size: 256,
       usage: GPUBufferUsage.STORAGE,
       label: `compile-ahead binding ${binding}`,
-    })
-  );
+    });
+  }
   const uniforms = declared.map((bindings, i) => {
     const u = bindings.find((b) => b.uniform);
     if (!u) return undefined;

@@ -269,11 +269,10 @@ export class Device {
     const fresh = this.compileAheadEnabled
       ? [...variantsOf(kernels)].filter(([key]) => !this.variantsSeen.has(key))
       : [];
-    const texts = [...new Set(fresh.map(([, v]) => v.wgsl))];
+    const variants = fresh.map(([, v]) => v);
+    const texts = [...new Set(variants.map((v) => v.wgsl))];
     const split = splitByCost(texts, WORKER_HANDICAP_CHARS).map((side) => new Set(side));
-    const [mine, theirs] = split.map((side) =>
-      fresh.map(([, v]) => v).filter((v) => side.has(v.wgsl))
-    );
+    const [mine, theirs] = split.map((side) => variants.filter((v) => side.has(v.wgsl)));
     const share = [...split[1]].reduce((n, t) => n + t.length, 0);
     // The worker starts first: its start and device overlap this thread's pipeline creation.
     const worker = share >= WORKER_MIN_CHARS

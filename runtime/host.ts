@@ -21,7 +21,7 @@ export function permissionGranted(desc: Deno.PermissionDescriptor): boolean {
 }
 
 /** The variable Mesa's CPU drivers (llvmpipe, lavapipe) read their thread count from. */
-export const MESA_THREADS_VARIABLE = "LP_NUM_THREADS";
+const MESA_THREADS_VARIABLE = "LP_NUM_THREADS";
 
 /** Variables in which MPI launchers (OpenMPI, MPICH's Hydra, PMIx) give the ranks on this node. */
 const LOCAL_RANKS_VARIABLES = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE"];
@@ -52,13 +52,12 @@ function localRanks(deno: typeof Deno): number {
  */
 export async function withMesaThreads<T>(open: () => Promise<T>): Promise<T> {
   const deno = denoNamespace();
+  if (!deno) return await open();
   // Opens already in flight with the value this module set share it; the last one removes it.
-  const ours = mesaThreadOpens > 0;
-  const settable = ours || deno !== undefined &&
-      permissionGranted({ name: "env", variable: MESA_THREADS_VARIABLE }) &&
+  if (mesaThreadOpens === 0) {
+    const mayChoose = permissionGranted({ name: "env", variable: MESA_THREADS_VARIABLE }) &&
       deno.env.get(MESA_THREADS_VARIABLE) === undefined && localRanks(deno) === 1;
-  if (!settable || !deno) return await open();
-  if (!ours) {
+    if (!mayChoose) return await open();
     const cores = Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
     deno.env.set(MESA_THREADS_VARIABLE, String(2 * cores));
   }
