@@ -15,7 +15,13 @@ export {
   sinkReshapes,
 };
 export { splatValue } from "./fold.ts";
-export { chunking, splitLargeWork, type SplitSizes, summationLength } from "./split.ts";
+export {
+  chunking,
+  matmulSlices,
+  splitLargeWork,
+  type SplitSizes,
+  summationLength,
+} from "./split.ts";
 export { type Emitter, type NodeRewrite, rewriteGraph } from "./rewrite.ts";
 
 /**

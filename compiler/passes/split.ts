@@ -170,18 +170,35 @@ function splitReduction(b: Builder, node: Node, input: Node, chunk: number): Nod
 }
 
 /**
- * a·b with K > chunk as Σ_p a[…, K slice p]·b[K slice p, …] over consecutive slices, added in
- * order (split-K). No padding; a slice of `a` that the matmul kernel must copy is a buffer of its
- * own, freed after its product, so the copies never exceed one slice at a time.
+ * The K slices [start, end) of a split-K product: about equal, at most `chunk` long. Where chunk
+ * allows, each is a multiple of 4 long, and K mod 4 (when not 0) is a last slice of its own: the
+ * copy of a slice of `a` then has rows of a multiple of 4, which the matmul kernels read as vec4
+ * (slices of an odd vocabulary's logits gradient, read one element at a time, ran at half speed).
+ */
+export function matmulSlices(k: number, chunk: number): [number, number][] {
+  const aligned = chunk >= 8 && k >= 8;
+  const most = aligned ? chunk - (chunk % 4) : chunk;
+  const body = aligned ? k - (k % 4) : k;
+  const even = Math.ceil(body / Math.ceil(body / most));
+  const c = aligned ? Math.min(Math.ceil(even / 4) * 4, most) : even;
+  const slices: [number, number][] = [];
+  for (let s = 0; s < body; s += c) slices.push([s, Math.min(body, s + c)]);
+  if (body < k) slices.push([body, k]);
+  return slices;
+}
+
+/**
+ * a·b with K > chunk as Σ_p a[…, K slice p]·b[K slice p, …] over consecutive slices
+ * (`matmulSlices`), added in order (split-K). No padding; a slice of `a` that the matmul kernel
+ * must copy is a buffer of its own, freed after its product, so the copies never exceed one slice
+ * at a time.
  */
 function splitMatmul(b: Builder, [x, y]: readonly Node[], chunk: number) {
   const rank = x.shape.length;
   const k = x.shape[rank - 1];
   if (k <= chunk) return undefined;
-  const c = Math.ceil(k / Math.ceil(k / chunk));
   let sum: Node | undefined;
-  for (let s = 0; s < k; s += c) {
-    const e = Math.min(k, s + c);
+  for (const [s, e] of matmulSlices(k, chunk)) {
     const part = b.op("matmul", [b.slice(x, rank - 1, s, e), b.slice(y, rank - 2, s, e)]);
     sum = sum ? b.op("add", [sum, part]) : part;
   }

@@ -7,10 +7,11 @@ import { checkpoint } from "../checkpoint.ts";
 import { DslError } from "../errors.ts";
 import type { HostArray } from "../host_array.ts";
 import { interpret } from "../interpret.ts";
-import { add, cast, div, maximum, mul } from "../ops/elementwise.ts";
-import { sum } from "../ops/reduce.ts";
+import { add, cast, div, equal, maximum, mul, sub } from "../ops/elementwise.ts";
+import { logsumexp, sum } from "../ops/reduce.ts";
 import { crossEntropy, layerNorm, rmsNorm } from "../ops/nn.ts";
-import { reshape, slice, take } from "../ops/shape.ts";
+import { concat, reshape, slice, take } from "../ops/shape.ts";
+import { iota } from "../lax.ts";
 import { foldIn, normal, prngKey } from "../random.ts";
 import type { Tensor } from "../trace.ts";
 import { asTensor, type TensorLike } from "../ops/coerce.ts";
@@ -130,8 +131,8 @@ export interface ForwardOptions {
    */
   checkpointBlocks?: boolean;
   /**
-   * `lmLoss`: most logits computed at once (default `LOSS_CHUNK_LOGITS`); more positions than
-   * that are scored in blocks. The loss is the same up to the summation order.
+   * `lmLoss`: most logits computed at once (default `LOSS_CHUNK_LOGITS`); past that, positions
+   * are scored against blocks of the vocabulary. The loss is the same up to the summation order.
    */
   lossChunkLogits?: number;
 }
@@ -304,25 +305,42 @@ export function lmLoss(
   const h = hiddenStates(cfg, params, tokens, CAUSAL, opts);
   const w = headWeight(cfg, params);
   const n = tokens.shape[0] * tokens.shape[1];
-  const rows = Math.max(1, Math.floor((opts.lossChunkLogits ?? LOSS_CHUNK_LOGITS) / cfg.vocab));
-  if (n <= rows) return crossEntropy(linear(h, w), batch.targets, { mask: batch.mask });
-  // A vocabulary-sized head: the loss over blocks of positions, each block's logits one buffer
-  // of at most LOSS_CHUNK_LOGITS (never [positions, vocab] at once, which lavapipe would bind in
-  // windows and reread through selects). Σ mask·ℓ per block, then one division.
-  const flatH = reshape(h, [n, cfg.width]);
-  const flat = (x: TensorLike) => reshape(asTensor(x, "lmLoss"), [n]);
-  const targets = flat(batch.targets), mask = flat(batch.mask);
-  let total: Tensor | undefined;
-  for (let s = 0; s < n; s += rows) {
-    const e = Math.min(n, s + rows);
-    const part = crossEntropy(
-      linear(slice(flatH, [s, 0], [e, cfg.width]), w),
-      slice(targets, [s], [e]),
-      { mask: slice(mask, [s], [e]), reduction: "sum" },
-    );
-    total = total ? add(total, part) : part;
+  const budget = opts.lossChunkLogits ?? LOSS_CHUNK_LOGITS;
+  if (n * cfg.vocab <= budget) {
+    return crossEntropy(linear(h, w), batch.targets, { mask: batch.mask });
   }
-  return div(total!, maximum(sum(cast(mask, "f32")), 1));
+  // A vocabulary-sized head: the loss over blocks of the vocabulary, each block's logits [n,
+  // cols] one buffer of at most `budget` (never [positions, vocab] at once, which lavapipe would
+  // bind in windows and reread through selects). Each position's log-sum-exp is the log-sum-exp
+  // of its blocks' log-sum-exps, and its target's logit is in one block. Blocks of the vocabulary
+  // read the head's rows once per pass with every position: blocks of positions read all of them
+  // once per block, a few rows at a time (Qwen2.5's 151,936 rows for 27 positions at once).
+  const flatH = reshape(h, [n, cfg.width]);
+  const targets = reshape(asTensor(batch.targets, "lmLoss"), [n, 1]);
+  const mask = cast(reshape(asTensor(batch.mask, "lmLoss"), [n]), "f32");
+  const cols = lossBlockColumns(budget, n, cfg.vocab);
+  const blockLse: Tensor[] = [];
+  let picked: Tensor | undefined;
+  for (let s = 0; s < cfg.vocab; s += cols) {
+    const e = Math.min(cfg.vocab, s + cols);
+    const z = linear(flatH, slice(w, [s, 0], [e, cfg.width]));
+    blockLse.push(logsumexp(z, -1, { keepDims: true }));
+    // The target's logit where it falls in this block (a one-hot of target − s; 0 elsewhere).
+    const hit = cast(equal(sub(targets, s), iota([1, e - s], 1, "i32")), "f32");
+    const target = sum(mul(hit, z), -1);
+    picked = picked ? add(picked, target) : target;
+  }
+  const perPosition = sub(logsumexp(concat(blockLse, -1), -1), picked!);
+  return div(sum(mul(perPosition, mask)), maximum(sum(mask), 1));
+}
+
+/**
+ * Vocabulary columns of one `lmLoss` block: at most `budget` logits for `n` positions, a multiple
+ * of 4 where that leaves a column (the products and the head's slices then read whole vec4s).
+ */
+export function lossBlockColumns(budget: number, n: number, vocab: number): number {
+  const cols = Math.min(vocab, Math.max(1, Math.floor(budget / n)));
+  return cols >= 8 ? cols - (cols % 4) : cols;
 }
 
 /** How `initParams` fills one tensor: a constant, or N(0, std²) from its own key. */

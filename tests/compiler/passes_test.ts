@@ -22,6 +22,7 @@ import type { Tensor } from "../../mod.ts";
 import { arbArray, assertClose } from "../helpers/arrays.ts";
 import { randomArray } from "../helpers/models.ts";
 import { checkProperty, fc } from "../helpers/property.ts";
+import { matmulSlices } from "../../compiler/mod.ts";
 import { arbExpr, buildExpr, PROGRAM_SHAPE } from "../helpers/random_program.ts";
 
 const ops = (g: Graph) => g.nodes.filter((n) => n.op !== "input").map((n) => n.op);
@@ -167,4 +168,32 @@ Deno.test("a pass never changes the graph's signature", () => {
   assert.equal(o.inputs, g.inputs);
   assert.equal(o.outTree, g.outTree);
   assert.equal(o.outputs[1], o.inputs[0]);
+});
+
+Deno.test("split-K slices cover K in order, within the chunk, a multiple of 4 long but K mod 4", () => {
+  checkProperty(
+    fc.property(
+      fc.integer({ min: 2, max: 300_000 }),
+      fc.integer({ min: 2, max: 20_000 }),
+      (k, chunk) => {
+        fc.pre(k > chunk);
+        const slices = matmulSlices(k, chunk);
+        assert.equal(slices[0][0], 0);
+        assert.equal(slices.at(-1)![1], k);
+        slices.forEach(([s, e], i) => {
+          assert.ok(e > s && e - s <= chunk, `slice ${i} [${s}, ${e}) of chunk ${chunk}`);
+          if (i > 0) assert.equal(s, slices[i - 1][1]);
+        });
+        // At most one more product than an even split into multiples of 4, for the tail.
+        const most = chunk >= 8 ? chunk - (chunk % 4) : chunk;
+        assert.ok(slices.length <= Math.ceil(k / most) + 1, `${slices.length} slices`);
+        if (chunk >= 8) {
+          const body = k % 4 === 0 ? slices : slices.slice(0, -1);
+          body.forEach(([s, e]) => assert.equal((e - s) % 4, 0, `[${s}, ${e})`));
+          if (k % 4 !== 0) assert.deepEqual(slices.at(-1), [k - (k % 4), k]);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
 });

@@ -8,6 +8,7 @@ import {
   initParams,
   type LmBatch,
   lmLoss,
+  lossBlockColumns,
   parameterCount,
   parameterShapes,
 } from "../../dsl/nn/transformer.ts";
@@ -127,16 +128,22 @@ Deno.test("nn: lmLoss is the masked mean cross-entropy of forward's logits (unif
     targets: ids(targets),
     mask: { shape: [2, 6], dtype: "f32" as const, data: Float32Array.from(maskFlat) },
   };
-  // One block of logits, and blocks of 5 positions (the vocabulary-sized path).
+  // One block of logits, and blocks of the vocabulary (5·vocab logits over 12 positions).
   for (const chunk of [undefined, 5 * v]) {
     const got = lmLossOf(params, batch, chunk);
     assert.ok(Math.abs(got - masked) <= 1e-5 * masked, `chunk ${chunk}: ${got} vs ${masked}`);
   }
 });
 
-Deno.test("nn: lmLoss scored in blocks of positions equals one block (loss and gradients)", () => {
-  // Blocks of 3 positions (3·vocab logits) over 2×7 positions, a partial mask, the last block short.
-  for (const cfg of [TINY_GPT2, TINY_QWEN2]) {
+Deno.test("nn: lmLoss scored in blocks of the vocabulary equals one block (loss and gradients)", () => {
+  // Blocks of 3·vocab/14 and of 12 columns (a multiple of 4) over 2×7 positions, a partial mask,
+  // the last block short.
+  assert.equal(lossBlockColumns(14 * 12 + 5, 14, 50), 12);
+  assert.equal(lossBlockColumns(14 * 7, 14, 50), 7);
+  assert.equal(lossBlockColumns(3, 14, 50), 1);
+  for (
+    const [cfg, chunk] of [[TINY_GPT2, 3 * TINY_GPT2.vocab], [TINY_QWEN2, 14 * 12 + 5]] as const
+  ) {
     const params = initParams(cfg, 3);
     const batch = {
       ids: ids([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]]),
@@ -156,7 +163,8 @@ Deno.test("nn: lmLoss scored in blocks of positions equals one block (loss and g
         batch,
       ) as [HostArray, Record<string, HostArray>];
     const [whole, gWhole] = lossAndGrad();
-    const [blocks, gBlocks] = lossAndGrad(3 * cfg.vocab);
+    assert.ok(14 * cfg.vocab > chunk && lossBlockColumns(chunk, 14, cfg.vocab) < cfg.vocab);
+    const [blocks, gBlocks] = lossAndGrad(chunk);
     assertClose(blocks, whole, { rtol: 1e-6, atol: 1e-6, label: `${cfg.family} loss` });
     for (const name of Object.keys(gWhole)) {
       assertClose(gBlocks[name], gWhole[name], { rtol: 1e-5, atol: 1e-6, label: name });

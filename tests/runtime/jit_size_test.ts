@@ -20,6 +20,7 @@ import {
   summationLength,
   type Tensor,
 } from "../../mod.ts";
+import { matmulSlices } from "../../compiler/mod.ts";
 import { assertArrayMatches, checkAsyncProperty, EXACT, fc, seeded } from "./jit_helpers.ts";
 
 const U = 2 ** -24;
@@ -203,8 +204,9 @@ Deno.test("jit matmul contracting over 70,000 (split-K) and a batch of 70,000 sm
     f32([k, 3], Float32Array.from(b.data, Math.abs)),
   );
   const chunk = splitSizesFor((await gpu()).info.maxLoopIterations).matmulChunk;
-  const parts = Math.ceil(k / chunk);
-  const g = ((Math.ceil(k / parts) + parts) * U) / (1 - k * U);
+  const slices = matmulSlices(k, chunk);
+  const longest = Math.max(...slices.map(([s, e]) => e - s));
+  const g = ((longest + slices.length) * U) / (1 - k * U);
   assertWithin(
     got,
     exact,
