@@ -7,11 +7,22 @@ import { checkpoint } from "../checkpoint.ts";
 import { DslError } from "../errors.ts";
 import type { HostArray } from "../host_array.ts";
 import { interpret } from "../interpret.ts";
-import { add, cast, div, equal, maximum, mul, sub } from "../ops/elementwise.ts";
+import {
+  add,
+  cast,
+  clip,
+  div,
+  greaterEqual,
+  less,
+  logicalAnd,
+  maximum,
+  mul,
+  sub,
+  where,
+} from "../ops/elementwise.ts";
 import { logsumexp, sum } from "../ops/reduce.ts";
 import { crossEntropy, layerNorm, rmsNorm } from "../ops/nn.ts";
 import { concat, reshape, slice, take } from "../ops/shape.ts";
-import { iota } from "../lax.ts";
 import { foldIn, normal, prngKey } from "../random.ts";
 import type { Tensor } from "../trace.ts";
 import { asTensor, type TensorLike } from "../ops/coerce.ts";
@@ -312,25 +323,25 @@ export function lmLoss(
   // A vocabulary-sized head: the loss over blocks of the vocabulary, each block's logits [n,
   // cols] one buffer of at most `budget` (never [positions, vocab] at once, which lavapipe would
   // bind in windows and reread through selects). Each position's log-sum-exp is the log-sum-exp
-  // of its blocks' log-sum-exps, and its target's logit is in one block. Blocks of the vocabulary
-  // read the head's rows once per pass with every position: blocks of positions read all of them
-  // once per block, a few rows at a time (Qwen2.5's 151,936 rows for 27 positions at once).
+  // of its blocks' log-sum-exps. Blocks of the vocabulary read the head's rows once per pass with
+  // every position: blocks of positions read all of them once per block, a few rows at a time
+  // (Qwen2.5's 151,936 rows for 27 positions at once).
   const flatH = reshape(h, [n, cfg.width]);
-  const targets = reshape(asTensor(batch.targets, "lmLoss"), [n, 1]);
   const mask = cast(reshape(asTensor(batch.mask, "lmLoss"), [n]), "f32");
   const cols = lossBlockColumns(budget, n, cfg.vocab);
   const blockLse: Tensor[] = [];
-  let picked: Tensor | undefined;
   for (let s = 0; s < cfg.vocab; s += cols) {
-    const e = Math.min(cfg.vocab, s + cols);
-    const z = linear(flatH, slice(w, [s, 0], [e, cfg.width]));
+    const z = linear(flatH, slice(w, [s, 0], [Math.min(cfg.vocab, s + cols), cfg.width]));
     blockLse.push(logsumexp(z, -1, { keepDims: true }));
-    // The target's logit where it falls in this block (a one-hot of target − s; 0 elsewhere).
-    const hit = cast(equal(sub(targets, s), iota([1, e - s], 1, "i32")), "f32");
-    const target = sum(mul(hit, z), -1);
-    picked = picked ? add(picked, target) : target;
   }
-  const perPosition = sub(logsumexp(concat(blockLse, -1), -1), picked!);
+  // The target's logit as h·w[target]: no one-hot of [positions, vocab], and the logits'
+  // gradient is the softmax's alone. A target outside the vocabulary scores 0, as
+  // `crossEntropy`'s one-hot of zeros gives.
+  const targets = reshape(asTensor(batch.targets, "lmLoss"), [n]);
+  const inVocab = logicalAnd(greaterEqual(targets, 0), less(targets, cfg.vocab));
+  const rows = take(w, clip(targets, 0, cfg.vocab - 1), 0);
+  const lse = logsumexp(concat(blockLse, -1), -1);
+  const perPosition = where(inVocab, sub(lse, sum(mul(flatH, rows), -1)), 0);
   return div(sum(mul(perPosition, mask)), maximum(sum(mask), 1));
 }
 

@@ -147,7 +147,8 @@ Deno.test("nn: lmLoss scored in blocks of the vocabulary equals one block (loss 
     const params = initParams(cfg, 3);
     const batch = {
       ids: ids([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]]),
-      targets: ids([[2, 3, 4, 5, 6, 7, 8], [6, 5, 4, 3, 2, 1, 0]]),
+      // Two targets outside the vocabulary score no logit (a one-hot of zeros) in both.
+      targets: ids([[2, 3, 4, 5, 6, 7, 8], [6, 5, -1, 3, 2, cfg.vocab + 3, 0]]),
       mask: {
         shape: [2, 7],
         dtype: "f32" as const,
