@@ -63,12 +63,21 @@ export {
 } from "./linalg/svd.ts";
 export {
   effectiveRank,
+  groupRanks,
   type LayerTypeRank,
+  layerTypes,
   RANK_REPORT_WORK,
   rankByLayerType,
   type RankReport,
+  rankReportNames,
+  type RankReportOptions,
   rankSample,
+  type SingularValueMethod,
+  updateOf,
+  type UpdateRank,
 } from "./linalg/rank.ts";
+export { type GramSingularValues, gramSingularValues } from "./linalg/gram_singular_values.ts";
+export { symmetricEigenvalues } from "./linalg/symmetric_eigen.ts";
 export * from "./adapters/init.ts";
 export * from "./adapters/steps.ts";
 export * from "./adapters/methods/mod.ts";

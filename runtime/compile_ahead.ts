@@ -19,7 +19,7 @@
  */
 
 import { parseBinding, parseUniform } from "../compiler/codegen/bindings_text.ts";
-import { denoNamespace, permissionGranted } from "./host.ts";
+import { denoNamespace, permissionGranted, siblingWorkerModule } from "./host.ts";
 
 /**
  * The worker's fixed start-up cost (its isolate, Vulkan instance and device, and the creation of
@@ -112,16 +112,7 @@ function onOpenGl(): boolean {
  * module runs bundled into one file (no worker module beside it) or from a remote or blob URL.
  */
 function workerModule(): string | undefined {
-  try {
-    if (!import.meta.url.endsWith("/compile_ahead.ts")) return undefined;
-    const url = new URL("./compile_worker.ts", import.meta.url);
-    if (url.protocol !== "file:") return undefined;
-    return permissionGranted({ name: "read", path: decodeURIComponent(url.pathname) })
-      ? url.href
-      : undefined;
-  } catch {
-    return undefined;
-  }
+  return siblingWorkerModule(import.meta.url, "compile_ahead.ts", "compile_worker.ts");
 }
 
 /**

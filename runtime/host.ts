@@ -20,6 +20,28 @@ export function permissionGranted(desc: Deno.PermissionDescriptor): boolean {
   }
 }
 
+/**
+ * The URL of the worker module `file` beside the module at `self` (an `import.meta.url` ending in
+ * `/${selfFile}`), when workers can load it: a file of the source tree that may be read. Undefined
+ * in a bundle (the module was renamed) or a browser.
+ */
+export function siblingWorkerModule(
+  self: string,
+  selfFile: string,
+  file: string,
+): string | undefined {
+  try {
+    if (typeof Worker === "undefined" || !self.endsWith(`/${selfFile}`)) return undefined;
+    const url = new URL(`./${file}`, self);
+    if (url.protocol !== "file:") return undefined;
+    return permissionGranted({ name: "read", path: decodeURIComponent(url.pathname) })
+      ? url.href
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The variable Mesa's CPU drivers (llvmpipe, lavapipe) read their thread count from. */
 const MESA_THREADS_VARIABLE = "LP_NUM_THREADS";
 

@@ -30,6 +30,7 @@ export { evaluationWindows, PretrainStream } from "./data/pretrain_data.ts";
 export { type LoadedModel, loadModel, saveModel } from "./models/model_dir.ts";
 export { type DeviceInitOptions, initParamsOnDevice } from "./models/init.ts";
 export { pissaToLora, saveLoraAdapter } from "./models/peft.ts";
+export { rankByLayerTypeInWorkers } from "./linalg/rank_workers.ts";
 export { evaluateItems, type EvaluateOptions, type TaskScore } from "./models/evaluate.ts";
 export * from "./data/answers.ts";
 export * from "./data/eval_data.ts";

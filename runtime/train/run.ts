@@ -7,7 +7,8 @@
 
 import { join } from "node:path";
 import { lmLoss } from "../../dsl/nn/transformer.ts";
-import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
+import type { LayerTypeRank } from "../../dsl/linalg/rank.ts";
+import { rankByLayerTypeInWorkers } from "../linalg/rank_workers.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { DeviceArray } from "../device_array.ts";
 import { fileTuneStore } from "../io/autotune_store.ts";
@@ -485,7 +486,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       fanInFanOut: model.config.family === "gpt2",
     });
   }
-  const ranks = rankByLayerType(model.params, finalParams, adapt);
+  const ranks = await rankByLayerTypeInWorkers(model.params, finalParams, adapt);
   const history = await readMetrics(metricsPath);
   await Deno.writeTextFile(
     join(cfg.out, "loss.svg"),

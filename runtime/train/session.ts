@@ -8,7 +8,8 @@
  */
 
 import type { HostArray } from "../../dsl/host_array.ts";
-import { type LayerTypeRank, rankByLayerType } from "../../dsl/linalg/rank.ts";
+import type { LayerTypeRank } from "../../dsl/linalg/rank.ts";
+import { rankByLayerTypeInWorkers } from "../linalg/rank_workers.ts";
 import { lmLoss } from "../../dsl/nn/transformer.ts";
 import { adaptedWeights, DEFAULT_RUN, frozenStorageFor, runSchedule } from "./config.ts";
 import type { Schedule } from "../../dsl/optim.ts";
@@ -357,7 +358,8 @@ export class FineTuneSession {
     const last = this.ranks.at(-1);
     if (last?.step === this.step) return last;
     const after = await this.trainer.params();
-    const record = { step: this.step, byType: rankByLayerType(this.before, after, this.adapt) };
+    const byType = await rankByLayerTypeInWorkers(this.before, after, this.adapt);
+    const record = { step: this.step, byType };
     this.ranks.push(record);
     return record;
   }

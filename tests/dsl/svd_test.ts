@@ -5,7 +5,7 @@ import {
   singularValues,
   svd,
 } from "../../dsl/linalg/svd.ts";
-import { effectiveRank, rankByLayerType, rankSample } from "../../dsl/linalg/rank.ts";
+import { effectiveRank, layerTypes, rankByLayerType, rankSample } from "../../dsl/linalg/rank.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
 import { checkProperty, fc } from "../helpers/property.ts";
 
@@ -143,6 +143,20 @@ Deno.test("rankByLayerType groups matrices by module name and measures W_T − W
   assert.deepEqual([qs.matrices, qs.ofMatrices], [1, 2]);
   assert.equal(qs.meanRank, 3, "the sample is spread over the layers: l.1, not l.0");
   assert.equal(sampled.find((r) => r.layerType === "up_proj")!.matrices, 1);
+});
+
+Deno.test("layerTypes: the last module name, or the path after the layer index where it is shared", () => {
+  const gpt2 = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
+    .flatMap((m) => [0, 1].map((l) => `h.${l}.${m}.weight`));
+  const types = layerTypes(gpt2);
+  assert.equal(types.get("h.1.attn.c_attn.weight"), "c_attn");
+  assert.equal(types.get("h.0.attn.c_proj.weight"), "attn.c_proj");
+  assert.equal(types.get("h.1.mlp.c_proj.weight"), "mlp.c_proj");
+  assert.equal(types.get("h.0.mlp.c_fc.weight"), "c_fc");
+  const qwen = ["self_attn.q_proj", "self_attn.o_proj", "mlp.down_proj"]
+    .map((m) => `model.layers.7.${m}.weight`);
+  assert.deepEqual([...layerTypes(qwen).values()], ["q_proj", "o_proj", "down_proj"]);
+  assert.deepEqual([...layerTypes(["w", "head.w"]).values()], ["w", "head.w"]);
 });
 
 Deno.test("rankSample: everything within the budget, else an even share of every layer type", () => {
