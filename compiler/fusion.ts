@@ -152,6 +152,18 @@ export interface FusionOptions {
   inlineProducts?: number;
   /** Loop iterations one invocation may run (bounds the work rule 10 adds to a row). */
   maxLoopIterations?: number;
+  /**
+   * Rule 11 (default true): reductions of one space over the same axes, the later reading the
+   * earlier (if at all) at its output index, are one kernel.
+   */
+  siblingReductions?: boolean;
+  /**
+   * Graph inputs the memory plan may write over (donated, and buffers reused). Rule 8 then counts
+   * a merged kernel's bindings as the memory plan will bind them: an output written over a donated
+   * input that only this kernel reads, at the output's index, shares its binding (an optimizer's
+   * moments updated in place take one binding each, not two).
+   */
+  donated?: ReadonlySet<Node>;
 }
 
 /** Kernels back an elementwise kernel looks for one to merge with by moving it down (rule 8). */
@@ -183,6 +195,11 @@ function isAnchorOp(node: Node): boolean {
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Shapes equal once their size-1 axes are dropped (one flat index walks both alike). */
+function sameSqueezed(a: readonly number[], b: readonly number[]): boolean {
+  return sameShape(a.filter((d) => d !== 1), b.filter((d) => d !== 1));
 }
 
 /** A reshape that only adds or removes size-1 axes: the flat index is unchanged. */
@@ -436,6 +453,9 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
     opts.maxStorageBuffers,
     weight,
     opts.coProducts === true,
+    inPlaceCounter(graph, opts.donated, opts.bindingsOf),
+    opts.siblingReductions !== false,
+    opts.maxLoopIterations ?? Infinity,
   );
   // A product that only the outputs merged into its own kernel read (the MLP's hidden gradient,
   // read by the gate's and the up projection's gradients) is not stored.
@@ -872,6 +892,87 @@ function describeKernel(
   };
 }
 
+/** Elements a reduction loops over per output. */
+const reducedLength = (red: Node) =>
+  reducedAxes(red).reduce((p, a) => p * red.inputs[0].shape[a], 1);
+
+/**
+ * Whether two reduction kernels may be one (rule 11): sums or maxima over the same axes of one
+ * shape, stored at one shape, with no inlined products, and every reduction of both within the
+ * device's loop budget per output.
+ */
+function siblingSpaces(a: KernelPlan, b: KernelPlan, maxLoopIterations: number): boolean {
+  if (a.kind !== "reduce" || b.kind !== "reduce" || a.terms || b.terms) return false;
+  const x = a.anchor!, y = b.anchor!;
+  const plain = (n: Node) => n.op === "sum" || n.op === "max";
+  const reductions = [...a.rowReductions, x, ...b.rowReductions, y];
+  return plain(x) && plain(y) && sameShape(x.shape, y.shape) && reducedLength(y) > 1 &&
+    sameShape(x.inputs[0].shape, y.inputs[0].shape) &&
+    reducedAxes(x).join() === reducedAxes(y).join() &&
+    sameSqueezed(a.roots[0].shape, b.roots[0].shape) &&
+    inlinedDepth(a) === 0 && inlinedDepth(b) === 0 &&
+    reductions.reduce((n, r) => n + reducedLength(r), 0) < maxLoopIterations - 1;
+}
+
+/**
+ * Whether reduction kernel `k` reads `prev`'s outputs, if at all, only where a row phase of one
+ * kernel would have them: at its output index, or in its prologue broadcast back over the reduced
+ * axes (a target's log-probability x − lse summed against a one-hot reads lse that way).
+ */
+function readsAtRows(prev: KernelPlan, k: KernelPlan): boolean {
+  if (!sameSqueezed(prev.roots[0].shape, k.roots[0].shape)) return false;
+  const space = k.anchor!.inputs[0].shape, axes = reducedAxes(k.anchor!);
+  const rowShape = space.map((d, i) => (axes.includes(i) ? 1 : d));
+  const users = (x: Node) => k.fused.filter((n) => n.inputs.includes(x));
+  // Elementwise at the output's size is the epilogue: the reduced axes are longer than 1.
+  const atOutput = (u: Node) =>
+    wgslKind(u) === "inline" && !VIEW_OPS.has(u.op) && u.op !== "iota" &&
+    u.size === k.anchor!.size;
+  const overRows = (x: Node): boolean =>
+    users(x).every((u) =>
+      u.op === "reshape"
+        ? overRows(u)
+        : u.op === "broadcast"
+        ? sameShape(u.inputs[0].shape, rowShape) && sameShape(u.shape, space)
+        : atOutput(u)
+    );
+  return prev.roots.every((r) =>
+    !k.reads.includes(r) || k.identityReads.has(r) || (r.size === k.anchor!.size && overRows(r))
+  );
+}
+
+/** Bindings a kernel's outputs share with inputs they are written over (see `inPlaceCounter`). */
+type InPlaceCounter = (roots: readonly Node[], soleReads: readonly Node[]) => number;
+
+/**
+ * How many of `roots` the memory plan writes over one of `soleReads` (reads at the output's index
+ * that no other kernel reads): donated graph inputs, bound whole, of a root's dtype and size, not
+ * themselves outputs. Each root takes one such input, as the memory plan's matching does within
+ * each dtype and size, so the plan binds at most the count this leaves. 0 without donations.
+ */
+function inPlaceCounter(
+  graph: Graph,
+  donated: ReadonlySet<Node> | undefined,
+  bindingsOf: ((n: Node) => number) | undefined,
+): InPlaceCounter {
+  if (!donated?.size) return () => 0;
+  const outputs = new Set(graph.outputs);
+  return (roots, soleReads) => {
+    const free = soleReads.filter((r) =>
+      donated.has(r) && !outputs.has(r) && (bindingsOf?.(r) ?? 1) === 1
+    );
+    let shared = 0;
+    for (const root of roots) {
+      const i = free.findIndex((r) => r.dtype === root.dtype && r.size === root.size);
+      if (i >= 0) {
+        free.splice(i, 1);
+        shared++;
+      }
+    }
+    return shared;
+  };
+}
+
 /**
  * Rule 8: merges an elementwise kernel into an earlier one of the same shape when nothing between
  * them produces what it reads and it reads the earlier one's outputs (if at all) only at the same
@@ -883,15 +984,26 @@ function mergeElementwise(
   maxBuffers: number,
   weight: (nodes: Iterable<Node>) => number,
   coProducts: boolean,
+  inPlace: InPlaceCounter,
+  siblings: boolean,
+  maxLoopIterations: number,
 ): KernelPlan[] {
+  /** How many of the current kernels read each node. */
+  const readers = new Map<Node, number>();
+  for (const k of kernels) for (const n of k.reads) readers.set(n, (readers.get(n) ?? 0) + 1);
   /** `first` and `then` as one kernel, or undefined past the binding cap. */
   const merge = (first: KernelPlan, then: KernelPlan): KernelPlan | undefined => {
     const roots = [...first.roots, ...then.roots];
     const reads = [...new Set([...first.reads, ...then.reads])].filter((n) => !roots.includes(n));
-    if (weight(reads) + weight(roots) > maxBuffers) return undefined;
     const identity = (n: Node) =>
       (!first.reads.includes(n) || first.identityReads.has(n)) &&
       (!then.reads.includes(n) || then.identityReads.has(n));
+    // Readers of n once merged: the two kernels count as one.
+    const readersAfter = (n: Node) =>
+      readers.get(n)! - (first.reads.includes(n) && then.reads.includes(n) ? 1 : 0);
+    const shared = inPlace(roots, reads.filter((n) => identity(n) && readersAfter(n) === 1));
+    if (weight(reads) + weight(roots) - shared > maxBuffers) return undefined;
+    for (const n of first.reads) if (then.reads.includes(n)) readers.set(n, readers.get(n)! - 1);
     return {
       ...first,
       roots,
@@ -923,6 +1035,19 @@ function mergeElementwise(
       coProducts: [prev.anchor!],
     };
   };
+  /**
+   * Rule 11: `k`'s reduction computed in `prev`'s kernel, when both reduce one space over the same
+   * axes (a log-sum-exp and the target's logit over a row of logits; a count and the sum it
+   * divides): `prev`'s reduction becomes a row phase of `k`'s kernel, each stored as before.
+   */
+  const siblingReductions = (prev: KernelPlan, k: KernelPlan): KernelPlan | undefined => {
+    if (!siblingSpaces(prev, k, maxLoopIterations)) return undefined;
+    const both = merge(prev, k);
+    if (!both) return undefined;
+    const rowReductions = [...prev.rowReductions, prev.anchor!, ...k.rowReductions]
+      .sort((a, b) => a.id - b.id);
+    return { ...both, anchor: k.anchor, rowReductions };
+  };
   const out: KernelPlan[] = [];
   // The product kernel at j joins the kernel it reads from last, where that is a product kernel it
   // reads at its own index (the gated product, merged into the up projection, reads the gate).
@@ -940,6 +1065,15 @@ function mergeElementwise(
   };
   for (const k of kernels) {
     let merged = false;
+    for (let j = out.length - 1; j >= 0 && k.kind === "reduce" && siblings; j--) {
+      const both = readsAtRows(out[j], k) ? siblingReductions(out[j], k) : undefined;
+      if (both) {
+        out[j] = both;
+        merged = true;
+        break;
+      }
+      if (out[j].roots.some((r) => k.reads.includes(r))) break;
+    }
     for (let j = out.length - 1; j >= 0 && k.kind === "elementwise"; j--) {
       const prev = out[j];
       const readsPrev = prev.roots.some((r) => k.reads.includes(r));

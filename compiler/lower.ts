@@ -72,6 +72,8 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   rowWorkgroup: 0,
   inlineProducts: 0,
   recomputeElementwise: true,
+  siblingReductions: true,
+  inPlaceBindings: false,
   matmulFlatLanes: false,
   matmulMaxUnroll: 1024,
   matmulEpilogueRowLoop: true,
@@ -130,9 +132,13 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
     sumProducts: codegen.matmulSumProducts,
     coProducts: codegen.matmulCoProducts,
     recompute: codegen.recomputeElementwise,
+    siblingReductions: codegen.siblingReductions,
     inlineProducts: codegen.inlineProducts,
     maxLoopIterations: budget,
     maxProductDepth: split.matmulChunk,
+    donated: opts.fuse === false || !codegen.inPlaceBindings ? undefined : new Set(
+      g.inputs.filter((_, i) => opts.donate?.has(i) && !opts.packedInputs?.has(i)),
+    ),
   });
   checkPackedInputs(g, opts.packedInputs);
   let built = generate(g, plans, undefined, opts, codegen, windowElements);

@@ -354,6 +354,7 @@ export function gpuCodegen(
     matmulCoProducts: true,
     rowWorkgroup: Math.min(256, limits.maxComputeInvocationsPerWorkgroup),
     inlineProducts: 128,
+    inPlaceBindings: true,
     groupKernels: true,
   };
 }

@@ -95,6 +95,18 @@ export interface CodegenOptions {
    */
   recomputeElementwise: boolean;
   /**
+   * Compute reductions of one space over the same axes in one kernel (fusion rule 11: a
+   * log-sum-exp and the target's log-probability over a row of logits).
+   */
+  siblingReductions: boolean;
+  /**
+   * Count an output written over a donated input as one binding when merging elementwise kernels
+   * (fusion option `donated`): an optimizer's moments updated in place take one binding each, so
+   * more of them share a dispatch. The choice on GPUs; on CPU adapters the wider kernels are new
+   * pipelines to compile.
+   */
+  inPlaceBindings: boolean;
+  /**
    * Most multiply-adds the unrolled k-loop body of a vectorised matmul may hold; larger tiles
    * get fewer rows (then column groups). llvmpipe compiles a kernel at its first run, in time
    * that grows with this body; bodies past 1024 ran no faster there (32 rows vs 16).
@@ -441,11 +453,13 @@ function rowPhases(b: KernelBuilder, plan: KernelPlan, outer: readonly string[])
 export function storeRoots(
   b: KernelBuilder,
   roots: readonly Node[],
-  index: readonly string[],
+  index: readonly string[] | ((root: Node) => readonly string[]),
   flat: string,
 ) {
   // All values first: an output may reuse the buffer another output still reads (in place).
-  const values = roots.map((root) => b.valueAt(root, index));
+  const values = roots.map((root) =>
+    b.valueAt(root, typeof index === "function" ? index(root) : index)
+  );
   roots.forEach((root, k) => b.store(k, flat, b.storeValue(values[k], root.dtype)));
 }
 
@@ -500,7 +514,8 @@ export function generateReduce(
     const anchorIndex = b.unravel(i, anchor.shape);
     rowPhases(b, plan, anchorIndex);
     b.seed(anchor, anchorIndex, reduceLoop(b, anchor, anchorIndex));
-    storeRoots(b, plan.roots, b.unravel(i, root.shape), i);
+    // Sibling reductions' roots (rule 11) may differ from each other by size-1 axes too.
+    storeRoots(b, plan.roots, (r) => b.unravel(i, r.shape), i);
   });
   return finishGridStride(b, plan, ctx, grid);
 }

@@ -88,11 +88,10 @@ export function workgroupRows(
   types.forEach((t) => b.moduleDecls.push(`var<workgroup> row_part_${t}: array<${t}, ${size}>;`));
   for (const red of reductions) b.seed(red, outer, reduceRow(b, red, outer, size));
   if (reduce) {
-    const root = plan.roots[0];
     block(
       b,
       "if (lane == 0i) {",
-      () => storeRoots(b, plan.roots, b.unravel("row", root.shape), "row"),
+      () => storeRoots(b, plan.roots, (r) => b.unravel("row", r.shape), "row"),
     );
   } else {
     const shape = plan.roots[0].shape;

@@ -221,6 +221,30 @@ const sharedChainDags: fc.Arbitrary<Dag> = arbDag.chain((dag) =>
 );
 
 /**
+ * The same as arbDag, then two reductions of one value over the same axes, the second of the value
+ * combined with the first broadcast back (x − lse against weights), the two joined at the output
+ * index, and the first read again by a later kernel over the value's shape, so it is stored (as a
+ * log-sum-exp read by a loss and by its gradient): the form rule 11 computes in one kernel, which
+ * random DAGs rarely draw.
+ */
+const siblingReductionDags: fc.Arbitrary<Dag> = arbDag.chain((dag) =>
+  fc.tuple(nat, nat, nat, nat, nat, nat).map(([first, second, axes, op, join, again]) => ({
+    ...dag,
+    instrs: [
+      ...dag.instrs,
+      { k: "reduce" as const, op: first, a: 0, axes, keepDims: true },
+      { k: "binary" as const, op, a: 1, b: 0 },
+      // The same sign of axes as the first (op & 8), so both reduce the same axes.
+      { k: "reduce" as const, op: (second & ~8) | (first & 8), a: 0, axes, keepDims: true },
+      { k: "binary" as const, op: join, a: 0, b: 2 },
+      // The value and the first reduction (4 and 3 back), combined: the program's last value.
+      { k: "binary" as const, op: again, a: 4, b: 3 },
+    ],
+    outputs: [...dag.outputs, 1],
+  }))
+);
+
+/**
  * The same, with row-wise composites (softmax, norms) over products among the instructions, and
  * at the end one over a product that nothing else reads (the form rule 10 computes inline).
  */
@@ -516,6 +540,21 @@ Deno.test("jit random DAGs twice in one program: values recomputed where read co
     sharedChainDags,
   );
   if (fewer < 4) throw new Error(`only ${fewer} random programs recomputed a stored value`);
+});
+
+Deno.test("jit random DAGs twice in one program: sibling reductions in one kernel compute what separate kernels do", async () => {
+  // Reductions of one space over the same axes, the later reading the earlier at its output index
+  // or broadcast back over the row, are one kernel (siblingReductions, fusion rule 11).
+  const reductionKernels = (p: Program) => p.kernels.filter((k) => k.kind === "reduce").length;
+  const fewer = await checkDagPairs(
+    "sibling reductions",
+    { siblingReductions: true },
+    { siblingReductions: false },
+    2,
+    (p, apart) => reductionKernels(p) < reductionKernels(apart),
+    siblingReductionDags,
+  );
+  if (fewer < 4) throw new Error(`only ${fewer} random programs reduced siblings in one kernel`);
 });
 
 /** Arrays a program's kernels write. */
