@@ -112,7 +112,7 @@ Deno.test("rule 11: reductions of one space over the same axes are one kernel, o
   assert.equal(apart.kernels.length, 2, apart.toString());
 });
 
-Deno.test("rule 8 counts an output written over a donated input as one binding", () => {
+Deno.test("rule 8 with inPlaceBindings counts an output written over a donated input as one binding", () => {
   // Adam's moments of four same-shape parameters: each update reads g, m, v and writes m', v'
   // (5 bindings); m and v are donated, so m' and v' are written over them (3 bindings).
   const moments = (...xs: Tensor[]) =>
@@ -121,17 +121,22 @@ Deno.test("rule 8 counts an output written over a donated input as one binding",
       return [dsl.add(dsl.mul(0.9, m), dsl.mul(0.1, g)), dsl.add(dsl.mul(0.99, v), dsl.square(g))];
     });
   const specs = Array.from({ length: 12 }, () => spec(6, 5));
-  const lowered = (donate: number[]) =>
+  const lowered = (donate: number[], inPlaceBindings: boolean) =>
     lower(trace(moments, ...specs), {
       maxStorageBuffers: 9,
       groupKernels: false,
       donate: new Set(donate),
+      inPlaceBindings,
     });
+  const moms = [1, 2, 4, 5, 7, 8, 10, 11];
   // m and v of every parameter donated: three updates a kernel (9 bindings), then one.
-  const donated = lowered([1, 2, 4, 5, 7, 8, 10, 11]);
-  assert.deepEqual(donated.kernels.map((k) => k.bindings), [9, 3], donated.toString());
-  // Nothing donated: every input and output binds its own buffer, three outputs a kernel at most.
-  const fresh = lowered([]);
+  const counted = lowered(moms, true);
+  assert.deepEqual(counted.kernels.map((k) => k.bindings), [9, 3], counted.toString());
+  // Not counted (the CPU adapters' setting): merged as if every output bound a buffer of its own.
+  const uncounted = lowered(moms, false);
+  assert.deepEqual(uncounted.kernels.map((k) => k.bindings), [5, 5, 3], uncounted.toString());
+  // Nothing donated: nothing is written in place, whatever the setting.
+  const fresh = lowered([], true);
   assert.deepEqual(fresh.kernels.map((k) => k.bindings), [8, 8, 5], fresh.toString());
 });
 
