@@ -66,6 +66,7 @@ export {
   groupRanks,
   type LayerTypeRank,
   layerTypes,
+  measureUpdate,
   RANK_REPORT_WORK,
   rankByLayerType,
   type RankReport,

@@ -188,6 +188,17 @@ export function updateOf(
   return { delta: { ...w1, data }, relativeChange: Math.sqrt(dd) / (Math.sqrt(d0) || 1) };
 }
 
+/** The rank measures of one matrix's update W_T − W_0. */
+export function measureUpdate(
+  w0: HostArray,
+  w1: HostArray,
+  opts: RankReportOptions = {},
+): UpdateRank {
+  const { delta, relativeChange } = updateOf(w0, w1);
+  const { rank, entropyRank } = effectiveRank(delta, opts);
+  return { rank, entropyRank, relativeChange };
+}
+
 /**
  * Groups the measured updates (`measured`, keyed by name) by layer type, counting every adapted
  * matrix of the type in `ofMatrices`.
@@ -241,9 +252,7 @@ export function rankByLayerType(
 ): LayerTypeRank[] {
   const measured = new Map<string, UpdateRank>();
   for (const name of rankReportNames(before, names, opts.maxWork)) {
-    const { delta, relativeChange } = updateOf(before[name], after[name]);
-    const { rank, entropyRank } = effectiveRank(delta, opts);
-    measured.set(name, { rank, entropyRank, relativeChange });
+    measured.set(name, measureUpdate(before[name], after[name], opts));
   }
   return groupRanks(names, measured);
 }

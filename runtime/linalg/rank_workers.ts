@@ -7,9 +7,9 @@
 
 import type { HostArray } from "../../dsl/host_array.ts";
 import {
-  effectiveRank,
   groupRanks,
   type LayerTypeRank,
+  measureUpdate,
   rankReportNames,
   type RankReportOptions,
   updateOf,
@@ -46,11 +46,7 @@ export async function rankByLayerTypeInWorkers(
   const module = siblingWorkerModule(import.meta.url, "rank_workers.ts", "rank_worker.ts");
   const count = workerCount(order.length);
   if (!module || count < 2) {
-    for (const name of order) {
-      const { delta, relativeChange } = updateOf(before[name], after[name]);
-      const { rank, entropyRank } = effectiveRank(delta, opts);
-      measured.set(name, { rank, entropyRank, relativeChange });
-    }
+    for (const name of order) measured.set(name, measureUpdate(before[name], after[name], opts));
     return groupRanks(names, measured);
   }
   const workers = Array.from({ length: count }, () => new Worker(module, { type: "module" }));
