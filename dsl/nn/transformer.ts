@@ -146,7 +146,23 @@ export interface ForwardOptions {
    * are scored against blocks of the vocabulary. The loss is the same up to the summation order.
    */
   lossChunkLogits?: number;
+  /**
+   * `lmLoss`: score each target as h·w[target] (a gather of the head's rows, scattered back in
+   * the gradient) rather than against a one-hot of the logits. Default: for vocabularies past
+   * `TARGET_ROWS_RATIO`× the width, and always past one block of logits. The loss is the same up
+   * to rounding.
+   */
+  targetRows?: boolean;
 }
+
+/**
+ * Past this many vocabulary entries per unit of width, `lmLoss` scores targets by the head's rows:
+ * the one-hot path's gradient writes a [positions, vocab] term (43 ms of GPT-2 small's 2.8 s step
+ * at 2 × 64 tokens, lavapipe) where the rows cost [positions, width]; below it the one-hot is
+ * recomputed where it is read and the rows' gather and scatter would be kernels of their own (the
+ * shipped base: 8 more pipelines at an even step).
+ */
+export const TARGET_ROWS_RATIO = 8;
 
 /** `block` run as is, or checkpointed. */
 function blockRunner(opts: ForwardOptions): (block: (h: Tensor) => Tensor, h: Tensor) => Tensor {
@@ -317,7 +333,8 @@ export function lmLoss(
   const w = headWeight(cfg, params);
   const n = tokens.shape[0] * tokens.shape[1];
   const budget = opts.lossChunkLogits ?? LOSS_CHUNK_LOGITS;
-  if (n * cfg.vocab <= budget) {
+  const targetRows = opts.targetRows ?? cfg.vocab > TARGET_ROWS_RATIO * cfg.width;
+  if (n * cfg.vocab <= budget && !targetRows) {
     return crossEntropy(linear(h, w), batch.targets, { mask: batch.mask });
   }
   // A vocabulary-sized head: the loss over blocks of the vocabulary, each block's logits [n,
@@ -340,7 +357,9 @@ export function lmLoss(
   const targets = reshape(asTensor(batch.targets, "lmLoss"), [n]);
   const inVocab = logicalAnd(greaterEqual(targets, 0), less(targets, cfg.vocab));
   const rows = take(w, clip(targets, 0, cfg.vocab - 1), 0);
-  const lse = logsumexp(concat(blockLse, -1), -1);
+  const lse = blockLse.length === 1
+    ? reshape(blockLse[0], [n])
+    : logsumexp(concat(blockLse, -1), -1);
   const perPosition = where(inVocab, sub(lse, sum(mul(flatH, rows), -1)), 0);
   return div(sum(mul(perPosition, mask)), maximum(sum(mask), 1));
 }

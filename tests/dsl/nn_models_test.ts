@@ -5,12 +5,14 @@ import type { HostArray } from "../../dsl/host_array.ts";
 import { configFromHf, configToHf, type ModelConfig } from "../../dsl/nn/config.ts";
 import {
   forward,
+  type ForwardOptions,
   initParams,
   type LmBatch,
   lmLoss,
   lossBlockColumns,
   parameterCount,
   parameterShapes,
+  TARGET_ROWS_RATIO,
 } from "../../dsl/nn/transformer.ts";
 import type { Tensor } from "../../dsl/trace.ts";
 import { assertClose } from "../helpers/arrays.ts";
@@ -169,6 +171,51 @@ Deno.test("nn: lmLoss scored in blocks of the vocabulary equals one block (loss 
     assertClose(blocks, whole, { rtol: 1e-6, atol: 1e-6, label: `${cfg.family} loss` });
     for (const name of Object.keys(gWhole)) {
       assertClose(gBlocks[name], gWhole[name], { rtol: 1e-5, atol: 1e-6, label: name });
+    }
+  }
+});
+
+Deno.test("nn: lmLoss scores a large vocabulary's targets by the head's rows, as the one-hot does", () => {
+  // Vocabularies past TARGET_ROWS_RATIO× the width take h·w[target] even in one block; forcing
+  // the one-hot (targetRows: false) gives the same loss and gradients, out-of-vocabulary targets
+  // (score 0) and a partial mask included, for a tied (GPT-2) and an untied (Llama) head.
+  for (const base of [TINY_GPT2, TINY_LLAMA]) {
+    const cfg = { ...base, vocab: TARGET_ROWS_RATIO * base.width + 9 };
+    const params = initParams(cfg, 5);
+    const batch = {
+      ids: ids([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]]),
+      targets: ids([[2, 3, 130, 5, 6, 7, 8], [6, 5, -1, 3, 2, cfg.vocab + 3, 0]]),
+      mask: {
+        shape: [2, 7],
+        dtype: "f32" as const,
+        data: Float32Array.from({ length: 14 }, (_, i) => (i % 4 === 3 ? 0 : 1)),
+      },
+    };
+    const lossAndGrad = (opts: ForwardOptions) =>
+      interpret(
+        valueAndGrad((p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(cfg, p, b, opts)),
+        params,
+        batch,
+      ) as [HostArray, Record<string, HostArray>];
+    const [rows, gRows] = lossAndGrad({});
+    const [oneHot, gOneHot] = lossAndGrad({ targetRows: false });
+    const [blocks, gBlocks] = lossAndGrad({ lossChunkLogits: 14 * 40 });
+    assert.ok(rows.data[0] > 0);
+    for (
+      const [got, grads, what] of [[oneHot, gOneHot, "one-hot"], [
+        blocks,
+        gBlocks,
+        "blocks",
+      ]] as const
+    ) {
+      assertClose(got, rows, { rtol: 1e-6, atol: 1e-6, label: `${cfg.family} loss, ${what}` });
+      for (const name of Object.keys(gRows)) {
+        assertClose(grads[name], gRows[name], {
+          rtol: 1e-5,
+          atol: 1e-6,
+          label: `${name}, ${what}`,
+        });
+      }
     }
   }
 });
