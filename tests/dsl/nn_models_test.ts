@@ -137,6 +137,17 @@ Deno.test("nn: lmLoss is the masked mean cross-entropy of forward's logits (unif
   }
 });
 
+/** `lmLoss` and its gradients on the CPU reference. */
+function lmLossAndGrad(
+  cfg: ModelConfig,
+  params: Record<string, HostArray>,
+  batch: LmBatch<HostArray>,
+  opts: ForwardOptions,
+): [HostArray, Record<string, HostArray>] {
+  const f = (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(cfg, p, b, opts);
+  return interpret(valueAndGrad(f), params, batch) as [HostArray, Record<string, HostArray>];
+}
+
 Deno.test("nn: lmLoss scored in blocks of the vocabulary equals one block (loss and gradients)", () => {
   // Blocks of 3·vocab/14 and of 12 columns (a multiple of 4) over 2×7 positions, a partial mask,
   // the last block short.
@@ -158,13 +169,7 @@ Deno.test("nn: lmLoss scored in blocks of the vocabulary equals one block (loss 
       },
     };
     const lossAndGrad = (lossChunkLogits?: number) =>
-      interpret(
-        valueAndGrad((p: Record<string, Tensor>, b: LmBatch<Tensor>) =>
-          lmLoss(cfg, p, b, { lossChunkLogits })
-        ),
-        params,
-        batch,
-      ) as [HostArray, Record<string, HostArray>];
+      lmLossAndGrad(cfg, params, batch, { lossChunkLogits });
     const [whole, gWhole] = lossAndGrad();
     assert.ok(14 * cfg.vocab > chunk && lossBlockColumns(chunk, 14, cfg.vocab) < cfg.vocab);
     const [blocks, gBlocks] = lossAndGrad(chunk);
@@ -191,12 +196,7 @@ Deno.test("nn: lmLoss scores a large vocabulary's targets by the head's rows, as
         data: Float32Array.from({ length: 14 }, (_, i) => (i % 4 === 3 ? 0 : 1)),
       },
     };
-    const lossAndGrad = (opts: ForwardOptions) =>
-      interpret(
-        valueAndGrad((p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(cfg, p, b, opts)),
-        params,
-        batch,
-      ) as [HostArray, Record<string, HostArray>];
+    const lossAndGrad = (opts: ForwardOptions) => lmLossAndGrad(cfg, params, batch, opts);
     const [rows, gRows] = lossAndGrad({});
     const [oneHot, gOneHot] = lossAndGrad({ targetRows: false });
     const [blocks, gBlocks] = lossAndGrad({ lossChunkLogits: 14 * 40 });
