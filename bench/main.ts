@@ -26,6 +26,7 @@ import * as J from "./jaxjs.ts";
 import * as O from "./ours.ts";
 import { blockCase, mlpCase } from "./specs.ts";
 import { initTf, mlpTrainer, tf } from "./tfjs.ts";
+import { TorchPeer } from "./torch_peer.ts";
 import {
   counters,
   installCounters,
@@ -61,6 +62,8 @@ interface Row {
   unfused?: Cell;
   jax?: Cell;
   tf?: Cell;
+  /** PyTorch on the CPU (bench/torch_micro.py). */
+  torch?: Cell;
   /** How ratios read: throughput (ours/peer), time (peer/ours), or none. */
   ratio: "throughput" | "time" | "none";
   note?: string;
@@ -91,8 +94,10 @@ function table(): string {
     "ours (op-by-op)",
     "jax-js",
     "TF.js",
+    "PyTorch CPU",
     "ours/jax-js",
     "ours/TF.js",
+    "ours/PyTorch",
     "notes",
   ];
   const body = rows.map((r) => [
@@ -102,8 +107,10 @@ function table(): string {
     fmt(r.unfused),
     fmt(r.jax),
     fmt(r.tf),
+    fmt(r.torch),
     ratio(r, r.jax),
     ratio(r, r.tf),
+    ratio(r, r.torch),
     r.note ?? "",
   ]);
   return markdownTable(head, body);
@@ -154,6 +161,9 @@ log(`adapters: ${JSON.stringify(adapters)}`);
 if (adapters.jax !== adapters.ours || adapters.tf !== adapters.ours) {
   log("WARNING: the libraries are not on the same adapter");
 }
+const torchPeer = new TorchPeer();
+/** Our outputs, by workload, to compare with PyTorch's once it has run. */
+const oursOutputs = new Map<string, Float32Array>();
 const started = performance.now();
 const loadAvg = () => Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
 const loadAtStart = await attempt("loadavg", () => Promise.resolve(loadAvg()));
@@ -228,6 +238,8 @@ async function matmulBench(n: number): Promise<void> {
     return t;
   });
 
+  torchPeer.matmul(n, A, B);
+  if (results.ours) oursOutputs.set(`mm${n}_c`, results.ours);
   const diffs: string[] = [];
   if (results.ours && results.jax) {
     diffs.push(`jax-js ${maxRelDiff(results.jax, results.ours).toExponential(1)}`);
@@ -317,6 +329,8 @@ async function elementwiseBench(n: number): Promise<void> {
   });
 
   const ref = results.oursfalse ?? results.ourstrue;
+  torchPeer.elementwise(A, B, C);
+  if (ref) oursOutputs.set("ew_out", ref);
   const diffs = Object.entries(results).filter(([k]) => k !== "oursfalse").map(([k, v]) =>
     `${k === "ourstrue" ? "fused" : k} ${maxRelDiff(v, ref).toExponential(1)}`
   );
@@ -559,6 +573,9 @@ function trainBench(
   });
 }
 
+/** PyTorch's workload id of each training row's benchmark name. */
+const trainIds = new Map<string, string>();
+
 async function mlpBench(batch: number, hidden: number): Promise<void> {
   const c = mlpCase(batch, 784, hidden, 10);
   log(c.name);
@@ -567,7 +584,9 @@ async function mlpBench(batch: number, hidden: number): Promise<void> {
   const unfused = await attempt("ours MLP op-by-op", () => oursStep(O.mlpTrainStep, inputs, false));
   const jaxR = await attempt("jax-js MLP", () => jaxStep(J.mlpStep(c), () => J.mlpInputs(c)));
   const tfR = await attempt("TF.js MLP", () => tfStep(c));
-  trainBench(`${c.name} train step (Adam, CE)`, fused, unfused, jaxR, tfR);
+  const name = `${c.name} train step (Adam, CE)`;
+  trainIds.set(name, torchPeer.mlp(c));
+  trainBench(name, fused, unfused, jaxR, tfR);
 }
 
 async function blockBench(): Promise<void> {
@@ -578,7 +597,9 @@ async function blockBench(): Promise<void> {
   const fused = await attempt("ours block fused", () => oursStep(step, inputs, true));
   const unfused = await attempt("ours block op-by-op", () => oursStep(step, inputs, false));
   const jaxR = await attempt("jax-js block", () => jaxStep(J.blockStep(c), () => J.blockInputs(c)));
-  trainBench(`${c.name} train step (Adam, MSE)`, fused, unfused, jaxR, "not written");
+  const name = `${c.name} train step (Adam, MSE)`;
+  trainIds.set(name, torchPeer.block(c));
+  trainBench(name, fused, unfused, jaxR, "not written");
 }
 
 // Training first: jax-js and TF.js keep freed buffers in pools, so the memory high-water marks
@@ -593,6 +614,54 @@ if (enabled("ew")) await elementwiseBench(EW_SIZE);
 const ewRows = rows.splice(0);
 if (enabled("matmul")) { for (const n of MATMUL_SIZES) await matmulBench(n); }
 rows.push(...ewRows, ...trainRows);
+
+// PyTorch on the CPU last, in its own process, on the same workloads.
+log("PyTorch (CPU)");
+const torchResults = await torchPeer.run(MEASURE);
+const torchInfo = typeof torchResults === "string"
+  ? torchResults
+  : torchResults.filter((r) => r.kind === "info").map((r) =>
+    `PyTorch ${r.version}, ${r.threads} threads`
+  )[0];
+fillTorch(torchResults);
+torchPeer.dispose();
+
+/** The PyTorch cells: throughput, step times, step-1 losses and output differences. */
+function fillTorch(results: typeof torchResults): void {
+  for (const r of rows) {
+    const matmul = /^matmul (\d+)×/.exec(r.bench);
+    const train = trainIds.get(r.bench);
+    if (typeof results === "string") {
+      if (matmul || train || r.bench.startsWith("elementwise")) r.torch = results;
+      continue;
+    }
+    const n = matmul ? Number(matmul[1]) : 0;
+    const found = matmul
+      ? results.find((x) => x.kind === "matmul" && x.n === n)
+      : train
+      ? results.find((x) => x.id === train)
+      : r.bench.startsWith("elementwise")
+      ? results.find((x) => x.kind === "ew")
+      : undefined;
+    if (!found) continue;
+    const diff = (key: string) => {
+      const theirs = torchPeer.output(key), mine = oursOutputs.get(key);
+      return theirs && mine ? `; PyTorch ${maxRelDiff(theirs, mine).toExponential(1)}` : "";
+    };
+    if (matmul && r.metric === "GFLOP/s") {
+      r.torch = (2 * n ** 3) / (found.ms! * 1e6);
+      r.note = `${r.note}${diff(`mm${n}_c`)}; PyTorch iters/rep ${found.iters}`;
+    } else if (!train && r.metric.startsWith("GB/s")) {
+      r.torch = (4 * 4 * EW_SIZE) / (found.ms! * 1e6);
+      r.note = `${r.note}${diff("ew_out")}`;
+    } else if (train && r.metric === "ms / step") {
+      r.torch = found.ms;
+      r.note = `${r.note}, torch ${found.loss1!.toFixed(5)}`;
+    } else if (train && r.metric.startsWith("first call")) {
+      r.torch = found.first_ms;
+    } else if (train || r.metric === "kernels / call") r.torch = "no equivalent";
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Report
@@ -617,7 +686,11 @@ const setting: [string, string][] = [
   ],
   ["adapter (jax-js, TF.js)", `${adapters.jax}; ${adapters.tf}`],
   ["WebGPU backend", `DENO_WEBGPU_BACKEND=${backend}; ${mesaCache}`],
-  ["peers", "@jax-js/jax 0.1.25 (WebGPU backend, jit); TF.js 4.22.0 (tfjs-backend-webgpu)"],
+  [
+    "peers",
+    `@jax-js/jax 0.1.25 (WebGPU backend, jit); TF.js 4.22.0 (tfjs-backend-webgpu); ${torchInfo} ` +
+    "(Debian python3-torch, eager, on the CPU)",
+  ],
   [
     "timing",
     `warm-up, then N iterations back to back with one sync (readback) at the end; N grown until ` +
@@ -638,10 +711,10 @@ console.log(out);
 log(`total dispatches counted: ${counters.dispatches}`);
 
 if (WRITE) {
-  const doc = `# Benchmarks: ours vs jax-js vs TF.js (WebGPU)
+  const doc = `# Benchmarks: ours vs jax-js vs TF.js (WebGPU), and PyTorch on the CPU
 
-Generated by \`deno task bench\` (bench/main.ts). All three libraries run in one Deno process on the
-same WebGPU adapter, one after another; numbers from one run are comparable with each other, not
+Generated by \`deno task bench\` (bench/main.ts). The three WebGPU libraries run in one Deno process
+on the same WebGPU adapter, one after another, and PyTorch last on the CPU in a process of its own; numbers from one run are comparable with each other, not
 with runs on other machines. On this machine the adapter is Mesa lavapipe/llvmpipe, i.e. WebGPU
 executed on the CPU (see the workspace notes, shared/docs/perf-notes.md), so absolute numbers say little about real
 GPUs; the ratios and kernel counts are the point.
@@ -656,8 +729,13 @@ ${out}
   \`valueAndGrad(loss)\` plus the same Adam update, in one jitted function).
 - **TF.js**: \`@tensorflow/tfjs\` 4.22.0 with \`tfjs-backend-webgpu\` (eager ops; training uses
   \`tf.train.adam\` + \`tf.losses.softmaxCrossEntropy\` via \`optimizer.minimize\`).
-- **ours/jax-js, ours/TF.js**: for throughput rows (GFLOP/s, GB/s) ours ÷ peer; for time rows (ms)
-  peer ÷ ours. Above 1× means ours is faster, in both cases. Computed against the fused column.
+- **PyTorch CPU**: Debian's \`python3-torch\` on the CPU (the anchor a user would otherwise pick),
+  installed by the benchmark with apt-get when missing (never CI), run last in its own process on
+  the same initial values (bench/torch_micro.py) with the same timing protocol; eager, one thread
+  per core; training with \`torch.optim.Adam\` and \`F.cross_entropy\` / MSE. No kernels or device
+  memory to count, and no compile in its first call.
+- **ours/jax-js, ours/TF.js, ours/PyTorch**: for throughput rows (GFLOP/s, GB/s) ours ÷ peer; for
+  time rows (ms) peer ÷ ours. Above 1× means ours is faster, in both cases. Computed against the fused column.
 - **GFLOP/s**: 2·n³ per product. **GB/s**: 4 arrays × 4 B × n per call (3 reads, 1 write) — the
   op-by-op version really moves 6 arrays (the a*b intermediate is written and read back), which is
   what fusion saves.
@@ -721,6 +799,13 @@ Select the WebGPU backend with \`DENO_WEBGPU_BACKEND=vulkan|gl\`. The benchmark 
 \`deno task test\`. TF.js is pinned in bench/peers/deno.json (its own import map and lock), which the
 task passes as \`--config\`; the root lock has no TF.js, so no other task installs it.
 `;
-  await Deno.writeTextFile(DOC, doc);
+  // An existing doc keeps its dated sections: only the run's header and table are replaced.
+  const existing = await Deno.readTextFile(DOC).catch(() => undefined);
+  const start = existing?.indexOf(`${fence}text`) ?? -1;
+  const next = start >= 0 ? existing!.indexOf("\n## ", start) : -1;
+  await Deno.writeTextFile(
+    DOC,
+    next > 0 ? `${existing!.slice(0, start)}${out}${existing!.slice(next)}` : doc,
+  );
   log(`wrote ${DOC}`);
 }

@@ -16,10 +16,10 @@
 
 import { parseArgs } from "node:util";
 import { SCALE_MODELS } from "./gpu_scale.ts";
+import { ensureTorch, PYTHON } from "./torch.ts";
 
 const DOC = "docs/benchmarks.md";
 const HEADING = "## Real-model scale: this machine's adapter vs PyTorch on the CPU";
-const PYTHON = "/usr/bin/python3"; // Debian's own: another python3 earlier on PATH lacks its torch
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -49,22 +49,6 @@ async function run(cmd: string, args: string[]): Promise<Row[]> {
     );
   }
   return text.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-}
-
-async function ensureTorch(): Promise<string> {
-  const probe = () =>
-    new Deno.Command(PYTHON, { args: ["-c", "import torch; print(torch.__version__)"] }).output();
-  let out = await probe().catch(() => undefined);
-  if (!out?.success) {
-    console.error("installing Debian's python3-torch and libopenblas0-pthread (apt-get)…");
-    const apt = await new Deno.Command("apt-get", {
-      args: ["install", "-y", "-qq", "python3-torch", "libopenblas0-pthread"],
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-    }).output();
-    if (!apt.success) throw new Error("apt-get install python3-torch failed (run it as root)");
-    out = await probe();
-  }
-  return new TextDecoder().decode(out!.stdout).trim();
 }
 
 const torchVersion = await ensureTorch();

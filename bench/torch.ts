@@ -1,0 +1,25 @@
+/**
+ * PyTorch on the CPU, the anchor a user would otherwise pick: Debian's `python3-torch` (with
+ * `libopenblas0-pthread` for a threaded BLAS), installed with apt-get when the system Python lacks
+ * torch. Benchmarks only: never CI.
+ */
+
+/** Debian's own interpreter: another python3 earlier on PATH lacks its torch. */
+export const PYTHON = "/usr/bin/python3";
+
+/** torch's version, installing Debian's package first if needed (throws if that fails). */
+export async function ensureTorch(): Promise<string> {
+  const probe = () =>
+    new Deno.Command(PYTHON, { args: ["-c", "import torch; print(torch.__version__)"] }).output();
+  let out = await probe().catch(() => undefined);
+  if (!out?.success) {
+    console.error("installing Debian's python3-torch and libopenblas0-pthread (apt-get)…");
+    const apt = await new Deno.Command("apt-get", {
+      args: ["install", "-y", "-qq", "python3-torch", "libopenblas0-pthread"],
+      env: { DEBIAN_FRONTEND: "noninteractive" },
+    }).output();
+    if (!apt.success) throw new Error("apt-get install python3-torch failed (run it as root)");
+    out = await probe();
+  }
+  return new TextDecoder().decode(out!.stdout).trim();
+}
