@@ -5,8 +5,7 @@
  */
 
 import type { HostArray } from "../mod.ts";
-import { type BlockCase, type MlpCase } from "./specs.ts";
-import { ADAM, BLOCK_KEYS, MLP_KEYS } from "./specs.ts";
+import { ADAM, BLOCK_KEYS, type BlockCase, MLP_KEYS, type MlpCase } from "./specs.ts";
 import { ensureTorch, PYTHON } from "./torch.ts";
 import type { MeasureOptions } from "./util.ts";
 

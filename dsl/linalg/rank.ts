@@ -127,6 +127,12 @@ export function layerTypes(names: readonly string[]): Map<string, string> {
   );
 }
 
+/** The work of one matrix's singular values, as `RANK_REPORT_WORK` counts it: m·n·min(m, n). */
+export function updateWork(shape: readonly number[]): number {
+  const [m, n] = shape;
+  return m * n * Math.min(m, n);
+}
+
 /**
  * The names to measure within `maxWork`: all of them when they fit, otherwise the same share of
  * every layer type (at least one), spread evenly over the layers.
@@ -136,10 +142,7 @@ export function rankSample(
   names: readonly string[],
   maxWork: number = RANK_REPORT_WORK,
 ): string[] {
-  const work = (n: string) => {
-    const [m, k] = shapes[n];
-    return m * k * Math.min(m, k);
-  };
+  const work = (n: string) => updateWork(shapes[n]);
   const total = names.reduce((a, n) => a + work(n), 0);
   if (total <= maxWork) return [...names];
   const types = layerTypes(names);

@@ -14,6 +14,7 @@ import {
   type RankReportOptions,
   updateOf,
   type UpdateRank,
+  updateWork,
 } from "../../dsl/linalg/rank.ts";
 import { siblingWorkerModule } from "../host.ts";
 import type { RankJob, RankReply } from "./rank_worker.ts";
@@ -37,10 +38,7 @@ export async function rankByLayerTypeInWorkers(
   opts: RankReportOptions = {},
 ): Promise<LayerTypeRank[]> {
   const picked = rankReportNames(before, names, opts.maxWork);
-  const work = (n: string) => {
-    const [m, k] = before[n].shape;
-    return m * k * Math.min(m, k);
-  };
+  const work = (n: string) => updateWork(before[n].shape);
   const order = [...picked].sort((a, b) => work(b) - work(a));
   const measured = new Map<string, UpdateRank>();
   const module = siblingWorkerModule(import.meta.url, "rank_workers.ts", "rank_worker.ts");
