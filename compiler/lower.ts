@@ -86,6 +86,8 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   shareShapes: true,
   liftDivisorsUpTo: SMALL_KERNEL_ELEMENTS,
   shareEpilogues: true,
+  liftMatmulLoopsUpTo: Infinity,
+  shapeBuffer: "uniform",
   groupKernels: true,
 };
 
@@ -103,6 +105,14 @@ export function splitSizesFor(loopBudget: number): SplitSizes {
     matmulChunk: within(16384, 2),
     scatterChunk: within(16384, 4),
   };
+}
+
+/** The multiply-adds of a matmul kernel's products (output elements × contraction, summed). */
+function productWork(plan: KernelPlan): number {
+  return plan.fused.reduce(
+    (n, x) => x.op === "matmul" ? n + x.size * x.inputs[0].shape[x.shape.length - 1] : n,
+    0,
+  );
 }
 
 function kernelName(plan: KernelPlan): string {
@@ -270,13 +280,13 @@ function generate(
         loopIterations: gen.loopIterations,
         liftDivisors: plan.kind !== "matmul" &&
           Math.max(...plan.roots.map((r) => r.size)) <= codegen.liftDivisorsUpTo,
+        literalLoop: plan.kind === "matmul" && productWork(plan) > codegen.liftMatmulLoopsUpTo,
       };
     });
   });
-  const merged = codegen.shareEpilogues
-    ? shareEpilogues(generated, opts.maxStorageBuffers)
-    : generated;
-  return { kernels: codegen.shareShapes ? shareShapes(merged) : merged, memory, planOf };
+  const sizes = { buffer: codegen.shapeBuffer, maxStorageBuffers: opts.maxStorageBuffers };
+  const merged = codegen.shareEpilogues ? shareEpilogues(generated, sizes) : generated;
+  return { kernels: codegen.shareShapes ? shareShapes(merged, sizes) : merged, memory, planOf };
 }
 
 /** Only f32 inputs can be stored packed, in a format the code generator knows. */

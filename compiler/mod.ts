@@ -18,6 +18,7 @@ export {
   matmulProblems,
 } from "./codegen/matmul_classes.ts";
 export { PACKED_FORMATS, packedBytes, type PackedFormat } from "./codegen/packed.ts";
+export type { ShapeBuffer } from "./codegen/shape_params.ts";
 export {
   type FusionOptions,
   isSplat,

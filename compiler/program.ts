@@ -43,6 +43,11 @@ export interface Kernel {
   /** Its divisors may be read from the shape buffer too (shape_params.ts `SMALL_KERNEL_ELEMENTS`). */
   liftDivisors?: boolean;
   /**
+   * A matmul whose main loop keeps its sizes as literals (over `liftMatmulLoopsUpTo`): it shares a
+   * pipeline only with kernels whose main loop has the same sizes (shape_params.ts).
+   */
+  literalLoop?: boolean;
+  /**
    * Sizes the kernel reads from a uniform buffer bound after its storage buffers (binding
    * `bindings`), where it shares its text with kernels of other sizes (shape_params.ts).
    */

@@ -34,6 +34,7 @@ export const WORKER_MIN_CHARS = 8_000;
 /** A buffer binding a kernel declares: its number, uniform or storage, and bytes it needs. */
 export interface DeclaredBinding {
   binding: number;
+  /** A uniform, or a kernel's sizes in a storage buffer (bound alike: a buffer of its values). */
   uniform: boolean;
   /** Bytes of a uniform's array (`array<vec4<i32>, N>`: 16·N); 0 for storage. */
   bytes: number;
@@ -43,8 +44,8 @@ export interface DeclaredBinding {
 export function bindingsOf(wgsl: string): DeclaredBinding[] {
   return wgsl.split("\n").flatMap((line): DeclaredBinding[] => {
     const storage = parseBinding(line), uniform = parseUniform(line);
-    if (storage) return [{ binding: storage.index, uniform: false, bytes: 0 }];
-    return uniform ? [{ binding: uniform.index, uniform: true, bytes: 16 * uniform.vec4s }] : [];
+    if (uniform) return [{ binding: uniform.index, uniform: true, bytes: 16 * uniform.vec4s }];
+    return storage ? [{ binding: storage.index, uniform: false, bytes: 0 }] : [];
   });
 }
 
@@ -57,11 +58,15 @@ export interface Variant {
   params?: Int32Array<ArrayBuffer>;
 }
 
-/** The distinct variants among `kernels`, each with a key that names it. */
+/**
+ * The distinct variants among `kernels`, each with a key that names it. Sizes read from a storage
+ * buffer are data, not part of what Mesa compiles: such texts have one variant.
+ */
 export function variantsOf(kernels: readonly Variant[]): Map<string, Variant> {
   const out = new Map<string, Variant>();
   for (const k of kernels) {
-    const key = `${k.params?.join(",") ?? ""}\u0000${k.wgsl}`;
+    const inlined = k.wgsl.includes("var<uniform>");
+    const key = `${inlined ? k.params?.join(",") ?? "" : ""}\u0000${k.wgsl}`;
     if (!out.has(key)) out.set(key, { wgsl: k.wgsl, params: k.params });
   }
   return out;
@@ -159,7 +164,7 @@ export async function dispatchEmpty(
     const params = variants[i].params;
     const buffer = gpu.createBuffer({
       size: Math.max(16, u.bytes, params?.byteLength ?? 0),
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
       label: "compile-ahead uniform",
     });
     if (params?.length) gpu.queue.writeBuffer(buffer, 0, params);

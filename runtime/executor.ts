@@ -65,7 +65,7 @@ export class Executable {
     );
     const buffers = await device.createBuffers(persistent.map((s) => s.bytes), "program buffers");
     persistent.forEach((s, i) => e.persistent.set(s.id, buffers[i]));
-    e.shapeBuffers = program.kernels.map((k) => k.params && uniformBuffer(device, k.params));
+    e.shapeBuffers = program.kernels.map((k) => k.params && sizesBuffer(device, k.params));
     for (const s of persistent) {
       if (s.kind !== "constant") continue;
       const value = s.constant!.params.value as HostArray;
@@ -360,11 +360,11 @@ export class Executable {
   }
 }
 
-/** A uniform buffer holding `values` (a kernel's sizes). */
-function uniformBuffer(device: Device, values: Int32Array<ArrayBuffer>): GPUBuffer {
+/** A buffer holding `values` (a kernel's sizes), bound as a uniform or as read-only storage. */
+function sizesBuffer(device: Device, values: Int32Array<ArrayBuffer>): GPUBuffer {
   const buffer = device.gpu.createBuffer({
     size: values.byteLength,
-    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
     label: "kernel sizes",
   });
   device.gpu.queue.writeBuffer(buffer, 0, values);

@@ -320,6 +320,16 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // step went from 281 to 157 kernels but ran 22% slower (paired ratio 1.218 over 30 steps), its
   // projections 2× slower; a dispatch here costs ≈30 µs, so 124 fewer saved ≈4 ms of 290.
   groupKernels: false,
+  // Sizes of shared texts in a read-only storage buffer: as a uniform, Mesa inlined them and
+  // compiled a variant per member, again at each switch between members (≈5 ms a dispatch); the
+  // transformer block's step ran 80 ms instead of 32.
+  shapeBuffer: "storage",
+  // Products past 4M multiply-adds keep their main loop's sizes as literals (and so share a text
+  // only with products of their sizes): the default HD-PiSSA step 3.6% faster (paired 0.964 over
+  // 20 steps; its matmuls 192 ms against 204), at 41 pipelines instead of 35 and 0.8 s more of
+  // cold first step (2.5 s against 1.7). Mesa's disk cache keeps the compile; the step is paid
+  // every time.
+  liftMatmulLoopsUpTo: 1 << 22,
 };
 
 /**
@@ -344,6 +354,11 @@ export function gpuCodegen(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
 ): Partial<CodegenOptions> {
   return {
+    // Uniform sizes, lifted everywhere: what one pipeline per text saves in compile time is what
+    // the ≤ 0.3 s first step on a GPU is about (the CPU adapter's reasons, CPU_CODEGEN, are
+    // Mesa's).
+    shapeBuffer: "uniform",
+    liftMatmulLoopsUpTo: Infinity,
     maxWorkgroups: 65535,
     matmulRowBlock: 4,
     matmulColumnGroups: 1,

@@ -18,16 +18,24 @@ export interface Binding {
   type: string;
 }
 
-/** The binding `line` declares, if it is a storage binding's declaration. */
+/** The binding `line` declares, if it is a storage binding's declaration (not a sizes buffer's). */
 export function parseBinding(line: string): Binding | undefined {
-  const m = BINDING.exec(line);
+  const m = UNIFORM.test(line) ? null : BINDING.exec(line);
   return m ? { index: +m[1], access: m[2], name: m[3], type: m[4] } : undefined;
 }
 
-/** A kernel's uniform declaration: `@group(0) @binding(i) var<uniform> name: array<vec4<i32>, n>;`. */
-const UNIFORM = /^@group\(0\) @binding\((\d+)\) var<uniform> (\w+): array<vec4<i32>, (\d+)>;$/;
+/**
+ * A kernel's uniform declaration, `@group(0) @binding(i) var<uniform> name: array<vec4<i32>, n>;`,
+ * or its sizes in a read-only storage buffer (`var<storage, read>`, shape_params.ts `ShapeBuffer`):
+ * a fixed-size array, where storage bindings of data are runtime-sized.
+ */
+const UNIFORM =
+  /^@group\(0\) @binding\((\d+)\) var<(?:uniform|storage, read)> (\w+): array<vec4<i32>, (\d+)>;$/;
 
-/** A kernel's uniform (its sizes, or a group's table): binding, name and length in vec4s. */
+/**
+ * A kernel's uniform (its sizes, or a group's table; its sizes may be a storage buffer instead):
+ * binding, name and length in vec4s.
+ */
 export interface UniformBinding {
   index: number;
   name: string;

@@ -14,7 +14,13 @@
  */
 
 import type { Kernel } from "../program.ts";
-import { liftGroup, literalTemplate } from "./shape_params.ts";
+import {
+  liftGroup,
+  literalTemplate,
+  loopKey,
+  roomForSizes,
+  type SizesBinding,
+} from "./shape_params.ts";
 import { EPILOGUE_END, EPILOGUE_START, ROW_END, ROW_START } from "./tile_epilogue.ts";
 import { type Binding, declaration, parseBinding } from "./bindings_text.ts";
 
@@ -109,14 +115,16 @@ interface Group {
 /**
  * The kernels, with matmul kernels that share a main loop (up to sizes) but not an epilogue
  * merged into one text per main loop, as long as the merged kernel binds at most
- * `maxStorageBuffers`; the others unchanged. Returns new objects, in the same order.
+ * `sizes.maxStorageBuffers` (its sizes' buffer included where that is a storage buffer); the
+ * others unchanged. Returns new objects, in the same order.
  */
-export function shareEpilogues(kernels: readonly Kernel[], maxStorageBuffers: number): Kernel[] {
+export function shareEpilogues(kernels: readonly Kernel[], sizes: SizesBinding): Kernel[] {
   const groups = new Map<string, Group>();
   kernels.forEach((k, i) => {
     const parts = k.kind === "matmul" && !k.params ? split(k.wgsl) : undefined;
     if (!parts) return;
     const key = [
+      loopKey(k),
       shape(parts.shared),
       ...literalTemplate(parts.entry).pieces,
       "\u0001",
@@ -138,21 +146,23 @@ export function shareEpilogues(kernels: readonly Kernel[], maxStorageBuffers: nu
   });
   const out = kernels.map((k) => ({ ...k }));
   for (const group of groups.values()) {
-    for (const variants of within(group, maxStorageBuffers)) {
+    for (const variants of within(group, sizes)) {
       if (variants.length < 2) continue;
-      merge(out, group, variants);
+      merge(out, group, variants, sizes);
     }
   }
   return out;
 }
 
 /** The group's variants in runs whose merged kernel stays within the binding limit. */
-function within(group: Group, limit: number): number[][] {
+function within(group: Group, sizes: SizesBinding): number[][] {
   const shared = group.variants[0].shared.length;
   const runs: number[][] = [[]];
   let bound = shared;
   group.variants.forEach((v, i) => {
-    if (bound + v.own.length > limit && runs.at(-1)!.length > 0) runs.push([]), bound = shared;
+    const fits = roomForSizes(bound + v.own.length, sizes) &&
+      bound + v.own.length <= sizes.maxStorageBuffers;
+    if (!fits && runs.at(-1)!.length > 0) runs.push([]), bound = shared;
     runs.at(-1)!.push(i);
     bound += v.own.length;
   });
@@ -188,7 +198,12 @@ function sameLoops(group: Group, variants: readonly number[]): boolean {
 }
 
 /** Gives the members of `variants` one text: the main loop once, each epilogue once. */
-function merge(out: Kernel[], group: Group, variants: readonly number[]): void {
+function merge(
+  out: Kernel[],
+  group: Group,
+  variants: readonly number[],
+  sizes: SizesBinding,
+): void {
   const members = group.members.filter((m) => variants.includes(m.variant));
   const items = [...new Set(variants.flatMap((v) => group.variants[v].items))];
   if (clash(items)) return;
@@ -241,7 +256,7 @@ function merge(out: Kernel[], group: Group, variants: readonly number[]): void {
     templated((m) => m.parts.row!.after);
   } else choose(indent, (m) => m.parts.epilogue);
   templated((m) => m.parts.tail);
-  const lifted = liftGroup({ pieces }, values, layout.length);
+  const lifted = liftGroup({ pieces }, values, layout.length, sizes.buffer);
   members.forEach((m, j) => {
     const k = out[m.kernel];
     const at = (name: string) => m.parts.shared.concat(m.parts.own).find((b) => b.name === name)!;

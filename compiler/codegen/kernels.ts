@@ -26,6 +26,7 @@ import { type BindingLayout, KernelBuilder, storageType } from "./builder.ts";
 import type { MatmulTiling } from "./matmul_tiled.ts";
 import type { MatmulChoice } from "./matmul_classes.ts";
 import type { PackedFormat } from "./packed.ts";
+import type { ShapeBuffer } from "./shape_params.ts";
 import { storeTile, tileEpilogueIterations } from "./tile_epilogue.ts";
 
 export interface GeneratedKernel {
@@ -156,6 +157,19 @@ export interface CodegenOptions {
    * pipeline, each epilogue chosen by a uniform (epilogue_variants.ts).
    */
   shareEpilogues: boolean;
+  /**
+   * Matmul kernels of at most this many multiply-adds may read the sizes of their main loop (its
+   * bound, strides, tile counts, clamps) from the uniform buffer when they share a pipeline with
+   * kernels of other sizes (`shareShapes`, `shareEpilogues`); larger ones keep them as literals
+   * and share a pipeline only with kernels whose main loop has the same sizes. Infinity: any.
+   */
+  liftMatmulLoopsUpTo: number;
+  /**
+   * Where a kernel that shares its text reads its sizes: a uniform buffer, or a read-only storage
+   * buffer (shape_params.ts `ShapeBuffer`: on llvmpipe and lavapipe, where a uniform the code
+   * branches on makes Mesa compile a variant per value set, and again at each switch between them).
+   */
+  shapeBuffer: ShapeBuffer;
   /**
    * Independent kernels of a program that share a pipeline run as one dispatch, each workgroup
    * finding its member in a uniform (kernel_groups.ts, schedule.ts).

@@ -16,8 +16,30 @@
  * fast lifted (paired ratios 0.96–1.01 over 25 steps).
  */
 
-/** The uniform array a lifted kernel reads its sizes from (`shape_3` is its fourth size). */
+import { EPILOGUE_START } from "./tile_epilogue.ts";
+
+/** The array a lifted kernel reads its sizes from (`shape_3` is its fourth size). */
 export const SHAPE_BUFFER = "shape_";
+
+/**
+ * The kind of buffer that array lives in. A uniform suits GPUs. On Mesa's llvmpipe and lavapipe
+ * a uniform that a loop bound or branch reads is inlined: Mesa compiles a variant of the pipeline
+ * for each set of values, and again at each switch between two sets (about 5 ms per dispatch for
+ * a transformer's product, measured alternating two members of one text), so a shared text ran
+ * 2–7× slower than its own copies. A read-only storage buffer is read as data: one compile per
+ * text, and it costs a storage binding.
+ */
+export type ShapeBuffer = "uniform" | "storage";
+
+/** How lifted kernels read their sizes, and the storage bindings a kernel may have in all. */
+export interface SizesBinding {
+  buffer: ShapeBuffer;
+  maxStorageBuffers: number;
+}
+
+/** Whether a kernel with `bindings` storage buffers has room for its sizes' buffer. */
+export const roomForSizes = (bindings: number, sizes: SizesBinding) =>
+  sizes.buffer === "uniform" || bindings < sizes.maxStorageBuffers;
 
 /** What `shareShapes` reads of a kernel: its text and the storage bindings it already has. */
 export interface ShapedKernel {
@@ -31,6 +53,12 @@ export interface ShapedKernel {
    * per index costs less than compiling another pipeline (`SMALL_KERNEL_ELEMENTS`).
    */
   liftDivisors?: boolean;
+  /**
+   * A matmul whose main loop (its text before the epilogue) keeps its literals: lifted, its
+   * bounds, strides and clamps hide from the shader compiler's value ranges, and on llvmpipe the
+   * transformer block's products ran 2–7× slower (`liftMatmulLoopsUpTo`).
+   */
+  literalLoop?: boolean;
 }
 
 /**
@@ -40,6 +68,17 @@ export interface ShapedKernel {
  * thousand elements each) recur at a few shapes that differ only in their index arithmetic.
  */
 export const SMALL_KERNEL_ELEMENTS = 1 << 16;
+
+/**
+ * What a kernel's main loop adds to its sharing key: the values of its literals where it keeps
+ * them (`literalLoop`), so that it shares a pipeline only with kernels of the same loop sizes;
+ * empty otherwise.
+ */
+export function loopKey(k: Pick<ShapedKernel, "wgsl" | "literalLoop">): string {
+  if (!k.literalLoop) return "";
+  const end = k.wgsl.indexOf(EPILOGUE_START);
+  return literalTemplate(k.wgsl.slice(0, end < 0 ? undefined : end)).values.join(",");
+}
 
 /** i32 literals (`144i`) not part of an identifier or a float. */
 const I32_LITERAL = /(?<![\w.])(\d+)i\b/g;
@@ -92,6 +131,7 @@ export function liftGroup(
   t: { pieces: readonly string[] },
   members: readonly (readonly (number | undefined)[])[],
   binding: number,
+  buffer: ShapeBuffer,
 ): { wgsl: string; params: Int32Array<ArrayBuffer>[] } {
   const slotOfKey = new Map<string, number>();
   const constants: number[] = [];
@@ -115,7 +155,8 @@ export function liftGroup(
   // the top of its body: llvmpipe does not hoist loads out of loops.
   const attrs = text.indexOf("\n@compute");
   const open = text.indexOf("{\n", text.indexOf("\nfn main(")) + 2;
-  const decl = `\n@group(0) @binding(${binding}) var<uniform> ${SHAPE_BUFFER}: ` +
+  const space = buffer === "uniform" ? "uniform" : "storage, read";
+  const decl = `\n@group(0) @binding(${binding}) var<${space}> ${SHAPE_BUFFER}: ` +
     `array<vec4<i32>, ${vec4s}>;`;
   const lets = Array.from(
     { length: n },
@@ -133,17 +174,20 @@ export function liftGroup(
 
 /**
  * The kernels, with those that share a structure (same text up to liftable literals, same
- * bindings) with a kernel of other sizes lifted to one text per structure; the others unchanged.
- * Returns new objects, in the same order.
+ * bindings) with a kernel of other sizes lifted to one text per structure; the others unchanged
+ * (and those with no room for the sizes' buffer). Returns new objects, in the same order.
  */
-export function shareShapes<K extends ShapedKernel>(kernels: readonly K[]): K[] {
+export function shareShapes<K extends ShapedKernel>(
+  kernels: readonly K[],
+  sizes: SizesBinding = { buffer: "uniform", maxStorageBuffers: Infinity },
+): K[] {
   const templates = kernels.map((k) =>
-    k.params ? undefined : shapeTemplate(k.wgsl, k.liftDivisors)
+    k.params || !roomForSizes(k.bindings, sizes) ? undefined : shapeTemplate(k.wgsl, k.liftDivisors)
   );
   const groups = new Map<string, number[]>();
   templates.forEach((t, i) => {
     if (!t) return;
-    const key = `${kernels[i].bindings}\u0000${t.pieces.join("\u0000")}`;
+    const key = [kernels[i].bindings, loopKey(kernels[i]), ...t.pieces].join("\u0000");
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key)!.push(i);
   });
@@ -156,6 +200,7 @@ export function shareShapes<K extends ShapedKernel>(kernels: readonly K[]): K[] 
       t,
       members.map((i) => templates[i]!.values),
       kernels[members[0]].bindings,
+      sizes.buffer,
     );
     members.forEach((i, j) =>
       Object.assign(out[i], { wgsl: lifted.wgsl, params: lifted.params[j] })

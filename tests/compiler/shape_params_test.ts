@@ -1,19 +1,21 @@
 /**
  * Shape parameters (issue 15, compile time): kernels of one program that differ only in sizes
- * share one pipeline and read their sizes from a uniform buffer. Which literals are lifted, how
- * kernels of one structure share slots, and that a program so compiled computes what it did.
+ * share one pipeline and read their sizes from a uniform buffer (a read-only storage buffer on CPU
+ * adapters). Which literals are lifted, how kernels of one structure share slots, which products
+ * keep their main loop's literals, and that a program so compiled computes what it did.
  */
 
 import assert from "node:assert/strict";
 import * as dsl from "../../mod.ts";
-import { interpret, jit, lower, trace } from "../../mod.ts";
+import { gpu, interpret, jit, lower, trace } from "../../mod.ts";
 import type { Tensor } from "../../mod.ts";
 import {
   type ShapedKernel,
   shapeTemplate,
   shareShapes,
 } from "../../compiler/codegen/shape_params.ts";
-import { CPU_CODEGEN } from "../../runtime/jit.ts";
+import { EPILOGUE_START } from "../../compiler/codegen/tile_epilogue.ts";
+import { CPU_CODEGEN, gpuCodegen } from "../../runtime/jit.ts";
 import { assertTreeMatches, seeded } from "../runtime/jit_helpers.ts";
 
 /** A kernel in the shape the code generator writes: declarations, attributes, entry point. */
@@ -77,6 +79,43 @@ Deno.test("shareShapes: one text per structure, sizes lifted where members diffe
   assert.deepEqual(same.map((k) => k.wgsl), [kernels[0].wgsl, kernels[2].wgsl]);
 });
 
+Deno.test("shareShapes with sizes in storage: a read-only array, where the kernel has room for it", () => {
+  const body = (m: number) =>
+    kernel(`  let i = i32(gid.x);\n  if (i >= ${m}i) { return; }\n  out0[i] = b0[i];`);
+  const kernels: ShapedKernel[] = [144, 384, 100].map((m) => ({ wgsl: body(m), bindings: 2 }));
+  const stored = shareShapes(kernels, { buffer: "storage", maxStorageBuffers: 3 });
+  assert.equal(new Set(stored.map((k) => k.wgsl)).size, 1);
+  assert.match(stored[0].wgsl, /@binding\(2\) var<storage, read> shape_: array<vec4<i32>, 1>;/);
+  assert.deepEqual(stored.map((k) => k.params![0]), [144, 384, 100]);
+  // Two storage bindings of two allowed: no room for a third, so each keeps its literals.
+  const full = shareShapes(kernels, { buffer: "storage", maxStorageBuffers: 2 });
+  assert.deepEqual(full.map((k) => k.wgsl), kernels.map((k) => k.wgsl));
+  assert.ok(full.every((k) => k.params === undefined));
+  // A uniform takes no storage binding.
+  const uniform = shareShapes(kernels, { buffer: "uniform", maxStorageBuffers: 2 });
+  assert.match(uniform[0].wgsl, /var<uniform> shape_/);
+});
+
+Deno.test("shareShapes: a kernel that keeps its main loop's literals shares only with its loop's sizes", () => {
+  // A main loop whose bound differs, then an epilogue whose store differs.
+  const body = (k: number, n: number) =>
+    kernel(
+      `  var s = 0.0;\n  for (var j = 0i; j < ${k}i; j++) { s += b0[j]; }\n  ${EPILOGUE_START}\n` +
+        `  out0[${n}i] = s;`,
+    );
+  const kernels: ShapedKernel[] = [[64, 1], [64, 2], [96, 1]].map(([k, n]) => ({
+    wgsl: body(k, n),
+    bindings: 2,
+    literalLoop: true,
+  }));
+  const out = shareShapes(kernels);
+  assert.equal(out[0].wgsl, out[1].wgsl, "same loop: one text, the store's index lifted");
+  assert.match(out[0].wgsl, /j < 64i/);
+  assert.equal(out[2].wgsl, kernels[2].wgsl, "another loop's sizes: its own text");
+  const lifted = shareShapes(kernels.map((k) => ({ ...k, literalLoop: false })));
+  assert.equal(new Set(lifted.map((k) => k.wgsl)).size, 1, "lifted loops: one text");
+});
+
 /** One product with an epilogue, at three contraction sizes. */
 const threeSizes = (...xs: Tensor[]) => {
   const h = (x: Tensor, w: Tensor) => dsl.tanh(dsl.add(dsl.matmul(x, w), 0.5));
@@ -100,6 +139,39 @@ Deno.test("a program with one matmul at three sizes compiles one matmul pipeline
   const unshared = await jit(threeSizes, { codegen: { shareShapes: false } })(...args);
   assertTreeMatches(got, expected, { rtol: 1e-5, atol: 1e-5 }, "shared vs interpret");
   assertTreeMatches(got, unshared, { rtol: 1e-6, atol: 1e-7 }, "shared vs unshared");
+});
+
+Deno.test("products past liftMatmulLoopsUpTo share a text only with products of their sizes", async () => {
+  const spec = (s: readonly number[]) => ({ shape: [...s], dtype: "f32" as const });
+  const graph = trace(threeSizes, ...args.map((a) => spec(a.shape)));
+  const texts = (liftMatmulLoopsUpTo: number) => {
+    const p = lower(graph, { maxStorageBuffers: 8, ...CPU_CODEGEN, liftMatmulLoopsUpTo });
+    return new Set(p.kernels.filter((k) => k.kind === "matmul").map((k) => k.wgsl)).size;
+  };
+  // The products are 64·64·48 to 64·64·144 multiply-adds.
+  assert.equal(texts(64 * 64 * 144), 1, "all within the bound: one text");
+  assert.equal(texts(64 * 64 * 96), 2, "the largest keeps its literals");
+  assert.equal(texts(0), 3, "each its own");
+  const expected = interpret(threeSizes, ...args);
+  for (const liftMatmulLoopsUpTo of [0, 64 * 64 * 96]) {
+    const got = await jit(threeSizes, { codegen: { liftMatmulLoopsUpTo } })(...args);
+    assertTreeMatches(got, expected, { rtol: 1e-5, atol: 1e-5 }, `${liftMatmulLoopsUpTo}`);
+  }
+});
+
+Deno.test("a CPU adapter's shared kernels read their sizes from storage; a GPU's from a uniform", async () => {
+  const graph = trace(
+    threeSizes,
+    ...args.map((a) => ({ shape: [...a.shape], dtype: "f32" as const })),
+  );
+  const kernels = (codegen: Partial<typeof CPU_CODEGEN>) =>
+    lower(graph, { maxStorageBuffers: 8, ...codegen }).kernels;
+  const stored = /var<storage, read> shape_:/;
+  const cpu = kernels(CPU_CODEGEN).filter((k) => k.params);
+  assert.ok(cpu.length > 0 && cpu.every((k) => stored.test(k.wgsl)));
+  const gpuKernels = kernels(gpuCodegen((await gpu()).info.limits));
+  assert.ok(gpuKernels.some((k) => /var<uniform> shape_:/.test(k.wgsl)));
+  assert.ok(gpuKernels.every((k) => !stored.test(k.wgsl)));
 });
 
 Deno.test("shapeTemplate with liftDivisors lifts bare divisors and moduli too", () => {

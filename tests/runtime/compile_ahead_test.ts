@@ -99,14 +99,16 @@ Deno.test("a program compiled ahead by a worker computes what one compiled at fi
   const atDispatch = await gpu({ compileAhead: false });
   try {
     const step = valueAndGrad(mlpLoss);
-    const program = await jit(step, { device: ahead }).program(params, x, y);
+    // Sizes as uniforms (a GPU's choice), which Mesa compiles a variant of the text per contents.
+    const codegen = { shapeBuffer: "uniform" as const };
+    const program = await jit(step, { device: ahead, codegen }).program(params, x, y);
     const texts = [...new Set(program.kernels.map((k) => k.wgsl))];
     const variants = variantsOf(program.kernels).size;
     assert.ok(variants > texts.length, "kernels that share a text with other sizes");
     const share = chars(splitByCost(texts, WORKER_HANDICAP_CHARS)[1]);
     assert.ok(share >= WORKER_MIN_CHARS, `the worker's share is only ${share} characters`);
-    const got = await jit(step, { device: ahead })(params, x, y);
-    const want = await jit(step, { device: atDispatch })(params, x, y);
+    const got = await jit(step, { device: ahead, codegen })(params, x, y);
+    const want = await jit(step, { device: atDispatch, codegen })(params, x, y);
     assertTreeMatches(got, want, "exact", "compiled ahead vs at first dispatch");
     // Both threads compiled a share; each variant (a text with its sizes) once.
     const { here, worker } = ahead.compiledAhead;
@@ -114,20 +116,28 @@ Deno.test("a program compiled ahead by a worker computes what one compiled at fi
     assert.equal(here + worker, variants);
     assert.deepEqual(atDispatch.compiledAhead, { here: 0, worker: 0 });
     // A second program of the same variants compiles nothing again.
-    await jit(step, { device: ahead })(params, x, y);
+    await jit(step, { device: ahead, codegen })(params, x, y);
     assert.equal(ahead.compiledAhead.here + ahead.compiledAhead.worker, variants);
+    // With this adapter's own setting (sizes in storage), a variant per text.
+    const stored = await jit(step, { device: ahead }).program(params, x, y);
+    assert.equal(
+      variantsOf(stored.kernels).size,
+      new Set(stored.kernels.map((k) => k.wgsl)).size,
+    );
   } finally {
     ahead.destroy();
     atDispatch.destroy();
   }
 });
 
-Deno.test("variantsOf: one per distinct text and uniform contents", () => {
+Deno.test("variantsOf: one per distinct text and uniform contents (sizes in storage: one per text)", () => {
+  // Texts that declare a uniform are compiled per contents; sizes in a storage buffer are data.
+  const uniform = (wgsl: string) => wgsl.includes("var<uniform>");
   checkProperty(
     fc.property(
       fc.array(
         fc.record({
-          wgsl: fc.constantFrom("a", "b", "c"),
+          wgsl: fc.constantFrom("a var<uniform>", "b var<uniform>", "c var<storage, read>"),
           params: fc.option(
             fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 4, maxLength: 4 }),
             {
@@ -144,7 +154,8 @@ Deno.test("variantsOf: one per distinct text and uniform contents", () => {
         }));
         const variants = [...variantsOf(kernels).values()];
         const same = (a: Variant, b: Variant) =>
-          a.wgsl === b.wgsl && `${a.params ?? "-"}` === `${b.params ?? "-"}`;
+          a.wgsl === b.wgsl &&
+          (!uniform(a.wgsl) || `${a.params ?? "-"}` === `${b.params ?? "-"}`);
         for (const k of kernels) assert.equal(variants.filter((v) => same(v, k)).length, 1);
         assert.ok(variants.every((v) => kernels.some((k) => same(v, k))));
       },
