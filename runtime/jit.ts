@@ -326,9 +326,9 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   shapeBuffer: "storage",
   // Products past 4M multiply-adds keep their main loop's sizes as literals (and so share a text
   // only with products of their sizes): the default HD-PiSSA step 3.6% faster (paired 0.964 over
-  // 20 steps; its matmuls 192 ms against 204), at 41 pipelines instead of 35 and 0.8 s more of
-  // cold first step (2.5 s against 1.7). Mesa's disk cache keeps the compile; the step is paid
-  // every time.
+  // 20 steps; its matmuls 192 ms against 204), at 41 pipelines instead of 35 and about 1 s more
+  // of cold first step (plan + step 1: 2.65–2.9 s against 1.7–1.8, inside the 3 s).
+  // Mesa's disk cache keeps the compile; the step is paid every time.
   liftMatmulLoopsUpTo: 1 << 22,
 };
 

@@ -42,7 +42,7 @@ const BUDGET: Record<string, number> = { hdpissa: 278, pissa: 271, lora: 271, fu
 /**
  * Distinct pipelines (what a cold first step compiles), measured on lavapipe (2026-12-07):
  * HD-PiSSA 41, DP-PiSSA and DP-LoRA 32, full fine-tuning 31, since products past 4M multiply-adds
- * keep their main loop's sizes as literals (`liftMatmulLoopsUpTo`: each step 2–4% faster, 0.8 s
+ * keep their main loop's sizes as literals (`liftMatmulLoopsUpTo`: each step 2–4% faster, 1 s
  * more of cold first step); 35, 26, 26, 23 before (37, 28, 28, 25 before sibling reductions shared
  * a kernel; 40, 30, 30, 26 before small kernels lifted their
  * divisors, `liftDivisorsUpTo`; 41, 31, 31, 27 before the recomputed chains; 76,
