@@ -17,7 +17,7 @@ import { tunedOptions } from "./codegen/matmul_classes.ts";
 import { vec4Matmul } from "./codegen/matmul_vec4.ts";
 import { workgroupRows } from "./codegen/rows_workgroup.ts";
 import { PACKED_FORMATS, type PackedFormat } from "./codegen/packed.ts";
-import { shareShapes, SMALL_KERNEL_ELEMENTS } from "./codegen/shape_params.ts";
+import { shareShapes, SMALL_KERNEL_ELEMENTS, storageBindings } from "./codegen/shape_params.ts";
 import { shareEpilogues } from "./codegen/epilogue_variants.ts";
 import { groupKernels, MAX_GROUP_MEMBERS } from "./codegen/kernel_groups.ts";
 import { type KernelPlan, planFusion } from "./fusion.ts";
@@ -115,6 +115,13 @@ function productWork(plan: KernelPlan): number {
   );
 }
 
+/** A large product's sharing key (`Kernel.loopKey`): its products' operand shapes and its grid. */
+function productsKey(plan: KernelPlan, dispatch: readonly number[]): string {
+  const products = plan.fused.filter((x) => x.op === "matmul");
+  return [...products.map((x) => x.inputs.map((i) => i.shape.join("x")).join("·")), dispatch]
+    .join(";");
+}
+
 function kernelName(plan: KernelPlan): string {
   const ops = plan.fused.map((n) => n.op);
   const main = plan.anchor?.op ?? ops.filter((o) => !VIEWS.has(o)).at(-1) ?? ops.at(-1) ?? "copy";
@@ -179,9 +186,10 @@ export function lower(graph: Graph, opts: LowerOptions): Program {
   }
   const memory = built.memory;
   for (const k of kernels) {
-    if (k.bindings > opts.maxStorageBuffers) {
+    if (storageBindings(k) > opts.maxStorageBuffers) {
       throw new Error(
-        `lower: kernel ${k.name} binds ${k.bindings} buffers (limit ${opts.maxStorageBuffers})`,
+        `lower: kernel ${k.name} binds ${storageBindings(k)} storage buffers (limit ` +
+          `${opts.maxStorageBuffers})`,
       );
     }
     if (k.loopIterations >= budget) {
@@ -280,7 +288,9 @@ function generate(
         loopIterations: gen.loopIterations,
         liftDivisors: plan.kind !== "matmul" &&
           Math.max(...plan.roots.map((r) => r.size)) <= codegen.liftDivisorsUpTo,
-        literalLoop: plan.kind === "matmul" && productWork(plan) > codegen.liftMatmulLoopsUpTo,
+        loopKey: plan.kind === "matmul" && productWork(plan) > codegen.liftMatmulLoopsUpTo
+          ? productsKey(plan, gen.dispatch)
+          : undefined,
       };
     });
   });

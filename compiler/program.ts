@@ -43,10 +43,12 @@ export interface Kernel {
   /** Its divisors may be read from the shape buffer too (shape_params.ts `SMALL_KERNEL_ELEMENTS`). */
   liftDivisors?: boolean;
   /**
-   * A matmul whose main loop keeps its sizes as literals (over `liftMatmulLoopsUpTo`): it shares a
-   * pipeline only with kernels whose main loop has the same sizes (shape_params.ts).
+   * Set on a matmul past `liftMatmulLoopsUpTo` multiply-adds: it shares a text only with kernels of
+   * the same key (its products' shapes and its grid), so its main loop's sizes stay literals; the
+   * offsets that parts of one product or its split-K chunks differ in are still lifted
+   * (shape_params.ts).
    */
-  literalLoop?: boolean;
+  loopKey?: string;
   /**
    * Sizes the kernel reads from a uniform buffer bound after its storage buffers (binding
    * `bindings`), where it shares its text with kernels of other sizes (shape_params.ts).

@@ -14,13 +14,7 @@
  */
 
 import type { Kernel } from "../program.ts";
-import {
-  liftGroup,
-  literalTemplate,
-  loopKey,
-  roomForSizes,
-  type SizesBinding,
-} from "./shape_params.ts";
+import { liftGroup, literalTemplate, roomForSizes, type SizesBinding } from "./shape_params.ts";
 import { EPILOGUE_END, EPILOGUE_START, ROW_END, ROW_START } from "./tile_epilogue.ts";
 import { type Binding, declaration, parseBinding } from "./bindings_text.ts";
 
@@ -124,7 +118,7 @@ export function shareEpilogues(kernels: readonly Kernel[], sizes: SizesBinding):
     const parts = k.kind === "matmul" && !k.params ? split(k.wgsl) : undefined;
     if (!parts) return;
     const key = [
-      loopKey(k),
+      k.loopKey ?? "",
       shape(parts.shared),
       ...literalTemplate(parts.entry).pieces,
       "\u0001",

@@ -16,8 +16,6 @@
  * fast lifted (paired ratios 0.96–1.01 over 25 steps).
  */
 
-import { EPILOGUE_START } from "./tile_epilogue.ts";
-
 /** The array a lifted kernel reads its sizes from (`shape_3` is its fourth size). */
 export const SHAPE_BUFFER = "shape_";
 
@@ -37,6 +35,10 @@ export interface SizesBinding {
   maxStorageBuffers: number;
 }
 
+/** Storage buffers a kernel binds: its own, and its sizes' where they are in storage. */
+export const storageBindings = (k: { bindings: number; wgsl: string; params?: unknown }) =>
+  k.bindings + (k.params && k.wgsl.includes(`var<storage, read> ${SHAPE_BUFFER}:`) ? 1 : 0);
+
 /** Whether a kernel with `bindings` storage buffers has room for its sizes' buffer. */
 export const roomForSizes = (bindings: number, sizes: SizesBinding) =>
   sizes.buffer === "uniform" || bindings < sizes.maxStorageBuffers;
@@ -54,11 +56,11 @@ export interface ShapedKernel {
    */
   liftDivisors?: boolean;
   /**
-   * A matmul whose main loop (its text before the epilogue) keeps its literals: lifted, its
-   * bounds, strides and clamps hide from the shader compiler's value ranges, and on llvmpipe the
-   * transformer block's products ran 2–7× slower (`liftMatmulLoopsUpTo`).
+   * Where set, the kernel shares a text only with kernels of the same key (a large product's
+   * shapes and grid, `liftMatmulLoopsUpTo`): lifted, a main loop's bounds, strides and clamps
+   * hide from the shader compiler's value ranges, which cost the default steps 2–4% on llvmpipe.
    */
-  literalLoop?: boolean;
+  loopKey?: string;
 }
 
 /**
@@ -68,17 +70,6 @@ export interface ShapedKernel {
  * thousand elements each) recur at a few shapes that differ only in their index arithmetic.
  */
 export const SMALL_KERNEL_ELEMENTS = 1 << 16;
-
-/**
- * What a kernel's main loop adds to its sharing key: the values of its literals where it keeps
- * them (`literalLoop`), so that it shares a pipeline only with kernels of the same loop sizes;
- * empty otherwise.
- */
-export function loopKey(k: Pick<ShapedKernel, "wgsl" | "literalLoop">): string {
-  if (!k.literalLoop) return "";
-  const end = k.wgsl.indexOf(EPILOGUE_START);
-  return literalTemplate(k.wgsl.slice(0, end < 0 ? undefined : end)).values.join(",");
-}
 
 /** i32 literals (`144i`) not part of an identifier or a float. */
 const I32_LITERAL = /(?<![\w.])(\d+)i\b/g;
@@ -187,7 +178,7 @@ export function shareShapes<K extends ShapedKernel>(
   const groups = new Map<string, number[]>();
   templates.forEach((t, i) => {
     if (!t) return;
-    const key = [kernels[i].bindings, loopKey(kernels[i]), ...t.pieces].join("\u0000");
+    const key = [kernels[i].bindings, kernels[i].loopKey ?? "", ...t.pieces].join("\u0000");
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key)!.push(i);
   });

@@ -10,6 +10,7 @@ import * as dsl from "../../mod.ts";
 import { type CodegenOptions, gpu, interpret, jit, lower } from "../../mod.ts";
 import type { Program, Tensor } from "../../mod.ts";
 import { CPU_CODEGEN } from "../../runtime/jit.ts";
+import { storageBindings } from "../../compiler/codegen/shape_params.ts";
 import { assertTreeMatches } from "../runtime/jit_helpers.ts";
 import { checkProductPrograms, productInputs, traceProducts } from "../helpers/products.ts";
 import { SMALL_TILING } from "../helpers/matmul_configs.ts";
@@ -57,7 +58,7 @@ Deno.test("products that differ only in their epilogue share one pipeline and co
     assert.equal(matmulTexts(separate), 5, "one text per epilogue without sharing");
     assert.equal(matmulTexts(shared), 1, "one text for all with sharing");
     assert.ok(shared.kernels.some((k) => k.slots.includes(-1)), "placeholders are bound");
-    assert.ok(shared.kernels.every((k) => k.bindings <= 16));
+    assert.ok(shared.kernels.every((k) => storageBindings(k) <= 16));
     const want = interpret(f, ...args);
     const got = await jit(f)(...args);
     const unshared = await jit(f, { codegen: { shareEpilogues: false } })(...args);
@@ -97,8 +98,7 @@ Deno.test("epilogue variants stay within the binding limit: more texts, never mo
   for (const limit of [4, 5, 6, 8]) {
     const p = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: limit });
     // A CPU adapter's sizes buffer is a storage binding too.
-    const storage = (k: (typeof p.kernels)[number]) => k.bindings + (k.params ? 1 : 0);
-    assert.ok(p.kernels.every((k) => storage(k) <= limit), `limit ${limit}`);
+    assert.ok(p.kernels.every((k) => storageBindings(k) <= limit), `limit ${limit}`);
     const wide = lower(graph, { ...CPU_CODEGEN, maxStorageBuffers: 16 });
     assert.ok(matmulTexts(p) >= matmulTexts(wide));
   }

@@ -14,7 +14,6 @@ import {
   shapeTemplate,
   shareShapes,
 } from "../../compiler/codegen/shape_params.ts";
-import { EPILOGUE_START } from "../../compiler/codegen/tile_epilogue.ts";
 import { CPU_CODEGEN, gpuCodegen } from "../../runtime/jit.ts";
 import { assertTreeMatches, seeded } from "../runtime/jit_helpers.ts";
 
@@ -96,24 +95,22 @@ Deno.test("shareShapes with sizes in storage: a read-only array, where the kerne
   assert.match(uniform[0].wgsl, /var<uniform> shape_/);
 });
 
-Deno.test("shareShapes: a kernel that keeps its main loop's literals shares only with its loop's sizes", () => {
-  // A main loop whose bound differs, then an epilogue whose store differs.
-  const body = (k: number, n: number) =>
+Deno.test("shareShapes: kernels with a loop key share only with kernels of the same key", () => {
+  // A loop whose bound differs between products, and an offset that differs between parts.
+  const body = (k: number, offset: number) =>
     kernel(
-      `  var s = 0.0;\n  for (var j = 0i; j < ${k}i; j++) { s += b0[j]; }\n  ${EPILOGUE_START}\n` +
-        `  out0[${n}i] = s;`,
+      `  var s = 0.0;\n  for (var j = 0i; j < ${k}i; j++) { s += b0[${offset}i + j]; }\n  out0[0] = s;`,
     );
-  const kernels: ShapedKernel[] = [[64, 1], [64, 2], [96, 1]].map(([k, n]) => ({
-    wgsl: body(k, n),
-    bindings: 2,
-    literalLoop: true,
-  }));
+  const kernels: ShapedKernel[] = [[64, 0, "a"], [64, 64, "a"], [96, 0, "b"]].map((
+    [k, offset, key],
+  ) => ({ wgsl: body(k as number, offset as number), bindings: 2, loopKey: key as string }));
   const out = shareShapes(kernels);
-  assert.equal(out[0].wgsl, out[1].wgsl, "same loop: one text, the store's index lifted");
-  assert.match(out[0].wgsl, /j < 64i/);
-  assert.equal(out[2].wgsl, kernels[2].wgsl, "another loop's sizes: its own text");
-  const lifted = shareShapes(kernels.map((k) => ({ ...k, literalLoop: false })));
-  assert.equal(new Set(lifted.map((k) => k.wgsl)).size, 1, "lifted loops: one text");
+  assert.equal(out[0].wgsl, out[1].wgsl, "one key: one text, the offset lifted");
+  assert.match(out[0].wgsl, /j < 64i/, "the bound all members have stays a literal");
+  assert.deepEqual([...out[1].params!].slice(0, 1), [64]);
+  assert.equal(out[2].wgsl, kernels[2].wgsl, "another key: its own text");
+  const lifted = shareShapes(kernels.map((k) => ({ ...k, loopKey: undefined })));
+  assert.equal(new Set(lifted.map((k) => k.wgsl)).size, 1, "no keys: one text");
 });
 
 /** One product with an epilogue, at three contraction sizes. */
@@ -159,6 +156,23 @@ Deno.test("products past liftMatmulLoopsUpTo share a text only with products of 
   }
 });
 
+Deno.test("split-K chunks of a product past liftMatmulLoopsUpTo still share one text", async () => {
+  const f = (x: Tensor, w: Tensor) => dsl.tanh(dsl.matmul(x, w));
+  const xs = [seeded([16, 1536], 3), seeded([1536, 32], 4)];
+  const graph = trace(f, ...xs.map((a) => ({ shape: [...a.shape], dtype: "f32" as const })));
+  // A loop budget of 1000 iterations splits K = 1536 into four chunks of 384.
+  const codegen = { ...CPU_CODEGEN, maxLoopIterations: 1000, liftMatmulLoopsUpTo: 0 };
+  const matmuls = lower(graph, { maxStorageBuffers: 8, ...codegen }).kernels.filter((k) =>
+    k.kind === "matmul"
+  );
+  assert.equal(matmuls.length, 4);
+  assert.ok(matmuls.every((k) => k.loopKey === matmuls[0].loopKey && k.loopKey));
+  assert.equal(new Set(matmuls.map((k) => k.wgsl)).size, 1, "the offsets lifted, the loop not");
+  assert.match(matmuls[0].wgsl, /k < 384i/);
+  const got = await jit(f, { codegen })(...xs);
+  assertTreeMatches(got, interpret(f, ...xs), { rtol: 1e-5, atol: 1e-5 }, "chunks");
+});
+
 Deno.test("a CPU adapter's shared kernels read their sizes from storage; a GPU's from a uniform", async () => {
   const graph = trace(
     threeSizes,
@@ -169,7 +183,8 @@ Deno.test("a CPU adapter's shared kernels read their sizes from storage; a GPU's
   const stored = /var<storage, read> shape_:/;
   const cpu = kernels(CPU_CODEGEN).filter((k) => k.params);
   assert.ok(cpu.length > 0 && cpu.every((k) => stored.test(k.wgsl)));
-  const gpuKernels = kernels(gpuCodegen((await gpu()).info.limits));
+  // Not grouped, which would move the sizes into the group's table.
+  const gpuKernels = kernels({ ...gpuCodegen((await gpu()).info.limits), groupKernels: false });
   assert.ok(gpuKernels.some((k) => /var<uniform> shape_:/.test(k.wgsl)));
   assert.ok(gpuKernels.every((k) => !stored.test(k.wgsl)));
 });

@@ -118,8 +118,9 @@ Deno.test("a program compiled ahead by a worker computes what one compiled at fi
     // A second program of the same variants compiles nothing again.
     await jit(step, { device: ahead, codegen })(params, x, y);
     assert.equal(ahead.compiledAhead.here + ahead.compiledAhead.worker, variants);
-    // With this adapter's own setting (sizes in storage), a variant per text.
-    const stored = await jit(step, { device: ahead }).program(params, x, y);
+    // With sizes in storage (a CPU adapter's setting), a variant per text.
+    const inStorage = { shapeBuffer: "storage" as const, groupKernels: false };
+    const stored = await jit(step, { device: ahead, codegen: inStorage }).program(params, x, y);
     assert.equal(
       variantsOf(stored.kernels).size,
       new Set(stored.kernels.map((k) => k.wgsl)).size,
