@@ -159,9 +159,10 @@ export interface CodegenOptions {
   shareEpilogues: boolean;
   /**
    * Matmul kernels of at most this many multiply-adds may read the sizes of their main loop (its
-   * bound, strides, tile counts, clamps) from the uniform buffer when they share a pipeline with
+   * bound, strides, tile counts, clamps) from the sizes buffer when they share a pipeline with
    * kernels of other sizes (`shareShapes`, `shareEpilogues`); larger ones keep them as literals
-   * and share a pipeline only with kernels whose main loop has the same sizes. Infinity: any.
+   * and share a pipeline only with kernels of the same products' shapes and grid
+   * (`Kernel.loopKey`). Infinity: any.
    */
   liftMatmulLoopsUpTo: number;
   /**

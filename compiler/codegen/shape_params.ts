@@ -2,7 +2,8 @@
  * Shape parameters: kernels of one program that differ only in their sizes and strides share one
  * pipeline. A kernel's WGSL spells every size as a literal (so the shader compiler folds them);
  * where two or more kernels of a program have the same text once those literals are read from a
- * uniform buffer instead, they get that text and each its own values. Mesa compiles a pipeline
+ * small buffer instead (a uniform, or read-only storage on CPU adapters: `ShapeBuffer`), they get
+ * that text and each its own values. Mesa compiles a pipeline
  * in time that grows with its text (≈15 ms per KB for the unrolled matmuls, perf-notes.md), and
  * the same matmul recurs at a few shapes in every transformer step: this is where the first step
  * spends most of its time on a CPU adapter.
