@@ -324,12 +324,12 @@ export const CPU_CODEGEN: Readonly<Partial<CodegenOptions>> = {
   // compiled a variant per member, again at each switch between members (≈5 ms a dispatch); the
   // transformer block's step ran 80 ms instead of 32.
   shapeBuffer: "storage",
-  // Products past 4M multiply-adds keep their main loop's sizes as literals (and so share a text
-  // only with products of their sizes): the default HD-PiSSA step 3.6% faster (paired 0.964 over
-  // 20 steps; its matmuls 192 ms against 204), at 41 pipelines instead of 35 and about 1 s more
-  // of cold first step (plan + step 1: 2.65–2.9 s against 1.7–1.8, inside the issue's 3 s).
-  // Mesa's disk cache keeps the compile; the step is paid every time.
-  liftMatmulLoopsUpTo: 1 << 22,
+  // Every product may share its text across sizes. With `1 << 22` (products past 4M multiply-adds
+  // keep their main loop's literals) the default HD-PiSSA step ran 3.6% faster (paired 0.964 over
+  // 20 steps), but at 41 pipelines instead of 35 its cold first step took 2.65–2.9 s against
+  // 1.7–1.8 (3.6 s on a busy host): too close to the issue's 3 s for a default. Long runs on a
+  // warm Mesa cache may set it.
+  liftMatmulLoopsUpTo: Infinity,
 };
 
 /**

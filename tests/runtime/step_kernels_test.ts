@@ -41,9 +41,9 @@ const BUDGET: Record<string, number> = { hdpissa: 278, pissa: 271, lora: 271, fu
 
 /**
  * Distinct pipelines (what a cold first step compiles), measured on lavapipe (2026-12-07):
- * HD-PiSSA 41, DP-PiSSA and DP-LoRA 32, full fine-tuning 31, since products past 4M multiply-adds
- * keep their main loop's sizes as literals (`liftMatmulLoopsUpTo`: each step 2–4% faster, 1 s
- * more of cold first step); 35, 26, 26, 23 before (37, 28, 28, 25 before sibling reductions shared
+ * HD-PiSSA 35, DP-PiSSA and DP-LoRA 26, full fine-tuning 23 (41, 32, 32, 31 with
+ * `liftMatmulLoopsUpTo: 1 << 22`, a text per large product's shape, not the default; 37, 28, 28,
+ * 25 before sibling reductions shared
  * a kernel; 40, 30, 30, 26 before small kernels lifted their
  * divisors, `liftDivisorsUpTo`; 41, 31, 31, 27 before the recomputed chains; 76,
  * 74, 74, 59 before kernels that differ only in
@@ -54,7 +54,7 @@ const BUDGET: Record<string, number> = { hdpissa: 278, pissa: 271, lora: 271, fu
  * made two of their texts one; 53, 51, 51, 42 before products that differ only in their epilogue
  * shared one text; 46, 43, 43, 35 before the log-sum-exp and broadcast changes above).
  */
-const PIPELINES: Record<string, number> = { hdpissa: 41, pissa: 32, lora: 32, full: 31 };
+const PIPELINES: Record<string, number> = { hdpissa: 35, pissa: 26, lora: 26, full: 23 };
 
 /**
  * The same steps lowered as a GPU adapter would (`gpuCodegen`: operands read where they lie, no
