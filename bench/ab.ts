@@ -11,6 +11,11 @@
  * `autotune` can differ). Both trainers run two warm-up steps (compilation), then `--steps` steps
  * each, alternating. Prints each side's median and fastest step and the paired ratio (median over
  * steps of B ÷ A).
+ *
+ * `--workload block` runs the transformer block of `deno task bench` instead (code-generator
+ * settings only, on any adapter): each sample is 5 steps with one sync, alternating, and each
+ * side's pipelines are printed too. Its cells in the bench table moved by 50% between runs on this
+ * shared machine; side by side, a shared text's slowdown showed as 84 ms against 35.
  */
 
 import { parseArgs } from "node:util";
@@ -18,10 +23,15 @@ import type { Method, Trainer } from "../runtime/trainer.ts";
 import { CPU_CODEGEN } from "../runtime/jit.ts";
 import { gpu } from "../runtime/device.ts";
 import { defaultStep } from "./default_step.ts";
+import { type BlockStepper, blockStepper } from "./block_step.ts";
+import type { CodegenOptions } from "../mod.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
-  options: { steps: { type: "string", default: "20" } },
+  options: {
+    steps: { type: "string", default: "20" },
+    workload: { type: "string", default: "step" },
+  },
   allowPositionals: true,
 });
 if (positionals.length !== 2) {
@@ -29,6 +39,34 @@ if (positionals.length !== 2) {
   Deno.exit(2);
 }
 const settings = positionals.map((s) => JSON.parse(s) as Record<string, unknown>);
+const steps = Number(values.steps);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const report = (ms: number[][], label: (i: number) => string) => {
+  settings.forEach((setting, i) =>
+    console.log(
+      `${"AB"[i]} ${JSON.stringify(setting)}${label(i)}: median ${median(ms[i]).toFixed(1)} ms, ` +
+        `fastest ${Math.min(...ms[i]).toFixed(1)} ms`,
+    )
+  );
+  const paired = median(ms[1].map((b, s) => b / ms[0][s]));
+  console.log(`paired ratio B ÷ A over ${ms[0].length} samples: ${paired.toFixed(3)}`);
+};
+
+if (values.workload === "block") {
+  const sides: BlockStepper[] = [];
+  for (const s of settings) sides.push(await blockStepper(s as Partial<CodegenOptions>));
+  const ms: number[][] = [[], []];
+  for (let s = 0; s < steps; s++) {
+    for (const [i, side] of sides.entries()) ms[i].push(await side.run(5));
+  }
+  sides.forEach((side) => side.close());
+  report(ms, (i) => ` (${sides[i].pipelines} pipelines)`);
+  Deno.exit(0);
+}
+if (values.workload !== "step") {
+  console.error(`bench/ab.ts: --workload is "step" or "block", not ${values.workload}`);
+  Deno.exit(2);
+}
 if (
   !(await gpu()).info.isFallbackAdapter &&
   settings.some((s) => Object.keys(s).some((k) => k !== "method" && k !== "autotune"))
@@ -56,7 +94,6 @@ for (const { method, autotune, ...codegen } of settings) {
   trainers.push(t);
 }
 
-const steps = Number(values.steps);
 const ms: number[][] = [[], []];
 for (let s = 0; s < steps; s++) {
   for (const [i, t] of trainers.entries()) {
@@ -67,12 +104,4 @@ for (let s = 0; s < steps; s++) {
 }
 for (const t of trainers) await t.close();
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-settings.forEach((setting, i) =>
-  console.log(
-    `${"AB"[i]} ${JSON.stringify(setting)}: median ${median(ms[i]).toFixed(1)} ms, ` +
-      `fastest ${Math.min(...ms[i]).toFixed(1)} ms`,
-  )
-);
-const paired = median(ms[1].map((b, s) => b / ms[0][s]));
-console.log(`paired ratio B ÷ A over ${steps} steps: ${paired.toFixed(3)}`);
+report(ms, () => "");
