@@ -4,17 +4,8 @@
  * settings, its state kept on the device between calls.
  */
 
-import {
-  type CodegenOptions,
-  type DeviceArray,
-  flattenTree,
-  gpu,
-  isDeviceArray,
-  jit,
-  readArrays,
-  toDevice,
-} from "../mod.ts";
-import * as O from "./ours.ts";
+import { type CodegenOptions, type DeviceArray, gpu, jit, readArrays, toDevice } from "../mod.ts";
+import { blockInputs, blockTrainStep, destroyTree } from "./ours.ts";
 import { blockCase } from "./specs.ts";
 
 export interface BlockStepper {
@@ -25,15 +16,12 @@ export interface BlockStepper {
   close(): void;
 }
 
-const destroyTree = (t: unknown) =>
-  flattenTree(t, isDeviceArray, "destroyTree")[0].forEach((l) => l.destroy());
-
 /** The block's train step under `codegen` (over the device's own settings), compiled and warm. */
 export async function blockStepper(codegen: Partial<CodegenOptions>): Promise<BlockStepper> {
   const c = blockCase(8, 64, 128, 4);
-  const inputs = O.blockInputs(c);
+  const inputs = blockInputs(c);
   const device = await gpu();
-  const f = jit(O.blockTrainStep(c), { device, codegen });
+  const f = jit(blockTrainStep(c), { device, codegen });
   const program = await f.lower(inputs.state, inputs.x, inputs.labels);
   let state = await toDevice(inputs.state, device);
   const x = await toDevice(inputs.x, device), labels = await toDevice(inputs.labels, device);

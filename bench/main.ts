@@ -12,9 +12,7 @@
 import {
   add,
   type DeviceArray,
-  flattenTree,
   gpu,
-  isDeviceArray,
   jit,
   type Jitted,
   matmul,
@@ -137,11 +135,6 @@ async function attempt<T>(what: string, f: () => Promise<T>): Promise<T | string
 
 const mib = (b: number) => b / (1 << 20);
 const ms = (t: Timing | string) => typeof t === "string" ? t : t.ms;
-
-function destroyTree(t: unknown): void {
-  const [leaves] = flattenTree(t, isDeviceArray, "destroyTree");
-  leaves.forEach((l) => l.destroy());
-}
 
 // ---------------------------------------------------------------------------------------------
 // Devices
@@ -401,7 +394,7 @@ async function oursStep(
     for (let i = 0; i < k; i++) {
       const out = await f.onDevice(state, x, labels);
       calls++;
-      destroyTree(state);
+      O.destroyTree(state);
       state = { params: out.params, m: out.m, v: out.v };
       loss?.destroy();
       loss = out.loss;
@@ -421,7 +414,7 @@ async function oursStep(
   const timing = await measure(run, MEASURE);
   const measuredBytes = bytes.stop();
   const cacheOk = f.cacheSize === 1 && f.compileMs === compileAfterFirst;
-  destroyTree([state, x, labels]);
+  O.destroyTree([state, x, labels]);
   device.destroy();
   return {
     timing,

@@ -6,6 +6,11 @@ import { ADAM, type BlockCase, type Init, type MlpCase } from "./specs.ts";
 
 type Params = Record<string, Tensor>;
 
+/** Destroys every device array in a tree (a step's state, its outputs). */
+export function destroyTree(t: unknown): void {
+  dsl.flattenTree(t, dsl.isDeviceArray, "destroyTree")[0].forEach((l) => l.destroy());
+}
+
 export function hostArray(x: Init): HostArray {
   return { shape: [...x.shape], dtype: "f32", data: x.data };
 }

@@ -271,6 +271,8 @@ function generate(
   const generated: Kernel[] = plans.flatMap((plan, p) => {
     if (plan.roots[0].size === 0) return [];
     const gens = [generators[plan.kind](plan, ctx, codegen)].flat();
+    const literalLoop = plan.kind === "matmul" &&
+      productWork(plan) > codegen.liftMatmulLoopsUpTo;
     return gens.map((gen) => {
       planOf.push(p);
       return {
@@ -288,9 +290,7 @@ function generate(
         loopIterations: gen.loopIterations,
         liftDivisors: plan.kind !== "matmul" &&
           Math.max(...plan.roots.map((r) => r.size)) <= codegen.liftDivisorsUpTo,
-        loopKey: plan.kind === "matmul" && productWork(plan) > codegen.liftMatmulLoopsUpTo
-          ? productsKey(plan, gen.dispatch)
-          : undefined,
+        loopKey: literalLoop ? productsKey(plan, gen.dispatch) : undefined,
       };
     });
   });

@@ -14,7 +14,7 @@
  */
 
 import type { Kernel } from "../program.ts";
-import { liftGroup, literalTemplate, roomForSizes, type SizesBinding } from "./shape_params.ts";
+import { fitsWithSizes, liftGroup, literalTemplate, type SizesBinding } from "./shape_params.ts";
 import { EPILOGUE_END, EPILOGUE_START, ROW_END, ROW_START } from "./tile_epilogue.ts";
 import { type Binding, declaration, parseBinding } from "./bindings_text.ts";
 
@@ -154,8 +154,7 @@ function within(group: Group, sizes: SizesBinding): number[][] {
   const runs: number[][] = [[]];
   let bound = shared;
   group.variants.forEach((v, i) => {
-    const fits = roomForSizes(bound + v.own.length, sizes) &&
-      bound + v.own.length <= sizes.maxStorageBuffers;
+    const fits = fitsWithSizes(bound + v.own.length, sizes);
     if (!fits && runs.at(-1)!.length > 0) runs.push([]), bound = shared;
     runs.at(-1)!.push(i);
     bound += v.own.length;

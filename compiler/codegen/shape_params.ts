@@ -40,9 +40,9 @@ export interface SizesBinding {
 export const storageBindings = (k: { bindings: number; wgsl: string; params?: unknown }) =>
   k.bindings + (k.params && k.wgsl.includes(`var<storage, read> ${SHAPE_BUFFER}:`) ? 1 : 0);
 
-/** Whether a kernel with `bindings` storage buffers has room for its sizes' buffer. */
-export const roomForSizes = (bindings: number, sizes: SizesBinding) =>
-  sizes.buffer === "uniform" || bindings < sizes.maxStorageBuffers;
+/** Whether a kernel with `bindings` storage buffers of its own, and its sizes' buffer, fits. */
+export const fitsWithSizes = (bindings: number, sizes: SizesBinding) =>
+  bindings + (sizes.buffer === "storage" ? 1 : 0) <= sizes.maxStorageBuffers;
 
 /** What `shareShapes` reads of a kernel: its text and the storage bindings it already has. */
 export interface ShapedKernel {
@@ -174,7 +174,9 @@ export function shareShapes<K extends ShapedKernel>(
   sizes: SizesBinding = { buffer: "uniform", maxStorageBuffers: Infinity },
 ): K[] {
   const templates = kernels.map((k) =>
-    k.params || !roomForSizes(k.bindings, sizes) ? undefined : shapeTemplate(k.wgsl, k.liftDivisors)
+    k.params || !fitsWithSizes(k.bindings, sizes)
+      ? undefined
+      : shapeTemplate(k.wgsl, k.liftDivisors)
   );
   const groups = new Map<string, number[]>();
   templates.forEach((t, i) => {

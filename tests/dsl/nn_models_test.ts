@@ -148,6 +148,17 @@ function lmLossAndGrad(
   return interpret(valueAndGrad(f), params, batch) as [HostArray, Record<string, HostArray>];
 }
 
+/** A 2 × 7 batch of fixed ids with `targets`, the positions `masked` picks (flat index) off. */
+const twoBySeven = (targets: number[][], masked: (i: number) => boolean) => ({
+  ids: ids([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]]),
+  targets: ids(targets),
+  mask: {
+    shape: [2, 7],
+    dtype: "f32" as const,
+    data: Float32Array.from({ length: 14 }, (_, i) => (masked(i) ? 0 : 1)),
+  },
+});
+
 Deno.test("nn: lmLoss scored in blocks of the vocabulary equals one block (loss and gradients)", () => {
   // Blocks of 3·vocab/14 and of 12 columns (a multiple of 4) over 2×7 positions, a partial mask,
   // the last block short.
@@ -158,16 +169,11 @@ Deno.test("nn: lmLoss scored in blocks of the vocabulary equals one block (loss 
     const [cfg, chunk] of [[TINY_GPT2, 3 * TINY_GPT2.vocab], [TINY_QWEN2, 14 * 12 + 5]] as const
   ) {
     const params = initParams(cfg, 3);
-    const batch = {
-      ids: ids([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]]),
-      // Two targets outside the vocabulary score no logit (a one-hot of zeros) in both.
-      targets: ids([[2, 3, 4, 5, 6, 7, 8], [6, 5, -1, 3, 2, cfg.vocab + 3, 0]]),
-      mask: {
-        shape: [2, 7],
-        dtype: "f32" as const,
-        data: Float32Array.from({ length: 14 }, (_, i) => (i % 5 === 2 ? 0 : 1)),
-      },
-    };
+    // Two targets outside the vocabulary score no logit (a one-hot of zeros) in both.
+    const batch = twoBySeven(
+      [[2, 3, 4, 5, 6, 7, 8], [6, 5, -1, 3, 2, cfg.vocab + 3, 0]],
+      (i) => i % 5 === 2,
+    );
     const lossAndGrad = (lossChunkLogits?: number) =>
       lmLossAndGrad(cfg, params, batch, { lossChunkLogits });
     const [whole, gWhole] = lossAndGrad();
@@ -187,15 +193,10 @@ Deno.test("nn: lmLoss scores a large vocabulary's targets by the head's rows, as
   for (const base of [TINY_GPT2, TINY_LLAMA]) {
     const cfg = { ...base, vocab: TARGET_ROWS_RATIO * base.width + 9 };
     const params = initParams(cfg, 5);
-    const batch = {
-      ids: ids([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]]),
-      targets: ids([[2, 3, 130, 5, 6, 7, 8], [6, 5, -1, 3, 2, cfg.vocab + 3, 0]]),
-      mask: {
-        shape: [2, 7],
-        dtype: "f32" as const,
-        data: Float32Array.from({ length: 14 }, (_, i) => (i % 4 === 3 ? 0 : 1)),
-      },
-    };
+    const batch = twoBySeven(
+      [[2, 3, 130, 5, 6, 7, 8], [6, 5, -1, 3, 2, cfg.vocab + 3, 0]],
+      (i) => i % 4 === 3,
+    );
     const lossAndGrad = (opts: ForwardOptions) => lmLossAndGrad(cfg, params, batch, opts);
     const [rows, gRows] = lossAndGrad({});
     const [oneHot, gOneHot] = lossAndGrad({ targetRows: false });
