@@ -7,7 +7,8 @@
  * and reports setup time, the first step (compiles included), the median of the next steps,
  * tokens/s and the step's planned peak bytes, one JSON line per sequence length.
  */
-import { createTrainer, type Method } from "../runtime/trainer.ts";
+import { createTrainer, type Method, type Trainer } from "../runtime/trainer.ts";
+import type { TrainerConfig } from "../runtime/trainer_common.ts";
 import { initParamsOnDevice } from "../runtime/models/init.ts";
 import { type LmBatch, lmLoss } from "../dsl/nn/transformer.ts";
 import type { ModelConfig } from "../dsl/nn/config.ts";
@@ -54,6 +55,55 @@ export const SCALE_MODELS: Record<string, ModelConfig> = {
 const ADAPTED =
   /(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj|c_attn|c_proj|c_fc)\.weight$/;
 
+/**
+ * A scale model's step with random weights: its batch of K shards of `perShard` sequences for step
+ * s, and its trainer (r = 4, randomised SVD, the default projections adapted).
+ */
+export async function scaleStep(modelName: string, K = 4, perShard = 4): Promise<{
+  cfg: ModelConfig;
+  batchAt: (seq: number, step: number) => Record<string, HostArray>[];
+  trainer: (method: Method, extra?: Partial<TrainerConfig>) => Promise<Trainer>;
+}> {
+  const cfg = SCALE_MODELS[modelName];
+  if (!cfg) {
+    throw new Error(`no scale model ${modelName} (${Object.keys(SCALE_MODELS).join(", ")})`);
+  }
+  const params = await initParamsOnDevice(cfg, 0);
+  const tokens = (seq: number, s: number): HostArray => ({
+    shape: [perShard, seq],
+    dtype: "i32",
+    data: Int32Array.from(
+      { length: perShard * seq },
+      (_, i) => (s * 7919 + i * 104729) % cfg.vocab,
+    ),
+  });
+  const shard = (seq: number, s: number) => ({
+    ids: tokens(seq, s),
+    targets: tokens(seq, s + 1),
+    mask: {
+      shape: [perShard, seq],
+      dtype: "f32" as const,
+      data: new Float32Array(perShard * seq).fill(1),
+    },
+  });
+  return {
+    cfg,
+    batchAt: (seq, s) => Array.from({ length: K }, (_, k) => shard(seq, K * s + k)),
+    trainer: (method, extra = {}) =>
+      createTrainer({
+        loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(cfg, p, b),
+        params,
+        adapt: Object.keys(params).filter((n) => ADAPTED.test(n)),
+        method,
+        devices: K,
+        rank: 4,
+        optimizer: { lr: 1e-4 },
+        svd: { method: "randomized" },
+        ...extra,
+      }),
+  };
+}
+
 /** One JSON line per sequence length: setup, first and median step, tokens/s, planned peak. */
 export async function measureScale(
   modelName: string,
@@ -63,41 +113,14 @@ export async function measureScale(
   perShard = 4,
   steps = 5,
 ): Promise<Record<string, unknown>[]> {
-  const cfg = SCALE_MODELS[modelName];
   const t0 = performance.now();
-  const params = await initParamsOnDevice(cfg, 0);
+  const { batchAt, trainer: newTrainer } = await scaleStep(modelName, K, perShard);
   const tInit = performance.now();
-  const trainer = await createTrainer({
-    loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(cfg, p, b),
-    params,
-    adapt: Object.keys(params).filter((n) => ADAPTED.test(n)),
-    method,
-    devices: K,
-    rank: 4,
-    optimizer: { lr: 1e-4 },
-    svd: { method: "randomized" },
-  });
+  const trainer = await newTrainer(method);
   const tSetup = performance.now();
   const rows: Record<string, unknown>[] = [];
   for (const seq of seqs) {
-    const tokens = (s: number): HostArray => ({
-      shape: [perShard, seq],
-      dtype: "i32",
-      data: Int32Array.from(
-        { length: perShard * seq },
-        (_, i) => (s * 7919 + i * 104729) % cfg.vocab,
-      ),
-    });
-    const shard = (s: number) => ({
-      ids: tokens(s),
-      targets: tokens(s + 1),
-      mask: {
-        shape: [perShard, seq],
-        dtype: "f32" as const,
-        data: new Float32Array(perShard * seq).fill(1),
-      },
-    });
-    const batch = (s: number) => Array.from({ length: K }, (_, k) => shard(K * s + k));
+    const batch = (s: number) => batchAt(seq, s);
     const plan = await trainer.plan!(batch(0));
     const times: number[] = [];
     let losses: number[] = [];

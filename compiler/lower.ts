@@ -107,7 +107,7 @@ export function splitSizesFor(loopBudget: number): SplitSizes {
   };
 }
 
-/** The multiply-adds of a matmul kernel's products (output elements × contraction, summed). */
+/** The multiply-adds of a kernel's products (output elements × contraction, summed). */
 function productWork(plan: KernelPlan): number {
   return plan.fused.reduce(
     (n, x) => x.op === "matmul" ? n + x.size * x.inputs[0].shape[x.shape.length - 1] : n,
@@ -288,6 +288,7 @@ function generate(
         workgroupSize: gen.workgroupSize,
         output: plan.roots.map((r) => `${r.dtype}[${r.shape.join(",")}]`).join(" "),
         loopIterations: gen.loopIterations,
+        multiplyAdds: gen.multiplyAdds ?? (productWork(plan) || undefined),
         liftDivisors: plan.kind !== "matmul" &&
           Math.max(...plan.roots.map((r) => r.size)) <= codegen.liftDivisorsUpTo,
         loopKey: literalLoop ? productsKey(plan, gen.dispatch) : undefined,

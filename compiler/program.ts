@@ -40,6 +40,11 @@ export interface Kernel {
   output: string;
   /** Most loop iterations one invocation runs (checked against the device's loop budget). */
   loopIterations: number;
+  /**
+   * Multiply-adds of the products the kernel computes (output elements × contraction), for
+   * profiles; undefined where it computes none.
+   */
+  multiplyAdds?: number;
   /** Its divisors may be read from the shape buffer too (shape_params.ts `SMALL_KERNEL_ELEMENTS`). */
   liftDivisors?: boolean;
   /**

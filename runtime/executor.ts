@@ -29,6 +29,10 @@ export interface KernelTiming {
   ms: number;
   /** Which clock `ms` was read from. */
   clock: "device" | "wall";
+  /** The kernel's outputs, as the listing writes them (e.g. "f32[128,896]"). */
+  output: string;
+  /** A matmul kernel's multiply-adds, so that `2 · multiplyAdds / ms` is its FLOP rate. */
+  multiplyAdds?: number;
   /**
    * Wall milliseconds of the kernel's first run, alone and waited for (less an empty
    * submit-and-wait). Drivers that compile a pipeline at its first dispatch (Mesa's llvmpipe and
@@ -208,6 +212,8 @@ export class Executable {
       wgsl: k.wgsl,
       ms: ms[i],
       clock,
+      output: k.output,
+      multiplyAdds: k.multiplyAdds,
       firstMs: firstMs[i],
     }));
   }

@@ -265,6 +265,9 @@ function grouped(
     workgroupSize: first.workgroupSize,
     output: ks.map((k) => k.output).join(" "),
     loopIterations: Math.max(...ks.map((k) => k.loopIterations)),
+    multiplyAdds: ks.some((k) => k.multiplyAdds)
+      ? ks.reduce((n, k) => n + (k.multiplyAdds ?? 0), 0)
+      : undefined,
     params,
   };
   return kernel;

@@ -43,6 +43,8 @@ export interface GeneratedKernel {
   loopIterations: number;
   /** What this kernel does for its plan, when the plan needs more than one (e.g. "copy"). */
   part?: string;
+  /** A matmul part's own multiply-adds, where a plan's products are split over several kernels. */
+  multiplyAdds?: number;
 }
 
 /** Tuning knobs of the WGSL kernel templates (workgroup sizes, tiles, vectorisation). */

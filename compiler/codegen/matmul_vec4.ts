@@ -130,7 +130,13 @@ export function vec4Matmul(
   }
   const kernels = parts.map((p) => vec4Part(plan, ctx, opts, { products, aVec, aT, nn }, p));
   if (kernels.some((k) => k === undefined)) return undefined;
-  if (kernels.length > 1) kernels.forEach((k, i) => (k!.part = `part${i}`));
+  if (kernels.length > 1) {
+    kernels.forEach((k, i) => {
+      const { m0, m1, n0, n1 } = parts[i];
+      k!.part = `part${i}`;
+      k!.multiplyAdds = batch * (m1 - m0) * (n1 - n0) * K;
+    });
+  }
   return kernels as GeneratedKernel[];
 }
 

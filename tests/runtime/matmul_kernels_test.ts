@@ -258,6 +258,13 @@ Deno.test("vec4 matmul reads operands over the binding limit in parts, each bind
       `${name}: a range that is not a window`,
     );
     assert.equal(matmuls.some((k) => k.name.includes("_part")), parts, `${name}: parts`);
+    // Parts and split-K slices count their own share of the product's work, once.
+    const madds = program.kernels.reduce((n, k) => n + (k.multiplyAdds ?? 0), 0);
+    assert.equal(
+      madds,
+      sa[0] * sa[1] * (sb[0] === sa[1] ? sb[1] : sb[0]),
+      `${name}: multiply-adds`,
+    );
     assertClose(await jit(f, opts)(a, b) as HostArray, interpret(f, a, b) as HostArray, {
       rtol: 1e-5,
       atol: 1e-5,

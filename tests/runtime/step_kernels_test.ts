@@ -139,6 +139,23 @@ for (const method of Object.keys(GPU_BUDGET) as Method[]) {
   });
 }
 
+Deno.test("profiles count each product of the default HD-PiSSA step once, on either adapter's kernels", async () => {
+  // Split, grouped, summed and inlined products: the kernels' multiply-adds (KernelTiming) add up
+  // to the step graph's, so a profile's GFLOP/s are the products' own.
+  for (const codegen of [undefined, gpuCodegen((await gpu()).info.limits)]) {
+    const trainer = await trainerFor("hdpissa", codegen);
+    try {
+      const { matmulFlops } = await trainer.plan!(shards);
+      const timings = await trainer.profile!(shards);
+      const madds = timings.reduce((n, t) => n + (t.multiplyAdds ?? 0), 0);
+      assert.equal(2 * madds, matmulFlops, codegen ? "GPU settings" : "CPU settings");
+      assert.ok(timings.every((t) => !t.name.startsWith("matmul") || t.multiplyAdds! > 0));
+    } finally {
+      await trainer.close();
+    }
+  }
+});
+
 Deno.test("the default HD-PiSSA step as a GPU would run it (shared-memory tiles, operands in place, grouped) trains as this adapter's", async () => {
   // The GPU's kernels, run here: the same losses and weights up to rounding (other kernels sum
   // in other orders). Adam's normalised step turns rounding in a near-zero gradient into a
