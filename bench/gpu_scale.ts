@@ -60,7 +60,6 @@ const ADAPTED =
  * s, and its trainer (r = 4, randomised SVD, the default projections adapted).
  */
 export async function scaleStep(modelName: string, K = 4, perShard = 4): Promise<{
-  cfg: ModelConfig;
   batchAt: (seq: number, step: number) => Record<string, HostArray>[];
   trainer: (method: Method, extra?: Partial<TrainerConfig>) => Promise<Trainer>;
 }> {
@@ -87,7 +86,6 @@ export async function scaleStep(modelName: string, K = 4, perShard = 4): Promise
     },
   });
   return {
-    cfg,
     batchAt: (seq, s) => Array.from({ length: K }, (_, k) => shard(seq, K * s + k)),
     trainer: (method, extra = {}) =>
       createTrainer({

@@ -271,8 +271,8 @@ function generate(
   const generated: Kernel[] = plans.flatMap((plan, p) => {
     if (plan.roots[0].size === 0) return [];
     const gens = [generators[plan.kind](plan, ctx, codegen)].flat();
-    const literalLoop = plan.kind === "matmul" &&
-      productWork(plan) > codegen.liftMatmulLoopsUpTo;
+    const work = productWork(plan);
+    const literalLoop = plan.kind === "matmul" && work > codegen.liftMatmulLoopsUpTo;
     return gens.map((gen) => {
       planOf.push(p);
       return {
@@ -288,7 +288,7 @@ function generate(
         workgroupSize: gen.workgroupSize,
         output: plan.roots.map((r) => `${r.dtype}[${r.shape.join(",")}]`).join(" "),
         loopIterations: gen.loopIterations,
-        multiplyAdds: gen.multiplyAdds ?? (productWork(plan) || undefined),
+        multiplyAdds: gen.multiplyAdds ?? (work || undefined),
         liftDivisors: plan.kind !== "matmul" &&
           Math.max(...plan.roots.map((r) => r.size)) <= codegen.liftDivisorsUpTo,
         loopKey: literalLoop ? productsKey(plan, gen.dispatch) : undefined,

@@ -31,7 +31,10 @@ export interface KernelTiming {
   clock: "device" | "wall";
   /** The kernel's outputs, as the listing writes them (e.g. "f32[128,896]"). */
   output: string;
-  /** A matmul kernel's multiply-adds, so that `2 · multiplyAdds / ms` is its FLOP rate. */
+  /**
+   * Multiply-adds of the products the kernel computes (`Kernel.multiplyAdds`; undefined where it
+   * computes none), so that `2 · multiplyAdds / ms` is its FLOP rate.
+   */
   multiplyAdds?: number;
   /**
    * Wall milliseconds of the kernel's first run, alone and waited for (less an empty
