@@ -7,9 +7,9 @@ The model (GPT-2 or a Qwen2/Llama decoder, random N(0, 0.02) weights) follows th
 equations; the step is one of
   - hdpissa: K shards, each with its own fixed singular slices A_k (r x n), B_k (m x r) of every
     adapted matrix; forward with the exact weight, projected gradients g_A = B_k^T G, g_B = G A_k^T
-    (through a zero-valued low-rank term, never a dense G), Adam on (dA_k, dB_k), then
-    dW = -(dB_cat A_cat + (B_cat - dB_cat) dA_cat) applied to every adapted matrix
-    (hdpissa-spec.md, steps 3 to 6);
+    (gradients of zero displacements in x (dB_k A_k + B_k dA_k), never a dense G), Adam on
+    (dA_k, dB_k), then dW = -(dB_cat A_cat + (B_cat - dB_cat) dA_cat) applied to every adapted
+    matrix (hdpissa-spec.md, steps 2 to 6);
   - lora: data-parallel LoRA (frozen W, trainable A, B with s = 1, K shards' gradients averaged,
     one Adam step).
 Shards run one after another (one process, as our virtual mode runs them on one device).
@@ -109,7 +109,8 @@ class Model:
         mask = torch.ones(t, t, dtype=torch.bool).tril()
         return torch.softmax(scores.masked_fill(~mask, -1e9), -1) @ v
 
-    def loss(self, ids, targets, low_rank):
+    def loss(self, ids, targets, low_rank, mask=None):
+        """Mean cross-entropy over the positions `mask` keeps (all of them without one)."""
         cfg, p = self.cfg, self.p
         b, t = ids.shape
         heads, w = cfg["heads"], cfg["width"]
@@ -132,8 +133,8 @@ class Model:
             head = p["transformer.wte.weight"]
         else:
             kvh = cfg["kvHeads"]
-            pos = torch.arange(t, dtype=torch.float32)
-            inv = 1.0 / (cfg["ropeTheta"] ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+            pos = torch.arange(t, dtype=torch.get_default_dtype())
+            inv = 1.0 / (cfg["ropeTheta"] ** (torch.arange(0, d, 2, dtype=torch.get_default_dtype()) / d))
             ang = torch.cat([pos[:, None] * inv[None]] * 2, -1)
             cos, sin = ang.cos(), ang.sin()
             rot = lambda x: x * cos + torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1) * sin
@@ -152,7 +153,12 @@ class Model:
                 h = h + self.lin(n + "mlp.down_proj", gate * up, low_rank)
             h = rms(h, p["model.norm.weight"])
             head = p["model.embed_tokens.weight" if cfg["tieEmbeddings"] else "lm_head.weight"]
-        return F.cross_entropy((h @ head.t()).view(b * t, -1), targets.view(-1))
+        logits = (h @ head.t()).view(b * t, -1)
+        if mask is None:
+            return F.cross_entropy(logits, targets.view(-1))
+        keep = mask.reshape(-1).to(logits.dtype)
+        per_position = F.cross_entropy(logits, targets.view(-1), reduction="none")
+        return (per_position * keep).sum() / keep.sum().clamp(min=1)
 
 
 def split_kv(x, b, t, n, d):
@@ -168,7 +174,7 @@ def adam(state, name, grad, lr, t, beta1=0.9, beta2=0.999, eps=1e-8):
 
 
 def low_rank_term(name, x, a, b):
-    """x through B A (stored orientation): zero-valued in hdpissa (see the caller)."""
+    """x through B A, the factors in the stored orientation."""
     return (x @ b) @ a if is_conv1d(name) else (x @ a.t()) @ b.t()
 
 
@@ -187,15 +193,18 @@ def hdpissa_setup(params, names, K, r):
 def hdpissa_step(model, params, names, slices, state, shards, K, r, lr, t):
     deltas = {}
     for k, (ids, targets) in enumerate(shards):
-        parts = {n: (slices[n][0][k * r:(k + 1) * r].clone().requires_grad_(),
-                     slices[n][1][:, k * r:(k + 1) * r].clone().requires_grad_()) for n in names}
+        fixed = {n: (slices[n][0][k * r:(k + 1) * r], slices[n][1][:, k * r:(k + 1) * r])
+                 for n in names}
+        parts = {n: (torch.zeros_like(a).requires_grad_(), torch.zeros_like(b).requires_grad_())
+                 for n, (a, b) in fixed.items()}
 
         def low_rank(name, x):
+            # Zero displacements dA, dB: x (dB A + B dA) is zero in value and in its derivative
+            # with respect to x, and its gradients are B^T G and G A^T (hdpissa-spec.md, step 2).
             if name not in parts:
                 return None
-            a, b = parts[name]
-            term = low_rank_term(name, x, a, b)
-            return term - term.detach()  # value 0: the forward is the exact x W
+            (a, b), (da, db) = fixed[name], parts[name]
+            return low_rank_term(name, x, da, b) + low_rank_term(name, x, a, db)
 
         loss = model.loss(ids, targets, low_rank)
         grads = torch.autograd.grad(loss, [t_ for n in names for t_ in parts[n]])
