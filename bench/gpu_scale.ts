@@ -56,10 +56,12 @@ const ADAPTED =
   /(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj|c_attn|c_proj|c_fc)\.weight$/;
 
 /**
- * A scale model's step with random weights: its batch of K shards of `perShard` sequences for step
- * s, and its trainer (r = 4, randomised SVD, the default projections adapted).
+ * A scale model's step with random weights: the weights, the adapted names, its batch of K shards
+ * of `perShard` sequences for step s, and its trainer (r = 4, randomised SVD, the default projections adapted).
  */
 export async function scaleStep(modelName: string, K = 4, perShard = 4): Promise<{
+  params: Record<string, HostArray>;
+  adapt: string[];
   batchAt: (seq: number, step: number) => Record<string, HostArray>[];
   trainer: (method: Method, extra?: Partial<TrainerConfig>) => Promise<Trainer>;
 }> {
@@ -68,6 +70,7 @@ export async function scaleStep(modelName: string, K = 4, perShard = 4): Promise
     throw new Error(`no scale model ${modelName} (${Object.keys(SCALE_MODELS).join(", ")})`);
   }
   const params = await initParamsOnDevice(cfg, 0);
+  const adapt = Object.keys(params).filter((n) => ADAPTED.test(n));
   const tokens = (seq: number, s: number): HostArray => ({
     shape: [perShard, seq],
     dtype: "i32",
@@ -86,12 +89,14 @@ export async function scaleStep(modelName: string, K = 4, perShard = 4): Promise
     },
   });
   return {
+    params,
+    adapt,
     batchAt: (seq, s) => Array.from({ length: K }, (_, k) => shard(seq, K * s + k)),
     trainer: (method, extra = {}) =>
       createTrainer({
         loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(cfg, p, b),
         params,
-        adapt: Object.keys(params).filter((n) => ADAPTED.test(n)),
+        adapt,
         method,
         devices: K,
         rank: 4,

@@ -4,14 +4,18 @@
  * the same f32 weights and masked batches. The reference is PyTorch autograd in float64 over the
  * Hugging Face equations (fixtures/make_torch_steps.py, committed as torch_steps.json because CI
  * has no PyTorch): every shard's loss at every step, and the update W − W₀ of every adapted
- * matrix after the last step. Each case runs twice: with this adapter's kernels, and with the ones
- * a GPU gets (shared-memory tiles, grouped dispatches), which run here too.
+ * matrix after the last step.
  */
 
 import assert from "node:assert/strict";
 import type { HostArray } from "../../../dsl/host_array.ts";
 import type { ModelConfig } from "../../../dsl/nn/config.ts";
-import { initParams, type LmBatch, lmLoss } from "../../../dsl/nn/transformer.ts";
+import {
+  type ForwardOptions,
+  initParams,
+  type LmBatch,
+  lmLoss,
+} from "../../../dsl/nn/transformer.ts";
 import type { Tensor } from "../../../dsl/trace.ts";
 import { createTrainer, type Method } from "../../../runtime/trainer.ts";
 import { gpu } from "../../../runtime/device.ts";
@@ -65,13 +69,27 @@ Deno.test("torch_steps fixture: the reference models have our parameter names an
   assert.equal(fixture.cases.length, 6);
 });
 
+/**
+ * Each case three ways: this adapter's kernels; a GPU's (shared-memory tiles, grouped dispatches),
+ * which run here too; and the loss a vocabulary-sized head takes (`targetRows`, over blocks of 6
+ * of the 20 columns, the last one short).
+ */
+const VARIANTS: { label: string; gpu?: boolean; loss?: ForwardOptions }[] = [
+  { label: "this adapter's kernels" },
+  { label: "a GPU's kernels", gpu: true },
+  {
+    label: "the head's loss in vocabulary blocks",
+    loss: { targetRows: true, lossChunkLogits: 96 },
+  },
+];
+
 for (const c of fixture.cases) {
-  for (const kernels of ["this adapter's", "a GPU's"]) {
-    Deno.test(`${c.name}, ${kernels} kernels: 3 steps match PyTorch (f64 autograd)`, async () => {
+  for (const variant of VARIANTS) {
+    Deno.test(`${c.name}, ${variant.label}: 3 steps match PyTorch (f64 autograd)`, async () => {
       const { config, params: stored } = fixture.models[c.model];
       const w0 = record(stored);
       const trainer = await createTrainer({
-        loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(config, p, b),
+        loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(config, p, b, variant.loss),
         params: w0,
         adapt: c.adapt,
         method: c.method,
@@ -80,7 +98,7 @@ for (const c of fixture.cases) {
         alpha: c.alpha,
         optimizer: { lr: c.lr },
         svd: { method: "exact" },
-        codegen: kernels === "a GPU's" ? gpuCodegen((await gpu()).info.limits) : undefined,
+        codegen: variant.gpu ? gpuCodegen((await gpu()).info.limits) : undefined,
       });
       try {
         for (const [t, shards] of c.batches.entries()) {
