@@ -10,7 +10,7 @@
 import { createTrainer, type Method, type Trainer } from "../runtime/trainer.ts";
 import type { TrainerConfig } from "../runtime/trainer_common.ts";
 import { initParamsOnDevice } from "../runtime/models/init.ts";
-import { type LmBatch, lmLoss } from "../dsl/nn/transformer.ts";
+import { conv1dWeights, type LmBatch, lmLoss } from "../dsl/nn/transformer.ts";
 import type { ModelConfig } from "../dsl/nn/config.ts";
 import type { Tensor } from "../dsl/trace.ts";
 import type { HostArray } from "../dsl/host_array.ts";
@@ -97,6 +97,7 @@ export async function scaleStep(modelName: string, K = 4, perShard = 4): Promise
         loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(cfg, p, b),
         params,
         adapt,
+        fanInFanOut: conv1dWeights(cfg).filter((n) => adapt.includes(n)),
         method,
         devices: K,
         rank: 4,

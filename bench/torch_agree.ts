@@ -1,15 +1,18 @@
 /**
  * Do our steps at real sizes compute what PyTorch computes? GPT-2 small and Qwen2.5-0.5B shapes
- * (random weights, ours), the same token batches, three data-parallel full fine-tuning steps on
- * both sides (bench/torch_agree.py, PyTorch f32 on the CPU), compared loss by loss.
+ * (random weights, ours), the same token batches, three training steps on both sides
+ * (bench/torch_agree.py, PyTorch f32 on the CPU), compared loss by loss.
  *
- *   deno run -A bench/torch_agree.ts [--models base,gpt2,qwen] [--seq 64] [--devices 2]
- *     [--per-shard 1] [--lr 0.02]
+ *   deno run -A bench/torch_agree.ts [--models base,gpt2,qwen] [--method full|hdpissa] [--seq 64]
+ *     [--devices 2] [--per-shard 1] [--lr 0.02] [--eps 1]
  *
- * Full fine-tuning needs no SVD, so both sides start from the same bits and take the same step.
- * Adam runs with ε = 1, far above every gradient entry here, so its first steps are lr·g/(|g| + 1),
+ * Data-parallel full fine-tuning (the default) needs no SVD, so both sides start from the same bits
+ * and take the same step. HD-PiSSA (r = 4) takes an exact SVD of every adapted matrix on both sides
+ * (ours on the host in f64, O(mn²): meant for the shipped base's shapes); PyTorch's side is then
+ * bench/torch_scale.py's own HD-PiSSA step, the anchor of bench/scale.ts. Adam runs with ε = 1 by
+ * default, far above every gradient entry here, so its first steps are lr·g/(|g| + 1),
  * nearly plain gradient descent: the loss drop after a step is about lr·‖g‖², which checks the
- * dense gradients of every adapted matrix (an Adam step with the default ε moves every entry by
+ * gradients the method trains on (an Adam step with the default ε moves every entry by
  * about lr whatever its gradient, and would check little more than their signs). Step 1's losses
  * check the forward pass, the vocabulary-sized head's blocked loss included. Benchmarks only: the
  * tests check the same on tiny models against a committed PyTorch reference
@@ -26,14 +29,20 @@ const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
     models: { type: "string", default: "base,gpt2,qwen" },
+    method: { type: "string", default: "full" },
     seq: { type: "string", default: "64" },
     devices: { type: "string", default: "2" },
     "per-shard": { type: "string", default: "1" },
     lr: { type: "string", default: "0.02" },
+    eps: { type: "string", default: "1" },
   },
 });
 const [seq, K, perShard] = [Number(flags.seq), Number(flags.devices), Number(flags["per-shard"])];
-const optimizer = { lr: Number(flags.lr), eps: 1 };
+const optimizer = { lr: Number(flags.lr), eps: Number(flags.eps) };
+const method = flags.method as "full" | "hdpissa";
+if (method !== "full" && method !== "hdpissa") {
+  throw new Error(`--method full|hdpissa, not ${method}`);
+}
 const STEPS = 3;
 
 const asJson = (a: HostArray) => ({ shape: a.shape, data: Array.from(a.data) });
@@ -49,7 +58,10 @@ async function ours(model: string, folder: string): Promise<number[][]> {
     await Deno.writeFile(join(folder, file), new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
     files[name] = { shape: a.shape, file };
   }
-  const trainer = await newTrainer("full", { optimizer });
+  const trainer = await newTrainer(
+    method,
+    method === "hdpissa" ? { optimizer, svd: { method: "exact" } } : { optimizer },
+  );
   // The same batch every step: the loss drop is the updates' alone.
   const batches = Array.from({ length: STEPS }, () => batchAt(seq, 0));
   const losses: number[][] = [];
@@ -62,6 +74,8 @@ async function ours(model: string, folder: string): Promise<number[][]> {
     join(folder, "job.json"),
     JSON.stringify({
       model: SCALE_MODELS[model],
+      method,
+      rank: 4,
       adapt,
       optimizer,
       params: files,
@@ -87,7 +101,7 @@ async function torch(folder: string): Promise<number[][]> {
 const version = await ensureTorch();
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 console.log(
-  `K = ${K} shards of ${perShard} × ${seq} tokens, full fine-tuning, Adam lr ${optimizer.lr} ` +
+  `K = ${K} shards of ${perShard} × ${seq} tokens, ${method}, Adam lr ${optimizer.lr} ` +
     `ε ${optimizer.eps}; PyTorch ${version} f32 on the CPU`,
 );
 console.log(

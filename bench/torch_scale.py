@@ -190,8 +190,9 @@ def hdpissa_setup(params, names, K, r):
     return slices
 
 
-def hdpissa_step(model, params, names, slices, state, shards, K, r, lr, t):
-    deltas = {}
+def hdpissa_step(model, params, names, slices, state, shards, K, r, lr, t, eps=1e-8):
+    """One step; returns the shards' losses."""
+    deltas, losses = {}, []
     for k, (ids, targets) in enumerate(shards):
         fixed = {n: (slices[n][0][k * r:(k + 1) * r], slices[n][1][:, k * r:(k + 1) * r])
                  for n in names}
@@ -207,23 +208,28 @@ def hdpissa_step(model, params, names, slices, state, shards, K, r, lr, t):
             return low_rank_term(name, x, da, b) + low_rank_term(name, x, a, db)
 
         loss = model.loss(ids, targets, low_rank)
+        losses.append(loss.item())
         grads = torch.autograd.grad(loss, [t_ for n in names for t_ in parts[n]])
         for i, n in enumerate(names):
-            deltas[(n, k)] = (adam(state, (n, k, "a"), grads[2 * i], lr, t),
-                              adam(state, (n, k, "b"), grads[2 * i + 1], lr, t))
+            deltas[(n, k)] = (adam(state, (n, k, "a"), grads[2 * i], lr, t, eps=eps),
+                              adam(state, (n, k, "b"), grads[2 * i + 1], lr, t, eps=eps))
     with torch.no_grad():
         for n in names:
             a_cat, b_cat = slices[n]
             da = torch.cat([deltas[(n, k)][0] for k in range(K)], 0)
             db = torch.cat([deltas[(n, k)][1] for k in range(K)], 1)
             params[n] -= db @ a_cat + (b_cat - db) @ da
+    return losses
 
 
 def lora_setup(params, names, r):
     adapters = {}
     for name in names:
         m, n = params[name].shape
-        adapters[name] = (torch.randn(r, n) / math.sqrt(n), torch.zeros(m, r))
+        if is_conv1d(name):  # stored [in, out]: the random factor on the input side, as PEFT's
+            adapters[name] = (torch.zeros(r, n), torch.randn(m, r) / math.sqrt(m))
+        else:
+            adapters[name] = (torch.randn(r, n) / math.sqrt(n), torch.zeros(m, r))
     return adapters
 
 

@@ -40,7 +40,7 @@ const loraFa: ReplicatedMethod = {
   },
   weight: (base, trained, frozen, scale) =>
     lowRankWeight(base, { a: frozen.a, b: trained.b }, scale),
-  trainedElements: (m, _n, r) => m * r,
+  trainedElements: (out, _inputs, r) => out * r, // B [out, r]
 };
 
 // 2. A model and its data: y = x·W_teacherᵀ, with W_teacher = W + a rank-4 change.

@@ -11,6 +11,7 @@ import { svdOf } from "../dsl/linalg/svd.ts";
 import {
   adapterScale,
   leadingFactors,
+  outIn,
   type TrainerConfig,
   TrainerConfigError,
   type Tree,
@@ -40,6 +41,7 @@ export async function initMatrix(
     scale: adapterScale(cfg),
     alpha: cfg.alpha ?? cfg.rank,
     seed: cfg.seed ?? 0,
+    fanInFanOut: cfg.fanInFanOut?.includes(name) ?? false,
     leading: (k) => leadingFactors(cfg, w, k),
     exact: () => svdOf(w),
   };
@@ -70,10 +72,11 @@ export async function initMatrix(
     checkF32(`frozen.${k}`, x), out[`frozen/${k}`] = x;
   }
   const elements = Object.values(f.trained).reduce((s, x) => s + size(x.shape), 0);
-  const declared = method.trainedElements(m, n, cfg.rank);
+  const [outs, inputs] = outIn(cfg, name);
+  const declared = method.trainedElements(outs, inputs, cfg.rank);
   if (elements !== declared) {
     fail(
-      `trains ${elements} elements, its trainedElements(${m}, ${n}, ${cfg.rank}) says ${declared}`,
+      `trains ${elements} elements, its trainedElements(${outs}, ${inputs}, ${cfg.rank}) says ${declared}`,
     );
   }
   return out;

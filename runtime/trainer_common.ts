@@ -30,6 +30,13 @@ export interface TrainerConfig {
   params: Record<string, HostArray>;
   /** Names of the 2-D f32 weights W [out, in] to train; the others stay frozen. */
   adapt: string[];
+  /**
+   * Adapted weights stored [in, out] and applied as x·W (GPT-2's Conv1D; PEFT's `fan_in_fan_out`;
+   * `conv1dWeights(config)` lists a model's). LoRA then puts its random factor on the input side
+   * and DoRA keeps one magnitude per output feature, as PEFT does; the SVD-initialised methods and
+   * full fine-tuning are the same either way. Default: none.
+   */
+  fanInFanOut?: string[];
   /** Which method trains them: a built-in's name, or a method record (see `MethodSpec`). */
   method: Method | MethodSpec;
   /** Number of shards K (devices of the method), each with its own batch per step. */
@@ -177,6 +184,11 @@ export function validate(cfg: TrainerConfig): void {
   if (!Array.isArray(cfg.adapt) || cfg.adapt.length === 0) {
     fail("adapt", "name at least one 2-D weight to adapt");
   }
+  for (const name of cfg.fanInFanOut ?? []) {
+    if (!cfg.adapt.includes(name)) {
+      fail("fanInFanOut", `"${name}" is not one of the adapted weights (adapt)`);
+    }
+  }
   const storage = cfg.frozenStorage;
   if (storage !== undefined && storage !== "f32" && !PACKED_FORMATS.includes(storage)) {
     fail("frozenStorage", `must be "f32", "bf16" or "f16" (got ${JSON.stringify(storage)})`);
@@ -192,7 +204,7 @@ export function validate(cfg: TrainerConfig): void {
     if (w.shape.length !== 2 || w.dtype !== "f32") {
       fail(
         "adapt",
-        `"${name}" is ${w.dtype}[${w.shape}]; only 2-D f32 weights W [out, in] used as x·Wᵀ can be adapted`,
+        `"${name}" is ${w.dtype}[${w.shape}]; only 2-D f32 weights (W [out, in] used as x·Wᵀ, or stored [in, out] and named in fanInFanOut) can be adapted`,
       );
     }
     const problem = method.usesRank
@@ -257,8 +269,17 @@ export function costModelBytes(cfg: TrainerConfig): number {
   if (method.family === "sharded") {
     return 4 * (K - 1) * r * dims.reduce((s, [m, n]) => s + m + n, 0);
   }
-  const elements = dims.reduce((s, [m, n]) => s + method.trainedElements(m, n, r), 0);
+  const elements = cfg.adapt.reduce((s, name) => {
+    const [out, inp] = outIn(cfg, name);
+    return s + method.trainedElements(out, inp, r);
+  }, 0);
   return 4 * (2 * (K - 1) / K) * elements;
+}
+
+/** An adapted weight's (output, input) widths: its shape, swapped when stored [in, out]. */
+export function outIn(cfg: TrainerConfig, name: string): [number, number] {
+  const [m, n] = cfg.params[name].shape;
+  return cfg.fanInFanOut?.includes(name) ? [n, m] : [m, n];
 }
 
 /** How the initial SVD is computed: see `svdMethodFor`. */

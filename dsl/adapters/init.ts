@@ -165,10 +165,27 @@ export function deviceSlice(
   return { a: f32([rank, n], a as Float32Array), b: f32([m, rank], b) };
 }
 
-/** LoRA: A ~ Kaiming-uniform U(±1/√n) from the counter-based PRNG, B = 0 (so B·A = 0 at init). */
-export function loraInit(w: HostArray, rank: number, seed: number): { a: HostArray; b: HostArray } {
+/**
+ * LoRA: A ~ Kaiming-uniform U(±1/√n) from the counter-based PRNG, B = 0 (so B·A = 0 at init).
+ * With `fanInFanOut` W is stored [in, out] (GPT-2's Conv1D): the random factor goes on the input
+ * side as PEFT puts it, B = lora_Aᵀ [in, r] ~ U(±1/√in) and A = lora_Bᵀ = 0.
+ */
+export function loraInit(
+  w: HostArray,
+  rank: number,
+  seed: number,
+  fanInFanOut = false,
+): { a: HostArray; b: HostArray } {
   const [m, n] = checkMatrix("loraInit", w);
   checkRank("loraInit", rank, Math.min(m, n));
+  if (fanInFanOut) {
+    const loraA = interpret(() => kaimingUniform(prngKey(seed), [rank, m], m)) as HostArray;
+    const b = new Float32Array(m * rank);
+    for (let c = 0; c < rank; c++) {
+      for (let i = 0; i < m; i++) b[i * rank + c] = loraA.data[c * m + i];
+    }
+    return { a: f32([rank, n], new Float32Array(rank * n)), b: f32([m, rank], b) };
+  }
   const a = interpret(() => kaimingUniform(prngKey(seed), [rank, n], n)) as HostArray;
   return { a, b: f32([m, rank], new Float32Array(m * rank)) };
 }

@@ -95,6 +95,21 @@ export function parameterShapes(cfg: ModelConfig): Record<string, number[]> {
   return out;
 }
 
+/**
+ * The weights stored [in, out] and applied as x·W: GPT-2's Conv1D projections (c_attn, c_proj,
+ * c_fc); none for the Llama family. A trainer adapting them takes them as `fanInFanOut`.
+ */
+export function conv1dWeights(cfg: ModelConfig): string[] {
+  if (cfg.family !== "gpt2") return [];
+  const names: string[] = [];
+  for (let i = 0; i < cfg.layers; i++) {
+    for (const w of ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]) {
+      names.push(`transformer.h.${i}.${w}.weight`);
+    }
+  }
+  return names;
+}
+
 /** Number of scalars in the model. */
 export function parameterCount(cfg: ModelConfig): number {
   return Object.values(parameterShapes(cfg)).reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);

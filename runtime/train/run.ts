@@ -6,7 +6,7 @@
  */
 
 import { join } from "node:path";
-import { lmLoss } from "../../dsl/nn/transformer.ts";
+import { conv1dWeights, lmLoss } from "../../dsl/nn/transformer.ts";
 import type { LayerTypeRank } from "../../dsl/linalg/rank.ts";
 import { rankByLayerTypeInWorkers } from "../linalg/rank_workers.ts";
 import type { HostArray } from "../../dsl/host_array.ts";
@@ -241,6 +241,7 @@ export async function runTraining(cfg: RunConfig, io: RunIO): Promise<RunResult>
       lmLoss(model.config, p, b, { checkpointBlocks: cfg.checkpointActivations }),
     params: model.params,
     adapt,
+    fanInFanOut: conv1dWeights(model.config).filter((n) => adapt.includes(n)),
     method: cfg.method,
     devices: K,
     rank: cfg.rank,

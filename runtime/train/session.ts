@@ -10,7 +10,7 @@
 import type { HostArray } from "../../dsl/host_array.ts";
 import type { LayerTypeRank } from "../../dsl/linalg/rank.ts";
 import { rankByLayerTypeInWorkers } from "../linalg/rank_workers.ts";
-import { lmLoss } from "../../dsl/nn/transformer.ts";
+import { conv1dWeights, lmLoss } from "../../dsl/nn/transformer.ts";
 import { adaptedWeights, DEFAULT_RUN, frozenStorageFor, runSchedule } from "./config.ts";
 import type { Schedule } from "../../dsl/optim.ts";
 import type { Tensor } from "../../dsl/trace.ts";
@@ -236,6 +236,7 @@ export class FineTuneSession {
         lmLoss(model.config, p, b),
       params: model.params,
       adapt,
+      fanInFanOut: conv1dWeights(model.config).filter((n) => adapt.includes(n)),
       method: s.method,
       devices: s.devices,
       rank: s.rank,

@@ -11,7 +11,7 @@ export const lora: ReplicatedMethod = {
   usesRank: true,
   check: (shape, rank) => rankWithin(shape, rank),
   init(w, ctx) {
-    const { a, b } = loraInit(w, ctx.rank, ctx.seed * 1000 + ctx.index);
+    const { a, b } = loraInit(w, ctx.rank, ctx.seed * 1000 + ctx.index, ctx.fanInFanOut);
     return { base: w, trained: { a, b } };
   },
   weight: (base, t, _frozen, scale) => lowRankWeight(base, t, scale),

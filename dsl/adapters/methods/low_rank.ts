@@ -27,6 +27,12 @@ export function byKey(record: Rec<Rec<HostArray>>, key: string): Rec<HostArray> 
   return Object.fromEntries(Object.entries(record).map(([n, r]) => [n, r[key]]));
 }
 
+/** DoRA's magnitudes as PEFT stores them: one vector [out] each (ours may be a row [1, out]). */
+const flat = (m: Rec<HostArray>): Rec<HostArray> =>
+  Object.fromEntries(
+    Object.entries(m).map(([n, x]) => [n, { ...x, shape: [x.data.length] }]),
+  );
+
 /**
  * PEFT LoRA export of trained { a, b } (and DoRA's magnitude `m`); `withInitial` adds the initial
  * factors, which the export subtracts (W = W_res + s·B₀·A₀ for PiSSA and MiLoRA).
@@ -45,7 +51,7 @@ export function loraExport(withInitial: boolean): NonNullable<ReplicatedMethod["
         rank: o.rank,
         alpha: o.alpha,
         useRslora: o.rsLora,
-        ...(hasMagnitude ? { magnitude: byKey(trained, "m") } : {}),
+        ...(hasMagnitude ? { magnitude: flat(byKey(trained, "m")) } : {}),
       },
       initial: withInitial ? { a: byKey(initial, "a"), b: byKey(initial, "b") } : undefined,
     };

@@ -35,6 +35,13 @@ export interface InitContext {
   alpha: number;
   /** The run's seed. */
   seed: number;
+  /**
+   * W is stored [in, out] and applied as x·W (GPT-2's Conv1D; PEFT's `fan_in_fan_out`), so m is
+   * the input width and n the output width. Methods that are not symmetric under transposition
+   * honour it (LoRA's random factor goes on the input side, DoRA keeps one magnitude per output
+   * feature); the SVD-initialised ones need not.
+   */
+  fanInFanOut: boolean;
   /** The leading k singular triplets (exact or randomised, as the trainer's `svd` option says). */
   leading(k: number): Promise<Svd>;
   /** The exact SVD with every component (for methods that need the minor ones). */
@@ -63,7 +70,7 @@ export interface PeftFactors {
   alpha: number;
   /** rsLoRA scaling α/√r (PEFT's `use_rslora`). */
   useRslora?: boolean;
-  /** DoRA's magnitude vector [m] per weight (PEFT's `use_dora`). */
+  /** DoRA's magnitude vector [out] per weight (PEFT's `use_dora`). */
   magnitude?: Rec<HostArray>;
 }
 
@@ -103,8 +110,12 @@ export interface ReplicatedMethod extends MethodBase {
    * and the constants; differentiated with respect to `trained`. Also the merged weight.
    */
   weight(base: Tensor | null, trained: Rec<Tensor>, frozen: Rec<Tensor>, scale: number): Tensor;
-  /** Trained elements of an m×n weight at rank r (the all-reduce volume; checked at init). */
-  trainedElements(m: number, n: number, rank: number): number;
+  /**
+   * Trained elements of a weight with `out` output and `inp` input features at rank r (the
+   * all-reduce volume; checked at init). For W [m, n] applied as x·Wᵀ that is (m, n); for a weight
+   * stored [in, out] (`InitContext.fanInFanOut`), (n, m).
+   */
+  trainedElements(out: number, inp: number, rank: number): number;
   /** PEFT export of the trained state, where PEFT has the method. */
   peft?(
     trained: Rec<Rec<HostArray>>,

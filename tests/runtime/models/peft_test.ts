@@ -113,38 +113,88 @@ for (const { method, rsLora, r: peftRank, alpha: peftAlpha } of CASES) {
   });
 }
 
-Deno.test("PEFT export (GPT-2 Conv1D, fan_in_fan_out): PEFT's transposed merge reproduces the trained weight", async () => {
-  const name = "transformer.h.0.attn.c_attn.weight";
-  const w = randomArray([8, 12], 4); // Conv1D: [in, out], used as x·W
-  const conv = (p: Record<string, Tensor>, b: { x: Tensor; y: Tensor }) =>
-    mean(square(sub(matmul(b.x, p[name]), b.y)));
-  const trainer = await createTrainer({
-    loss: conv,
-    params: { [name]: w },
-    adapt: [name],
-    method: "lora",
-    devices: 1,
-    rank: 2,
-    optimizer: { lr: 0.05 },
-  });
-  for (let s = 0; s < 3; s++) {
-    await trainer.step([{ x: randomArray([4, 8], s + 1), y: randomArray([4, 12], s + 9) }]);
-  }
-  const exported = (await trainer.adapters())!;
-  const dir = await Deno.makeTempDir();
-  await saveLoraAdapter(dir, exported.trained, { fanInFanOut: true });
-  const t = await readSafetensors(join(dir, "adapter_model.safetensors"));
-  const prefix = "base_model.model.transformer.h.0.attn.c_attn";
-  const [loraA, loraB] = [t[`${prefix}.lora_A.weight`], t[`${prefix}.lora_B.weight`]];
-  assert.deepEqual([loraA.shape, loraB.shape], [[2, 8], [12, 2]]); // [r, in], [out, r]
-  const want = (await trainer.params())[name];
-  // PEFT: W + s·(lora_B·lora_A)ᵀ
-  for (let i = 0; i < 8; i++) {
-    for (let j = 0; j < 12; j++) {
-      let d = 0;
-      for (let c = 0; c < 2; c++) d += loraB.data[j * 2 + c] * loraA.data[c * 8 + i];
-      assert.ok(Math.abs(w.data[i * 12 + j] + d - want.data[i * 12 + j]) < 1e-5, `(${i}, ${j})`);
+const transpose = (x: HostArray): HostArray => {
+  const [r, c] = x.shape;
+  const data = new Float32Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = x.data[i * c + j];
+  return { shape: [c, r], dtype: "f32", data };
+};
+
+for (const method of ["lora", "dora"] as const) {
+  Deno.test(`PEFT export (${method}, GPT-2 Conv1D, fan_in_fan_out): PEFT's own init orientation, and its transposed merge reproduces the trained weight`, async () => {
+    const name = "transformer.h.0.attn.c_attn.weight";
+    const w = randomArray([8, 12], 4); // Conv1D: [in, out], used as x·W
+    const conv = (p: Record<string, Tensor>, b: { x: Tensor; y: Tensor }) =>
+      mean(square(sub(matmul(b.x, p[name]), b.y)));
+    const trainer = await createTrainer({
+      loss: conv,
+      params: { [name]: w },
+      adapt: [name],
+      fanInFanOut: [name],
+      method,
+      devices: 1,
+      rank: 2,
+      optimizer: { lr: 0.05 },
+    });
+    const dir = await Deno.makeTempDir();
+    const prefix = "base_model.model.transformer.h.0.attn.c_attn";
+    const exportNow = async () => {
+      await saveLoraAdapter(dir, (await trainer.adapters())!.trained, { fanInFanOut: true });
+      return await readSafetensors(join(dir, "adapter_model.safetensors"));
+    };
+    // At init, as PEFT starts: lora_A [r, in] ~ U(±1/√in), lora_B [out, r] = 0, magnitude ‖W‖
+    // of each output feature (a column of the stored weight).
+    const t0 = await exportNow();
+    const bound = 1 / Math.sqrt(8);
+    assert.ok(t0[`${prefix}.lora_A.weight`].data.every((v) => v !== 0 && Math.abs(v) <= bound));
+    assert.ok(t0[`${prefix}.lora_B.weight`].data.every((v) => v === 0));
+    if (method === "dora") {
+      const mag = t0[`${prefix}.lora_magnitude_vector.weight`];
+      assert.deepEqual(mag.shape, [12]);
+      const col = (j: number) =>
+        Math.hypot(...Array.from({ length: 8 }, (_, i) => w.data[i * 12 + j]));
+      mag.data.forEach((v, j) => assert.ok(Math.abs(v - col(j)) < 1e-6 * col(j), `column ${j}`));
     }
-  }
-  await Deno.remove(dir, { recursive: true });
+    for (let s = 0; s < 3; s++) {
+      await trainer.step([{ x: randomArray([4, 8], s + 1), y: randomArray([4, 12], s + 9) }]);
+    }
+    const t = await exportNow();
+    const [loraA, loraB] = [t[`${prefix}.lora_A.weight`], t[`${prefix}.lora_B.weight`]];
+    assert.deepEqual([loraA.shape, loraB.shape], [[2, 8], [12, 2]]); // [r, in], [out, r]
+    const config = JSON.parse(await Deno.readTextFile(join(dir, "adapter_config.json")));
+    assert.equal(config.fan_in_fan_out, true);
+    // PEFT: W [out, in] = storedᵀ, merged (DoRA: normalised per output row), stored back transposed.
+    const merged = applyLora(
+      transpose(w),
+      loraA,
+      loraB,
+      config,
+      t[`${prefix}.lora_magnitude_vector.weight`],
+    );
+    const want = (await trainer.params())[name];
+    for (let i = 0; i < 8; i++) {
+      for (let j = 0; j < 12; j++) {
+        const got = merged[j * 8 + i];
+        assert.ok(Math.abs(got - want.data[i * 12 + j]) < 1e-5, `(${i}, ${j}): ${got}`);
+      }
+    }
+    assert.ok(want.data.some((v, i) => Math.abs(v - w.data[i]) > 1e-3), "training moved W");
+    await Deno.remove(dir, { recursive: true });
+  });
+}
+
+Deno.test("fanInFanOut names only adapted weights", async () => {
+  await assert.rejects(
+    createTrainer({
+      loss,
+      params: { [NAME]: randomArray([10, 8], 3), other: randomArray([4, 4], 1) },
+      adapt: [NAME],
+      fanInFanOut: ["other"],
+      method: "lora",
+      devices: 1,
+      rank: 2,
+      optimizer: { lr: 0.05 },
+    }),
+    /fanInFanOut.*"other" is not one of the adapted weights/,
+  );
 });

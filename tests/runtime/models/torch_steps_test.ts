@@ -1,6 +1,7 @@
 /**
  * Our trainer against PyTorch: three steps of tiny GPT-2, Qwen2 and Llama decoders with HD-PiSSA
- * (zero-padded components included), HD-MiLoRA, PiSSA (α ≠ r), MiLoRA and full fine-tuning, from
+ * (zero-padded components included), HD-MiLoRA, PiSSA (α ≠ r), MiLoRA, full fine-tuning, and LoRA
+ * and DoRA as PEFT defines them (GPT-2's Conv1D weights with fan_in_fan_out), from
  * the same f32 weights and masked batches. The reference is PyTorch autograd in float64 over the
  * Hugging Face equations (fixtures/make_torch_steps.py, committed as torch_steps.json because CI
  * has no PyTorch): every shard's loss at every step, and the update W − W₀ of every adapted
@@ -11,6 +12,7 @@ import assert from "node:assert/strict";
 import type { HostArray } from "../../../dsl/host_array.ts";
 import type { ModelConfig } from "../../../dsl/nn/config.ts";
 import {
+  conv1dWeights,
   type ForwardOptions,
   initParams,
   type LmBatch,
@@ -18,6 +20,7 @@ import {
 } from "../../../dsl/nn/transformer.ts";
 import type { Tensor } from "../../../dsl/trace.ts";
 import { createTrainer, type Method } from "../../../runtime/trainer.ts";
+import { METHODS, type ReplicatedMethod } from "../../../dsl/adapters/methods/mod.ts";
 import { gpu } from "../../../runtime/device.ts";
 import { gpuCodegen } from "../../../runtime/jit.ts";
 import { assertNear } from "../../helpers/host_methods.ts";
@@ -40,6 +43,8 @@ interface Case {
   batches: Record<"ids" | "targets" | "mask", Stored>[][];
   losses: number[][];
   deltas: Record<string, string>;
+  /** LoRA's and DoRA's random A₀ [r, in] as PyTorch drew it (PEFT's lora_A). */
+  loraA0?: Record<string, Stored>;
 }
 interface Fixture {
   models: Record<string, { config: ModelConfig; params: Record<string, Stored> }>;
@@ -66,8 +71,36 @@ Deno.test("torch_steps fixture: the reference models have our parameter names an
     assert.deepEqual(Object.keys(stored).sort(), Object.keys(ours).sort(), name);
     for (const [p, s] of Object.entries(stored)) assert.deepEqual(s.shape, ours[p].shape, p);
   }
-  assert.equal(fixture.cases.length, 6);
+  assert.equal(fixture.cases.length, 9);
 });
+
+const transposed = (x: HostArray): HostArray => {
+  const [r, c] = x.shape;
+  const data = new Float32Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = x.data[i * c + j];
+  return { shape: [c, r], dtype: "f32", data };
+};
+
+/**
+ * The built-in LoRA or DoRA with PyTorch's A₀ in place of its own random factor: A itself, or
+ * B = A₀ᵀ for a weight stored [in, out]. The built-in's factor must have A₀'s shape and the other
+ * one must be zero, so a random factor on the wrong side fails here.
+ */
+function withPyTorchInit(name: "lora" | "dora", a0: Record<string, HostArray>): ReplicatedMethod {
+  const builtIn = METHODS[name] as ReplicatedMethod;
+  return {
+    ...builtIn,
+    name: `${name} with PyTorch's A₀`,
+    async init(w, ctx) {
+      const f = await builtIn.init(w, ctx);
+      const [random, zero] = ctx.fanInFanOut ? ["b", "a"] : ["a", "b"];
+      const given = ctx.fanInFanOut ? transposed(a0[ctx.name]) : a0[ctx.name];
+      assert.deepEqual(f.trained[random].shape, given.shape, `${ctx.name}: ${random}'s shape`);
+      assert.ok(f.trained[zero].data.every((v) => v === 0), `${ctx.name}: ${zero} starts at 0`);
+      return { ...f, trained: { ...f.trained, [random]: given } };
+    },
+  };
+}
 
 /**
  * Each case three ways: this adapter's kernels; a GPU's (shared-memory tiles, grouped dispatches),
@@ -88,11 +121,15 @@ for (const c of fixture.cases) {
     Deno.test(`${c.name}, ${variant.label}: 3 steps match PyTorch (f64 autograd)`, async () => {
       const { config, params: stored } = fixture.models[c.model];
       const w0 = record(stored);
+      const method = c.loraA0
+        ? withPyTorchInit(c.method as "lora" | "dora", record(c.loraA0))
+        : c.method;
       const trainer = await createTrainer({
         loss: (p: Record<string, Tensor>, b: LmBatch<Tensor>) => lmLoss(config, p, b, variant.loss),
         params: w0,
         adapt: c.adapt,
-        method: c.method,
+        fanInFanOut: conv1dWeights(config),
+        method,
         devices: c.devices,
         rank: c.rank,
         alpha: c.alpha,
