@@ -25,6 +25,7 @@ import * as O from "./ours.ts";
 import { blockCase, mlpCase } from "./specs.ts";
 import { initTf, mlpTrainer, tf } from "./tfjs.ts";
 import { TorchPeer } from "./torch_peer.ts";
+import { PYTHON } from "./torch.ts";
 import {
   counters,
   installCounters,
@@ -682,7 +683,7 @@ const setting: [string, string][] = [
   [
     "peers",
     `@jax-js/jax 0.1.25 (WebGPU backend, jit); TF.js 4.22.0 (tfjs-backend-webgpu); ${torchInfo} ` +
-    "(Debian python3-torch, eager, on the CPU)",
+    `(${PYTHON === "/usr/bin/python3" ? "Debian python3-torch" : PYTHON}, eager, on the CPU)`,
   ],
   [
     "timing",

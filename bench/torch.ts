@@ -4,8 +4,12 @@
  * torch. Benchmarks only: never CI.
  */
 
-/** Debian's own interpreter: another python3 earlier on PATH lacks its torch. */
-export const PYTHON = "/usr/bin/python3";
+/**
+ * Debian's own interpreter (another python3 earlier on PATH lacks its torch), or `HDPISSA_PYTHON`:
+ * a virtual environment's, say, with a pip-installed torch 2.x (the benchmark needs `--allow-run`
+ * for it, `deno run -A` grants that).
+ */
+export const PYTHON = Deno.env.get("HDPISSA_PYTHON") ?? "/usr/bin/python3";
 
 /** torch's version, installing Debian's package first if needed (throws if that fails). */
 export async function ensureTorch(): Promise<string> {
