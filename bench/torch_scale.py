@@ -213,13 +213,19 @@ def hdpissa_step(model, params, names, slices, state, shards, K, r, lr, t, eps=1
         for i, n in enumerate(names):
             deltas[(n, k)] = (adam(state, (n, k, "a"), grads[2 * i], lr, t, eps=eps),
                               adam(state, (n, k, "b"), grads[2 * i + 1], lr, t, eps=eps))
+    apply_hd_deltas(params, names, slices, deltas, K)
+    return losses
+
+
+def apply_hd_deltas(params, names, slices, deltas, K):
+    """W -= dB_cat A_cat + (B_cat - dB_cat) dA_cat, the shards' (dA_k, dB_k) = deltas[(name, k)]
+    concatenated (hdpissa-spec.md, step 6)."""
     with torch.no_grad():
         for n in names:
             a_cat, b_cat = slices[n]
             da = torch.cat([deltas[(n, k)][0] for k in range(K)], 0)
             db = torch.cat([deltas[(n, k)][1] for k in range(K)], 1)
             params[n] -= db @ a_cat + (b_cat - db) @ da
-    return losses
 
 
 def lora_setup(params, names, r):

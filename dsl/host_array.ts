@@ -37,6 +37,16 @@ export function allocData(dtype: DType, size: number, precision: "f32" | "f64" =
   return precision === "f64" ? new Float64Array(size) : new Float32Array(size);
 }
 
+/** The transpose of a 2-D host array (a copy, same dtype). */
+export function transposed(x: HostArray): HostArray {
+  const [rows, cols] = x.shape;
+  const data = allocData(x.dtype, rows * cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) data[j * rows + i] = x.data[i * cols + j];
+  }
+  return { shape: [cols, rows], dtype: x.dtype, data };
+}
+
 /** Checks that a HostArray is internally consistent; throws a message naming `where`. */
 export function validateHostArray(x: HostArray, where: string): void {
   if (!isValidShape(x.shape)) {

@@ -4,7 +4,7 @@
  */
 
 import { DslError } from "../errors.ts";
-import type { HostArray } from "../host_array.ts";
+import { type HostArray, transposed } from "../host_array.ts";
 import { interpret } from "../interpret.ts";
 import { type Svd, svdOf } from "../linalg/svd.ts";
 import { kaimingUniform, prngKey } from "../random.ts";
@@ -180,11 +180,7 @@ export function loraInit(
   checkRank("loraInit", rank, Math.min(m, n));
   if (fanInFanOut) {
     const loraA = interpret(() => kaimingUniform(prngKey(seed), [rank, m], m)) as HostArray;
-    const b = new Float32Array(m * rank);
-    for (let c = 0; c < rank; c++) {
-      for (let i = 0; i < m; i++) b[i * rank + c] = loraA.data[c * m + i];
-    }
-    return { a: f32([rank, n], new Float32Array(rank * n)), b: f32([m, rank], b) };
+    return { a: f32([rank, n], new Float32Array(rank * n)), b: transposed(loraA) };
   }
   const a = interpret(() => kaimingUniform(prngKey(seed), [rank, n], n)) as HostArray;
   return { a, b: f32([m, rank], new Float32Array(m * rank)) };

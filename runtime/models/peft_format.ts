@@ -6,7 +6,7 @@
  * downloads. Nothing here touches the file system.
  */
 
-import type { HostArray } from "../../dsl/host_array.ts";
+import { type HostArray, transposed } from "../../dsl/host_array.ts";
 import type { AdapterExport, PeftFactors } from "../../dsl/adapters/methods/spec.ts";
 import { serializeSafetensors } from "../io/safetensors_format.ts";
 
@@ -117,13 +117,4 @@ export async function loraAdapterFileBytes(
     "adapter_model.safetensors": await serializeSafetensors(tensors, { format: "pt" }),
     "adapter_config.json": new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"),
   };
-}
-
-function transposed(x: HostArray): HostArray {
-  const [rows, cols] = x.shape;
-  const data = new Float32Array(rows * cols);
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) data[j * rows + i] = x.data[i * cols + j];
-  }
-  return { shape: [cols, rows], dtype: "f32", data };
 }

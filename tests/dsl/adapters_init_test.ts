@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { HostArray } from "../../dsl/host_array.ts";
+import { type HostArray, transposed } from "../../dsl/host_array.ts";
 import { deviceSlice, hdpissaInit, loraInit, pissaInit } from "../../dsl/adapters/init.ts";
 import { svdOf } from "../../dsl/linalg/svd.ts";
 
@@ -99,14 +99,8 @@ Deno.test("adapters: LoRA — B = 0 and A uniform within ±1/√n, seeded", () =
 Deno.test("adapters: LoRA on a weight stored [in, out] — the same draw on the input side, A = 0", () => {
   // Stored S = Wᵀ [in, out]: B = lora_Aᵀ, where lora_A is what W [out, in] would draw.
   const s = matrix(16, 6, 2);
-  const t = (x: HostArray): HostArray => {
-    const [r, c] = x.shape;
-    const data = new Float32Array(r * c);
-    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = x.data[i * c + j];
-    return { shape: [c, r], dtype: "f32", data };
-  };
   const stored = loraInit(s, 3, 7, true);
-  assert.deepEqual(stored.b, t(loraInit(t(s), 3, 7).a));
+  assert.deepEqual(stored.b, transposed(loraInit(transposed(s), 3, 7).a));
   assert.deepEqual(stored.a.shape, [3, 6]);
   assert.ok(stored.a.data.every((v) => v === 0));
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { HostArray } from "../../../dsl/host_array.ts";
+import { type HostArray, transposed } from "../../../dsl/host_array.ts";
 import { linear } from "../../../dsl/nn/layers.ts";
 import { matmul, mean, square, sub } from "../../../mod.ts";
 import type { Tensor } from "../../../dsl/trace.ts";
@@ -113,13 +113,6 @@ for (const { method, rsLora, r: peftRank, alpha: peftAlpha } of CASES) {
   });
 }
 
-const transpose = (x: HostArray): HostArray => {
-  const [r, c] = x.shape;
-  const data = new Float32Array(r * c);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = x.data[i * c + j];
-  return { shape: [c, r], dtype: "f32", data };
-};
-
 for (const method of ["lora", "dora"] as const) {
   Deno.test(`PEFT export (${method}, GPT-2 Conv1D, fan_in_fan_out): PEFT's own init orientation, and its transposed merge reproduces the trained weight`, async () => {
     const name = "transformer.h.0.attn.c_attn.weight";
@@ -165,7 +158,7 @@ for (const method of ["lora", "dora"] as const) {
     assert.equal(config.fan_in_fan_out, true);
     // PEFT: W [out, in] = storedᵀ, merged (DoRA: normalised per output row), stored back transposed.
     const merged = applyLora(
-      transpose(w),
+      transposed(w),
       loraA,
       loraB,
       config,

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { HostArray } from "../../../dsl/host_array.ts";
+import { type HostArray, transposed } from "../../../dsl/host_array.ts";
 import type { ModelConfig } from "../../../dsl/nn/config.ts";
 import {
   conv1dWeights,
@@ -73,13 +73,6 @@ Deno.test("torch_steps fixture: the reference models have our parameter names an
   }
   assert.equal(fixture.cases.length, 9);
 });
-
-const transposed = (x: HostArray): HostArray => {
-  const [r, c] = x.shape;
-  const data = new Float32Array(r * c);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = x.data[i * c + j];
-  return { shape: [c, r], dtype: "f32", data };
-};
 
 /**
  * The built-in LoRA or DoRA with PyTorch's A₀ in place of its own random factor: A itself, or
