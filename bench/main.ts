@@ -19,13 +19,13 @@ import {
   mul,
   readArrays,
   toDevice,
-} from "../mod.ts";
+} from "../web.ts";
 import * as J from "./jaxjs.ts";
 import * as O from "./ours.ts";
 import { blockCase, mlpCase } from "./specs.ts";
 import { initTf, mlpTrainer, tf } from "./tfjs.ts";
 import { TorchPeer } from "./torch_peer.ts";
-import { PYTHON } from "./torch.ts";
+import { PYTHON, TORCH_DEVICE_LABEL } from "./torch.ts";
 import {
   counters,
   installCounters,
@@ -61,7 +61,7 @@ interface Row {
   unfused?: Cell;
   jax?: Cell;
   tf?: Cell;
-  /** PyTorch on the CPU (bench/torch_micro.py). */
+  /** PyTorch on the CPU, or on the GPU with HDPISSA_TORCH_DEVICE=cuda (bench/torch_micro.py). */
   torch?: Cell;
   /** How ratios read: throughput (ours/peer), time (peer/ours), or none. */
   ratio: "throughput" | "time" | "none";
@@ -93,7 +93,7 @@ function table(): string {
     "ours (op-by-op)",
     "jax-js",
     "TF.js",
-    "PyTorch CPU",
+    `PyTorch ${TORCH_DEVICE_LABEL}`,
     "ours/jax-js",
     "ours/TF.js",
     "ours/PyTorch",
@@ -609,13 +609,13 @@ const ewRows = rows.splice(0);
 if (enabled("matmul")) { for (const n of MATMUL_SIZES) await matmulBench(n); }
 rows.push(...ewRows, ...trainRows);
 
-// PyTorch on the CPU last, in its own process, on the same workloads.
-log("PyTorch (CPU)");
+// PyTorch last, in its own process, on the same workloads.
+log(`PyTorch (${TORCH_DEVICE_LABEL})`);
 const torchResults = await torchPeer.run(MEASURE);
 const torchInfo = typeof torchResults === "string"
   ? torchResults
   : torchResults.filter((r) => r.kind === "info").map((r) =>
-    `PyTorch ${r.version}, ${r.threads} threads`
+    `PyTorch ${r.version} on ${r.device}, ${r.threads} CPU threads`
   )[0];
 fillTorch(torchResults);
 torchPeer.dispose();
@@ -683,7 +683,7 @@ const setting: [string, string][] = [
   [
     "peers",
     `@jax-js/jax 0.1.25 (WebGPU backend, jit); TF.js 4.22.0 (tfjs-backend-webgpu); ${torchInfo} ` +
-    `(${PYTHON === "/usr/bin/python3" ? "Debian python3-torch" : PYTHON}, eager, on the CPU)`,
+    `(${PYTHON === "/usr/bin/python3" ? "Debian python3-torch" : PYTHON}, eager)`,
   ],
   [
     "timing",

@@ -1,7 +1,7 @@
 /** The benchmark workloads written with our DSL (the MLP step follows tests/helpers/models.ts). */
 
-import * as dsl from "../mod.ts";
-import type { HostArray, Tensor } from "../mod.ts";
+import * as dsl from "../web.ts";
+import type { HostArray, Tensor } from "../web.ts";
 import { ADAM, type BlockCase, type Init, type MlpCase } from "./specs.ts";
 
 type Params = Record<string, Tensor>;

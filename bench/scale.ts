@@ -1,7 +1,8 @@
 /**
  * Real-model scale on this machine: GPT-2 small and Qwen2.5-0.5B shapes (random weights), HD-PiSSA
  * and data-parallel LoRA, a few sequence lengths — ours on this machine's WebGPU adapter beside
- * the same step in PyTorch on the CPU (bench/torch_scale.py), measured in the same run.
+ * the same step in PyTorch on the CPU (bench/torch_scale.py), measured in the same run. On a GPU
+ * machine, `HDPISSA_TORCH_DEVICE=cuda` puts PyTorch's side on the GPU (bench/torch.ts).
  *
  *   deno run -A bench/scale.ts [--models gpt2,qwen] [--methods hdpissa,lora] [--seqs 64,256]
  *     [--devices 2] [--per-shard 1] [--steps 3] [--repeat 1] [--write]
@@ -16,10 +17,12 @@
 
 import { parseArgs } from "node:util";
 import { SCALE_MODELS } from "./gpu_scale.ts";
-import { ensureTorch, PYTHON } from "./torch.ts";
+import { ensureTorch, PYTHON, TORCH_DEVICE, TORCH_DEVICE_LABEL } from "./torch.ts";
 
 const DOC = "docs/benchmarks.md";
-const HEADING = "## Real-model scale: this machine's adapter vs PyTorch on the CPU";
+const HEADING = TORCH_DEVICE === "cpu"
+  ? "## Real-model scale: this machine's adapter vs PyTorch on the CPU"
+  : `## Real-model scale on a GPU: ours vs PyTorch ${TORCH_DEVICE_LABEL}`;
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -123,10 +126,10 @@ const header = [
   "step s",
   "tokens/s",
   "planned peak GiB",
-  "PyTorch CPU: setup s",
+  `PyTorch ${TORCH_DEVICE_LABEL}: setup s`,
   "step s",
   "tokens/s",
-  "peak RSS GiB",
+  TORCH_DEVICE === "cpu" ? "peak RSS GiB" : "peak device GiB",
   "ours ÷ PyTorch (step)",
   ...(repeat > 1 ? ["fastest runs' ratio"] : []),
 ];
@@ -143,7 +146,7 @@ const lines = results.map(({ ours, torch, fastest }) =>
     torch.setupS,
     (Number(torch.medianStepMs) / 1000).toFixed(2),
     Math.round(Number(ours.tokensPerStep) / (Number(torch.medianStepMs) / 1000)),
-    torch.peakRssGiB,
+    TORCH_DEVICE === "cpu" ? torch.peakRssGiB : torch.peakDeviceGiB,
     `${(Number(ours.medianStepMs) / Number(torch.medianStepMs)).toFixed(2)}×`,
     ...(repeat > 1 ? [`${fastest.toFixed(2)}×`] : []),
   ].join(" | ")
@@ -154,13 +157,16 @@ const table = [
   ...lines.map((l) => `| ${l} |`),
 ].join("\n");
 const adapter = await navigator.gpu?.requestAdapter();
+const torchDevice = results[0]?.torch.device ?? TORCH_DEVICE;
 const section = `${HEADING}
 
 \`deno run -A bench/scale.ts\` (${new Date().toISOString().slice(0, 10)}; adapter: ${
   adapter ? adapter.info.description || adapter.info.device || adapter.info.vendor : "none"
 }; PyTorch ${torchVersion} with ${
   K === 1 ? "one shard" : `K = ${K} shards run one after another`
-}, 2 threads). Random weights with the real shapes, r = 4, randomised SVD on both sides; "setup" is
+}, ${
+  TORCH_DEVICE === "cpu" ? "2 threads" : `on ${torchDevice}`
+}). Random weights with the real shapes, r = 4, randomised SVD on both sides; "setup" is
 the adapter initialisation after the weights exist, "step" the median of the steps after the first
 (${steps} steps per length${
   repeat > 1 ? `; the median over ${repeat} runs of each side, which alternate` : ""

@@ -1,7 +1,8 @@
 /**
- * PyTorch on the CPU, the anchor a user would otherwise pick: Debian's `python3-torch` (with
- * `libopenblas0-pthread` for a threaded BLAS), installed with apt-get when the system Python lacks
- * torch. Benchmarks only: never CI.
+ * PyTorch, the anchor a user would otherwise pick. On the CPU by default: Debian's `python3-torch`
+ * (with `libopenblas0-pthread` for a threaded BLAS), installed with apt-get when the system Python
+ * lacks torch. On a GPU machine, that machine's PyTorch with CUDA (`HDPISSA_PYTHON`,
+ * `HDPISSA_TORCH_DEVICE=cuda`). Benchmarks only: never CI.
  */
 
 /**
@@ -10,6 +11,14 @@
  * for it, `deno run -A` grants that).
  */
 export const PYTHON = Deno.env.get("HDPISSA_PYTHON") ?? "/usr/bin/python3";
+
+/**
+ * Where the PyTorch anchors run (`HDPISSA_TORCH_DEVICE`, read by bench/torch_device.py): "cpu" by
+ * default, "cuda" on a GPU machine (f32 products, TF32 off).
+ */
+export const TORCH_DEVICE = Deno.env.get("HDPISSA_TORCH_DEVICE") ?? "cpu";
+/** The device as table headings name it: "CPU", "CUDA". */
+export const TORCH_DEVICE_LABEL = TORCH_DEVICE.split(":")[0].toUpperCase();
 
 /** torch's version, installing Debian's package first if needed (throws if that fails). */
 export async function ensureTorch(): Promise<string> {

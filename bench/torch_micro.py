@@ -1,4 +1,5 @@
-"""The `deno task bench` workloads in PyTorch on the CPU (bench/main.ts runs it): matmul, a*b+c,
+"""The `deno task bench` workloads in PyTorch (bench/main.ts runs it), on the CPU or, with
+HDPISSA_TORCH_DEVICE=cuda, on the GPU in f32 (torch_device.py): matmul, a*b+c,
 the MLP and transformer-block training steps, from the same initial values (raw f32/i32 files
 bench/main.ts writes) and with the same timing protocol as bench/util.ts `measure`: a warm-up
 call, then N iterations back to back, N grown until one repetition lasts minMs, median of reps.
@@ -17,17 +18,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torch_device import DEVICE, describe, sync
+
 
 def measure(run, min_ms, reps, max_iters=1 << 20):
-    """Median ms per iteration of run(n) (n iterations, synchronous on the CPU)."""
+    """Median ms per iteration of run(n) (n iterations, then a wait for the device)."""
     t0 = time.perf_counter()
     run(1)
+    sync()
     first_ms = (time.perf_counter() - t0) * 1e3
     n = 1
 
     def timed(k):
         t = time.perf_counter()
         run(k)
+        sync()
         return (time.perf_counter() - t) * 1e3
 
     dt = timed(n)
@@ -40,7 +45,8 @@ def measure(run, min_ms, reps, max_iters=1 << 20):
 
 
 def load(d, name, shape, dtype=np.float32):
-    return torch.from_numpy(np.fromfile(os.path.join(d, name), dtype=dtype).reshape(shape))
+    data = np.fromfile(os.path.join(d, name), dtype=dtype).reshape(shape)
+    return torch.from_numpy(data).to(DEVICE)
 
 
 def train(step, params, min_ms, reps, adam):
@@ -83,7 +89,8 @@ def block(d, c, min_ms, reps, adam):
     x = load(d, f"{c['id']}_x.f32", [b * t, w])
     target = load(d, f"{c['id']}_target.f32", [b * t, w])
     dh = w // h
-    future = torch.arange(t).reshape(t, 1) < torch.arange(t).reshape(1, t)
+    future = torch.arange(t, device=DEVICE).reshape(t, 1) < torch.arange(t, device=DEVICE).reshape(1, t)
+    big_negative = torch.tensor(-1e9, device=DEVICE)
 
     def heads(y):
         return y.reshape(b, t, h, dh).permute(0, 2, 1, 3)
@@ -92,7 +99,7 @@ def block(d, c, min_ms, reps, adam):
         x1 = F.layer_norm(x, (w,), p["ln1g"], p["ln1b"], eps=1e-5)
         q, k, v = heads(x1 @ p["wq"]), heads(x1 @ p["wk"]), heads(x1 @ p["wv"])
         scores = (q @ k.transpose(-1, -2)) * (1 / math.sqrt(dh))
-        attn = torch.softmax(torch.where(future, torch.tensor(-1e9), scores), -1)
+        attn = torch.softmax(torch.where(future, big_negative, scores), -1)
         o = (attn @ v).permute(0, 2, 1, 3).reshape(b * t, w)
         x2 = x + o @ p["wo"]
         x3 = F.layer_norm(x2, (w,), p["ln2g"], p["ln2b"], eps=1e-5)
@@ -108,7 +115,8 @@ def main():
     d, min_ms, reps = cfg["dir"], cfg["minMs"], cfg["reps"]
     # One thread per core, as torch_scale.py: Debian's build here starts with one.
     torch.set_num_threads(os.cpu_count() or 1)
-    info = {"kind": "info", "version": torch.__version__, "threads": torch.get_num_threads()}
+    info = {"kind": "info", "version": torch.__version__, "threads": torch.get_num_threads(),
+            "device": describe()}
     print(json.dumps(info), flush=True)
     for c in cfg["mlp"]:
         print(json.dumps({"kind": "mlp", "id": c["id"], **mlp(d, c, min_ms, reps, cfg["adam"])}), flush=True)
@@ -124,7 +132,7 @@ def main():
                 out["y"] = a * b + c
 
         res = measure(run, min_ms, reps)
-        out["y"].numpy().tofile(os.path.join(d, "ew_out.f32"))
+        out["y"].cpu().numpy().tofile(os.path.join(d, "ew_out.f32"))
         print(json.dumps({"kind": "ew", **res}), flush=True)
     with torch.no_grad():
         for n in cfg["matmul"]:
@@ -135,8 +143,9 @@ def main():
                 for _ in range(k):
                     out["c"] = a @ b
 
-            res = measure(run, min_ms, reps, 2 if n >= 2048 else 1 << 20)
-            out["c"].numpy().tofile(os.path.join(d, f"mm{n}_c.f32"))
+            # On the CPU a 2048² product takes long enough alone; the GPU needs many to fill min_ms.
+            res = measure(run, min_ms, reps, 2 if n >= 2048 and DEVICE.type == "cpu" else 1 << 20)
+            out["c"].cpu().numpy().tofile(os.path.join(d, f"mm{n}_c.f32"))
             print(json.dumps({"kind": "matmul", "n": n, **res}), flush=True)
 
 

@@ -1,10 +1,10 @@
 /**
- * The PyTorch-on-the-CPU column of `deno task bench`: the same workloads from the same initial
+ * The PyTorch column of `deno task bench` (on the CPU, or on the GPU: bench/torch.ts): the same workloads from the same initial
  * values (written as raw files for bench/torch_micro.py), timed by the same protocol in one
  * Python process after the WebGPU libraries have run.
  */
 
-import type { HostArray } from "../mod.ts";
+import type { HostArray } from "../web.ts";
 import { ADAM, BLOCK_KEYS, type BlockCase, MLP_KEYS, type MlpCase } from "./specs.ts";
 import { ensureTorch, PYTHON } from "./torch.ts";
 import type { MeasureOptions } from "./util.ts";
@@ -20,6 +20,8 @@ export interface TorchResult {
   loss1?: number;
   version?: string;
   threads?: number;
+  /** Where it ran: "cpu", "cuda (<GPU name>)". */
+  device?: string;
 }
 
 /** Collects the workloads as bench/main.ts runs them, then runs PyTorch on all of them. */

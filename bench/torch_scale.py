@@ -1,5 +1,6 @@
-"""PyTorch-on-the-CPU anchor for bench/scale.ts: the same training step as ours, on the same
-model shapes, written the way a PyTorch user would write it.
+"""PyTorch anchor for bench/scale.ts: the same training step as ours, on the same model shapes,
+written the way a PyTorch user would write it. On the CPU, or on the GPU in f32 with
+HDPISSA_TORCH_DEVICE=cuda (torch_device.py).
 
     /usr/bin/python3 bench/torch_scale.py '{"model": {...}, "method": "hdpissa", ...}'
 
@@ -24,6 +25,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from torch_device import DEVICE, describe, peak_device_gib, sync
 
 torch.set_num_threads(2)
 torch.manual_seed(0)
@@ -106,7 +109,7 @@ class Model:
             k = k.repeat_interleave(group, dim=1)
             v = v.repeat_interleave(group, dim=1)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
-        mask = torch.ones(t, t, dtype=torch.bool).tril()
+        mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
         return torch.softmax(scores.masked_fill(~mask, -1e9), -1) @ v
 
     def loss(self, ids, targets, low_rank, mask=None):
@@ -133,8 +136,9 @@ class Model:
             head = p["transformer.wte.weight"]
         else:
             kvh = cfg["kvHeads"]
-            pos = torch.arange(t, dtype=torch.get_default_dtype())
-            inv = 1.0 / (cfg["ropeTheta"] ** (torch.arange(0, d, 2, dtype=torch.get_default_dtype()) / d))
+            on = {"dtype": torch.get_default_dtype(), "device": ids.device}
+            pos = torch.arange(t, **on)
+            inv = 1.0 / (cfg["ropeTheta"] ** (torch.arange(0, d, 2, **on) / d))
             ang = torch.cat([pos[:, None] * inv[None]] * 2, -1)
             cos, sin = ang.cos(), ang.sin()
             rot = lambda x: x * cos + torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1) * sin
@@ -259,19 +263,24 @@ def main():
     cfg, method, K, r = job["model"], job["method"], job["devices"], job["rank"]
     per_shard, steps, lr = job["perShard"], job["steps"], 1e-4
     t0 = time.perf_counter()
-    params = init_params(cfg)
+    # Drawn on the CPU whatever the device, so that every device starts from the same weights.
+    params = {n: w.to(DEVICE) for n, w in init_params(cfg).items()}
     names = adapted_names(params)
     model = Model(cfg, params)
+    sync()
     t_init = time.perf_counter()
-    extra = hdpissa_setup(params, names, K, r) if method == "hdpissa" else lora_setup(params, names, r)
+    if method == "hdpissa":
+        extra = hdpissa_setup(params, names, K, r)
+    else:
+        extra = {n: (a.to(DEVICE), b.to(DEVICE)) for n, (a, b) in lora_setup(params, names, r).items()}
+    sync()
     setup = time.perf_counter() - t_init
     state = {}
     step_no = 0
     for seq in job["seqs"]:
         gen = torch.Generator().manual_seed(seq)
-        shards = [(torch.randint(0, cfg["vocab"], (per_shard, seq), generator=gen),
-                   torch.randint(0, cfg["vocab"], (per_shard, seq), generator=gen))
-                  for _ in range(K)]
+        draw = lambda: torch.randint(0, cfg["vocab"], (per_shard, seq), generator=gen).to(DEVICE)
+        shards = [(draw(), draw()) for _ in range(K)]
         times = []
         for _ in range(steps):
             step_no += 1
@@ -280,6 +289,7 @@ def main():
                 hdpissa_step(model, params, names, extra, state, shards, K, r, lr, step_no)
             else:
                 lora_step(model, params, names, extra, state, shards, K, lr, step_no)
+            sync()
             times.append(time.perf_counter() - a)
         rest = sorted(times[1:]) or times
         median = rest[len(rest) // 2]
@@ -292,7 +302,9 @@ def main():
             "medianStepMs": round(median * 1000, 1),
             "tokensPerS": round(K * per_shard * seq / median),
             "peakRssGiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2),
+            "peakDeviceGiB": peak_device_gib(),
             "torch": torch.__version__,
+            "device": describe(),
         }), flush=True)
 
 

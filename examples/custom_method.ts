@@ -20,6 +20,7 @@ import {
   lowRankWeight,
   mean,
   nn,
+  type ReplicatedInit,
   type ReplicatedMethod,
   Rng,
   square,
@@ -34,13 +35,17 @@ const loraFa: ReplicatedMethod = {
   summary: "LoRA with A frozen at its random initialisation; only B is trained",
   family: "replicated",
   usesRank: true,
-  init(w, ctx) {
-    const { a, b } = loraInit(w, ctx.rank, ctx.seed * 1000 + ctx.index);
-    return { base: w, trained: { b }, frozen: { a } };
+  init(w, ctx): ReplicatedInit {
+    const { a, b } = loraInit(w, ctx.rank, ctx.seed * 1000 + ctx.index, ctx.fanInFanOut);
+    // The random factor is the input side's: A [r, in] of W [out, in], or B [in, r] of a weight
+    // stored [in, out] (GPT-2's Conv1D, named in the trainer's fanInFanOut). It stays frozen.
+    return ctx.fanInFanOut
+      ? { base: w, trained: { a }, frozen: { b } }
+      : { base: w, trained: { b }, frozen: { a } };
   },
   weight: (base, trained, frozen, scale) =>
-    lowRankWeight(base, { a: frozen.a, b: trained.b }, scale),
-  trainedElements: (out, _inputs, r) => out * r, // B [out, r]
+    lowRankWeight(base, { a: frozen.a ?? trained.a, b: trained.b ?? frozen.b }, scale),
+  trainedElements: (out, _inputs, r) => out * r, // the output side's factor: out × r
 };
 
 // 2. A model and its data: y = x·W_teacherᵀ, with W_teacher = W + a rank-4 change.
