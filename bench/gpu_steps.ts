@@ -78,3 +78,8 @@ await measure("hdpissa", "virtual", "a row per invocation", { codegen: { rowWork
 await measure("hdpissa", "virtual", "chains stored", { codegen: { recomputeElementwise: false } });
 await measure("hdpissa", "virtual", "scores stored", { codegen: { inlineProducts: 0 } });
 await measure("hdpissa", "virtual", "autotuned", { autotune: { store: null } });
+// Subgroup row reductions (off by default until measured here; tested in Chromium only): on a
+// device that grants `subgroups`. Last, and caught, so that a failure costs no other figure.
+await measure("hdpissa", "virtual", "subgroup reductions", {
+  codegen: { subgroupReductions: true },
+}).catch((e) => console.log(JSON.stringify({ variant: "subgroup reductions", error: String(e) })));

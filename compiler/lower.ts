@@ -70,6 +70,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulSumProducts: false,
   matmulCoProducts: false,
   rowWorkgroup: 0,
+  subgroupReductions: false,
   inlineProducts: 0,
   recomputeElementwise: true,
   siblingReductions: true,

@@ -88,6 +88,12 @@ export interface CodegenOptions {
    */
   rowWorkgroup: number;
   /**
+   * Those row reductions combine each subgroup's partial results with `subgroupAdd`/`subgroupMax`
+   * and meet in workgroup memory once (two barriers, not a tree of log₂ size). Needs a device
+   * granted `subgroups`: `jit` turns it off on any other.
+   */
+  subgroupReductions: boolean;
+  /**
    * Longest contraction of a product computed inside the row-wise kernel that alone reads it
    * (fusion option `inlineProducts`; 0: none).
    */
@@ -255,6 +261,7 @@ export function finish(
   workgroupSize: [number, number, number],
   loopIterations: number,
 ): GeneratedKernel {
+  const subgroups = body.some((l) => /\bsg_(lane|size)\b/.test(l));
   const builtins = [
     "@builtin(global_invocation_id) gid: vec3<u32>",
     "@builtin(num_workgroups) nwg: vec3<u32>",
@@ -262,8 +269,11 @@ export function finish(
     ...(body.some((l) => /\b(wid|lid)\./.test(l))
       ? ["@builtin(workgroup_id) wid: vec3<u32>", "@builtin(local_invocation_id) lid: vec3<u32>"]
       : []),
+    ...(subgroups
+      ? ["@builtin(subgroup_invocation_id) sg_lane: u32", "@builtin(subgroup_size) sg_size: u32"]
+      : []),
   ];
-  const wgsl = `${header(b, plan.roots, ctx, body)}
+  const wgsl = `${subgroups ? "enable subgroups;\n" : ""}${header(b, plan.roots, ctx, body)}
 @compute @workgroup_size(${workgroupSize.join(", ")})
 fn main(${builtins.join(", ")}) {
 ${body.map((l) => "  " + l).join("\n")}

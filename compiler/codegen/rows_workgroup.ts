@@ -86,7 +86,9 @@ export function workgroupRows(
   const outer = b.unravel("row", outerShape);
   const types = new Set(reductions.map((r) => storageType(r.inputs[0].dtype)));
   types.forEach((t) => b.moduleDecls.push(`var<workgroup> row_part_${t}: array<${t}, ${size}>;`));
-  for (const red of reductions) b.seed(red, outer, reduceRow(b, red, outer, size));
+  for (const red of reductions) {
+    b.seed(red, outer, reduceRow(b, red, outer, size, opts.subgroupReductions));
+  }
   if (reduce) {
     block(
       b,
@@ -110,9 +112,16 @@ function rowOf(red: Node): number[] {
 
 /**
  * Reduces `red` over the workgroup's row at `outer`: each invocation strides over the row, then
- * the partial results halve in workgroup memory. Returns the name every invocation holds it in.
+ * the partial results halve in workgroup memory, or with `subgroups` each subgroup's combine in
+ * registers first (`subgroupPartials`). Returns the name every invocation holds it in.
  */
-function reduceRow(b: KernelBuilder, red: Node, outer: readonly string[], size: number): string {
+function reduceRow(
+  b: KernelBuilder,
+  red: Node,
+  outer: readonly string[],
+  size: number,
+  subgroups: boolean,
+): string {
   const input = red.inputs[0];
   const axes = reducedAxes(red);
   const rowShape = rowOf(red);
@@ -130,6 +139,7 @@ function reduceRow(b: KernelBuilder, red: Node, outer: readonly string[], size: 
     const full = mergeIndex(input.shape.length, axes, outer, b.unravel(r, rowShape));
     b.line(`${acc} = ${combine(acc, b.valueAt(input, full))};`);
   });
+  if (subgroups) return subgroupPartials(b, acc, t, sum, size, combine);
   b.line(`${part}[lane] = ${acc};`);
   b.line("workgroupBarrier();");
   block(b, `for (var s = ${size / 2}i; s > 0i; s = s >> 1u) {`, () => {
@@ -140,6 +150,44 @@ function reduceRow(b: KernelBuilder, red: Node, outer: readonly string[], size: 
   });
   const value = b.fresh("row_value");
   b.line(`let ${value} = ${part}[0];`);
+  // The next phase writes the array again once every invocation has read it.
+  b.line("workgroupBarrier();");
+  return value;
+}
+
+/**
+ * The subgroup form of a row reduction's last phase: each subgroup combines its invocations'
+ * partials `acc` (`subgroupAdd`, or `subgroupMax` made NaN-propagating like `max_nan`), its first
+ * invocation stores the result at the subgroup's index, and every invocation combines those few in
+ * order. Invocations are taken to form subgroups in consecutive runs of local index, as GPUs number
+ * them (a warp is 32 consecutive threads).
+ */
+function subgroupPartials(
+  b: KernelBuilder,
+  acc: string,
+  t: string,
+  sum: boolean,
+  size: number,
+  combine: (x: string, y: string) => string,
+): string {
+  const part = `row_part_${t}`;
+  const total = b.fresh("sg_total");
+  if (sum) b.line(`let ${total} = subgroupAdd(${acc});`);
+  else if (t === "f32") {
+    // subgroupMax leaves NaN to the implementation; a NaN anywhere in the row makes the max NaN
+    // (tested by bits, as max_nan does: a compiler may fold x != x away).
+    b.line(
+      `let ${total} = select(subgroupMax(${acc}), f32_bits(0x7fc00000u), ` +
+        `subgroupAny(is_nan(${acc})));`,
+    );
+  } else b.line(`let ${total} = subgroupMax(${acc});`);
+  b.line(`if (sg_lane == 0u) { ${part}[lane / i32(sg_size)] = ${total}; }`);
+  b.line("workgroupBarrier();");
+  const value = b.fresh("row_value"), k = b.fresh("k");
+  b.line(`var ${value}: ${t} = ${part}[0];`);
+  block(b, `for (var ${k} = 1i; ${k} < ${size}i / i32(sg_size); ${k}++) {`, () => {
+    b.line(`${value} = ${combine(value, `${part}[${k}]`)};`);
+  });
   // The next phase writes the array again once every invocation has read it.
   b.line("workgroupBarrier();");
   return value;

@@ -5,7 +5,7 @@
  */
 
 import * as dsl from "../../mod.ts";
-import { grad, interpret, jit, type Program } from "../../mod.ts";
+import { gpu, grad, interpret, jit, lower, type Program, trace } from "../../mod.ts";
 import type { HostArray, Tensor } from "../../mod.ts";
 import assert from "node:assert/strict";
 import { assertClose } from "../helpers/arrays.ts";
@@ -79,4 +79,35 @@ Deno.test("which kernels take a workgroup per row: long contiguous rows, not col
   // The default (CPU adapter) takes none.
   const serial = await jit((x: Tensor) => dsl.softmax(x)).lower(randomArray([4, 500], 1));
   assert.equal(workgroupKernels(serial).length, 0);
+});
+
+Deno.test("subgroup row reductions: the text they take, and jit keeps them off a device without subgroups", async () => {
+  const f = (x: Tensor) => [dsl.softmax(x), dsl.max(x, -1), dsl.sum(dsl.cast(x, "i32"), -1)];
+  const x = randomArray([4, 500], 2, 3);
+  const graph = trace(f, { shape: [4, 500], dtype: "f32" });
+  const kernels = lower(graph, { rowWorkgroup: 64, subgroupReductions: true, maxStorageBuffers: 8 })
+    .kernels
+    .filter((k) => k.wgsl.includes("row_part_"));
+  assert.ok(kernels.length >= 2, `${kernels.length} row kernels`);
+  for (const k of kernels) {
+    assert.ok(k.wgsl.startsWith("enable subgroups;\n"), k.wgsl.slice(0, 80));
+    assert.match(k.wgsl, /@builtin\(subgroup_invocation_id\) sg_lane: u32/);
+    assert.match(k.wgsl, /subgroup(Add|Max)\(/);
+    // Two barriers per reduction phase: no tree of halvings.
+    assert.doesNotMatch(k.wgsl, /s = s >> 1u/);
+  }
+  // f32 maxima stay NaN-propagating; i32 sums and maxima use the plain operations.
+  assert.ok(kernels.some((k) => /subgroupAny\(/.test(k.wgsl)));
+  assert.ok(kernels.some((k) => /subgroupAdd\(acc\w*\)/.test(k.wgsl) && /i32/.test(k.wgsl)));
+  // This adapter grants no subgroups (Deno's wgpu on lavapipe): jit lowers the tree form and the
+  // results are the reference's. The subgroup form runs in Chromium (tests/web/conformance.js).
+  const device = await gpu();
+  assert.ok(!device.info.features.includes("subgroups"), "this adapter grants subgroups now");
+  const codegen = { rowWorkgroup: 64, subgroupReductions: true };
+  const program = await jit(f, { codegen }).lower(x);
+  assert.ok(program.kernels.every((k) => !k.wgsl.includes("subgroup")));
+  const got = await jit(f, { codegen })(x) as HostArray[];
+  (interpret(f, x) as HostArray[]).forEach((want, i) =>
+    assertClose(got[i], want, { rtol: 1e-5, atol: 1e-5, label: `output ${i}` })
+  );
 });

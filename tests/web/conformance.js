@@ -44,11 +44,27 @@ const cases = {
     H.concat([H.matmul(x, w), H.matmul(r, w), H.matmul(w, r), H.matmul(x, H.transpose(w))], 0),
   kernel_groups_shared: (x, w, r) =>
     H.concat([H.matmul(x, w), H.matmul(r, w), H.matmul(w, r), H.matmul(x, H.transpose(w))], 0),
+  // Long rows reduced by a workgroup each (rows_workgroup.ts): halving in workgroup memory, and
+  // with subgroups combining the partials first, the form a GPU granting `subgroups` takes
+  // (SwiftShader's subgroups are 4 wide). Maxima, sums, a softmax and a norm, a NaN-carrying row.
+  rows_tree: (x) => rowPrograms(x),
+  rows_subgroups: (x) => rowPrograms(x),
 };
+function rowPrograms(x) {
+  const col = (v) => H.expandDims(v, 1);
+  return H.concat([
+    H.add(H.softmax(x, 1), col(H.logsumexp(x, 1))),
+    H.layerNorm(x, H.ones([x.shape[1]]), H.zeros([x.shape[1]])),
+    H.add(H.mul(x, 0), H.add(col(H.max(x, 1)), col(H.cast(H.sum(H.cast(x, "i32"), 1), "f32")))),
+  ], 0);
+}
+const ROWS = { rowWorkgroup: 64 };
 const TILED = [{ tileM: 16, tileN: 16, tileK: 8, threadM: 4, threadN: 4 }];
 const options = {
   kernel_groups: { codegen: { groupKernels: true } },
   kernel_groups_shared: { codegen: { groupKernels: true, matmulTilings: TILED } },
+  rows_tree: { codegen: { ...ROWS, subgroupReductions: false } },
+  rows_subgroups: { codegen: { ...ROWS, subgroupReductions: true } },
 };
 const args = {
   arithmetic: [a, b],
@@ -69,7 +85,19 @@ const args = {
   epilogue_variants: [a, m, H.array([[1, -1], [0.5, 2]])],
   kernel_groups: [sq(16, 1), sq(16, 2), sq(16, 3)],
   kernel_groups_shared: [sq(16, 1), sq(16, 2), sq(16, 3)],
+  rows_tree: [],
+  rows_subgroups: [],
 };
+// 6 rows of 300 (past MIN_WORKGROUP_ROW and the workgroup); row 4 holds a NaN.
+const rows = Array.from(
+  { length: 6 },
+  (_, i) =>
+    Array.from(
+      { length: 300 },
+      (_, j) => i === 4 && j === 123 ? NaN : 3 * Math.sin(i * 2.1 + j * 0.37),
+    ),
+);
+args.rows_tree = args.rows_subgroups = [H.array(rows)];
 args.gather_scatter = [H.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]), ids];
 
 async function run() {
@@ -88,7 +116,13 @@ async function run() {
           : Math.abs(w - g) / (1 + Math.abs(w));
         worst = Math.max(worst, Number.isNaN(d) ? Infinity : d);
       }
-      results[name] = { ok: worst < 1e-4, worst };
+      // Which form ran: the kernels' text (the subgroup form only where the device grants it).
+      const wgsl = (await H.jit(f, options[name]).lower(...args[name])).kernels.map((k) => k.wgsl);
+      results[name] = {
+        ok: worst < 1e-4,
+        worst,
+        subgroups: wgsl.some((t) => t.includes("enable subgroups;")),
+      };
     } catch (e) {
       results[name] = { ok: false, error: String(e.message ?? e).slice(0, 600) };
     }
@@ -96,6 +130,15 @@ async function run() {
   return results;
 }
 
+/** Whether this browser's adapter offers `subgroups` (the bundle's device asks for it then). */
+async function subgroupsOffered() {
+  const adapter = await navigator.gpu.requestAdapter();
+  return adapter?.features.has("subgroups") ?? false;
+}
+
 globalThis.conformance = navigator.gpu
-  ? run()
+  ? Promise.all([run(), subgroupsOffered()]).then(([r, offered]) => ({
+    ...r,
+    subgroupsOffered: offered,
+  }))
   : Promise.resolve({ skipped: "navigator.gpu is missing" });
