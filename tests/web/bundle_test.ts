@@ -277,6 +277,7 @@ Deno.test({
     // the only adapter here that runs them), and the tree form otherwise.
     assert.equal(r.rows_tree.subgroups, false);
     assert.equal(r.rows_subgroups.subgroups, subgroupsOffered);
+    assert.equal(r.rows_subgroups_gpu.subgroups, subgroupsOffered);
     if (Deno.env.get("REQUIRE_BROWSER_WEBGPU") === "1") {
       assert.ok(
         subgroupsOffered,

@@ -49,6 +49,8 @@ const cases = {
   // (SwiftShader's subgroups are 4 wide). Maxima, sums, a softmax and a norm, a NaN-carrying row.
   rows_tree: (x) => rowPrograms(x),
   rows_subgroups: (x) => rowPrograms(x),
+  // The same under a GPU's whole code-generator settings (uniform sizes, grouped dispatches).
+  rows_subgroups_gpu: (x) => rowPrograms(x),
 };
 function rowPrograms(x) {
   const col = (v) => H.expandDims(v, 1);
@@ -65,6 +67,15 @@ const options = {
   kernel_groups_shared: { codegen: { groupKernels: true, matmulTilings: TILED } },
   rows_tree: { codegen: { ...ROWS, subgroupReductions: false } },
   rows_subgroups: { codegen: { ...ROWS, subgroupReductions: true } },
+  rows_subgroups_gpu: {
+    codegen: {
+      ...H.gpuCodegen({
+        maxComputeWorkgroupStorageSize: 16384,
+        maxComputeInvocationsPerWorkgroup: 256,
+      }),
+      subgroupReductions: true,
+    },
+  },
 };
 const args = {
   arithmetic: [a, b],
@@ -97,7 +108,7 @@ const rows = Array.from(
       (_, j) => i === 4 && j === 123 ? NaN : 3 * Math.sin(i * 2.1 + j * 0.37),
     ),
 );
-args.rows_tree = args.rows_subgroups = [H.array(rows)];
+args.rows_tree = args.rows_subgroups = args.rows_subgroups_gpu = [H.array(rows)];
 args.gather_scatter = [H.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]), ids];
 
 async function run() {
