@@ -109,6 +109,21 @@ const rows = Array.from(
     ),
 );
 args.rows_tree = args.rows_subgroups = args.rows_subgroups_gpu = [H.array(rows)];
+// Row lengths and workgroups where the subgroups' partials number from 8 to 64 (SwiftShader's
+// 4-wide subgroups), rows shorter than the workgroup and ones a few strides long.
+for (const [length, size] of [[33, 32], [64, 256], [100, 32], [257, 256], [1000, 64]]) {
+  const name = `rows_subgroups_${length}_${size}`;
+  cases[name] = rowPrograms;
+  options[name] = { codegen: { rowWorkgroup: size, subgroupReductions: true } };
+  args[name] = [
+    H.array(
+      Array.from(
+        { length: 3 },
+        (_, i) => Array.from({ length }, (_, j) => Math.cos(i * 1.7 + j * 0.11) * (1 + j % 5)),
+      ),
+    ),
+  ];
+}
 args.gather_scatter = [H.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]), ids];
 
 async function run() {
