@@ -1,6 +1,7 @@
 """PyTorch's f32 products beside bench/gpu_matmul.ts: the same layouts (NN: x·W, NT: x·Wᵀ,
 TN: xᵀ·W) and square sizes, on HDPISSA_TORCH_DEVICE (torch_device.py: on CUDA in full f32, TF32
-off). Prints one JSON line per (layout, size) with GFLOP/s, the median of five timed repetitions.
+off). Prints one JSON line per (layout, size) with GFLOP/s, timed as torch_micro.measure does
+(calls grown until a repetition lasts 200 ms, the median of five repetitions).
 
     HDPISSA_TORCH_DEVICE=cuda python3 bench/torch_matmul.py 1024 2048 4096
 """
@@ -8,34 +9,11 @@ off). Prints one JSON line per (layout, size) with GFLOP/s, the median of five t
 import json
 import os
 import sys
-import time
 
 import torch
 
-from torch_device import DEVICE, describe, sync
-
-
-def rate(f, n, min_s=0.2):
-    """GFLOP/s of f() (one n×n×n product): calls grown until a repetition lasts min_s."""
-    f()
-    sync()
-    calls = 1
-    while True:
-        t = time.perf_counter()
-        for _ in range(calls):
-            f()
-        sync()
-        if time.perf_counter() - t >= min_s or calls >= 1 << 16:
-            break
-        calls *= 4
-    reps = []
-    for _ in range(5):
-        t = time.perf_counter()
-        for _ in range(calls):
-            f()
-        sync()
-        reps.append((time.perf_counter() - t) / calls)
-    return 2 * n ** 3 / sorted(reps)[2] / 1e9
+from torch_device import DEVICE, describe
+from torch_micro import measure
 
 
 def main():
@@ -50,8 +28,9 @@ def main():
         products = {"NN": lambda: a @ b, "NT": lambda: a @ b.t(), "TN": lambda: a.t() @ b}
         with torch.no_grad():
             for layout, f in products.items():
-                print(json.dumps({"layout": layout, "n": n, "gflops": round(rate(f, n), 1)}),
-                      flush=True)
+                ms = measure(lambda k: [f() for _ in range(k)], 200, 5)["ms"]
+                gflops = round(2 * n ** 3 / ms / 1e6, 1)
+                print(json.dumps({"layout": layout, "n": n, "gflops": gflops}), flush=True)
 
 
 if __name__ == "__main__":
