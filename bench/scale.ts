@@ -20,7 +20,8 @@ import { SCALE_MODELS } from "./gpu_scale.ts";
 import { ensureTorch, PYTHON, TORCH_DEVICE, TORCH_DEVICE_LABEL } from "./torch.ts";
 
 const DOC = "docs/benchmarks.md";
-const HEADING = TORCH_DEVICE === "cpu"
+const ON_CPU = TORCH_DEVICE === "cpu";
+const HEADING = ON_CPU
   ? "## Real-model scale: this machine's adapter vs PyTorch on the CPU"
   : `## Real-model scale on a GPU: ours vs PyTorch ${TORCH_DEVICE_LABEL}`;
 
@@ -129,7 +130,7 @@ const header = [
   `PyTorch ${TORCH_DEVICE_LABEL}: setup s`,
   "step s",
   "tokens/s",
-  TORCH_DEVICE === "cpu" ? "peak RSS GiB" : "peak device GiB",
+  ON_CPU ? "peak RSS GiB" : "peak device GiB",
   "ours ÷ PyTorch (step)",
   ...(repeat > 1 ? ["fastest runs' ratio"] : []),
 ];
@@ -146,7 +147,7 @@ const lines = results.map(({ ours, torch, fastest }) =>
     torch.setupS,
     (Number(torch.medianStepMs) / 1000).toFixed(2),
     Math.round(Number(ours.tokensPerStep) / (Number(torch.medianStepMs) / 1000)),
-    TORCH_DEVICE === "cpu" ? torch.peakRssGiB : torch.peakDeviceGiB,
+    ON_CPU ? torch.peakRssGiB : torch.peakDeviceGiB,
     `${(Number(ours.medianStepMs) / Number(torch.medianStepMs)).toFixed(2)}×`,
     ...(repeat > 1 ? [`${fastest.toFixed(2)}×`] : []),
   ].join(" | ")
@@ -165,7 +166,7 @@ const section = `${HEADING}
 }; PyTorch ${torchVersion} with ${
   K === 1 ? "one shard" : `K = ${K} shards run one after another`
 }, ${
-  TORCH_DEVICE === "cpu" ? "2 threads" : `on ${torchDevice}`
+  ON_CPU ? "2 threads" : `on ${torchDevice}`
 }). Random weights with the real shapes, r = 4, randomised SVD on both sides; "setup" is
 the adapter initialisation after the weights exist, "step" the median of the steps after the first
 (${steps} steps per length${

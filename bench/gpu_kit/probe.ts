@@ -1,22 +1,12 @@
 /**
  * What the GPU machine's WebGPU offers (bench/gpu_kit/session.sh's first step): every adapter
- * Deno sees (both power preferences), its features and the limits the compiler reads, then the
+ * Deno sees (both power preferences), its features and the limits the runtime asks for, then the
  * device our runtime opens — which of shader-f16, timestamp-query and subgroups it was granted
  * (issue 15 asks whether Deno grants subgroups on a GPU), its loop-iteration budget and the
  * adapter-derived codegen settings (`gpuCodegen`). One JSON object per line.
  */
-import { Device } from "../../runtime/device.ts";
+import { Device, LIMIT_NAMES } from "../../runtime/device.ts";
 import { gpuCodegen } from "../../runtime/jit.ts";
-
-const LIMITS = [
-  "maxComputeWorkgroupStorageSize",
-  "maxComputeInvocationsPerWorkgroup",
-  "maxComputeWorkgroupSizeX",
-  "maxStorageBuffersPerShaderStage",
-  "maxStorageBufferBindingSize",
-  "maxBufferSize",
-  "maxComputeWorkgroupsPerDimension",
-];
 
 const INFO = [
   "vendor",
@@ -41,7 +31,7 @@ for (const powerPreference of ["high-performance", "low-power"] as const) {
     // GPUAdapterInfo's fields are getters, which JSON.stringify skips.
     info: Object.fromEntries(INFO.map((k) => [k, (adapter.info as unknown as Info)[k]])),
     features: [...adapter.features].sort(),
-    limits: Object.fromEntries(LIMITS.map((k) => [k, limits[k]])),
+    limits: Object.fromEntries(LIMIT_NAMES.map((k) => [k, limits[k]])),
   }));
 }
 

@@ -96,8 +96,6 @@ const args = {
   epilogue_variants: [a, m, H.array([[1, -1], [0.5, 2]])],
   kernel_groups: [sq(16, 1), sq(16, 2), sq(16, 3)],
   kernel_groups_shared: [sq(16, 1), sq(16, 2), sq(16, 3)],
-  rows_tree: [],
-  rows_subgroups: [],
 };
 // 6 rows of 300 (past MIN_WORKGROUP_ROW and the workgroup); row 4 holds a NaN.
 const rows = Array.from(
