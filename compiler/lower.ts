@@ -301,14 +301,16 @@ function generate(
   return { kernels: codegen.shareShapes ? shareShapes(merged, sizes) : merged, memory, planOf };
 }
 
-/** Only f32 inputs can be stored packed, in a format the code generator knows. */
+/** Only f32 inputs (and f16 ones, as f16) can be stored packed, in a format codegen knows. */
 function checkPackedInputs(g: Graph, packed: ReadonlyMap<number, PackedFormat> | undefined): void {
   for (const [i, format] of packed ?? []) {
     const n = g.inputs[i];
     const problem = !n
       ? `there is no input ${i} (the function takes ${g.inputs.length})`
-      : n.dtype !== "f32"
-      ? `input ${i} is ${formatAval(n)}; only f32 inputs can be stored in 16 bits`
+      : n.dtype === "f16" && format !== "f16"
+      ? `input ${i} is ${formatAval(n)}; an f16 input can only be stored as f16`
+      : n.dtype !== "f32" && n.dtype !== "f16"
+      ? `input ${i} is ${formatAval(n)}; only f32 and f16 inputs can be stored in 16 bits`
       : !PACKED_FORMATS.includes(format)
       ? `input ${i}: unknown format ${JSON.stringify(format)} (${PACKED_FORMATS.join(", ")})`
       : undefined;

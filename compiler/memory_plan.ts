@@ -5,7 +5,7 @@
  * optimizer step updates parameters and moments in place.
  */
 
-import type { Graph, Node } from "../dsl/mod.ts";
+import { type Graph, isFloat, type Node } from "../dsl/mod.ts";
 import type { KernelPlan } from "./fusion.ts";
 import { packedBytes, type PackedFormat } from "./codegen/packed.ts";
 
@@ -71,7 +71,8 @@ export function planMemory(
     slots.push({ ...s, id: slots.length });
     return slots.length - 1;
   };
-  const element = (n: Node) => (n.dtype === "f32" ? "f32" : "i32") as "f32" | "i32";
+  // f16 values are held in f32 slots (rounded to half when stored) unless an input is packed.
+  const element = (n: Node) => (isFloat(n.dtype) ? "f32" : "i32") as "f32" | "i32";
   const donatedNodes = new Set<Node>();
   graph.inputs.forEach((n, i) => {
     const packed = opts.packed?.get(i);

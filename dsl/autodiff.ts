@@ -10,6 +10,7 @@
 
 import { checkpointRegion, recomputeRegion } from "./checkpoint.ts";
 import { customVjpRule } from "./custom_vjp.ts";
+import { isFloat } from "./dtype.ts";
 import { DslError } from "./errors.ts";
 import { formatAval, type Graph, type Node } from "./graph.ts";
 import * as lax from "./lax.ts";
@@ -30,9 +31,9 @@ export function backwardPass(
   seeds: ReadonlyMap<Node, Tensor>,
   wrt: readonly Node[],
 ): (Tensor | null)[] {
-  const active = new Set<Node>(wrt.filter((n) => n.dtype === "f32"));
+  const active = new Set<Node>(wrt.filter((n) => isFloat(n.dtype)));
   for (const n of graph.nodes) {
-    if (n.dtype === "f32" && n.inputs.some((i) => active.has(i))) active.add(n);
+    if (isFloat(n.dtype) && n.inputs.some((i) => active.has(i))) active.add(n);
   }
   const cotangents = new Map<Node, Tensor>();
   const accumulate = (n: Node, ct: Tensor) => {
@@ -142,10 +143,11 @@ function gradImpl(
   for (const a of list) {
     for (let i = ranges[a][0]; i < ranges[a][1]; i++) {
       const n = graph.inputs[i];
-      if (n.dtype !== "f32") {
+      if (!isFloat(n.dtype)) {
         throw new DslError(
           op,
-          `argument ${a} has a ${formatAval(n)} leaf; only f32 values can be differentiated ` +
+          `argument ${a} has a ${formatAval(n)} leaf; only f32 and f16 values can be ` +
+            "differentiated " +
             "(pass integer data in an argument outside argnums)",
           [formatAval(n)],
         );
@@ -170,17 +172,19 @@ function gradImpl(
     lossNode = outs[0];
     value = env.get(lossNode)!;
   }
-  if (lossNode.shape.length !== 0 || lossNode.dtype !== "f32") {
+  if (lossNode.shape.length !== 0 || !isFloat(lossNode.dtype)) {
     throw new DslError(
       op,
-      `the loss must be an f32 scalar, got ${formatAval(lossNode)}; reduce it (e.g. with sum or ` +
+      `the loss must be an f32 or f16 scalar, got ${
+        formatAval(lossNode)
+      }; reduce it (e.g. with sum or ` +
         "mean) first",
       [formatAval(lossNode)],
     );
   }
-  const seed = lax.scalar(1);
+  const seed = lax.scalar(1, lossNode.dtype);
   const cts = backwardPass(graph, env, new Map([[lossNode, seed]]), wrt);
-  const leafGrads = cts.map((c, i) => c ?? lax.splat(0, wrt[i].shape));
+  const leafGrads = cts.map((c, i) => c ?? lax.splat(0, wrt[i].shape, wrt[i].dtype));
   let k = 0;
   const perArg = list.map((a) => {
     const [lo, hi] = ranges[a];
@@ -258,11 +262,11 @@ export function vjp(
       const prev = seeds.get(n);
       seeds.set(n, prev ? lax.add(prev, c) : c);
     });
-    const floatInputs = graph.inputs.filter((n) => n.dtype === "f32");
+    const floatInputs = graph.inputs.filter((n) => isFloat(n.dtype));
     const grads = backwardPass(graph, env, seeds, floatInputs);
     const byNode = new Map(floatInputs.map((n, i) => [n, grads[i]]));
     const leaves = graph.inputs.map((n) =>
-      n.dtype === "f32" ? byNode.get(n) ?? lax.splat(0, n.shape) : null
+      isFloat(n.dtype) ? byNode.get(n) ?? lax.splat(0, n.shape, n.dtype) : null
     );
     return (unflattenTree(inTree, leaves) as unknown[]);
   };

@@ -6,11 +6,15 @@
  * CPU reference's f64 mode reads and writes those for gradient checks.
  */
 
-import { type DType, isDType } from "./dtype.ts";
+import { type DType, isDType, isFloat } from "./dtype.ts";
 import { formatShape, isValidShape, type Shape, sizeOf } from "./shape.ts";
 
-/** The typed arrays a HostArray may hold: Int32Array for i32/bool, Float32/64Array for f32. */
-export type HostData = Float32Array | Float64Array | Int32Array;
+/**
+ * The typed arrays a HostArray may hold: Int32Array for i32/bool, Float32Array for f32,
+ * Float16Array for f16 (Float32Array accepted too: its values are rounded where they are used),
+ * Float64Array for either in the CPU reference's f64 mode.
+ */
+export type HostData = Float32Array | Float16Array | Float64Array | Int32Array;
 
 /** A host-side tensor value: a shape, a dtype and its elements in row-major order. */
 export interface HostArray {
@@ -33,8 +37,27 @@ export function isHostArray(x: unknown): x is HostArray {
 }
 
 export function allocData(dtype: DType, size: number, precision: "f32" | "f64" = "f32"): HostData {
-  if (dtype !== "f32") return new Int32Array(size);
-  return precision === "f64" ? new Float64Array(size) : new Float32Array(size);
+  if (!isFloat(dtype)) return new Int32Array(size);
+  if (precision === "f64") return new Float64Array(size);
+  return dtype === "f16" ? newFloat16Array(size) : new Float32Array(size);
+}
+
+/** A Float16Array, or a clear error on a JavaScript engine without one (before ES2025). */
+export function newFloat16Array(source: number | ArrayLike<number>): Float16Array {
+  if (typeof Float16Array === "undefined") {
+    throw new Error("f16: this JavaScript engine has no Float16Array (Deno ≥ 2.2, Chrome ≥ 135)");
+  }
+  return typeof source === "number" ? new Float16Array(source) : Float16Array.from(source);
+}
+
+/** Whether `data` is a Float16Array (false where the engine has none). */
+export function isFloat16Data(data: unknown): data is Float16Array {
+  return typeof Float16Array !== "undefined" && data instanceof Float16Array;
+}
+
+/** Whether `data` holds floats (Float16Array, Float32Array or Float64Array). */
+export function isFloatData(data: unknown): boolean {
+  return data instanceof Float32Array || data instanceof Float64Array || isFloat16Data(data);
 }
 
 /** The transpose of a 2-D host array (a copy, same dtype). */
@@ -59,8 +82,7 @@ export function validateHostArray(x: HostArray, where: string): void {
       }`,
     );
   }
-  const floatData = x.data instanceof Float32Array || x.data instanceof Float64Array;
-  if ((x.dtype === "f32") !== floatData) {
+  if (isFloat(x.dtype) !== isFloatData(x.data)) {
     throw new Error(`${where}: dtype ${x.dtype} does not match ${x.data.constructor.name} data`);
   }
 }
@@ -118,6 +140,7 @@ export function array(
     flat = data as ArrayLike<number>;
     shape = [flat.length];
     if (data instanceof Int32Array) inferred = "i32";
+    else if (isFloat16Data(data)) inferred = "f16";
   } else if (Array.isArray(data)) {
     shape = inferShape(data as NestedNumbers);
     const out: number[] = [];

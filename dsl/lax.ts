@@ -5,7 +5,7 @@
  */
 
 import type { DType } from "./dtype.ts";
-import type { HostArray } from "./host_array.ts";
+import { allocData, type HostArray } from "./host_array.ts";
 import { bind, constantTensor, type Tensor } from "./trace.ts";
 
 const unary = (op: string) => (x: Tensor): Tensor => bind(op, [x]);
@@ -122,8 +122,7 @@ export function constant(value: HostArray): Tensor {
 
 /** A scalar constant of the given dtype. */
 export function scalar(value: number, dtype: DType = "f32"): Tensor {
-  const data = dtype === "f32" ? new Float32Array([value]) : new Int32Array([value]);
-  return constantTensor({ shape: [], dtype, data });
+  return constantTensor({ shape: [], dtype, data: allocData(dtype, 1).fill(value) });
 }
 
 /** `value` broadcast to `shape` (a lazily expanded scalar: no memory in the compiled program). */

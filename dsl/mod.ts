@@ -4,13 +4,16 @@ import "./primitives/mod.ts";
 import "./tensor_methods.ts";
 
 export type { DType, Precision } from "./dtype.ts";
+export { isFloat } from "./dtype.ts";
 export {
   array,
   formatHostArray,
   type HostArray,
   type HostData,
+  isFloat16Data,
   isHostArray,
   type NestedNumbers,
+  newFloat16Array,
   toNested,
 } from "./host_array.ts";
 export { DslError } from "./errors.ts";

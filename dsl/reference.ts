@@ -4,7 +4,7 @@
  * checks; i32 and bool use Int32Array with wrap-around integer arithmetic.
  */
 
-import type { DType } from "./dtype.ts";
+import { type DType, isFloat } from "./dtype.ts";
 import { allocData, type HostArray } from "./host_array.ts";
 import type { EvalContext } from "./primitive.ts";
 import { sizeOf } from "./shape.ts";
@@ -13,9 +13,12 @@ export function alloc(shape: readonly number[], dtype: DType, ctx: EvalContext):
   return { shape: [...shape], dtype, data: allocData(dtype, sizeOf(shape), ctx.precision) };
 }
 
-/** Rounds an accumulator to the evaluation precision (f32 sums accumulate in f32). */
+/**
+ * Rounds an accumulator to the evaluation precision (f32 sums accumulate in f32; f16 ones too, as
+ * on the device, and round to f16 when stored).
+ */
 export function rounder(dtype: DType, ctx: EvalContext): (x: number) => number {
-  if (dtype !== "f32") return (x) => x | 0;
+  if (!isFloat(dtype)) return (x) => x | 0;
   return ctx.precision === "f64" ? (x) => x : Math.fround;
 }
 

@@ -9,7 +9,14 @@ import type { DType } from "./dtype.ts";
 import { replayRule } from "./custom_vjp.ts";
 import { DslError } from "./errors.ts";
 import { type AbstractValue, type Capture, formatAval, Graph, Node, type Params } from "./graph.ts";
-import { type HostArray, isHostArray, validateHostArray } from "./host_array.ts";
+import {
+  allocData,
+  type HostArray,
+  isFloat16Data,
+  isHostArray,
+  newFloat16Array,
+  validateHostArray,
+} from "./host_array.ts";
 import { getPrimitive } from "./primitive.ts";
 import { flattenTree, unflattenTree } from "./pytree.ts";
 
@@ -124,7 +131,11 @@ export function constantTensor(value: HostArray, op = "constant"): Tensor {
   let node = trace.constants.get(value);
   if (!node) {
     validateHostArray(value, op);
-    node = new Node("constant", { value }, [], Object.freeze([...value.shape]), value.dtype);
+    // An f16 constant given as f32 data is rounded once, here, so every reader sees half values.
+    const held = value.dtype === "f16" && !isFloat16Data(value.data)
+      ? { ...value, data: newFloat16Array(value.data) }
+      : value;
+    node = new Node("constant", { value: held }, [], Object.freeze([...value.shape]), value.dtype);
     trace.constants.set(value, node);
     trace.nodes.push(node);
   }
@@ -198,7 +209,7 @@ function toTensorLeaf(x: Tensor | HostArray | number | boolean): Tensor {
   return constantTensor({
     shape: [],
     dtype,
-    data: dtype === "f32" ? new Float32Array([+x]) : new Int32Array([+x]),
+    data: allocData(dtype, 1).fill(+x),
   });
 }
 

@@ -1,6 +1,6 @@
 /** Arrays that live on a WebGPU device between calls (no host round trip). */
 
-import type { DType, HostArray } from "../dsl/mod.ts";
+import { type DType, type HostArray, isFloat, newFloat16Array } from "../dsl/mod.ts";
 import { packedBytes, type PackedFormat } from "../compiler/mod.ts";
 import type { Device } from "./device.ts";
 import { packHalves, unpackHalves } from "./io/half.ts";
@@ -96,11 +96,13 @@ export async function readArrays(arrays: readonly DeviceArray[]): Promise<HostAr
   device.check();
   return arrays.map((a, i) => {
     const raw = staging[i].getMappedRange();
-    const data = a.storage
+    const wide = a.storage
       ? unpackHalves(a.storage, new Uint32Array(raw), a.size)
-      : a.dtype === "f32"
+      : isFloat(a.dtype)
       ? new Float32Array(raw.slice(0, a.size * 4))
       : new Int32Array(raw.slice(0, a.size * 4));
+    // f16 values come back as half (from packed words, or from an f32 slot holding them).
+    const data = a.dtype === "f16" ? newFloat16Array(wide) : wide;
     staging[i].unmap();
     staging[i].destroy();
     return { shape: [...a.shape], dtype: a.dtype, data };
@@ -128,7 +130,7 @@ export function hostData(
   a: Pick<HostArray, "dtype" | "data">,
 ): Float32Array<ArrayBuffer> | Int32Array<ArrayBuffer> {
   const d = a.data;
-  if (a.dtype === "f32") {
+  if (isFloat(a.dtype)) {
     return d instanceof Float32Array && d.buffer instanceof ArrayBuffer
       ? d as Float32Array<ArrayBuffer>
       : Float32Array.from(d);

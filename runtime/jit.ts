@@ -98,11 +98,15 @@ function storageOf(x: unknown): PackedFormat | undefined {
     : undefined;
 }
 
-/** The packed leaves of a call, by leaf index (none: undefined). */
+/**
+ * The packed leaves of a call, by leaf index (none: undefined). A host f16 array is uploaded
+ * packed; an f16 device array is packed or not as it lives (a program's outputs are not).
+ */
 function packedLeaves(leaves: readonly unknown[]): Map<number, PackedFormat> | undefined {
   const packed = new Map<number, PackedFormat>();
   leaves.forEach((l, i) => {
-    const s = storageOf(l);
+    const s = storageOf(l) ??
+      (isHostArray(l) && l.dtype === "f16" && !isDeviceArray(l) ? "f16" : undefined);
     if (s) packed.set(i, s);
   });
   return packed.size ? packed : undefined;
@@ -182,7 +186,8 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
     const [leaves, inTree] = flattenTree(args, isLeaf, "jit");
     const device = await deviceOf();
     const avals = leaves.map(aval);
-    const avalKeys = leaves.map((l, i) => formatAval(avals[i]) + (storageOf(l) ?? ""));
+    const packed = packedLeaves(leaves);
+    const avalKeys = leaves.map((_, i) => formatAval(avals[i]) + (packed?.get(i) ?? ""));
     const key = `${device.id}|${treeKey(inTree)}|${avalKeys.join(" ")}`;
     let compiled = cache.get(key);
     if (!compiled) {
@@ -433,7 +438,8 @@ export async function toDevice(
     const s = isDeviceArray(l)
       ? l.storage
       : known(typeof opts.storage === "function" ? opts.storage(i) : opts.storage);
-    return hosts[i]?.dtype === "f32" ? s : undefined;
+    const dtype = hosts[i]?.dtype;
+    return dtype === "f32" ? s : dtype === "f16" ? "f16" : undefined;
   });
   const sizes = hosts.flatMap((h, i) => h ? [storageBytes(h.data.length, storage[i])] : []);
   const buffers = await d.createBuffers(sizes, "toDevice");

@@ -6,15 +6,33 @@
  * update) is read through the output binding, as WebGPU forbids binding it twice.
  */
 
-import { type DType, getPrimitive, type Node } from "../../dsl/mod.ts";
+import { type DType, getPrimitive, isFloat, type Node } from "../../dsl/mod.ts";
 import type { WgslEmitContext } from "../../dsl/primitive.ts";
 import { wgslLiteral } from "../../dsl/primitives/wgsl.ts";
 import { isSplat } from "../fusion.ts";
 import { PACKED_HELPERS, type PackedFormat, packedHelperNames } from "./packed.ts";
 
+/** The WGSL type a value of `dtype` has in a kernel (f16 values are held and stored as f32). */
 export function storageType(dtype: DType): string {
-  return dtype === "f32" ? "f32" : "i32";
+  return isFloat(dtype) ? "f32" : "i32";
 }
+
+/** Ops whose f16 result is one of their f16 operands' values (or its negation): no rounding. */
+const HALF_PRESERVING = new Set([
+  "reshape",
+  "transpose",
+  "broadcast",
+  "slice",
+  "concat",
+  "gather",
+  "neg",
+  "abs",
+  "maximum",
+  "where",
+  "stopGradient",
+  "checkpointBarrier",
+  "cast", // a cast to f16 rounds itself
+]);
 
 export function strides(shape: readonly number[]): number[] {
   const s = new Array<number>(shape.length);
@@ -117,9 +135,13 @@ export class KernelBuilder {
     return `${prefix}${this.counter++}`;
   }
 
-  /** Pre-sets the value of `node` at `index` (e.g. an accumulator) in the current scope. */
+  /**
+   * Pre-sets the value of `node` at `index` (e.g. an accumulator) in the current scope. An f16
+   * node's value is rounded to half here, as every f16 result is (`halfValue`).
+   */
   seed(node: Node, index: readonly string[], value: string): void {
-    this.scopes[this.scopes.length - 1].memo.set(this.key(node, index), value);
+    const v = node.dtype === "f16" ? this.bind(`f16_round(${value})`) : value;
+    this.scopes[this.scopes.length - 1].memo.set(this.key(node, index), v);
   }
 
   /**
@@ -343,7 +365,7 @@ export class KernelBuilder {
     } else if (isSplat(node)) {
       value = this.splatLiteral(node);
     } else if (node.op === "matmul") {
-      value = this.dotProduct(node, index);
+      value = this.halfValue(node, this.dotProduct(node, index));
     } else {
       const rule = getPrimitive(node.op).wgsl;
       if (rule.kind !== "inline") {
@@ -361,10 +383,20 @@ export class KernelBuilder {
         unravel: (f, shape) => this.unravel(f, shape),
         literal: wgslLiteral,
       };
-      value = this.bind(rule.emit(ctx));
+      value = this.halfValue(node, this.bind(rule.emit(ctx)));
     }
     this.scopes[this.scopes.length - 1].memo.set(key, value);
     return value;
+  }
+
+  /**
+   * An f16 node's value rounded to half: kernels compute in f32, and rounding each f16 op's
+   * result (as the CPU reference and PyTorch's eager half kernels do) keeps fused kernels equal
+   * to unfused ones. Ops that only move or pick f16 values skip it.
+   */
+  private halfValue(node: Node, value: string): string {
+    if (node.dtype !== "f16" || HALF_PRESERVING.has(node.op)) return value;
+    return this.bind(`f16_round(${value})`);
   }
 
   /**
@@ -416,8 +448,9 @@ export class KernelBuilder {
     return wgslLiteral(v, node.dtype);
   }
 
-  /** WGSL to store a value of `dtype` into the output buffer. */
+  /** WGSL to store a value of `dtype` into the output buffer (an f16 value rounds to half). */
   storeValue(value: string, dtype: DType): string {
+    if (dtype === "f16") return `f16_round(${value})`;
     return dtype === "bool" ? `select(0i, 1i, ${value})` : value;
   }
 }

@@ -232,7 +232,10 @@ function header(
     lines.push(src);
   };
   [...b.helpers.keys()].forEach(addHelper);
-  if (body.some((l) => l.includes("f32_bits("))) addHelper("f32_bits");
+  // Helpers the body calls without a primitive's rule asking for them (literals, f16 stores).
+  for (const name of Object.keys(WGSL_HELPERS)) {
+    if (body.some((l) => l.includes(`${name}(`))) addHelper(name);
+  }
   for (const [slot, first] of b.bindingOfSlot) {
     const element = b.readElement(slot, ctx.slotDtype(slot));
     for (let w = first; w < first + b.bindingsOf(slot); w++) {
@@ -694,7 +697,7 @@ function scatterCopy(plan: KernelPlan, ctx: KernelContext, opts: CodegenOptions)
   const b = builderFor(plan, ctx);
   const root = plan.roots[0];
   const grid = gridStride(b, root.size, opts, 0, (i) => {
-    b.store(0, i, b.valueAt(root.inputs[0], b.unravel(i, root.shape)));
+    b.store(0, i, b.storeValue(b.valueAt(root.inputs[0], b.unravel(i, root.shape)), root.dtype));
   });
   return { ...finishGridStride(b, plan, ctx, grid), part: "copy" };
 }
@@ -731,7 +734,11 @@ export function generateScatter(
     if (fusedCopy) {
       block(b, `for (var r = 0i; r < ${n}i; r++) {`, () => {
         const index = [...o, "r", ...q];
-        b.store(0, b.flatten(index, root.shape), b.valueAt(operand, index));
+        b.store(
+          0,
+          b.flatten(index, root.shape),
+          b.storeValue(b.valueAt(operand, index), root.dtype),
+        );
       });
     }
     block(b, `for (var u = 0i; u < ${count}i; u++) {`, () => {
@@ -741,7 +748,7 @@ export function generateScatter(
       const upd = b.valueAt(updates, [...o, ...tIndex, ...q]);
       const dst = b.bind(b.flatten([...o, row, ...q], root.shape));
       const current = b.load(b.outputNames(0), dst, root.size);
-      b.store(0, dst, `${current} + ${upd}`);
+      b.store(0, dst, b.storeValue(`${current} + ${upd}`, root.dtype));
     });
   });
   const scatter = finishGridStride(b, plan, ctx, grid);

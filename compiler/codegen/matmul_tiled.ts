@@ -12,7 +12,7 @@
  * memory is ordinary memory and barriers cost more than they save (perf-notes.md).
  */
 
-import type { Node } from "../../dsl/mod.ts";
+import { isFloat, type Node } from "../../dsl/mod.ts";
 import type { KernelPlan } from "../fusion.ts";
 import {
   block,
@@ -118,7 +118,7 @@ export function tiledMatmul(
   // Each co-product (`KernelPlan.coProducts`) into accumulators of its own.
   const coProducts = plan.coProducts ?? [];
   const all = [...products, ...coProducts];
-  if (mm.dtype !== "f32") return undefined;
+  if (!isFloat(mm.dtype)) return undefined;
   const { M, N, batchShape, batch } = matmulDims(mm);
   const tiling = chooseTiling(M, N, batch, opts);
   if (!tiling || all.some((p) => matmulDims(p).K < tiling.tileK / 2)) return undefined;

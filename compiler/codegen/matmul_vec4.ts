@@ -13,7 +13,7 @@
  * (matmul_tiled.ts) where it applies.
  */
 
-import type { Node } from "../../dsl/mod.ts";
+import { isFloat, type Node } from "../../dsl/mod.ts";
 import type { KernelPlan } from "../fusion.ts";
 import { slotWindows } from "./builder.ts";
 import {
@@ -71,7 +71,7 @@ export function vec4Matmul(
   opts: CodegenOptions,
 ): GeneratedKernel[] | undefined {
   const mm = plan.anchor!;
-  if (mm.dtype !== "f32" || !opts.vectorizedMatmul) return undefined;
+  if (!isFloat(mm.dtype) || !opts.vectorizedMatmul) return undefined;
   const [a, bOp] = mm.inputs;
   const { M, N, K, batch } = matmulDims(mm);
   const B = inPlaceOperand(bOp, ctx, opts.matmulStridedOperands);

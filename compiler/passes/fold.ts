@@ -15,6 +15,7 @@ import {
   isElementwise,
   type Node,
 } from "../../dsl/mod.ts";
+import { allocData } from "../../dsl/host_array.ts";
 import { type Emitter, rewriteGraph } from "./rewrite.ts";
 
 /** The scalar a splat node holds, or undefined. */
@@ -26,7 +27,7 @@ export function splatValue(node: Node): number | undefined {
 }
 
 function scalarConstant(value: number, node: Node, emitter: Emitter): Node {
-  const data = node.dtype === "f32" ? new Float32Array([value]) : new Int32Array([value]);
+  const data = allocData(node.dtype, 1).fill(value);
   const v: HostArray = { shape: [], dtype: node.dtype, data };
   return emitter.emit("constant", { value: v }, [], [], node.dtype);
 }
@@ -46,7 +47,7 @@ function foldSplats(node: Node, inputs: readonly Node[], emitter: Emitter): Node
   const scalars: HostArray[] = inputs.map((x, i) => ({
     shape: [],
     dtype: x.dtype,
-    data: x.dtype === "f32" ? new Float32Array([values[i]!]) : new Int32Array([values[i]!]),
+    data: allocData(x.dtype, 1).fill(values[i]!),
   }));
   const result = getPrimitive(node.op).evaluate(scalars, node.params, { precision: "f32" });
   return emitSplat(result.data[0], node, emitter);

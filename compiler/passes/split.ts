@@ -24,9 +24,11 @@ import {
   getPrimitive,
   type Graph,
   type HostArray,
+  isFloat,
   type Node,
   type Params,
 } from "../../dsl/mod.ts";
+import { allocData } from "../../dsl/host_array.ts";
 import { type Emitter, rewriteGraph } from "./rewrite.ts";
 
 /** The most elements one reduction, contraction or scatter kernel handles per output. */
@@ -74,7 +76,7 @@ class Builder {
 
   /** A scalar constant broadcast to `shape`. */
   splat(value: number, shape: readonly number[], dtype: DType): Node {
-    const data = dtype === "f32" ? new Float32Array([value]) : new Int32Array([value]);
+    const data = allocData(dtype, 1).fill(value);
     const host: HostArray = { shape: [], dtype, data };
     const c = this.e.emit("constant", { value: host }, [], [], dtype);
     if (shape.length === 0) return c;
@@ -102,7 +104,7 @@ export function summationLength(r: number, chunk: number): number {
 
 function identityOf(op: string, dtype: DType): number {
   if (op === "sum") return 0;
-  return dtype === "f32" ? -Infinity : -2147483648;
+  return isFloat(dtype) ? -Infinity : -2147483648;
 }
 
 /**

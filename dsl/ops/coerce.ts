@@ -1,12 +1,12 @@
 /**
  * Turning op arguments into tensors of one dtype and one shape: numpy broadcasting, dtype
- * promotion (bool < i32 < f32), and weakly typed plain numbers (a literal adapts to the tensor's
+ * promotion (bool < i32 < f16 < f32), and weakly typed plain numbers (a literal adapts to the tensor's
  * dtype, as Python scalars do in JAX, unless it needs a float).
  */
 
 // Registers every primitive: any module using ops gets them, however it is imported.
 import "../primitives/mod.ts";
-import { type DType, promoteDTypes } from "../dtype.ts";
+import { type DType, floatDType, isFloat, promoteDTypes } from "../dtype.ts";
 import { DslError } from "../errors.ts";
 import { formatAval } from "../graph.ts";
 import { type HostArray, isHostArray } from "../host_array.ts";
@@ -17,7 +17,7 @@ import { constantTensor, isTensor, requireTrace, type Tensor } from "../trace.ts
 /** Anything an op accepts as an operand. */
 export type TensorLike = Tensor | HostArray | number | boolean;
 
-/** What the op computes in: `arith` turns bool into i32; `float` computes in f32. */
+/** What the op computes in: `arith` turns bool into i32; `float` in f16 or f32 (ints: f32). */
 export type OperandKind = "arith" | "float" | "any";
 
 function describe(x: TensorLike): string {
@@ -36,6 +36,17 @@ export function asTensor(x: TensorLike, op: string): Tensor {
   throw new DslError(op, `expected a Tensor, HostArray or number, got ${describe(x)}`);
 }
 
+/**
+ * `x` as an f32 tensor to compute in, and the cast that brings a result back to x's float dtype:
+ * ops with internal statistics (softmax, norms, means) compute in f32 and return f16 for f16
+ * input, as PyTorch's half kernels do.
+ */
+export function computeInF32(x: TensorLike, op: string): [Tensor, (y: Tensor) => Tensor] {
+  const t = asTensor(x, op);
+  const out = floatDType(t.dtype);
+  return [lax.cast(t, "f32"), (y) => lax.cast(y, out)];
+}
+
 /** The dtype several operands promote to. */
 export function resultDType(xs: readonly TensorLike[], kind: OperandKind): DType {
   let strong: DType | undefined;
@@ -46,11 +57,11 @@ export function resultDType(xs: readonly TensorLike[], kind: OperandKind): DType
     (xs.every((x) => typeof x === "boolean") ? "bool" : "f32");
   for (const x of xs) {
     if (typeof x === "number") {
-      if (!Number.isInteger(x) && dtype !== "f32") dtype = "f32";
+      if (!Number.isInteger(x) && !isFloat(dtype)) dtype = "f32";
       else if (dtype === "bool") dtype = "i32";
     }
   }
-  if (kind === "float") return "f32";
+  if (kind === "float") return floatDType(dtype);
   if (kind === "arith" && dtype === "bool") return "i32";
   return dtype;
 }

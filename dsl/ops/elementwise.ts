@@ -6,6 +6,7 @@ import type { Tensor } from "../trace.ts";
 import {
   asTensor,
   broadcastAll,
+  computeInF32,
   type OperandKind,
   prepareOperands,
   type TensorLike,
@@ -92,24 +93,25 @@ export function relu(x: TensorLike): Tensor {
  * form; `false` uses erf.
  */
 export function gelu(x: TensorLike, opts: { approximate?: boolean } = {}): Tensor {
-  const [t] = prepareOperands("gelu", [x], "float");
+  // In f32, rounded once for f16 input (a half polynomial would round at every step).
+  const [t, back] = computeInF32(prepareOperands("gelu", [x], "float")[0], "gelu");
   const half = lax.mul(t, lax.splatLike(0.5, t));
   if (opts.approximate === false) {
     const inner = lax.erf(lax.mul(t, lax.splatLike(Math.SQRT1_2, t)));
-    return lax.mul(half, lax.add(lax.splatLike(1, t), inner));
+    return back(lax.mul(half, lax.add(lax.splatLike(1, t), inner)));
   }
   const cube = lax.mul(lax.mul(t, t), t);
   const inner = lax.mul(
     lax.splatLike(Math.sqrt(2 / Math.PI), t),
     lax.add(t, lax.mul(lax.splatLike(0.044715, t), cube)),
   );
-  return lax.mul(half, lax.add(lax.splatLike(1, t), lax.tanh(inner)));
+  return back(lax.mul(half, lax.add(lax.splatLike(1, t), lax.tanh(inner))));
 }
 
-/** x · sigmoid(x) (a.k.a. swish). */
+/** x · sigmoid(x) (a.k.a. swish); in f32, rounded once for f16 input. */
 export function silu(x: TensorLike): Tensor {
-  const [t] = prepareOperands("silu", [x], "float");
-  return lax.mul(t, lax.sigmoid(t));
+  const [t, back] = computeInF32(prepareOperands("silu", [x], "float")[0], "silu");
+  return back(lax.mul(t, lax.sigmoid(t)));
 }
 
 /** Sign of x: −1, 0 or 1 in x's dtype. */

@@ -2,7 +2,13 @@
 
 import * as lax from "../lax.ts";
 import type { Tensor } from "../trace.ts";
-import { asTensor, normalizeAxes, normalizeOneAxis, type TensorLike } from "./coerce.ts";
+import {
+  asTensor,
+  computeInF32,
+  normalizeAxes,
+  normalizeOneAxis,
+  type TensorLike,
+} from "./coerce.ts";
 import { isFinite, where } from "./elementwise.ts";
 import { customVjp } from "../custom_vjp.ts";
 
@@ -30,13 +36,13 @@ export function sum(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}): Tenso
   return finish(lax.sum(t, ax), t, ax, opts.keepDims);
 }
 
-/** Arithmetic mean over `axes`, in f32. */
+/** Arithmetic mean over `axes`, computed in f32 (f16 input gives an f16 mean; integers f32). */
 export function mean(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}): Tensor {
-  const t = lax.cast(numeric(x, "mean"), "f32");
+  const [t, back] = computeInF32(numeric(x, "mean"), "mean");
   const ax = normalizeAxes("mean", t, axes);
   const count = ax.reduce((n, a) => n * t.shape[a], 1);
   const s = lax.sum(t, ax);
-  return finish(lax.div(s, lax.splatLike(count, s)), t, ax, opts.keepDims);
+  return back(finish(lax.div(s, lax.splatLike(count, s)), t, ax, opts.keepDims));
 }
 
 /** Maximum over `axes`; the gradient is shared equally among tied maxima. */
@@ -67,7 +73,7 @@ export function argmax(x: TensorLike, axis = -1, opts: ReduceOptions = {}): Tens
  * the backward pass, and the forward pass is one row-wise kernel (a cross-entropy's loss).
  */
 export function logsumexp(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}): Tensor {
-  const t = lax.cast(numeric(x, "logsumexp"), "f32");
+  const [t, back] = computeInF32(numeric(x, "logsumexp"), "logsumexp");
   const ax = normalizeAxes("logsumexp", t, axes);
   const keptShape = t.shape.map((d, i) => (ax.includes(i) ? 1 : d));
   const out = customVjp(
@@ -85,5 +91,5 @@ export function logsumexp(x: TensorLike, axes?: Axes, opts: ReduceOptions = {}):
       ),
     ],
   )(t);
-  return opts.keepDims ? out : lax.reshape(out, t.shape.filter((_, i) => !ax.includes(i)));
+  return back(opts.keepDims ? out : lax.reshape(out, t.shape.filter((_, i) => !ax.includes(i))));
 }

@@ -4,7 +4,7 @@
  * IR shows them and the compiler turns them into index arithmetic.
  */
 
-import type { DType } from "../dtype.ts";
+import { type DType, isFloat } from "../dtype.ts";
 import type { AbstractValue } from "../graph.ts";
 import * as lax from "../lax.ts";
 import {
@@ -61,7 +61,7 @@ function elementwise(spec: ElementwiseSpec): Primitive<Record<string, never>> {
     },
     vjp: spec.vjp,
     evaluate(inputs, _params, ctx) {
-      const fn = inputs[0].dtype === "f32" ? spec.float : spec.int;
+      const fn = isFloat(inputs[0].dtype) ? spec.float : spec.int;
       if (!fn) throw new Error(`${spec.name}: no reference for ${inputs[0].dtype}`);
       return mapElements(inputs, spec.outDtype ?? inputs[0].dtype, ctx, fn);
     },
@@ -69,9 +69,9 @@ function elementwise(spec: ElementwiseSpec): Primitive<Record<string, never>> {
   });
 }
 
-const FLOAT = ["f32"] as const;
-const NUMERIC = ["f32", "i32"] as const;
-const ANY = ["f32", "i32", "bool"] as const;
+const FLOAT = ["f32", "f16"] as const;
+const NUMERIC = ["f32", "f16", "i32"] as const;
+const ANY = ["f32", "f16", "i32", "bool"] as const;
 const { mul, div, sub, neg, where, splatLike } = lax;
 
 const floatUnary = (
@@ -225,7 +225,7 @@ elementwise({
     needs[0] ? mul(g, maxShare(a, b)) : null,
     needs[1] ? mul(g, maxShare(b, a)) : null,
   ],
-  wgsl: ([a, b], [x]) => (x.dtype === "f32" ? `max_nan(${a}, ${b})` : `max(${a}, ${b})`),
+  wgsl: ([a, b], [x]) => (isFloat(x.dtype) ? `max_nan(${a}, ${b})` : `max(${a}, ${b})`),
   helpers: ["max_nan"],
 });
 

@@ -5,6 +5,7 @@
  */
 
 import * as lax from "../lax.ts";
+import { isFloat } from "../dtype.ts";
 import { definePrimitive, fail, requireDTypes } from "../primitive.ts";
 import { alloc, rounder } from "../reference.ts";
 import { shapesEqual, sizeOf } from "../shape.ts";
@@ -22,7 +23,7 @@ definePrimitive({
   name: "matmul",
   abstractEval(inputs) {
     const [a, b] = inputs;
-    requireDTypes("matmul", inputs, ["f32", "i32"]);
+    requireDTypes("matmul", inputs, ["f32", "f16", "i32"]);
     if (a.dtype !== b.dtype) fail("matmul", "operands must have the same dtype", inputs);
     if (a.shape.length < 2 || a.shape.length !== b.shape.length) {
       fail("matmul", "operands must have the same rank ≥ 2", inputs);
@@ -52,7 +53,7 @@ definePrimitive({
     const batch = sizeOf(a.shape.slice(0, r - 2));
     const out = alloc([...a.shape.slice(0, r - 1), n], a.dtype, ctx);
     const round = rounder(a.dtype, ctx);
-    const isInt = a.dtype !== "f32";
+    const isInt = !isFloat(a.dtype);
     const [A, B, C] = [a.data, b.data, out.data];
     for (let p = 0; p < batch; p++) {
       for (let i = 0; i < m; i++) {

@@ -5,6 +5,7 @@
  * error bound.
  */
 
+import { isFloat } from "../dtype.ts";
 import type { AbstractValue } from "../graph.ts";
 import type { HostArray } from "../host_array.ts";
 import * as lax from "../lax.ts";
@@ -18,7 +19,7 @@ interface ReduceParams {
 }
 
 function reduceRule(op: string, [x]: readonly AbstractValue[], axes: number[]): AbstractValue {
-  requireDTypes(op, [x], ["f32", "i32"]);
+  requireDTypes(op, [x], ["f32", "f16", "i32"]);
   const seen = new Set<number>();
   for (const a of axes) {
     if (!Number.isInteger(a) || a < 0 || a >= x.shape.length || seen.has(a)) {
@@ -50,7 +51,7 @@ function reduceEval(
   // f32 accumulates in f64 and rounds once when stored: the oracle's error is one rounding, far
   // below any order the device sums in. i32 wraps at every step, as on the device.
   const acc = new Float64Array(out.data.length).fill(init);
-  const wrap = x.dtype === "f32" ? (v: number) => v : (v: number) => v | 0;
+  const wrap = isFloat(x.dtype) ? (v: number) => v : (v: number) => v | 0;
   const outStrides = stridesOf(keptShape(x.shape, axes));
   forEachIndex(x.shape, (flat, index) => {
     let o = 0;
@@ -74,7 +75,7 @@ definePrimitive<ReduceParams>({
   abstractEval: (inputs, { axes }) => reduceRule("max", inputs, axes),
   // Ties share the cotangent equally (as JAX does): each maximal element gets g / count.
   vjp(g, { inputs: [x], output, params: { axes } }) {
-    const isMax = lax.cast(lax.equal(x, broadcastBack(output, x.shape, axes)), "f32");
+    const isMax = lax.cast(lax.equal(x, broadcastBack(output, x.shape, axes)), x.dtype);
     const count = lax.sum(isMax, axes);
     return [lax.mul(broadcastBack(lax.div(g, count), x.shape, axes), isMax)];
   },
@@ -83,7 +84,7 @@ definePrimitive<ReduceParams>({
       x,
       axes,
       ctx,
-      x.dtype === "f32" ? -Infinity : -2147483648,
+      isFloat(x.dtype) ? -Infinity : -2147483648,
       // Once the accumulator is NaN it stays NaN (NaN propagates, as in numpy and JAX).
       (acc, v) => (Number.isNaN(acc) ? acc : v > acc || Number.isNaN(v) ? v : acc),
     ),
@@ -93,7 +94,7 @@ definePrimitive<ReduceParams>({
 definePrimitive<{ axis: number }>({
   name: "argmax",
   abstractEval([x], { axis }) {
-    requireDTypes("argmax", [x], ["f32", "i32"]);
+    requireDTypes("argmax", [x], ["f32", "f16", "i32"]);
     if (!Number.isInteger(axis) || axis < 0 || axis >= x.shape.length) {
       fail("argmax", `invalid axis ${axis}`, [x]);
     }

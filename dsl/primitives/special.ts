@@ -1,7 +1,8 @@
 /** Primitives with no arithmetic of their own: constants, iota, cast, stopGradient. */
 
-import { type DType, isDType } from "../dtype.ts";
+import { type DType, isDType, isFloat } from "../dtype.ts";
 import type { HostArray } from "../host_array.ts";
+import * as lax from "../lax.ts";
 import { definePrimitive, fail } from "../primitive.ts";
 import { alloc, f32ToI32, forEachIndex, mapElements } from "../reference.ts";
 import { formatShape, isValidShape, normalizeAxis } from "../shape.ts";
@@ -38,7 +39,7 @@ definePrimitive<{ shape: number[]; axis: number; dtype: DType }>({
   wgsl: {
     kind: "inline",
     emit: ({ index, params }) =>
-      params.dtype === "f32" ? `f32(${index[params.axis]})` : `(${index[params.axis]})`,
+      isFloat(params.dtype) ? `f32(${index[params.axis]})` : `(${index[params.axis]})`,
   },
 });
 
@@ -50,26 +51,32 @@ definePrimitive<{ dtype: DType }>({
   },
   vjp(g, { inputs: [x], output }) {
     // Only float → float casts carry gradient; integer and bool values are not differentiable.
-    return [x.dtype === "f32" && output.dtype === "f32" ? g : null];
+    return [isFloat(x.dtype) && isFloat(output.dtype) ? lax.cast(g, x.dtype) : null];
   },
   evaluate([x], { dtype }, ctx) {
     if (dtype === "bool") return mapElements([x], dtype, ctx, (v) => (v !== 0 ? 1 : 0));
     if (dtype === "i32") {
-      return mapElements([x], dtype, ctx, x.dtype === "f32" ? f32ToI32 : (v) => v);
+      return mapElements([x], dtype, ctx, isFloat(x.dtype) ? f32ToI32 : (v) => v);
     }
     return mapElements([x], dtype, ctx, (v) => v);
   },
   wgsl: elementwiseWgsl(([x], [input], { dtype }) => {
     const from = input.dtype;
     if (from === dtype) return x;
+    // Kernels hold f16 values as f32, and a fused f16 value may not be rounded yet: a cast to or
+    // from f16 rounds it (`f16_round`, added where a kernel calls it), so what leaves the f16
+    // type is always a half value, as in the CPU reference.
+    const v = from === "f16" ? `f16_round(${x})` : x;
     // f32 → bool on the bits (NaN is true): llvmpipe compiles `x != 0.0f` as an ordered compare.
     if (dtype === "bool") {
-      return from === "f32" ? `((bitcast<u32>(${x}) & 0x7fffffffu) != 0u)` : `(${x} != 0i)`;
+      return isFloat(from) ? `((bitcast<u32>(${v}) & 0x7fffffffu) != 0u)` : `(${x} != 0i)`;
     }
     if (from === "bool") {
-      return dtype === "f32" ? `select(0.0f, 1.0f, ${x})` : `select(0i, 1i, ${x})`;
+      return isFloat(dtype) ? `select(0.0f, 1.0f, ${x})` : `select(0i, 1i, ${x})`;
     }
-    return dtype === "i32" ? `f32_to_i32(${x})` : `f32(${x})`;
+    if (dtype === "i32") return `f32_to_i32(${v})`;
+    if (dtype === "f16") return isFloat(from) ? `f16_round(${x})` : `f16_round(f32(${x}))`;
+    return isFloat(from) ? v : `f32(${x})`;
   }, ["f32_to_i32"]),
 });
 

@@ -78,6 +78,14 @@ export const WGSL_HELPERS = {
   let p = exp2(y * log2(abs(x)));
   return select(p, -p, negative && odd);
 }`,
+  // Rounds to the nearest f16 value, kept as f32 (kernels hold f16 values as f32). It needs no
+  // shader-f16. pack2x16float leaves out-of-range inputs indeterminate, so they are clamped first
+  // and the overflow to ±inf (from 65520 up, where round-to-nearest-even goes) is put back.
+  f16_round: `fn f16_round(x: f32) -> f32 {
+  let h = unpack2x16float(pack2x16float(vec2<f32>(clamp(x, -65504.0f, 65504.0f), 0.0f))).x;
+  let inf = bitcast<f32>(0x7f800000u | (bitcast<u32>(x) & 0x80000000u));
+  return select(select(h, inf, abs(x) >= 65520.0f), x, is_nan(x));
+}`,
   f32_to_i32: `fn f32_to_i32(x: f32) -> i32 {
   if (is_nan(x)) { return 0i; }
   if (x >= 2147483648.0f) { return 2147483647i; }
@@ -93,6 +101,7 @@ export const WGSL_HELPER_DEPS: Partial<Record<WgslHelperName, WgslHelperName[]>>
   max_nan: ["is_nan"],
   pow_f32: ["is_nan"],
   f32_to_i32: ["is_nan"],
+  f16_round: ["is_nan"],
 };
 
 function pickHelpers(names: readonly WgslHelperName[]): Record<string, string> {

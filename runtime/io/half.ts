@@ -5,6 +5,7 @@
  */
 
 import type { PackedFormat } from "../../compiler/mod.ts";
+import { isFloat16Data } from "../../dsl/mod.ts";
 
 /** IEEE half bits → f32 value. */
 export function f16ToF32(h: number): number {
@@ -69,6 +70,11 @@ export function packHalves(
 ): Uint32Array<ArrayBuffer> {
   const n = data.length;
   const words = new Uint32Array(Math.max(1, Math.ceil(n / 2)));
+  if (format === "f16" && isFloat16Data(data)) {
+    // Already half: its bytes are the packed layout (element 2i in the low half of word i).
+    new Uint16Array(words.buffer).set(new Uint16Array(data.buffer, data.byteOffset, n));
+    return words;
+  }
   if (format === "bf16" && data instanceof Float32Array) {
     // The bits directly: no DataView round trip per element (a vocabulary table has 10⁸).
     const bits = new Uint32Array(data.buffer, data.byteOffset, n);

@@ -184,7 +184,7 @@ export async function parseSafetensors(
 
 /** Options of `serializeSafetensors` and `writeSafetensors`. */
 export interface WriteOptions {
-  /** Storage dtype for f32 tensors (default F32); i32 tensors are always I32. */
+  /** Storage dtype for f32 tensors (default F32); f16 tensors are F16, i32 ones I32. */
   floatDType?: "F32" | "F16" | "BF16";
   /** Skip the SHA-256 entry (it is recorded by default). */
   checksum?: boolean;
@@ -208,9 +208,13 @@ export async function serializeSafetensors(
         `data length ${a.data.length} does not match shape [${a.shape}]`,
       );
     }
-    const dtype: StorageDType = a.dtype === "f32" ? opts.floatDType ?? "F32" : "I32";
-    if (a.dtype !== "f32" && a.dtype !== "i32") {
-      throw new SafetensorsError(name, `dtype ${a.dtype} cannot be stored (f32 or i32)`);
+    const dtype: StorageDType = a.dtype === "f32"
+      ? opts.floatDType ?? "F32"
+      : a.dtype === "f16"
+      ? "F16"
+      : "I32";
+    if (a.dtype === "bool") {
+      throw new SafetensorsError(name, `dtype ${a.dtype} cannot be stored (f32, f16 or i32)`);
     }
     const bytes = encode(dtype, a);
     header[name] = { dtype, shape: a.shape, data_offsets: [offset, offset + bytes.length] };

@@ -113,7 +113,7 @@ Deno.test("crossEntropy with labels of the wrong shape explains both forms", () 
   );
   assertMessage(
     e,
-    "crossEntropy: labels must be i32 class indices of shape [2] or f32 probabilities of the " +
+    "crossEntropy: labels must be i32 class indices of shape [2] or f32/f16 probabilities of the " +
       "logits' shape (got f32[2,3], i32[3])",
     line,
   );
@@ -125,7 +125,7 @@ Deno.test("grad of a non-scalar loss names the shape and the call site of grad",
   const e = expectDslError(() => interpret(df, A));
   assertMessage(
     e,
-    "grad: the loss must be an f32 scalar, got f32[2,3]; reduce it (e.g. with sum or mean) first",
+    "grad: the loss must be an f32 or f16 scalar, got f32[2,3]; reduce it (e.g. with sum or mean) first",
     line.replace(/:(\d+)$/, (_, n) => `:${Number(n) + 1}`),
   );
 });
@@ -133,7 +133,7 @@ Deno.test("grad of a non-scalar loss names the shape and the call site of grad",
 Deno.test("grad with respect to an integer argument is rejected", () => {
   const ints = array([1, 2], { dtype: "i32" });
   const e = expectDslError(() => interpret(grad((a: Tensor) => sum(a)), ints));
-  assert.match(e.message, /^grad: argument 0 has a i32\[2\] leaf; only f32 values/);
+  assert.match(e.message, /^grad: argument 0 has a i32\[2\] leaf; only f32 and f16 values/);
 });
 
 Deno.test("argnums out of range is rejected", () => {
