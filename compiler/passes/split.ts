@@ -67,6 +67,10 @@ class Builder {
     return this.op("pad", [x], { lo, hi, value });
   }
 
+  cast(x: Node, dtype: DType): Node {
+    return x.dtype === dtype ? x : this.op("cast", [x], { dtype });
+  }
+
   slice(x: Node, axis: number, start: number, end: number): Node {
     if (start === 0 && end === x.shape[axis]) return x;
     const starts = x.shape.map((_, i) => (i === axis ? start : 0));
@@ -164,11 +168,13 @@ function splitReduction(b: Builder, node: Node, input: Node, chunk: number): Nod
     : [...(node.params.axes as number[])].sort((a, c) => a - c);
   const r = axes.reduce((p, a) => p * input.shape[a], 1);
   if (r <= chunk) return undefined;
-  const flat = flattenReduced(b, input, axes);
+  // An f16 sum's partials stay f32 and round once, as the unsplit sum does.
+  const widen = node.op === "sum" && input.dtype === "f16";
+  const flat = flattenReduced(b, widen ? b.cast(input, "f32") : input, axes);
   const out = node.op === "argmax"
     ? treeArgmax(b, flat, chunk)
     : treeReduce(b, node.op as "sum" | "max", flat, chunk);
-  return b.reshape(out, node.shape);
+  return b.reshape(widen ? b.cast(out, "f16") : out, node.shape);
 }
 
 /**
@@ -199,12 +205,15 @@ function splitMatmul(b: Builder, [x, y]: readonly Node[], chunk: number) {
   const rank = x.shape.length;
   const k = x.shape[rank - 1];
   if (k <= chunk) return undefined;
+  // f16 partial products stay f32 and round once, as the unsplit product does.
+  const half = x.dtype === "f16";
+  const [a, c] = half ? [b.cast(x, "f32"), b.cast(y, "f32")] : [x, y];
   let sum: Node | undefined;
   for (const [s, e] of matmulSlices(k, chunk)) {
-    const part = b.op("matmul", [b.slice(x, rank - 1, s, e), b.slice(y, rank - 2, s, e)]);
+    const part = b.op("matmul", [b.slice(a, rank - 1, s, e), b.slice(c, rank - 2, s, e)]);
     sum = sum ? b.op("add", [sum, part]) : part;
   }
-  return sum;
+  return half ? b.cast(sum!, "f16") : sum;
 }
 
 /** scatterAdd with more than `chunk` updates as a chain over consecutive slices of them. */

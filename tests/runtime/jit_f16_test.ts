@@ -141,3 +141,21 @@ Deno.test("an f16 input cannot be stored as bf16; lowering names the input", asy
   const lowered = jit(f).lower({ shape: [4], dtype: "f16", storage: "bf16" } as never);
   await assert.rejects(lowered, /input 0 is f16\[4\]; an f16 input can only be stored as f16/);
 });
+
+Deno.test("f16 sums and products split for a short loop budget keep f32 partials and round once", async () => {
+  const device = await gpu({
+    limits: { maxLoopIterations: 64, maxComputeWorkgroupsPerDimension: 4 },
+  });
+  // ±300 alternating: partials are thousands, the total is 375; a partial rounded to half (an ULP
+  // of 8 at 10⁴) would throw the total off by far more than its own half ULP.
+  const alternating = Array.from({ length: 3000 }, (_, i) => (i % 2 ? 300.25 : -300));
+  const x = dsl.array(alternating, { dtype: "f16" }),
+    a = half([5, 700], 10),
+    b = half([700, 3], 11);
+  const f = (x: Tensor, a: Tensor, b: Tensor) => [dsl.sum(x), dsl.matmul(a, b)];
+  const program = await jit(f, { device }).lower(x, a, b);
+  assert.ok(program.kernels.length > 2, "the sum and the product are split");
+  const got = await jit(f, { device })(x, a, b);
+  assertTreeMatches(got, interpret(f, x, a, b), HALF_ULP);
+  assert.equal((got as HostArray[])[0].data[0], 375);
+});
