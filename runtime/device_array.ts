@@ -1,6 +1,6 @@
 /** Arrays that live on a WebGPU device between calls (no host round trip). */
 
-import { type DType, type HostArray, isFloat, newFloat16Array } from "../dsl/mod.ts";
+import { type DType, type HostArray, isFloat, isFloat16Data, newFloat16Array } from "../dsl/mod.ts";
 import { packedBytes, type PackedFormat } from "../compiler/mod.ts";
 import type { Device } from "./device.ts";
 import { packHalves, unpackHalves } from "./io/half.ts";
@@ -130,6 +130,8 @@ export function hostData(
   a: Pick<HostArray, "dtype" | "data">,
 ): Float32Array<ArrayBuffer> | Int32Array<ArrayBuffer> {
   const d = a.data;
+  // f16 values in f32 words, rounded to half where the data is not half already.
+  if (a.dtype === "f16") return Float32Array.from(d, isFloat16Data(d) ? Number : Math.f16round);
   if (isFloat(a.dtype)) {
     return d instanceof Float32Array && d.buffer instanceof ArrayBuffer
       ? d as Float32Array<ArrayBuffer>

@@ -63,20 +63,18 @@ definePrimitive<{ dtype: DType }>({
   wgsl: elementwiseWgsl(([x], [input], { dtype }) => {
     const from = input.dtype;
     if (from === dtype) return x;
-    // Kernels hold f16 values as f32, and a fused f16 value may not be rounded yet: a cast to or
-    // from f16 rounds it (`f16_round`, added where a kernel calls it), so what leaves the f16
-    // type is always a half value, as in the CPU reference.
-    const v = from === "f16" ? `f16_round(${x})` : x;
+    // Kernels hold f16 values as f32, already rounded to half where computed: a cast from f16 is
+    // free, a cast to it rounds (`f16_round`, added where a kernel calls it).
     // f32 → bool on the bits (NaN is true): llvmpipe compiles `x != 0.0f` as an ordered compare.
     if (dtype === "bool") {
-      return isFloat(from) ? `((bitcast<u32>(${v}) & 0x7fffffffu) != 0u)` : `(${x} != 0i)`;
+      return isFloat(from) ? `((bitcast<u32>(${x}) & 0x7fffffffu) != 0u)` : `(${x} != 0i)`;
     }
     if (from === "bool") {
       return isFloat(dtype) ? `select(0.0f, 1.0f, ${x})` : `select(0i, 1i, ${x})`;
     }
-    if (dtype === "i32") return `f32_to_i32(${v})`;
+    if (dtype === "i32") return `f32_to_i32(${x})`;
     if (dtype === "f16") return isFloat(from) ? `f16_round(${x})` : `f16_round(f32(${x}))`;
-    return isFloat(from) ? v : `f32(${x})`;
+    return isFloat(from) ? x : `f32(${x})`;
   }, ["f32_to_i32"]),
 });
 
