@@ -6,7 +6,8 @@
  *   deno run -A bench/f16.ts [--rows 256] [--width 512] [--steps 10]
  *
  * Prints each side's median step, the paired ratio (median over steps of f16 ÷ f32), the bytes of
- * the inputs on the device, the kernels, and how far the f16 gradient is from the f32 one.
+ * the inputs on the device and the program's planned peak, the kernels, and how far the f16
+ * gradient is from the f32 one.
  */
 
 import { parseArgs } from "node:util";
@@ -74,6 +75,7 @@ async function side(dtype: "f32" | "f16") {
     run,
     firstMs,
     kernels: program.kernels.length,
+    peakBytes: program.peakBytes,
     inputBytes: args.reduce((b, a) => b + a.bytes, 0),
   };
 }
@@ -103,7 +105,8 @@ for (const [k, s] of sides.entries()) {
     `${s.dtype}: median ${median(times[k]).toFixed(1)} ms, first call ${
       s.firstMs.toFixed(0)
     } ms, ` +
-      `${s.kernels} kernels, inputs ${(s.inputBytes / 2 ** 20).toFixed(2)} MiB`,
+      `${s.kernels} kernels, inputs ${(s.inputBytes / 2 ** 20).toFixed(2)} MiB, ` +
+      `planned peak ${(s.peakBytes / 2 ** 20).toFixed(2)} MiB`,
   );
 }
 const ratios = times[0].map((t, i) => times[1][i] / t);

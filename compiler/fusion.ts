@@ -49,7 +49,7 @@ import {
   transposesProduct,
   vec4Direction,
 } from "./views.ts";
-import { getPrimitive, type Graph, isElementwise, type Node } from "../dsl/mod.ts";
+import { getPrimitive, type Graph, isElementwise, isFloat, type Node } from "../dsl/mod.ts";
 
 /** The kernel template a fused kernel is generated from. */
 export type KernelKind = "elementwise" | "rowwise" | "reduce" | "matmul" | "scatter";
@@ -246,7 +246,7 @@ const MAX_RECOMPUTED_OPS = 8;
  * array alive than the one it reads.
  */
 function cheapSource(node: Node, stored: (n: Node) => boolean): Node | undefined {
-  if (stored(node) || node.dtype !== "f32") return undefined;
+  if (stored(node) || !isFloat(node.dtype)) return undefined;
   const sources = new Set<Node>();
   let ops = 0;
   const walk = (x: Node): boolean => {
@@ -390,6 +390,7 @@ export function planFusion(graph: Graph, opts: FusionOptions): KernelPlan[] {
         (x.op === "add" && single(x) && !bufs.has(x) && x.inputs.some(reaches));
       const summedDepth = [anchor, ...terms, n].reduce((d, mm) => d + contraction(mm), 0);
       const fits = summedDepth <= (opts.maxProductDepth ?? Infinity);
+      // f32 only: one accumulator for f16 products would skip the half rounding of each.
       return single(n) && n.dtype === "f32" && sameShape(n.shape, anchor.shape) && fits &&
         join.op === "add" && join.inputs.some((x) => x !== n && reaches(x));
     }
@@ -502,7 +503,7 @@ function inlineProducts(
     const depth = contraction(m.anchor!);
     const [reader, ...others] = readers.get(root) ?? [];
     if (outputs.has(root) || !reader || others.length > 0 || reader.kind !== "rowwise") continue;
-    if (depth > maxDepth || m.anchor!.dtype !== "f32") continue;
+    if (depth > maxDepth || !isFloat(m.anchor!.dtype)) continue;
     const row = into.get(reader) ?? reader;
     const reads = [...new Set([...row.reads.filter((n) => n !== root), ...m.reads])];
     if (weight(reads) + weight(row.roots) > opts.maxStorageBuffers) continue;
@@ -1023,8 +1024,8 @@ function mergeElementwise(
   /** Rule 9: `k`'s product computed beside `prev`'s (`KernelPlan.coProducts`), if allowed. */
   const coProduct = (prev: KernelPlan, k: KernelPlan): KernelPlan | undefined => {
     const ok = coProducts && plainProduct(prev) && plainProduct(k) && !prev.terms &&
-      !prev.coProducts && !k.coProducts && prev.anchor!.dtype === "f32" &&
-      k.anchor!.dtype === "f32" && sameShape(prev.anchor!.shape, k.anchor!.shape);
+      !prev.coProducts && !k.coProducts && isFloat(prev.anchor!.dtype) &&
+      prev.anchor!.dtype === k.anchor!.dtype && sameShape(prev.anchor!.shape, k.anchor!.shape);
     const both = ok ? merge(prev, k) : undefined;
     if (!both) return undefined;
     const { terms: _, ...rest } = both;

@@ -71,6 +71,7 @@ export const DEFAULT_CODEGEN: CodegenOptions = {
   matmulCoProducts: false,
   rowWorkgroup: 0,
   subgroupReductions: false,
+  halfStorage: false,
   inlineProducts: 0,
   recomputeElementwise: true,
   siblingReductions: true,
@@ -237,6 +238,7 @@ function generate(
     reuse: opts.fuse !== false,
     packed: opts.packedInputs,
     groups,
+    halfStorage: codegen.halfStorage,
   });
   const buffers = new Set<Node>(memory.slotOf.keys());
   checkBufferSizes(memory.slots, memory.slotOf, opts);
@@ -298,7 +300,25 @@ function generate(
   });
   const sizes = { buffer: codegen.shapeBuffer, maxStorageBuffers: opts.maxStorageBuffers };
   const merged = codegen.shareEpilogues ? shareEpilogues(generated, sizes) : generated;
-  return { kernels: codegen.shareShapes ? shareShapes(merged, sizes) : merged, memory, planOf };
+  const shared = codegen.shareShapes ? shareShapes(merged, sizes) : merged;
+  return { kernels: shared.map(hoistDirectives), memory, planOf };
+}
+
+/**
+ * `enable` directives first: WGSL allows them only before every declaration, and the passes that
+ * rewrite a kernel's text (shared epilogues, shared shapes) may put items above them.
+ */
+function hoistDirectives(k: Kernel): Kernel {
+  const lines = k.wgsl.split("\n");
+  const directives = lines.filter((l) => /^enable \w+;$/.test(l));
+  if (
+    directives.length === 0 ||
+    lines.slice(0, directives.length).every((l, i) => l === directives[i])
+  ) {
+    return k;
+  }
+  const rest = lines.filter((l) => !/^enable \w+;$/.test(l));
+  return { ...k, wgsl: [...new Set(directives), ...rest].join("\n") };
 }
 
 /** Only f32 inputs (and f16 ones, as f16) can be stored packed, in a format codegen knows. */

@@ -22,7 +22,10 @@ export interface BufferSlot {
   bytes: number;
   /** Element type of the storage array (u32: words of a packed input, two elements each). */
   element: "f32" | "i32" | "u32";
-  /** For a packed f32 input: its 16-bit storage format (packed.ts). */
+  /**
+   * Its 16-bit storage format (packed.ts): a packed f32 or f16 input, or an f16 intermediate or
+   * output under `halfStorage` (written as `array<f16>`, read as packed words).
+   */
   packed?: PackedFormat;
   /** For inputs: the graph input index; for outputs: the output indices it serves. */
   inputIndex?: number;
@@ -63,6 +66,11 @@ export function planMemory(
      * a buffer another member reads.
      */
     groups?: readonly number[];
+    /**
+     * f16 intermediates and outputs in 16-bit words (`packed: "f16"`, written as `array<f16>`,
+     * which needs `shader-f16`); otherwise in f32 words holding half values.
+     */
+    halfStorage?: boolean;
   } = {},
 ): MemoryPlan {
   const slots: BufferSlot[] = [];
@@ -73,6 +81,15 @@ export function planMemory(
   };
   // f16 values are held in f32 slots (rounded to half when stored) unless an input is packed.
   const element = (n: Node) => (isFloat(n.dtype) ? "f32" : "i32") as "f32" | "i32";
+  /** How a computed node is stored: 16-bit words for f16 under `halfStorage`, else 4 bytes. */
+  const storage = (n: Node): Pick<BufferSlot, "bytes" | "element" | "packed"> =>
+    opts.halfStorage && n.dtype === "f16"
+      ? { bytes: packedBytes(n.size), element: "u32", packed: "f16" }
+      : { bytes: bytesOf(n), element: element(n) };
+  const sameStorage = (s: BufferSlot, n: Node) => {
+    const want = storage(n);
+    return s.bytes === want.bytes && s.element === want.element && s.packed === want.packed;
+  };
   const donatedNodes = new Set<Node>();
   graph.inputs.forEach((n, i) => {
     const packed = opts.packed?.get(i);
@@ -127,14 +144,13 @@ export function planMemory(
     const taken = new Set<Node>();
     for (const n of k.roots) {
       const outs = outputIndex.get(n);
-      const bytes = bytesOf(n);
+      const stored = storage(n), bytes = stored.bytes;
       // In place: a donated input or dead intermediate read here only at the output index.
       const inPlace = opts.reuse === false
         ? undefined
         : k.reads.find((r) =>
           !taken.has(r) && lastUse.get(r) === end[t] && !sharedInGroup.has(r) &&
-          k.identityReads.has(r) &&
-          bytesOf(r) === bytes && slots[slotOf.get(r)!].element === element(n) &&
+          k.identityReads.has(r) && sameStorage(slots[slotOf.get(r)!], n) &&
           !outputIndex.has(r) &&
           (donatedNodes.has(r) || (!outs && slots[slotOf.get(r)!].kind === "intermediate"))
         );
@@ -150,15 +166,13 @@ export function planMemory(
         continue;
       }
       if (outs) {
-        slotOf.set(n, newSlot({ kind: "output", bytes, element: element(n), outputIndices: outs }));
+        slotOf.set(n, newSlot({ kind: "output", ...stored, outputIndices: outs }));
         live += bytes;
         continue;
       }
-      const j = opts.reuse === false
-        ? -1
-        : free.findIndex((s) => slots[s].bytes === bytes && slots[s].element === element(n));
+      const j = opts.reuse === false ? -1 : free.findIndex((s) => sameStorage(slots[s], n));
       if (j >= 0) slotOf.set(n, free.splice(j, 1)[0]);
-      else slotOf.set(n, newSlot({ kind: "intermediate", bytes, element: element(n) }));
+      else slotOf.set(n, newSlot({ kind: "intermediate", ...stored }));
       live += bytes;
     }
     peak = Math.max(peak, base + live);

@@ -152,8 +152,10 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
   const tunedCodegen = async (graph: Graph, device: Device): Promise<Partial<LowerOptions>> => {
     const own = codegenFor(device);
     const base = { ...own, ...loweringLimitsFor(device), ...opts.codegen };
-    // Subgroup operations compile only on a device granted the feature.
+    // Subgroup operations and f16 bindings compile only on a device granted the feature.
     if (!device.info.features.includes("subgroups")) base.subgroupReductions = false;
+    base.halfStorage = device.info.features.includes("shader-f16") &&
+      (opts.codegen?.halfStorage ?? true);
     if (!opts.autotune || base.matmulTuned) return base;
     const tuning = opts.autotune === true ? {} : opts.autotune;
     const codegen = { ...own, ...opts.codegen };

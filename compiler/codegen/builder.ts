@@ -272,11 +272,12 @@ export class KernelBuilder {
   /**
    * A load of element `flat` of a buffer of `elements` bound as `names` (windows selected by the
    * index: every window is read at a clamped, in-bounds index and the right value selected).
+   * `perWord`: elements per 4-byte unit of the binding's array (2 for `array<f16>`).
    */
-  load(names: readonly string[], flat: string, elements: number): string {
+  load(names: readonly string[], flat: string, elements: number, perWord = 1): string {
     if (names.length === 1) return `${names[0]}[${flat}]`;
     const f = this.bind(flat);
-    const w = this.layout!.windowElements;
+    const w = this.layout!.windowElements * perWord;
     let value = "";
     names.forEach((name, j) => {
       const last = Math.min(w, elements - j * w) - 1;
@@ -287,15 +288,29 @@ export class KernelBuilder {
     return value;
   }
 
+  /** Whether output `k` is written as `array<f16>` (an f16 slot in 16-bit words). */
+  halfOutput(k: number): boolean {
+    return this.packedOf(this.outputSlots[k]) !== undefined;
+  }
+
+  /** Element `flat` of output `k` as the kernel computes with it (an f16 element widened). */
+  outputValue(k: number, flat: string, elements: number): string {
+    if (!this.halfOutput(k)) return this.load(this.outputNames(k), flat, elements);
+    return `f32(${this.load(this.outputNames(k), flat, elements, 2)})`;
+  }
+
   /** A store of `value` into element `flat` of output `k`. */
-  store(k: number, flat: string, value: string): void {
+  store(k: number, flat: string, raw: string): void {
     const names = this.outputNames(k);
+    const half = this.halfOutput(k);
+    // An f16 value is already rounded (storeValue): the conversion is exact.
+    const value = half ? `f16(${raw})` : raw;
     if (names.length === 1) {
       this.line(`${names[0]}[${flat}] = ${value};`);
       return;
     }
     const f = this.bind(flat);
-    const w = this.layout!.windowElements;
+    const w = this.layout!.windowElements * (half ? 2 : 1);
     names.forEach((name, j) => {
       const guard = j === 0
         ? `if (${f} < ${w}i) {`
@@ -320,7 +335,10 @@ export class KernelBuilder {
     const flat = base === undefined ? flatIndex : `(${flatIndex} - ${base}i)`;
     const name = base === undefined ? undefined : `b${this.bindingOfSlot.get(slot)}`;
     const format = this.packedOf(slot);
-    const raw = format
+    const output = this.outputSlots.indexOf(slot);
+    const raw = format && output >= 0
+      ? this.outputValue(output, flat, node.size) // read in place through its array<f16>
+      : format
       ? this.packedRead(node, format, this.bind(flat), name)
       : this.vec4Slots.has(slot)
       ? `${name ?? this.bufferName(node)}[${this.bind(flat)} / 4i][${this.bind(flat)} % 4i]`

@@ -52,6 +52,8 @@ interface Shape {
 function parse(text: string): Shape | undefined {
   const entry = ENTRY.exec(text);
   if (!entry || /\b(group_\w*|member_|flat_|grid_|local_)\b/.test(text)) return undefined;
+  // An `enable` directive must open the module: such kernels keep a dispatch of their own.
+  if (/^enable /m.test(text)) return undefined;
   const bindings: Shape["bindings"] = [], items: string[] = [];
   let sizes = 0;
   for (const item of text.slice(0, entry.index).split(/\n(?=@|fn |var<workgroup>|const )/)) {

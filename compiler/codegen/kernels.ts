@@ -94,6 +94,12 @@ export interface CodegenOptions {
    */
   subgroupReductions: boolean;
   /**
+   * f16 intermediates and outputs in 16-bit words, written through `array<f16>` bindings (half
+   * the bytes; read back as packed words). Needs `shader-f16`: `jit` turns it on where the device
+   * was granted it. Off: f32 words holding half values.
+   */
+  halfStorage: boolean;
+  /**
    * Longest contraction of a product computed inside the row-wise kernel that alone reads it
    * (fusion option `inlineProducts`; 0: none).
    */
@@ -244,11 +250,10 @@ function header(
   }
   let binding = b.readBindingCount;
   roots.forEach((r, k) => {
+    const element = b.halfOutput(k) ? "f16" : storageType(r.dtype);
     for (const name of b.outputNames(k)) {
       lines.push(
-        `@group(0) @binding(${binding++}) var<storage, read_write> ${name}: array<${
-          storageType(r.dtype)
-        }>;`,
+        `@group(0) @binding(${binding++}) var<storage, read_write> ${name}: array<${element}>;`,
       );
     }
   });
@@ -276,7 +281,10 @@ export function finish(
       ? ["@builtin(subgroup_invocation_id) sg_lane: u32", "@builtin(subgroup_size) sg_size: u32"]
       : []),
   ];
-  const wgsl = `${subgroups ? "enable subgroups;\n" : ""}${header(b, plan.roots, ctx, body)}
+  // f16 outputs in 16-bit words are declared array<f16> (shader-f16).
+  const half = plan.roots.some((_, k) => b.halfOutput(k));
+  const enables = `${half ? "enable f16;\n" : ""}${subgroups ? "enable subgroups;\n" : ""}`;
+  const wgsl = `${enables}${header(b, plan.roots, ctx, body)}
 @compute @workgroup_size(${workgroupSize.join(", ")})
 fn main(${builtins.join(", ")}) {
 ${body.map((l) => "  " + l).join("\n")}
@@ -747,7 +755,7 @@ export function generateScatter(
       const row = b.bind(`clamp(select(${raw}, ${raw} + ${n}i, ${raw} < 0i), 0i, ${n - 1}i)`);
       const upd = b.valueAt(updates, [...o, ...tIndex, ...q]);
       const dst = b.bind(b.flatten([...o, row, ...q], root.shape));
-      const current = b.load(b.outputNames(0), dst, root.size);
+      const current = b.outputValue(0, dst, root.size);
       b.store(0, dst, b.storeValue(`${current} + ${upd}`, root.dtype));
     });
   });

@@ -159,3 +159,27 @@ Deno.test("f16 sums and products split for a short loop budget keep f32 partials
   assertTreeMatches(got, interpret(f, x, a, b), HALF_ULP);
   assert.equal((got as HostArray[])[0].data[0], 375);
 });
+
+Deno.test("f16 in 16-bit words over a small binding limit: windows of halves, gathers and scatter-adds in place", async () => {
+  const device = await gpu({ limits: { maxStorageBufferBindingSize: 512 } });
+  const table = half([40, 9], 12, -2, 2), h = half([6, 9], 13);
+  const idx = dsl.array(Array.from({ length: 30 }, (_, i) => ((i * 7) % 40) - 5), { dtype: "i32" });
+  // 360 halves take 720 bytes: two windows of 256 halves each, and part of a third.
+  const f = (t: Tensor, h: Tensor) => [
+    dsl.tanh(dsl.mul(t, 3)),
+    dsl.take(t, idx, 0),
+    dsl.softmax(dsl.matmul(h, dsl.transpose(t))),
+  ];
+  const g = dsl.grad((t: Tensor, h: Tensor) => {
+    const [a, b, c] = f(t, h);
+    return dsl.add(dsl.add(dsl.sum(dsl.square(a)), dsl.sum(b)), dsl.sum(dsl.mul(c, c)));
+  }, { argnums: [0, 1] });
+  for (const [label, fn] of [["values", f], ["gradients", g]] as const) {
+    const program = await jit(fn, { device }).lower(table, h);
+    assert.ok(program.kernels.some((k) => k.wgsl.includes("enable f16")), label);
+    const got = await jit(fn, { device })(table, h);
+    const unfused = await jit(fn, { device, fuse: false })(table, h);
+    assertTreeMatches(got, unfused, "exact", `${label}: fused vs unfused`);
+    assertTreeMatches(got, interpret(fn, table, h), { rtol: 2 ** -8, atol: 2 ** -12 }, label);
+  }
+});
