@@ -1,7 +1,8 @@
 /**
  * What the f16 dtype costs and saves: an MLP's loss and weight gradients (x·W₁ → gelu → ·W₂,
  * sum of squares) compiled once with f32 and once with f16 weights and inputs, timed alternating in
- * one process on the default adapter:
+ * one process on the default adapter (f16 twice: intermediates in 16-bit words, as on a device with
+ * `shader-f16`, and in f32 words):
  *
  *   deno run -A bench/f16.ts [--rows 256] [--width 512] [--steps 10]
  *
@@ -51,14 +52,14 @@ const loss = (w1: Tensor, w2: Tensor, x: Tensor) => sum(square(matmul(gelu(matmu
 const step = grad(loss, { argnums: [0, 1] });
 const device = await gpu();
 
-async function side(dtype: "f32" | "f16") {
+async function side(dtype: "f32" | "f16", halfStorage = true) {
   const host = [
     random([width, 4 * width], 1, dtype),
     random([4 * width, width], 2, dtype),
     random([rows, width], 3, dtype),
   ];
   const args = await Promise.all(host.map((h) => toDevice(h, device))) as DeviceArray[];
-  const f = jit(step, { device });
+  const f = jit(step, { device, codegen: { halfStorage } });
   const program = await f.lower(...args);
   const t0 = performance.now();
   await readArrays(await f.onDevice(...args) as DeviceArray[]);
@@ -71,7 +72,7 @@ async function side(dtype: "f32" | "f16") {
     return { ms: performance.now() - t, grads: read };
   };
   return {
-    dtype,
+    label: dtype === "f32" ? "f32" : halfStorage ? "f16, 16-bit words" : "f16, f32 words",
     run,
     firstMs,
     kernels: program.kernels.length,
@@ -80,8 +81,8 @@ async function side(dtype: "f32" | "f16") {
   };
 }
 
-const sides = [await side("f32"), await side("f16")];
-const times: number[][] = [[], []];
+const sides = [await side("f32"), await side("f16"), await side("f16", false)];
+const times: number[][] = sides.map(() => []);
 let grads: HostArray[][] = [];
 for (let i = 0; i < steps; i++) {
   for (const [k, s] of sides.entries()) {
@@ -102,15 +103,17 @@ console.log(`MLP ${rows}×${width} → ${4 * width} → ${width}, loss and weigh
 console.log(`adapter: ${device.info.description}`);
 for (const [k, s] of sides.entries()) {
   console.log(
-    `${s.dtype}: median ${median(times[k]).toFixed(1)} ms, first call ${
+    `${s.label}: median ${median(times[k]).toFixed(1)} ms, first call ${
       s.firstMs.toFixed(0)
     } ms, ` +
       `${s.kernels} kernels, inputs ${(s.inputBytes / 2 ** 20).toFixed(2)} MiB, ` +
       `planned peak ${(s.peakBytes / 2 ** 20).toFixed(2)} MiB`,
   );
 }
-const ratios = times[0].map((t, i) => times[1][i] / t);
-console.log(`paired ratio f16 ÷ f32: ${median(ratios).toFixed(3)}`);
+for (const k of [1, 2]) {
+  const ratios = times[0].map((t, i) => times[k][i] / t);
+  console.log(`paired ratio ${sides[k].label} ÷ f32: ${median(ratios).toFixed(3)}`);
+}
 console.log(
   `f16 gradient vs f32, largest difference / largest magnitude: ${worst.toExponential(2)}`,
 );
