@@ -260,12 +260,12 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const { value } = await runInChromium(out, "conformance.html", "window.conformance");
-    const { skipped, subgroupsOffered, ...r } = value as
+    const { skipped, subgroupsOffered, f16Offered, ...r } = value as
       & Record<
         string,
-        { ok: boolean; worst?: number; error?: string; subgroups?: boolean }
+        { ok: boolean; worst?: number; error?: string; subgroups?: boolean; half?: boolean }
       >
-      & { skipped?: string; subgroupsOffered?: boolean };
+      & { skipped?: string; subgroupsOffered?: boolean; f16Offered?: boolean };
     if (skipped) {
       assert.notEqual(Deno.env.get("REQUIRE_BROWSER_WEBGPU"), "1", skipped);
       return;
@@ -280,6 +280,9 @@ Deno.test({
     const subgroupCases = Object.keys(r).filter((k) => k.startsWith("rows_subgroups"));
     assert.ok(subgroupCases.length >= 7, subgroupCases.join());
     for (const k of subgroupCases) assert.equal(r[k].subgroups, subgroupsOffered, k);
+    // f16 ran through Tint: in 16-bit words (array<f16>) where the adapter grants shader-f16.
+    assert.equal(r.f16_ops.half, f16Offered);
+    assert.equal(r.f16_words.half, false);
     if (Deno.env.get("REQUIRE_BROWSER_WEBGPU") === "1") {
       assert.ok(
         subgroupsOffered,

@@ -51,6 +51,17 @@ const cases = {
   rows_subgroups: (x) => rowPrograms(x),
   // The same under a GPU's whole code-generator settings (uniform sizes, grouped dispatches).
   rows_subgroups_gpu: (x) => rowPrograms(x),
+  // f16: every op rounds to half (f16_round); where the adapter grants shader-f16, intermediates
+  // and outputs are written through array<f16> under `enable f16;` (halfStorage).
+  f16_ops: (x, w) => {
+    const h = H.matmul(x, w);
+    return H.concat([H.softmax(h, 1), H.tanh(H.add(h, 0.5)), H.mul(H.div(h, 11), 11)], 0);
+  },
+  f16_words: (x, w) => {
+    const h = H.matmul(x, w);
+    return H.concat([H.softmax(h, 1), H.tanh(H.add(h, 0.5)), H.mul(H.div(h, 11), 11)], 0);
+  },
+  f16_grad: (x, w) => H.grad((p) => H.sum(H.tanh(H.matmul(x, p))))(w),
 };
 function rowPrograms(x) {
   const col = (v) => H.expandDims(v, 1);
@@ -67,6 +78,7 @@ const options = {
   kernel_groups_shared: { codegen: { groupKernels: true, matmulTilings: TILED } },
   rows_tree: { codegen: { ...ROWS, subgroupReductions: false } },
   rows_subgroups: { codegen: { ...ROWS, subgroupReductions: true } },
+  f16_words: { codegen: { halfStorage: false } },
   rows_subgroups_gpu: {
     codegen: {
       ...H.gpuCodegen({
@@ -123,6 +135,10 @@ for (const [length, size] of [[33, 32], [64, 256], [100, 32], [257, 256], [1000,
   ];
 }
 args.gather_scatter = [H.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]), ids];
+const half = (x) => ({ ...x, dtype: "f16", data: Float16Array.from(x.data) });
+args.f16_ops = args.f16_words = args.f16_grad = [half(sq(16, 4)), half(sq(16, 5))];
+// Half results agree to the half ULP (2⁻¹¹ relative) a differently rounded f32 exp may flip.
+const tolerance = (name) => (name.startsWith("f16") ? 2e-3 : 1e-4);
 
 async function run() {
   const results = {};
@@ -143,9 +159,10 @@ async function run() {
       // Which form ran: the kernels' text (the subgroup form only where the device grants it).
       const wgsl = (await H.jit(f, options[name]).lower(...args[name])).kernels.map((k) => k.wgsl);
       results[name] = {
-        ok: worst < 1e-4,
+        ok: worst < tolerance(name) && got.dtype === want.dtype,
         worst,
         subgroups: wgsl.some((t) => t.includes("enable subgroups;")),
+        half: wgsl.some((t) => t.includes("enable f16;")),
       };
     } catch (e) {
       results[name] = { ok: false, error: String(e.message ?? e).slice(0, 600) };
@@ -154,15 +171,14 @@ async function run() {
   return results;
 }
 
-/** Whether this browser's adapter offers `subgroups` (the bundle's device asks for it then). */
-async function subgroupsOffered() {
+/** Whether this browser's adapter offers `feature` (the bundle's device asks for it then). */
+async function offered(feature) {
   const adapter = await navigator.gpu.requestAdapter();
-  return adapter?.features.has("subgroups") ?? false;
+  return adapter?.features.has(feature) ?? false;
 }
 
 globalThis.conformance = navigator.gpu
-  ? Promise.all([run(), subgroupsOffered()]).then(([r, offered]) => ({
-    ...r,
-    subgroupsOffered: offered,
-  }))
+  ? Promise.all([run(), offered("subgroups"), offered("shader-f16")]).then((
+    [r, subgroups, f16],
+  ) => ({ ...r, subgroupsOffered: subgroups, f16Offered: f16 }))
   : Promise.resolve({ skipped: "navigator.gpu is missing" });
