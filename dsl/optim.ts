@@ -6,6 +6,7 @@
 
 import { DslError } from "./errors.ts";
 import type { HostArray } from "./host_array.ts";
+import * as lax from "./lax.ts";
 import { asTensor, type TensorLike } from "./ops/coerce.ts";
 import { add, div, exp, less, mul, neg, sqrt, square, sub, where } from "./ops/elementwise.ts";
 import { sum } from "./ops/reduce.ts";
@@ -86,7 +87,8 @@ export function adamUpdate(
     const decayed = weightDecay === 0
       ? params[k]
       : sub(params[k], mul(mul(rate, weightDecay), params[k]));
-    next[k] = sub(decayed, mul(rate, update));
+    // Moments stay f32; an f16 parameter takes the f32 step and rounds back to half.
+    next[k] = lax.cast(sub(decayed, mul(rate, update)), params[k].dtype);
   }
   return { params: next, state: { m, v, step: t } };
 }
@@ -134,9 +136,11 @@ export function sgdUpdate(
   const next: Tree<Tensor> = {};
   for (const k of Object.keys(params)) {
     const g = weightDecay === 0 ? grads[k] : add(grads[k], mul(weightDecay, params[k]));
-    velocity[k] = momentum === 0 ? g : add(mul(momentum, state.velocity[k]), g);
+    // The velocity keeps its dtype (f32) whatever the gradient's, so the state's avals are stable.
+    const b = momentum === 0 ? g : add(mul(momentum, state.velocity[k]), g);
+    velocity[k] = lax.cast(b, state.velocity[k].dtype);
     const step = nesterov ? add(g, mul(momentum, velocity[k])) : velocity[k];
-    next[k] = sub(params[k], mul(rate, step));
+    next[k] = lax.cast(sub(params[k], mul(rate, step)), params[k].dtype); // f16 stays f16
   }
   return { params: next, state: { velocity } };
 }

@@ -124,3 +124,37 @@ Deno.test("grad of an f16 function: f16 gradients, equal to the f32 gradient wit
     /only f32 and f16 values can be differentiated/,
   );
 });
+
+Deno.test("Adam and SGD keep f16 parameters in f16 (f32 moments), and their states' dtypes stable", () => {
+  const params = { w: f16([0.5, -1.25, 2, 0.75], [2, 2]) };
+  const x = f16([1, 2, -3, 0.5], [2, 2]);
+  const loss = (p: Record<string, Tensor>) => dsl.sum(dsl.square(dsl.matmul(x, p.w)));
+  const adam = (p: Record<string, Tensor>, s: dsl.AdamState<Tensor>) =>
+    dsl.adamUpdate(p, dsl.grad(loss)(p) as Record<string, Tensor>, s, 0.01);
+  const out = interpret(adam, params, dsl.adamInit(params)) as {
+    params: Record<string, HostArray>;
+    state: dsl.AdamState<HostArray>;
+  };
+  assert.equal(out.params.w.dtype, "f16");
+  assert.deepEqual([out.state.m.w.dtype, out.state.v.w.dtype, out.state.step.dtype], [
+    "f32",
+    "f32",
+    "f32",
+  ]);
+  // The f32 step rounded once to half.
+  const widen = (h: HostArray) => f32(Array.from(h.data), h.shape);
+  const wide = interpret(adam, { w: widen(params.w) }, dsl.adamInit({ w: widen(params.w) })) as {
+    params: Record<string, HostArray>;
+  };
+  assert.deepEqual(Array.from(out.params.w.data), Array.from(wide.params.w.data, Math.f16round));
+  for (const momentum of [0, 0.9]) {
+    const sgd = (p: Record<string, Tensor>, s: { velocity: Record<string, Tensor> }) =>
+      dsl.sgdUpdate(p, dsl.grad(loss)(p) as Record<string, Tensor>, s, 0.01, { momentum });
+    const next = interpret(sgd, params, dsl.sgdInit(params)) as {
+      params: Record<string, HostArray>;
+      state: { velocity: Record<string, HostArray> };
+    };
+    assert.equal(next.params.w.dtype, "f16");
+    assert.equal(next.state.velocity.w.dtype, "f32");
+  }
+});
