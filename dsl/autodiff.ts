@@ -284,6 +284,7 @@ export function jvp(f: (x: Tensor) => Tensor, primal: Tensor, tangent: Tensor): 
     const [g] = pullback(v) as Tensor[];
     return lax.sum(lax.mul(g, tangent), g.shape.map((_, i) => i));
   };
-  const ju = gradImpl(inner as (...a: never[]) => unknown, {}, "jvp", [lax.splat(0, y.shape)])[1];
+  const zero = lax.splat(0, y.shape, y.dtype); // the tangent takes the output's dtype
+  const ju = gradImpl(inner as (...a: never[]) => unknown, {}, "jvp", [zero])[1];
   return [y, ju as Tensor];
 }

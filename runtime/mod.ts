@@ -1,6 +1,11 @@
 /** The runtime: the portable core (core.ts) plus the Deno-side modules — files, tokenizers, data, models. */
 export * from "./core.ts";
-export { readSafetensors, readSafetensorsFile, writeSafetensors } from "./io/safetensors.ts";
+export {
+  type ReadOptions as SafetensorsReadOptions,
+  readSafetensors,
+  readSafetensorsFile,
+  writeSafetensors,
+} from "./io/safetensors.ts";
 export { writeFileAtomic, writeTextAtomic } from "./io/atomic.ts";
 export { defaultTuneFile, fileTuneStore } from "./io/autotune_store.ts";
 import { fileTuneStore } from "./io/autotune_store.ts";

@@ -5,7 +5,7 @@
  * holes, sizes matching shapes); writing is atomic and records a SHA-256 of the data section.
  */
 
-import type { HostArray } from "../../dsl/host_array.ts";
+import { type HostArray, newFloat16Array } from "../../dsl/host_array.ts";
 import { sha256Hex } from "./hash.ts";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "./half.ts";
 
@@ -70,6 +70,7 @@ function encode(dtype: StorageDType, a: HostArray): Uint8Array {
 export async function parseSafetensors(
   bytes: Uint8Array,
   source = "<bytes>",
+  opts: ReadOptions = {},
 ): Promise<SafetensorsFile> {
   const fail = (msg: string): never => {
     throw new SafetensorsError(source, msg);
@@ -176,10 +177,18 @@ export async function parseSafetensors(
       data.subarray(e.begin, e.end),
       (e.end - e.begin) / BYTES[e.dtype],
     );
-    tensors[e.name] = { shape: e.shape, dtype: e.dtype === "I32" ? "i32" : "f32", data: values };
+    tensors[e.name] = e.dtype === "F16" && opts.f16
+      ? { shape: e.shape, dtype: "f16", data: newFloat16Array(values) } // exact: halves widened
+      : { shape: e.shape, dtype: e.dtype === "I32" ? "i32" : "f32", data: values };
     dtypes[e.name] = e.dtype;
   }
   return { tensors, metadata, dtypes };
+}
+
+/** Options of `parseSafetensors` and `readSafetensors`. */
+export interface ReadOptions {
+  /** F16 tensors as f16 arrays (Float16Array) instead of f32 ones (default false). */
+  f16?: boolean;
 }
 
 /** Options of `serializeSafetensors` and `writeSafetensors`. */

@@ -158,3 +158,18 @@ Deno.test("Adam and SGD keep f16 parameters in f16 (f32 moments), and their stat
     assert.equal(next.state.velocity.w.dtype, "f32");
   }
 });
+
+Deno.test("vmap, jvp, vjp and checkpoint carry f16 through", () => {
+  const x = f16([1, 2, 3, 4, 5, 6], [2, 3]);
+  const f = (t: Tensor) => dsl.sum(dsl.tanh(dsl.mul(t, 0.3)));
+  assert.equal(run(dsl.vmap(f), x).dtype, "f16");
+  const [y, tangent] = interpret((t: Tensor, u: Tensor) => dsl.jvp(f, t, u), x, x) as HostArray[];
+  assert.deepEqual([y.dtype, tangent.dtype], ["f16", "f16"]);
+  const pulled = interpret((t: Tensor) => dsl.vjp(f, t)[1](dsl.array(1, { dtype: "f16" })), x);
+  assert.equal((pulled as HostArray[])[0].dtype, "f16");
+  const remat = dsl.grad((t: Tensor) => dsl.sum(dsl.checkpoint((u: Tensor) => dsl.exp(u))(t)));
+  assert.deepEqual(
+    Array.from(run(remat, x).data),
+    Array.from(x.data, (v) => Math.f16round(Math.exp(v))),
+  );
+});

@@ -78,6 +78,17 @@ Deno.test("safetensors: F16 and BF16 storage round to nearest even and widen bac
     Infinity,
     -Infinity,
   ]);
+  // f16 arrays write as F16 and, with { f16: true }, read back as the same Float16Array.
+  const h = {
+    x: { shape: [values.length], dtype: "f16" as const, data: new Float16Array(values) },
+  };
+  const bytes = await serializeSafetensors(h);
+  const widened = await parseSafetensors(bytes);
+  assert.deepEqual(widened.dtypes, { x: "F16" });
+  assert.equal(widened.tensors.x.dtype, "f32");
+  assert.deepEqual(Array.from(widened.tensors.x.data), Array.from(half.tensors.x.data));
+  const kept = await parseSafetensors(bytes, "<bytes>", { f16: true });
+  assert.deepEqual(kept.tensors.x, h.x);
   const nan = await parseSafetensors(
     await serializeSafetensors({ x: f32([1], [NaN]) }, {}, { floatDType: "F16" }),
   );
