@@ -80,7 +80,8 @@ export function adamUpdate(
   const v: Tree<Tensor> = {};
   const next: Tree<Tensor> = {};
   for (const k of Object.keys(params)) {
-    const g = grads[k];
+    // The moments take an f32 gradient: g² of a small f16 gradient would round to 0 in half.
+    const g = lax.cast(grads[k], "f32");
     m[k] = add(mul(beta1, state.m[k]), mul(1 - beta1, g));
     v[k] = add(mul(beta2, state.v[k]), mul(1 - beta2, square(g)));
     const update = div(div(m[k], c1), add(sqrt(div(v[k], c2)), eps));
@@ -135,12 +136,13 @@ export function sgdUpdate(
   const velocity: Tree<Tensor> = {};
   const next: Tree<Tensor> = {};
   for (const k of Object.keys(params)) {
-    const g = weightDecay === 0 ? grads[k] : add(grads[k], mul(weightDecay, params[k]));
+    const grad = lax.cast(grads[k], "f32"), param = lax.cast(params[k], "f32"); // f16 steps in f32
+    const g = weightDecay === 0 ? grad : add(grad, mul(weightDecay, param));
     // The velocity keeps its dtype (f32) whatever the gradient's, so the state's avals are stable.
     const b = momentum === 0 ? g : add(mul(momentum, state.velocity[k]), g);
     velocity[k] = lax.cast(b, state.velocity[k].dtype);
     const step = nesterov ? add(g, mul(momentum, velocity[k])) : velocity[k];
-    next[k] = lax.cast(sub(params[k], mul(rate, step)), params[k].dtype); // f16 stays f16
+    next[k] = lax.cast(sub(param, mul(rate, step)), params[k].dtype); // f16 stays f16
   }
   return { params: next, state: { velocity } };
 }

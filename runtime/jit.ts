@@ -100,13 +100,15 @@ function storageOf(x: unknown): PackedFormat | undefined {
 
 /**
  * The packed leaves of a call, by leaf index (none: undefined). A host f16 array is uploaded
- * packed; an f16 device array is packed or not as it lives (a program's outputs are not).
+ * packed; an f16 device array is packed or not as it lives (a program's outputs are where the
+ * device has shader-f16).
  */
 function packedLeaves(leaves: readonly unknown[]): Map<number, PackedFormat> | undefined {
   const packed = new Map<number, PackedFormat>();
   leaves.forEach((l, i) => {
-    const s = storageOf(l) ??
-      (isHostArray(l) && l.dtype === "f16" && !isDeviceArray(l) ? "f16" : undefined);
+    // A host f16 array, or a `lower` spec of one, as a call would upload it.
+    const half = !isDeviceArray(l) && (l as { dtype?: unknown } | null)?.dtype === "f16";
+    const s = storageOf(l) ?? (half ? "f16" : undefined);
     if (s) packed.set(i, s);
   });
   return packed.size ? packed : undefined;

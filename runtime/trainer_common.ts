@@ -3,7 +3,7 @@
  * trainer's interface, snapshots, the spec's communication cost model and shard batching.
  */
 
-import { type HostArray, isHostArray } from "../dsl/host_array.ts";
+import { allocData, type HostArray, isHostArray } from "../dsl/host_array.ts";
 import { effectiveParams, type ShardLoss, type Trained } from "../dsl/adapters/steps.ts";
 import { type Svd, svdOf } from "../dsl/linalg/svd.ts";
 import { type DeviceArray, isDeviceArray } from "./device_array.ts";
@@ -334,7 +334,7 @@ export function stackShards(
   for (const key of keys) {
     const first = shards[0][key];
     const size = first.data.length;
-    const data = first.dtype === "f32" ? new Float32Array(K * size) : new Int32Array(K * size);
+    const data = allocData(first.dtype, K * size);
     shards.forEach((s, k) => {
       const leaf = s[key];
       if (!leaf || leaf.shape.join() !== first.shape.join() || leaf.dtype !== first.dtype) {

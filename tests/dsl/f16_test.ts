@@ -147,6 +147,13 @@ Deno.test("Adam and SGD keep f16 parameters in f16 (f32 moments), and their stat
     params: Record<string, HostArray>;
   };
   assert.deepEqual(Array.from(out.params.w.data), Array.from(wide.params.w.data, Math.f16round));
+  // A small gradient: its square (1e-6) is below half's range, so the moments must take it in f32
+  // (in half, v = 0 and the step would be g/eps ≈ 1e5).
+  const small = (p: Record<string, Tensor>, s: dsl.AdamState<Tensor>) =>
+    dsl.adamUpdate(p, { w: dsl.mul(p.w, 1e-3) }, s, 1e-3);
+  const one = { w: f16([1]) };
+  const stepped = interpret(small, one, dsl.adamInit(one)) as { params: Record<string, HostArray> };
+  assert.deepEqual(Array.from(stepped.params.w.data), [Math.f16round(1 - 1e-3)]);
   for (const momentum of [0, 0.9]) {
     const sgd = (p: Record<string, Tensor>, s: { velocity: Record<string, Tensor> }) =>
       dsl.sgdUpdate(p, dsl.grad(loss)(p) as Record<string, Tensor>, s, 0.01, { momentum });

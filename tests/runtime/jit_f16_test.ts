@@ -183,3 +183,14 @@ Deno.test("f16 in 16-bit words over a small binding limit: windows of halves, ga
     assertTreeMatches(got, interpret(fn, table, h), { rtol: 2 ** -8, atol: 2 ** -12 }, label);
   }
 });
+
+Deno.test("shard batches with f16 fields stack as f16 (the trainer's batched pass)", async () => {
+  const { stackShards } = await import("../../runtime/trainer_common.ts");
+  const shard = (v: number) => ({ x: half([2], 20 + v), ids: dsl.array([v, v], { dtype: "i32" }) });
+  const shards = [shard(0), shard(1)];
+  const stacked = stackShards(shards, 2);
+  assert.equal(stacked.x.dtype, "f16");
+  assert.ok(stacked.x.data instanceof Float16Array);
+  assert.deepEqual(Array.from(stacked.x.data), [...shards[0].x.data, ...shards[1].x.data]);
+  assert.deepEqual(Array.from(stacked.ids.data), [0, 0, 1, 1]);
+});
