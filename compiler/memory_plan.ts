@@ -86,10 +86,8 @@ export function planMemory(
     opts.halfStorage && n.dtype === "f16"
       ? { bytes: packedBytes(n.size), element: "u32", packed: "f16" }
       : { bytes: bytesOf(n), element: element(n) };
-  const sameStorage = (s: BufferSlot, n: Node) => {
-    const want = storage(n);
-    return s.bytes === want.bytes && s.element === want.element && s.packed === want.packed;
-  };
+  const sameStorage = (s: BufferSlot, want: ReturnType<typeof storage>) =>
+    s.bytes === want.bytes && s.element === want.element && s.packed === want.packed;
   const donatedNodes = new Set<Node>();
   graph.inputs.forEach((n, i) => {
     const packed = opts.packed?.get(i);
@@ -150,7 +148,7 @@ export function planMemory(
         ? undefined
         : k.reads.find((r) =>
           !taken.has(r) && lastUse.get(r) === end[t] && !sharedInGroup.has(r) &&
-          k.identityReads.has(r) && sameStorage(slots[slotOf.get(r)!], n) &&
+          k.identityReads.has(r) && sameStorage(slots[slotOf.get(r)!], stored) &&
           !outputIndex.has(r) &&
           (donatedNodes.has(r) || (!outs && slots[slotOf.get(r)!].kind === "intermediate"))
         );
@@ -170,7 +168,7 @@ export function planMemory(
         live += bytes;
         continue;
       }
-      const j = opts.reuse === false ? -1 : free.findIndex((s) => sameStorage(slots[s], n));
+      const j = opts.reuse === false ? -1 : free.findIndex((s) => sameStorage(slots[s], stored));
       if (j >= 0) slotOf.set(n, free.splice(j, 1)[0]);
       else slotOf.set(n, newSlot({ kind: "intermediate", ...stored }));
       live += bytes;

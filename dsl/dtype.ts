@@ -5,9 +5,9 @@
  * the device it is stored as 0/1 in 32-bit integers, since WGSL has no bool storage.
  *
  * `f16` is IEEE half precision. On the host its values live in a Float16Array (every store rounds
- * to half, to nearest even). Ops compute in f32 and round their result to f16, as PyTorch's CUDA
- * kernels do for half tensors; compiled kernels round wherever they store an f16 value (fused
- * intermediates stay f32, as in TorchInductor's kernels).
+ * to half, to nearest even). Every op computes in f32 and rounds its result to f16, as PyTorch's
+ * eager half kernels do; compiled kernels round each f16 value where they compute it, fused ones
+ * included (compiler/codegen/builder.ts `halfValue`).
  */
 
 export type DType = "f32" | "f16" | "i32" | "bool";
@@ -16,9 +16,6 @@ export type DType = "f32" | "f16" | "i32" | "bool";
 export type Precision = "f32" | "f64";
 
 export const DTYPES: readonly DType[] = ["f32", "f16", "i32", "bool"];
-
-/** The floating-point dtypes: the ones gradients flow through. */
-export const FLOAT_DTYPES: readonly DType[] = ["f32", "f16"];
 
 /** Whether `x` names a dtype. */
 export function isDType(x: unknown): x is DType {

@@ -204,7 +204,7 @@ export function jit(f: (...args: any[]) => unknown, opts: JitOptions = {}): Jitt
           for (let i = 0; i < countLeaves(c); i++) leafArgs.push(arg);
         });
       }
-      compiled = compile(graph, leafArgs, device, packedLeaves(leaves));
+      compiled = compile(graph, leafArgs, device, packed);
       cache.set(key, compiled);
       compiled.catch(() => cache.delete(key));
     }

@@ -545,18 +545,39 @@ Deno.test("jit random DAGs twice in one program: grouped dispatches compute what
   if (grouping < 8) throw new Error(`only ${grouping} random programs had a grouped dispatch`);
 });
 
-Deno.test("jit random DAGs twice in one program: products computed beside each other compute what separate kernels do", async () => {
-  // A product kernel whose epilogue reads another product at its own index computes both, each
-  // into its own accumulators (matmulCoProducts, fusion rule 9): in the random programs and more
-  // so in their gradients, where input gradients of two branches meet.
-  const beside = await checkDagPairs(
-    "co-products",
+type PairOptions = Parameters<typeof checkDagPairs>[7];
+
+/** checkDagPairs with co-products (fusion rule 9) against without; how many programs had them. */
+const checkCoProducts = (label: string, between?: Tol, opts?: PairOptions) =>
+  checkDagPairs(
+    label,
     { matmulCoProducts: true },
     { matmulCoProducts: false },
     2,
     (p) => p.kernels.some((k) => k.ops.filter((op) => op === "matmul").length > 1),
     joinedProductDags,
+    between,
+    opts,
   );
+
+/** checkDagPairs with products inlined into row kernels (rule 10) against without. */
+const checkInlinedProducts = (label: string, between: Tol, opts?: PairOptions) =>
+  checkDagPairs(
+    label,
+    { inlineProducts: 64 },
+    { inlineProducts: 0 },
+    6,
+    (p) => p.kernels.some((k) => k.kind === "rowwise" && k.ops.includes("matmul")),
+    rowProductDags,
+    between,
+    opts,
+  );
+
+Deno.test("jit random DAGs twice in one program: products computed beside each other compute what separate kernels do", async () => {
+  // A product kernel whose epilogue reads another product at its own index computes both, each
+  // into its own accumulators (matmulCoProducts, fusion rule 9): in the random programs and more
+  // so in their gradients, where input gradients of two branches meet.
+  const beside = await checkCoProducts("co-products");
   if (beside < 8) throw new Error(`only ${beside} random programs computed products side by side`);
 });
 
@@ -608,18 +629,10 @@ Deno.test("jit random DAGs twice in one program: rows reduced by a workgroup eac
 Deno.test("jit random DAGs twice in one program: products computed inside row-wise kernels compute what stored ones do", async () => {
   // A product that only a row-wise kernel reads is computed there, a dot product per element
   // (inlineProducts, fusion rule 10). With a workgroup per row: inline_products_test.ts.
-  const rows = await checkDagPairs(
-    "inlined products",
-    { inlineProducts: 64 },
-    { inlineProducts: 0 },
-    6,
-    (p) => p.kernels.some((k) => k.kind === "rowwise" && k.ops.includes("matmul")),
-    rowProductDags,
-    // A dot product per element sums in another order than the tiled product; gradients through
-    // the norms of rows of near-equal values (ties among the edge values) magnify that past
-    // FUSED (8.5e-5 relative under FC_SEED=1001), while both stay within DAG of the reference.
-    DAG,
-  );
+  // A dot product per element sums in another order than the tiled product; gradients through
+  // the norms of rows of near-equal values (ties among the edge values) magnify that past
+  // FUSED (8.5e-5 relative under FC_SEED=1001), while both stay within DAG of the reference.
+  const rows = await checkInlinedProducts("inlined products", DAG);
   if (rows < 10) throw new Error(`only ${rows} random programs computed a product inside a row`);
 });
 
@@ -628,26 +641,8 @@ Deno.test("jit random f16 DAGs twice in one program: co-products and inlined pro
   // computing two products in one kernel changes no half bit (FUSED: f16 leaves exact but near 0);
   // an inlined dot product sums in another order, which may flip a half rounding.
   const f16 = { inputs: arbF16, reference: HALF, numRuns: 8 };
-  const beside = await checkDagPairs(
-    "f16 co-products",
-    { matmulCoProducts: true },
-    { matmulCoProducts: false },
-    2,
-    (p) => p.kernels.some((k) => k.ops.filter((op) => op === "matmul").length > 1),
-    joinedProductDags,
-    FUSED,
-    f16,
-  );
-  const rows = await checkDagPairs(
-    "f16 inlined products",
-    { inlineProducts: 64 },
-    { inlineProducts: 0 },
-    6,
-    (p) => p.kernels.some((k) => k.kind === "rowwise" && k.ops.includes("matmul")),
-    rowProductDags,
-    HALF,
-    f16,
-  );
+  const beside = await checkCoProducts("f16 co-products", FUSED, f16);
+  const rows = await checkInlinedProducts("f16 inlined products", HALF, f16);
   if (beside < 4 || rows < 5) {
     throw new Error(`products side by side in ${beside} programs, inside rows in ${rows}`);
   }
